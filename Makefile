@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# bootbank: one non-recursive Makefile; each folder adds itself in its module.mk.
+#
+#   make [all]            build bankctl and libbootbank.a into $(O)
+#   make check            unit + integration tests (installs missing dependencies as root)
+#   make demo             the A/B cycle on a loop-backed disk image under build/
+#   make deps             install every build and test dependency with apt (root)
+#   knobs: SANITIZE=address,undefined  WERROR=1  V=1  CC=clang  O=builddir  DESTDIR= PREFIX=
+
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+VERSION := 0.1.0
+
+comma := ,
+O ?= build/$(notdir $(firstword $(CC)))$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+
+PKGS := mount blkid fdisk libcrypto json-c inih
+TEST_PKGS := cmocka
+pkgs-ok := $(shell $(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
+
+cc-option = $(shell $(CC) -Werror $(1) -c -x c /dev/null -o /dev/null 2>/dev/null && echo $(1))
+
+WARNFLAGS := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wold-style-definition -Wpointer-arith -Wcast-qual -Wwrite-strings -Wundef -Wvla -Walloca \
+	-Wimplicit-fallthrough -Wswitch-enum -Wnull-dereference -Wredundant-decls -Wnested-externs \
+	-Werror=implicit-function-declaration -Werror=incompatible-pointer-types \
+	-Werror=int-conversion -Werror=return-type -Wno-unused-parameter \
+	-Wno-missing-field-initializers \
+	$(foreach w,-Wlogical-op -Wduplicated-cond -Wduplicated-branches -Wjump-misses-init,$(call cc-option,$(w)))
+ifeq ($(WERROR),1)
+WARNFLAGS += -Werror
+endif
+
+HARDEN_CFLAGS := -fstack-protector-strong -fstack-clash-protection -fPIE
+HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
+ifdef SANITIZE
+CFLAGS += -O1 -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+else
+HARDEN_CFLAGS += -D_FORTIFY_SOURCE=3
+endif
+
+BK_CPPFLAGS := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DBK_VERSION='"$(VERSION)"' \
+	-Ilib -Iimages -Imountrev -Ibootloader-hooks -Ibankd \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(BK_CPPFLAGS) $(CPPFLAGS) $(WARNFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(HARDEN_LDFLAGS) $(LDFLAGS)
+LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+
+ifeq ($(V),1)
+Q :=
+quiet = 
+else
+Q := @
+quiet = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+# Filled by the modules.
+LIBBK_SRCS :=
+PROGRAMS :=
+UNIT_TESTS :=
+CLEAN_FILES :=
+
+.PHONY: all check check-run demo deps ensure-deps install uninstall clean format format-check \
+	analyze hdrcheck asan tests bench fuzz
+.DEFAULT_GOAL := all
+
+include $(sort $(wildcard */module.mk))
+
+LIBBK_OBJS := $(patsubst %.c,$(O)/%.o,$(LIBBK_SRCS))
+LIBBK := $(O)/libbootbank.a
+
+ifneq ($(pkgs-ok),yes)
+all: ensure-deps-hint
+endif
+all: $(PROGRAMS)
+
+ensure-deps-hint:
+	@echo "missing build dependencies: run 'make deps' as root (or: scripts/deps.sh print)" >&2
+	@exit 1
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call quiet,CC,$@)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBBK): $(LIBBK_OBJS)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(call quiet,AR,$@)$(AR) rcs $@ $^
+
+# --- dependencies -------------------------------------------------------------------------
+deps:
+	scripts/deps.sh install
+
+ensure-deps:
+	@scripts/deps.sh ensure
+
+# --- tests --------------------------------------------------------------------------------
+tests: $(PROGRAMS) $(UNIT_TESTS)
+
+check: ensure-deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: tests
+	@BK_BUILD='$(O)' tests/run-tests.sh
+
+asan:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined check
+
+demo: ensure-deps
+	@$(MAKE) --no-print-directory all
+	@BK_BUILD='$(O)' scripts/demo.sh
+
+# --- install ------------------------------------------------------------------------------
+install: all
+	install -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)/bootbank'
+	install -m 0755 $(O)/bankctl '$(DESTDIR)$(SBINDIR)/bankctl'
+	install -m 0644 $(LIBBK) '$(DESTDIR)$(LIBDIR)/libbootbank.a'
+	install -m 0644 lib/*.h '$(DESTDIR)$(INCLUDEDIR)/bootbank/'
+
+uninstall:
+	rm -f '$(DESTDIR)$(SBINDIR)/bankctl' '$(DESTDIR)$(LIBDIR)/libbootbank.a'
+	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank'
+
+clean:
+	rm -rf build $(CLEAN_FILES)
+
+# --- code hygiene -------------------------------------------------------------------------
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
+
+format:
+	clang-format -i $(C_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(C_FILES)
+
+hdrcheck:
+	@for h in $(wildcard lib/*.h images/*.h mountrev/*.h bootloader-hooks/*.h bankd/*.h); do \
+		printf '#include "%s"\n' "$$h" | $(CC) $(ALL_CFLAGS) -MMD -MF /dev/null -x c -c -o /dev/null - \
+			|| { echo "not self-contained: $$h" >&2; exit 1; }; \
+	done; echo "headers are self-contained"
+
+analyze:
+	cppcheck --quiet --enable=warning,portability --inline-suppr -D_GNU_SOURCE \
+		--suppress=missingIncludeSystem -Ilib $(LIBBK_SRCS)
+	$(MAKE) --no-print-directory O=build/analyze CFLAGS='-O1 -g -fanalyzer' all
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,9 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# bankd/: banks and the programs. bk-*.c go into libbootbank.a; bankctl*.c make bankctl.
+LIBBK_SRCS += $(wildcard bankd/bk-*.c)
+BANKCTL_SRCS := $(wildcard bankd/bankctl*.c)
+BANKCTL_OBJS := $(patsubst %.c,$(O)/%.o,$(BANKCTL_SRCS))
+PROGRAMS += $(O)/bankctl
+
+$(O)/bankctl: $(BANKCTL_OBJS) $(O)/libbootbank.a
+	$(call quiet,LD,$@)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(BANKCTL_OBJS) $(O)/libbootbank.a $(LIBS)

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fault-injection wrappers (-Wl,--wrap=SYM). Each passes through to __real_SYM unless a test
+ * arms it: set wrap_SYM_skip to the number of calls to let through first, wrap_SYM_armed to
+ * the number of calls to fail, and queue the errno (or, for write, the byte cap of a short
+ * write as a negative number) with will_return(__wrap_SYM, value) once per armed call.
+ * wrap_reset() disarms everything.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+extern int wrap_fsync_armed, wrap_fsync_skip;
+extern int wrap_write_armed, wrap_write_skip;
+extern int wrap_renameat_armed, wrap_renameat_skip;
+extern int wrap_renameat2_armed, wrap_renameat2_skip;
+extern int wrap_close_armed, wrap_close_skip;
+
+void wrap_reset(void);
+
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+ssize_t __real_write(int fd, const void *buf, size_t len);
+ssize_t __wrap_write(int fd, const void *buf, size_t len);
+int __real_renameat(int olddfd, const char *oldname, int newdfd, const char *newname);
+int __wrap_renameat(int olddfd, const char *oldname, int newdfd, const char *newname);
+int __real_renameat2(int olddfd, const char *oldname, int newdfd, const char *newname,
+		     unsigned flags);
+int __wrap_renameat2(int olddfd, const char *oldname, int newdfd, const char *newname,
+		     unsigned flags);
+int __real_close(int fd);
+int __wrap_close(int fd);

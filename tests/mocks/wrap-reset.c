@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "mocks.h"
+
+int wrap_fsync_armed, wrap_fsync_skip;
+int wrap_write_armed, wrap_write_skip;
+int wrap_renameat_armed, wrap_renameat_skip;
+int wrap_renameat2_armed, wrap_renameat2_skip;
+int wrap_close_armed, wrap_close_skip;
+
+void wrap_reset(void)
+{
+	wrap_fsync_armed = wrap_fsync_skip = 0;
+	wrap_write_armed = wrap_write_skip = 0;
+	wrap_renameat_armed = wrap_renameat_skip = 0;
+	wrap_renameat2_armed = wrap_renameat2_skip = 0;
+	wrap_close_armed = wrap_close_skip = 0;
+}

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+
+#include "bk-test.h"
+
+#include "bk-err.h"
+
+static void test_err_set_keeps_first_cause(void **state)
+{
+	struct bk_err err = { 0 };
+
+	assert_false(bk_err_is_set(&err));
+	assert_int_equal(bk_err_set(&err, -ENOENT, "cannot open '%s': %m", "x"), -ENOENT);
+	assert_string_equal(err.msg, "cannot open 'x': No such file or directory");
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(bk_err_set(&err, -EIO, "outer"), -EIO);
+	assert_int_equal(err.code, -ENOENT);
+	assert_string_equal(err.msg, "cannot open 'x': No such file or directory");
+	assert_true(bk_err_is_set(&err));
+	bk_err_clear(&err);
+	assert_false(bk_err_is_set(&err));
+	assert_string_equal(err.msg, "");
+}
+
+static void test_err_set_null_and_positive(void **state)
+{
+	struct bk_err err = { 0 };
+
+	assert_int_equal(bk_err_set(NULL, -EIO, "nothing"), -EIO);
+	assert_int_equal(errno, EIO);
+	/* A positive code is a caller bug: never report success. */
+	assert_int_equal(bk_err_set(&err, 5, "bad"), -EINVAL);
+}
+
+static void test_err_prefix_adds_context(void **state)
+{
+	struct bk_err err = { 0 };
+	char longprefix[600];
+
+	assert_int_equal(bk_err_prefix(&err, "nothing to prefix"), -EINVAL);
+	bk_err_set(&err, -EIO, "cannot read");
+	assert_int_equal(bk_err_prefix(&err, "bank %s", "A"), -EIO);
+	assert_string_equal(err.msg, "bank A: cannot read");
+
+	memset(longprefix, 'p', sizeof(longprefix) - 1);
+	longprefix[sizeof(longprefix) - 1] = '\0';
+	bk_err_prefix(&err, "%s", longprefix);
+	assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+	assert_int_equal(err.msg[0], 'p');
+}
+
+static void test_err_recode(void **state)
+{
+	struct bk_err err = { 0 };
+
+	bk_err_set(&err, -EINVAL, "field 'x' must be a string");
+	assert_int_equal(bk_err_recode(&err, -ENOEXEC), -ENOEXEC);
+	assert_int_equal(err.code, -ENOEXEC);
+	assert_string_equal(err.msg, "field 'x' must be a string");
+}
+
+static void test_exit_codes_table(void **state)
+{
+	static const struct {
+		int r, code;
+	} table[] = {
+		{ 0, BK_EXIT_OK },
+		{ -EBUSY, BK_EXIT_BUSY },
+		{ -EWOULDBLOCK, BK_EXIT_BUSY },
+		{ -ENOENT, BK_EXIT_NOT_FOUND },
+		{ -EBADMSG, BK_EXIT_VERIFY },
+		{ -EKEYREJECTED, BK_EXIT_VERIFY },
+		{ -EKEYEXPIRED, BK_EXIT_VERIFY },
+		{ -ENOEXEC, BK_EXIT_MALFORMED },
+		{ -EUCLEAN, BK_EXIT_CORRUPT },
+		{ -EIO, BK_EXIT_IO },
+		{ -EMEDIUMTYPE, BK_EXIT_REFUSED },
+		{ -EKEYREVOKED, BK_EXIT_REFUSED },
+		{ -ENOSPC, BK_EXIT_NOSPACE },
+		{ -EPERM, BK_EXIT_FAILURE },
+	};
+
+	for (size_t i = 0; i < BK_ELEMENTSOF(table); i++)
+		assert_int_equal(bk_exit_code_from_errno(table[i].r), table[i].code);
+	for (int c = 0; c < _BK_EXIT_MAX; c++)
+		assert_non_null(bk_exit_code_to_string(c));
+	assert_null(bk_exit_code_to_string(_BK_EXIT_MAX));
+	assert_null(bk_exit_code_to_string(-1));
+	assert_string_equal(bk_exit_code_to_string(BK_EXIT_BUSY), "busy");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_err_set_keeps_first_cause),
+		cmocka_unit_test(test_err_set_null_and_positive),
+		cmocka_unit_test(test_err_prefix_adds_context),
+		cmocka_unit_test(test_err_recode),
+		cmocka_unit_test(test_exit_codes_table),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
