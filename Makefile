@@ -151,3 +151,4 @@ analyze:
 	$(MAKE) --no-print-directory O=build/analyze CFLAGS='-O1 -g -fanalyzer' all
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+.SECONDARY:
