@@ -70,7 +70,7 @@ CLEAN_FILES :=
 	analyze hdrcheck asan tests bench fuzz
 .DEFAULT_GOAL := all
 
-include $(sort $(wildcard */module.mk))
+include $(sort $(wildcard */module.mk */*/module.mk))
 
 LIBBK_OBJS := $(patsubst %.c,$(O)/%.o,$(LIBBK_SRCS))
 LIBBK := $(O)/libbootbank.a
