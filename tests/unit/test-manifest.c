@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <time.h>
+
+#include "bk-test.h"
+
+#include "bk-cleanup.h"
+#include "bk-manifest.h"
+
+#define HASH "\"sha256\": \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\""
+#define KERNEL                                                                             \
+	"{ \"name\": \"vmlinuz\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": 5000, " \
+	"\"offset\": 4096, " HASH " }"
+#define SQUASH                                                                          \
+	"{ \"name\": \"app.sqfs\", \"type\": \"component\", \"fs\": \"squashfs\", "     \
+	"\"size\": 8192, \"offset\": 12288, " HASH ", \"live\": true, \"mountpoint\": " \
+	"\"/opt/app\" }"
+#define TOP                                                                                  \
+	"\"format\": 1, \"name\": \"acme-os\", \"version\": \"1.10.0\", \"build\": \"42\", " \
+	"\"compatible\": \"acme-x86_64\", \"security_epoch\": 3, \"created\": "              \
+	"\"2024-05-01T12:00:00Z\""
+
+/* "{ TOP, extra, "payloads": [payloads] }" in a static buffer. */
+static const char *doc(const char *extra, const char *payloads)
+{
+	static char buf[64 * 1024];
+
+	snprintf(buf, sizeof(buf), "{ " TOP "%s%s, \"payloads\": [ %s ] }", extra[0] ? ", " : "",
+		 extra, payloads);
+	return buf;
+}
+
+static int parse(const char *text, struct bk_manifest **ret, struct bk_err *err)
+{
+	bk_err_clear(err);
+	return bk_manifest_parse(text, strlen(text), 0, ret, err);
+}
+
+/* Expect -ENOEXEC and a message containing needle. */
+static void expect_bad(const char *text, const char *needle)
+{
+	struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+	int r = parse(text, &m, &err);
+
+	if (r != -ENOEXEC)
+		fail_msg("expected -ENOEXEC, got %d for: %s", r, text);
+	assert_null(m);
+	if (!strstr(err.msg, needle))
+		fail_msg("message '%s' does not contain '%s'", err.msg, needle);
+}
+
+static void test_manifest_valid(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+	const struct bk_payload *p;
+
+	assert_int_equal(parse(doc("\"description\": \"d\\u00e9mo\\nline\", \"live_patch\": "
+				   "{ \"from\": [ \"1.9.2\", \"1.9.3-rc.1\" ] }",
+				   KERNEL ", " SQUASH),
+			       &m, &err),
+			 0);
+	assert_string_equal(m->name, "acme-os");
+	assert_string_equal(m->version, "1.10.0");
+	assert_string_equal(m->build, "42");
+	assert_string_equal(m->compatible, "acme-x86_64");
+	assert_int_equal(m->security_epoch, 3);
+	assert_string_equal(m->description, "d\xc3\xa9mo\nline");
+	assert_int_equal(m->n_live_patch_from, 2);
+	assert_string_equal(m->live_patch_from[1], "1.9.3-rc.1");
+	assert_int_equal(m->n_payloads, 2);
+	p = bk_manifest_find_payload(m, "app.sqfs");
+	assert_non_null(p);
+	assert_int_equal(p->type, BK_PAYLOAD_COMPONENT);
+	assert_int_equal(p->fs, BK_FS_SQUASHFS);
+	assert_int_equal(p->size, 8192);
+	assert_int_equal(p->offset, 12288);
+	assert_true(p->live);
+	assert_string_equal(p->mountpoint, "/opt/app");
+	assert_int_equal(p->sha256[0], 0xba);
+	assert_false(m->payloads[0].live);
+	assert_null(m->payloads[0].mountpoint);
+	assert_null(bk_manifest_find_payload(m, "nope"));
+
+	/* Layout against the file: starts at 4096, ends at 12288 + 8192. */
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 20480, &err), 0);
+}
+
+static void test_manifest_malformed_json(void **state)
+{
+	expect_bad("", "invalid JSON");
+	expect_bad("{", "invalid JSON");
+	expect_bad("[]", "must be a JSON object");
+	expect_bad("{ \"format\": 1 } x", "at offset 16");
+	expect_bad("{ \"format\": 1 \"name\": 2 }", "invalid JSON");
+	expect_bad("{ \"format\": 1, }", "invalid JSON");
+	expect_bad("\xff\xfe{}", "invalid JSON");
+	expect_bad("{ \"description\": \"\xc3\x28\" }", "not valid UTF-8");
+
+	struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+	char with_nul[] = "{ \"format\": 1 }\0{}";
+	assert_int_equal(bk_manifest_parse(with_nul, sizeof(with_nul) - 1, 0, &m, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "NUL"));
+
+	/* Nesting beyond the depth limit. */
+	char deep[200];
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	assert_int_equal(bk_manifest_parse(deep, sizeof(deep), 0, &m, &err), -ENOEXEC);
+}
+
+static void test_manifest_missing_fields(void **state)
+{
+	static const char *const required[] = { "format",     "name",		"version", "build",
+						"compatible", "security_epoch", "created" };
+	static char buf[64 * 1024];
+	char needle[64];
+
+	for (size_t i = 0; i < BK_ELEMENTSOF(required); i++) {
+		/* Rename the key so it is missing (and the replacement is unknown). */
+		const char *text = doc("", KERNEL);
+		char key[64];
+		char *at;
+
+		snprintf(buf, sizeof(buf), "%s", text);
+		snprintf(key, sizeof(key), "\"%s\":", required[i]);
+		at = strstr(buf, key);
+		assert_non_null(at);
+		/* Remove `"key": value, ` up to the next comma. */
+		memmove(at, strchr(at, ',') + 1, strlen(strchr(at, ',') + 1) + 1);
+		snprintf(needle, sizeof(needle), "missing field '%s'", required[i]);
+		expect_bad(buf, needle);
+	}
+	expect_bad("{ " TOP " }", "missing field 'payloads'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"offset\": "
+			   "4096, " HASH " }"),
+		   "payload 'k': missing field 'size'");
+	expect_bad(doc("", "{ \"type\": \"kernel\" }"), "payload #0: missing field 'name'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"size\": 1, \"offset\": "
+			   "4096, " HASH " }"),
+		   "missing field 'fs'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096 }"),
+		   "missing field 'sha256'");
+}
+
+static void test_manifest_wrong_types(void **state)
+{
+	expect_bad("{ \"format\": \"1\" }", "field 'format' must be an integer");
+	expect_bad("{ \"format\": 2 }", "unsupported manifest format 2");
+	expect_bad("{ \"format\": 1, \"name\": 7 }", "field 'name' must be a string");
+	expect_bad(doc("\"description\": [ ]", KERNEL), "field 'description' must be a string");
+	expect_bad("{ " TOP ", \"payloads\": { } }", "field 'payloads' must be an array");
+	expect_bad("{ " TOP ", \"payloads\": [ 5 ] }", "payload #0 must be an object");
+	expect_bad(doc("\"live_patch\": [ ]", KERNEL), "field 'live_patch' must be an object");
+	expect_bad(doc("\"live_patch\": { \"from\": [ 1 ] }", KERNEL),
+		   "live_patch.from[0] must be a string");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "-1, \"offset\": 4096, " HASH " }"),
+		   "field 'size' must not be negative");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1.5, \"offset\": 4096, " HASH " }"),
+		   "field 'size' must be an integer");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096, " HASH ", \"live\": \"yes\" }"),
+		   "field 'live' must be true or false");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096, \"sha256\": \"abc\" }"),
+		   "must be 64 hex digits");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "18446744073709551615, \"offset\": 4096, " HASH " }"),
+		   "field 'size' out of range");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "99999999999999999999999, \"offset\": 4096, " HASH " }"),
+		   "");
+	expect_bad(doc("\"security_epoch\": 4294967296", KERNEL), "");
+	expect_bad(doc("\"colour\": \"blue\"", KERNEL), "unknown field 'colour'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096, " HASH ", \"source\": \"x\" }"),
+		   "unknown field 'source'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096, " HASH ", \"extra\": 1 }"),
+		   "unknown field 'extra' in payload #0");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"firmware\", \"fs\": \"raw\", \"size\": "
+			   "1, \"offset\": 4096, " HASH " }"),
+		   "unknown payload type 'firmware'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"rootfs\", \"fs\": \"btrfs\", \"size\": "
+			   "1, \"offset\": 4096, " HASH " }"),
+		   "unknown filesystem 'btrfs'");
+}
+
+static void test_manifest_field_values(void **state)
+{
+	expect_bad(doc("\"name\": \"-x\"", KERNEL), "");
+	expect_bad(doc("\"version\": \"1.02\"", KERNEL), "version '1.02' is not a valid version");
+	expect_bad(doc("\"build\": \"a b\"", KERNEL), "build 'a b'");
+	expect_bad(doc("\"compatible\": \"\"", KERNEL), "compatible ''");
+	expect_bad(doc("\"created\": \"2024-02-30T00:00:00Z\"", KERNEL), "created '2024-02-30");
+	expect_bad(doc("\"created\": \"2024-05-01 12:00:00\"", KERNEL), "created");
+	expect_bad(doc("\"description\": \"bell\\u0007\"", KERNEL), "description must be");
+	expect_bad(doc("\"live_patch\": { \"from\": [ ] }", KERNEL),
+		   "live_patch.from must list 1 to 256 versions");
+	expect_bad(doc("\"live_patch\": { \"from\": [ \"1.0\", \"1.0\" ] }", KERNEL),
+		   "lists '1.0' twice");
+	expect_bad(doc("\"live_patch\": { \"from\": [ \"x\" ] }", KERNEL), "'x' is not a valid");
+	expect_bad(doc("\"live_patch\": { \"to\": [ ] }", KERNEL), "unknown field 'to'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"squashfs\", "
+			   "\"size\": 1, \"offset\": 4096, " HASH " }"),
+		   "a kernel payload cannot have filesystem 'squashfs'");
+	expect_bad(doc("", "{ \"name\": \"r\", \"type\": \"rootfs\", \"fs\": \"raw\", "
+			   "\"size\": 1, \"offset\": 4096, " HASH " }"),
+		   "a rootfs payload cannot have filesystem 'raw'");
+	expect_bad(doc("", "{ \"name\": \"k\", \"type\": \"kernel\", \"fs\": \"raw\", "
+			   "\"size\": 1, \"offset\": 4096, " HASH ", \"live\": true, "
+			   "\"mountpoint\": \"/x\" }"),
+		   "only a component can be live");
+	expect_bad(doc("", "{ \"name\": \"c\", \"type\": \"component\", \"fs\": \"erofs\", "
+			   "\"size\": 1, \"offset\": 4096, " HASH ", \"live\": true }"),
+		   "a live payload needs a 'mountpoint'");
+	expect_bad(doc("", "{ \"name\": \"c\", \"type\": \"component\", \"fs\": \"erofs\", "
+			   "\"size\": 1, \"offset\": 4096, " HASH ", \"mountpoint\": \"/x\" }"),
+		   "'mountpoint' is only for live payloads");
+	static const char *const bad_mp[] = { "opt/x",	 "/",		"/opt/",
+					      "/opt//x", "/opt/../etc", "/./x" };
+	for (size_t i = 0; i < BK_ELEMENTSOF(bad_mp); i++) {
+		char p[512];
+
+		snprintf(p, sizeof(p),
+			 "{ \"name\": \"c\", \"type\": \"component\", \"fs\": \"erofs\", \"size\": "
+			 "1, \"offset\": 4096, " HASH ", \"live\": true, \"mountpoint\": \"%s\" }",
+			 bad_mp[i]);
+		expect_bad(doc("", p), "is not a normalised absolute path");
+	}
+}
+
+static void test_manifest_payload_names(void **state)
+{
+	static const char *const bad[] = { "a/b",  "..",	".",	      "",
+					   "/etc", "x\\u0000y", "tab\\u0001", ".#tmp" };
+	char p[512];
+
+	for (size_t i = 0; i < BK_ELEMENTSOF(bad); i++) {
+		snprintf(p, sizeof(p),
+			 "{ \"name\": \"%s\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": 1, "
+			 "\"offset\": 4096, " HASH " }",
+			 bad[i]);
+		/* A NUL inside a string is caught by the JSON layer ("contains a NUL byte"). */
+		expect_bad(doc("", p), strstr(bad[i], "u0000") ? "NUL" : "single path component");
+	}
+	char longname[300];
+	memset(longname, 'n', 256);
+	longname[256] = '\0';
+	snprintf(p, sizeof(p),
+		 "{ \"name\": \"%s\", \"type\": \"kernel\", \"fs\": \"raw\", \"size\": 1, "
+		 "\"offset\": 4096, " HASH " }",
+		 longname);
+	expect_bad(doc("", p), "single path component");
+}
+
+#define RAW(name, size, offset)                                                           \
+	"{ \"name\": \"" name "\", \"type\": \"file\", \"fs\": \"raw\", \"size\": " #size \
+	", \"offset\": " #offset ", " HASH " }"
+
+static void test_manifest_layout(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+
+	expect_bad(doc("", RAW("a", 10, 4096) ", " RAW("a", 10, 8192)),
+		   "duplicate payload name 'a'");
+	expect_bad(doc("", RAW("a", 5000, 4096) ", " RAW("b", 10, 8192)), "overlaps payload 'a'");
+	expect_bad(doc("", RAW("a", 10, 4096) ", " RAW("b", 10, 4096)), "overlaps");
+	expect_bad(doc("", RAW("a", 10, 4096) ", " RAW("b", 10, 12288)),
+		   "does not start at the first aligned offset");
+	expect_bad(doc("", RAW("a", 10, 4097)), "offset 4097 is not a multiple of 4096");
+	expect_bad(doc("", RAW("a", 10, 0)), "lies inside the bundle header");
+	expect_bad(doc("", RAW("a", 0, 4096)), "payload 'a' is empty");
+	expect_bad(doc("", RAW("a", 4611686018427387905, 4096)), "field 'size' out of range");
+	expect_bad("{ " TOP ", \"payloads\": [ ] }", "no payloads");
+
+	/* Manifest order need not be offset order. */
+	assert_int_equal(parse(doc("", RAW("b", 10, 8192) ", " RAW("a", 4096, 4096)), &m, &err), 0);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 8202, &err), 0);
+
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 8201, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "payload 'b' ends at 8202, past the end of the bundle"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 100, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "past the end"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 8300, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "98 bytes of trailing data"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 8192, 8202, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "header says payloads start at 8192, manifest at 4096"));
+
+	/* Offsets and sizes past 4 GiB survive parsing (64-bit end to end). */
+	m = bk_manifest_free(m);
+	assert_int_equal(
+		parse(doc("", RAW("big", 6442450944, 4096) ", " RAW("tail", 1, 6442455040)), &m,
+		      &err),
+		0);
+	assert_int_equal(m->payloads[1].offset, UINT64_C(6442455040));
+	assert_int_equal(bk_manifest_check_layout(m, 4096, UINT64_C(6442455041), &err), 0);
+}
+
+static void test_manifest_huge_count(void **state)
+{
+	size_t n = BK_MANIFEST_MAX_PAYLOADS + 1, cap = n * 8 + 4096, len;
+	char *buf = malloc(cap);
+	struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+
+	assert_non_null(buf);
+	len = (size_t) snprintf(buf, cap, "{ " TOP ", \"payloads\": [ ");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t) snprintf(buf + len, cap - len, "%s0", i ? ", " : "");
+	len += (size_t) snprintf(buf + len, cap - len, " ] }");
+	assert_int_equal(bk_manifest_parse(buf, len, 0, &m, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "too many payloads (65537, at most 65536)"));
+	free(buf);
+
+	/* Larger than the size limit: refused before parsing. */
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_parse("{}", BK_MANIFEST_MAX_SIZE + 1, 0, &m, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "manifest too large"));
+}
+
+static void test_manifest_10000_payloads_fast(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	size_t n = 10000, cap = n * 256 + 4096, len;
+	char *buf = malloc(cap);
+	struct bk_err err = { 0 };
+	struct timespec t0, t1;
+	uint64_t off = 4096;
+	double ms;
+
+	assert_non_null(buf);
+	len = (size_t) snprintf(buf, cap, "{ " TOP ", \"payloads\": [ ");
+	/* Listed in reverse offset order, so the sort has work to do. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t o = off + (n - 1 - i) * 8192;
+
+		len += (size_t) snprintf(buf + len, cap - len,
+					 "%s{ \"name\": \"p%05zu\", \"type\": \"file\", \"fs\": "
+					 "\"raw\", \"size\": 5000, \"offset\": %llu, " HASH " }",
+					 i ? ", " : "", i, (unsigned long long) o);
+	}
+	len += (size_t) snprintf(buf + len, cap - len, " ] }");
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(bk_manifest_parse(buf, len, 0, &m, &err), 0);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, 4096 + (n - 1) * 8192 + 5000, &err), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double) (t1.tv_sec - t0.tv_sec) * 1e3 + (double) (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	print_message("# 10000 payloads parsed and validated in %.1f ms\n", ms);
+	assert_true(ms < 100.0);
+	assert_int_equal(m->n_payloads, n);
+	free(buf);
+}
+
+static void test_manifest_roundtrip(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL, *m2 = NULL;
+	_cleanup_free_ char *s = NULL, *s2 = NULL;
+	struct bk_err err = { 0 };
+	size_t len, len2;
+	uint64_t end;
+
+	assert_int_equal(parse(doc("\"description\": \"x\", \"live_patch\": { \"from\": [ "
+				   "\"1.0\" ] }",
+				   KERNEL ", " SQUASH),
+			       &m, &err),
+			 0);
+	assert_int_equal(bk_manifest_serialise(m, &s, &len, &err), 0);
+	assert_int_equal(s[len - 1], '\n');
+	assert_int_equal(bk_manifest_parse(s, len, 0, &m2, &err), 0);
+	assert_int_equal(bk_manifest_serialise(m2, &s2, &len2, &err), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(s, s2, len);
+	assert_memory_equal(m->payloads[1].sha256, m2->payloads[1].sha256, BK_SHA256_LEN);
+	assert_string_equal(m2->payloads[1].mountpoint, "/opt/app");
+
+	/* Canonical offsets: 4096, then the first boundary after 4096 + 5000. */
+	assert_int_equal(bk_manifest_assign_offsets(m, 8192, &end), 0);
+	assert_int_equal(m->payloads[0].offset, 8192);
+	assert_int_equal(m->payloads[1].offset, 16384);
+	assert_int_equal(end, 16384 + 8192);
+	assert_int_equal(bk_manifest_validate(m, &err), 0);
+	assert_int_equal(bk_manifest_assign_offsets(m, 100, &end), -EINVAL);
+}
+
+static void test_manifest_spec(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+	const char *spec = "{ \"name\": \"acme\", \"version\": \"2.0\", \"build\": \"1\", "
+			   "\"compatible\": \"x\", \"security_epoch\": 0, \"payloads\": [ "
+			   "{ \"name\": \"k\", \"type\": \"kernel\", \"source\": \"vmlinuz\" }, "
+			   "{ \"name\": \"r\", \"type\": \"rootfs\", \"source\": \"/abs/r\" } ] }";
+	const char *bad = "{ \"name\": \"acme\", \"version\": \"2.0\", \"build\": \"1\", "
+			  "\"compatible\": \"x\", \"security_epoch\": 0, \"payloads\": [ "
+			  "{ \"name\": \"k\", \"type\": \"kernel\", \"source\": \"v\", \"size\": 1 "
+			  "} ] }";
+	const char *nosrc = "{ \"name\": \"acme\", \"version\": \"2.0\", \"build\": \"1\", "
+			    "\"compatible\": \"x\", \"security_epoch\": 0, \"payloads\": [ "
+			    "{ \"name\": \"k\", \"type\": \"kernel\" } ] }";
+
+	assert_int_equal(bk_manifest_parse(spec, strlen(spec), BK_MANIFEST_PARSE_SPEC, &m, &err),
+			 0);
+	assert_string_equal(m->payloads[0].source, "vmlinuz");
+	assert_int_equal(m->payloads[1].fs, _BK_FS_INVALID);
+	assert_null(m->created);
+	m = bk_manifest_free(m);
+	assert_int_equal(bk_manifest_parse(bad, strlen(bad), BK_MANIFEST_PARSE_SPEC, &m, &err),
+			 -ENOEXEC);
+	assert_non_null(strstr(err.msg, "field 'size' is computed by the builder"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_parse(nosrc, strlen(nosrc), BK_MANIFEST_PARSE_SPEC, &m, &err),
+			 -ENOEXEC);
+	assert_non_null(strstr(err.msg, "missing field 'source'"));
+	/* A spec is not a manifest. */
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_parse(spec, strlen(spec), 0, &m, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "missing field 'format'"));
+}
+
+static void test_manifest_enum_strings(void **state)
+{
+	assert_string_equal(bk_payload_type_to_string(BK_PAYLOAD_INITRD), "initrd");
+	assert_null(bk_payload_type_to_string(_BK_PAYLOAD_TYPE_MAX));
+	assert_int_equal(bk_payload_type_from_string("rootfs"), BK_PAYLOAD_ROOTFS);
+	assert_int_equal(bk_payload_type_from_string("ROOTFS"), _BK_PAYLOAD_TYPE_INVALID);
+	assert_string_equal(bk_payload_fs_to_string(BK_FS_EROFS), "erofs");
+	assert_int_equal(bk_payload_fs_from_string("ext4"), BK_FS_EXT4);
+	assert_int_equal(bk_payload_fs_from_string(NULL), _BK_FS_INVALID);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_manifest_valid),
+		cmocka_unit_test(test_manifest_malformed_json),
+		cmocka_unit_test(test_manifest_missing_fields),
+		cmocka_unit_test(test_manifest_wrong_types),
+		cmocka_unit_test(test_manifest_field_values),
+		cmocka_unit_test(test_manifest_payload_names),
+		cmocka_unit_test(test_manifest_layout),
+		cmocka_unit_test(test_manifest_huge_count),
+		cmocka_unit_test(test_manifest_10000_payloads_fast),
+		cmocka_unit_test(test_manifest_roundtrip),
+		cmocka_unit_test(test_manifest_spec),
+		cmocka_unit_test(test_manifest_enum_strings),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
