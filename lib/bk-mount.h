@@ -46,3 +46,10 @@ int bk_mount_loop_fd(int fd, uint64_t offset, uint64_t size, const char *fstype,
  * open(O_RDONLY|O_EXCL): 1 busy, 0 free, <0 error.
  */
 int bk_blockdev_is_busy(const char *devpath, struct bk_err *err);
+
+/*
+ * The mount point, in this mount namespace, of the block device devpath (matched by device
+ * number in /proc/self/mountinfo; the newest mount when there are several). Returns 0 with
+ * *ret_target malloc'ed, -ENOENT when it is not mounted here, other -errno.
+ */
+int bk_mount_find_device(const char *devpath, char **ret_target, struct bk_err *err);
