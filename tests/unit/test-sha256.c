@@ -98,6 +98,132 @@ static void test_sha256_fd_range(void **state)
 	free(buf);
 }
 
+/* A file of len pseudo-random bytes in dir; returns its fd and the bytes in *ret_buf. */
+static int make_blob(struct bk_test_dir *dir, const char *name, size_t len, char **ret_buf)
+{
+	char *buf = malloc(len);
+	int fd;
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char) ((i * 2654435761u) >> 13);
+	fd = openat(dir->dfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, buf, len), (ssize_t) len);
+	*ret_buf = buf;
+	return fd;
+}
+
+static void test_sha256_fd_jobs_parallel(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_sha256_job jobs[7];
+	struct bk_err err = { 0 };
+	size_t len = 5 * BK_SHA256_CHUNK + 777;
+	uint8_t e[BK_SHA256_LEN];
+	char *buf;
+	int fd = make_blob(dir, "blob", len, &buf);
+
+	assert_true(bk_sha256_threads() >= 1);
+	assert_true(bk_sha256_threads() <= BK_SHA256_MAX_THREADS);
+
+	/* Ranges of every shape: empty, tiny, chunk-crossing, the whole file. */
+	const uint64_t ranges[7][2] = { { 0, 0 },
+					{ 1, 1 },
+					{ 4096, 3 * BK_SHA256_CHUNK + 5 },
+					{ 100, BK_SHA256_CHUNK },
+					{ 0, 5 * BK_SHA256_CHUNK + 777 },
+					{ 5 * BK_SHA256_CHUNK, 777 },
+					{ 12345, 54321 } };
+	for (unsigned threads = 0; threads <= 3; threads++) {
+		for (size_t i = 0; i < 7; i++) {
+			memset(&jobs[i], 0xaa, sizeof(jobs[i]));
+			jobs[i].offset = ranges[i][0];
+			jobs[i].size = ranges[i][1];
+		}
+		assert_int_equal(bk_sha256_fd_jobs(fd, jobs, 7, threads, &err), 0);
+		for (size_t i = 0; i < 7; i++) {
+			assert_int_equal(jobs[i].r, 0);
+			assert_int_equal(bk_sha256_buf(buf + ranges[i][0], ranges[i][1], e), 0);
+			assert_memory_equal(jobs[i].digest, e, BK_SHA256_LEN);
+		}
+	}
+
+	/* One job: the read-ahead ring path (2 threads) and the sequential one (1 thread). */
+	for (unsigned threads = 1; threads <= 2; threads++) {
+		jobs[0].offset = 3;
+		jobs[0].size = len - 3;
+		assert_int_equal(bk_sha256_fd_jobs(fd, jobs, 1, threads, &err), 0);
+		assert_int_equal(bk_sha256_buf(buf + 3, len - 3, e), 0);
+		assert_memory_equal(jobs[0].digest, e, BK_SHA256_LEN);
+	}
+
+	/* A failing job: the others still complete; the first failure is returned. */
+	jobs[0] = (struct bk_sha256_job){ .offset = 0, .size = 10 };
+	jobs[1] = (struct bk_sha256_job){ .offset = len - 10, .size = 11 };
+	jobs[2] = (struct bk_sha256_job){ .offset = 20, .size = 10 };
+	assert_int_equal(bk_sha256_fd_jobs(fd, jobs, 3, 2, &err), -ENOEXEC);
+	assert_int_equal(jobs[0].r, 0);
+	assert_int_equal(jobs[1].r, -ENOEXEC);
+	assert_int_equal(jobs[2].r, 0);
+	assert_non_null(strstr(err.msg, "truncated"));
+	assert_non_null(strstr(jobs[1].err.msg, "file ends after 10"));
+
+	/* A single truncated job through the ring. */
+	bk_err_clear(&err);
+	jobs[0] = (struct bk_sha256_job){ .offset = BK_SHA256_CHUNK, .size = len };
+	assert_int_equal(bk_sha256_fd_jobs(fd, jobs, 1, 2, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "truncated"));
+
+	/* Read errors are reported too. */
+	bk_err_clear(&err);
+	jobs[0] = (struct bk_sha256_job){ .offset = 0, .size = 10 };
+	jobs[1] = (struct bk_sha256_job){ .offset = 0, .size = 10 };
+	assert_int_equal(bk_sha256_fd_jobs(-1, jobs, 2, 2, &err), -EBADF);
+	assert_non_null(strstr(err.msg, "read error at offset 0"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_sha256_fd_jobs(-1, jobs, 1, 2, &err), -EBADF);
+	assert_non_null(strstr(err.msg, "read error at offset 0"));
+	close(fd);
+	free(buf);
+}
+
+static void test_sha256_fd_copy(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_err err = { 0 };
+	size_t len = 6 * BK_SHA256_CHUNK + 4097;
+	uint8_t d[BK_SHA256_LEN], e[BK_SHA256_LEN];
+	char *buf, *back = malloc(len);
+	int fd = make_blob(dir, "in", len, &buf);
+	int out = openat(dir->dfd, "out", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	assert_true(out >= 0);
+	assert_non_null(back);
+	/* Copy all but the first 9 bytes to offset 4096 of the output. */
+	assert_int_equal(bk_sha256_fd_copy(fd, 9, len - 9, out, 4096, d, &err), 0);
+	assert_int_equal(bk_sha256_buf(buf + 9, len - 9, e), 0);
+	assert_memory_equal(d, e, BK_SHA256_LEN);
+	assert_int_equal(pread(out, back, len, 4096), (ssize_t) (len - 9));
+	assert_memory_equal(back, buf + 9, len - 9);
+	/* Neither file position moved. */
+	assert_int_equal(lseek(out, 0, SEEK_CUR), 0);
+
+	/* Truncated input. */
+	assert_int_equal(bk_sha256_fd_copy(fd, 10, len, out, 0, d, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "truncated"));
+	/* Unwritable output. */
+	bk_err_clear(&err);
+	int ro = openat(dir->dfd, "out", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(bk_sha256_fd_copy(fd, 0, 100, ro, 0, d, &err), -EBADF);
+	assert_non_null(strstr(err.msg, "write error at output offset 0"));
+	close(ro);
+	close(out);
+	close(fd);
+	free(buf);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -105,6 +231,10 @@ int main(void)
 		cmocka_unit_test(test_sha256_streaming_equals_oneshot),
 		cmocka_unit_test(test_sha256_hex_roundtrip),
 		cmocka_unit_test_setup_teardown(test_sha256_fd_range, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_sha256_fd_jobs_parallel, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_sha256_fd_copy, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};
 
