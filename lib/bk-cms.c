@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,14 +35,17 @@ BK_DEFINE_CLEANUP(X509 *, X509_free)
 BK_DEFINE_CLEANUP(X509_STORE *, X509_STORE_free)
 BK_DEFINE_CLEANUP(X509_STORE_CTX *, X509_STORE_CTX_free)
 
-/* A stack that owns its certificates, and one that only borrows them (CMS_get0_signers). */
-static inline void x509_stack_pop_freep(STACK_OF(X509) * *p)
+/*
+ * A stack that owns its certificates, and one that only borrows them (CMS_get0_signers).
+ * STACK_OF(X509) is spelled out as the struct it expands to, which clang-format can lay out.
+ */
+static inline void x509_stack_pop_freep(struct stack_st_X509 **p)
 {
 	if (*p)
 		sk_X509_pop_free(*p, X509_free);
 }
 
-static inline void x509_stack_freep(STACK_OF(X509) * *p)
+static inline void x509_stack_freep(struct stack_st_X509 **p)
 {
 	if (*p)
 		sk_X509_free(*p);
@@ -52,14 +57,18 @@ struct bk_keyring {
 };
 
 /*
- * Record r with "<fmt>: <OpenSSL's newest error>" and empty libcrypto's error queue (it is
- * per thread and would otherwise leak into the next caller's messages).
+ * Record r with "<message>: <OpenSSL's newest error>" and empty libcrypto's error queue (it
+ * is per thread and would otherwise leak into the next caller's messages).
  */
-static int ossl_err(struct bk_err *err, int r, const char *what)
+_printf_(3, 4) static int ossl_err(struct bk_err *err, int r, const char *fmt, ...)
 {
 	unsigned long e = ERR_peek_last_error();
-	char buf[256];
+	char what[sizeof(err->msg)], buf[256];
+	va_list ap;
 
+	va_start(ap, fmt);
+	(void) vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
 	if (e != 0)
 		ERR_error_string_n(e, buf, sizeof(buf));
 	else
@@ -99,17 +108,21 @@ static const char *subject_or(char **buf, const X509 *x)
 	return *buf ?: "?";
 }
 
-/* Open a regular PEM file for reading (bounded size). what names it in messages. */
+/*
+ * Open a regular PEM file for reading (bounded size). what names it in messages. O_NONBLOCK:
+ * a FIFO in place of a key or keyring must not hang us in open().
+ */
 static int open_pem(const char *path, const char *what, BIO **ret, struct bk_err *err)
 {
+	_cleanup_close_ int fd = -EBADF;
 	_cleanup_fclose_ FILE *f = NULL;
 	struct stat st;
 	BIO *b;
 
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot open %s '%s': %m", what, path);
-	if (fstat(fileno(f), &st) < 0)
+	if (fstat(fd, &st) < 0)
 		return bk_err_set(err, -errno, "cannot stat %s '%s': %m", what, path);
 	if (!S_ISREG(st.st_mode))
 		return bk_err_set(err, -ENOEXEC, "%s '%s' is not a regular file", what, path);
@@ -117,6 +130,10 @@ static int open_pem(const char *path, const char *what, BIO **ret, struct bk_err
 		return bk_err_set(err, -ENOEXEC, "%s '%s' is too large (%lld bytes, limit %d)",
 				  what, path, (long long) st.st_size, PEM_FILE_MAX);
 
+	f = fdopen(fd, "re");
+	if (!f)
+		return bk_err_set(err, -errno, "cannot open %s '%s': %m", what, path);
+	fd = -EBADF; /* owned by f now */
 	b = BIO_new_fp(f, BIO_CLOSE);
 	if (!b)
 		return bk_err_set(err, -ENOMEM, "out of memory reading %s '%s'", what, path);
@@ -135,7 +152,7 @@ static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
  * Read every certificate of a PEM stream into sk (which owns them). Returns the number read
  * (0 when the stream holds none) or -ENOEXEC for a malformed certificate, -ENOMEM.
  */
-static int read_pem_certs(BIO *b, STACK_OF(X509) * sk, const char *what, const char *path,
+static int read_pem_certs(BIO *b, struct stack_st_X509 *sk, const char *what, const char *path,
 			  struct bk_err *err)
 {
 	int n = 0;
@@ -143,7 +160,6 @@ static int read_pem_certs(BIO *b, STACK_OF(X509) * sk, const char *what, const c
 	for (;;) {
 		_cleanup_(X509_freep) X509 *x = NULL;
 		unsigned long e;
-		char msg[PATH_MAX + 64];
 
 		x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
 		if (!x) {
@@ -154,9 +170,8 @@ static int read_pem_certs(BIO *b, STACK_OF(X509) * sk, const char *what, const c
 				ERR_clear_error();
 				return n;
 			}
-			snprintf(msg, sizeof(msg), "cannot parse certificate %d of %s '%s'", n + 1,
-				 what, path);
-			return ossl_err(err, -ENOEXEC, msg);
+			return ossl_err(err, -ENOEXEC, "cannot parse certificate %d of %s '%s'",
+					n + 1, what, path);
 		}
 		if (n >= KEYRING_CERT_MAX)
 			return bk_err_set(err, -ENOEXEC, "%s '%s' holds more than %d certificates",
@@ -170,7 +185,7 @@ static int read_pem_certs(BIO *b, STACK_OF(X509) * sk, const char *what, const c
 }
 
 /* Read all certificates of one PEM file into sk; a file without any is -ENOEXEC. */
-static int load_pem_certs(const char *path, const char *what, STACK_OF(X509) * sk,
+static int load_pem_certs(const char *path, const char *what, struct stack_st_X509 *sk,
 			  struct bk_err *err)
 {
 	_cleanup_(BIO_free_allp) BIO *b = NULL;
@@ -219,7 +234,7 @@ static bool is_hash_name(const char *name, unsigned long *ret_hash)
  * X509_LOOKUP_hash_dir would find. The certificates are read now, once: what was checked at
  * load time is what verifies, and an unreadable keyring fails at load, not at first use.
  */
-static int load_hash_dir(const char *path, STACK_OF(X509) * sk, struct bk_err *err)
+static int load_hash_dir(const char *path, struct stack_st_X509 *sk, struct bk_err *err)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
@@ -350,6 +365,9 @@ int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *
 	unsigned char *p;
 	int n, i, r;
 
+	assert(key_path && cert_path && ret_der && ret_der_len);
+	assert(data || len == 0);
+
 	if (len > BK_CMS_MAX_DATA)
 		return bk_err_set(err, -EFBIG, "data to sign is too large (%zu bytes, limit %d)",
 				  len, BK_CMS_MAX_DATA);
@@ -359,14 +377,15 @@ int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *
 		return r;
 	key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL);
 	if (!key)
-		return ossl_err(err, -ENOEXEC, "cannot read signing key (unencrypted PEM)");
+		return ossl_err(err, -ENOEXEC, "cannot read signing key '%s' (unencrypted PEM)",
+				key_path);
 
 	r = open_pem(cert_path, "signing certificate", &cb, err);
 	if (r < 0)
 		return r;
 	cert = PEM_read_bio_X509(cb, NULL, no_passphrase, NULL);
 	if (!cert)
-		return ossl_err(err, -ENOEXEC, "cannot read signing certificate");
+		return ossl_err(err, -ENOEXEC, "cannot read signing certificate '%s'", cert_path);
 	if (X509_check_private_key(cert, key) != 1) {
 		ERR_clear_error();
 		return bk_err_set(err, -EKEYREJECTED,
@@ -395,7 +414,7 @@ int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *
 		return ossl_err(err, -EIO, "cannot add the signer to the CMS signature");
 	for (i = 0; i < sk_X509_num(chain); i++)
 		if (CMS_add1_cert(cms, sk_X509_value(chain, i)) != 1)
-			return ossl_err(err, -EIO, "cannot add an intermediate certificate");
+			return ossl_err(err, -EIO, "cannot add intermediate certificate %d", i + 1);
 	if (CMS_final(cms, db, NULL, flags) != 1)
 		return ossl_err(err, -EIO, "cannot compute the CMS signature");
 
@@ -420,8 +439,8 @@ int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *
  * as untrusted intermediates. The verify error tells "expired" from "untrusted" precisely,
  * which CMS_verify()'s own chain check does not expose (it only queues a text).
  */
-static int verify_chain(X509_STORE *store, X509 *signer, STACK_OF(X509) * untrusted, unsigned flags,
-			struct bk_err *err)
+static int verify_chain(X509_STORE *store, X509 *signer, struct stack_st_X509 *untrusted,
+			unsigned flags, struct bk_err *err)
 {
 	_cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = NULL;
 	_cleanup_free_ char *subject = NULL, *at = NULL;
@@ -471,41 +490,53 @@ static int verify_chain(X509_STORE *store, X509 *signer, STACK_OF(X509) * untrus
 	}
 }
 
-/* One DER header at *p (definite length only); *ret_len is the length of the value. */
-static bool der_header(const unsigned char **p, const unsigned char *end, int want_tag,
-		       int want_cls, bool constructed, long *ret_len)
+/*
+ * The DER header at *p must have this tag, class and form (definite length only). Moves *p
+ * past the header (enter) or past the whole element (skip); *ret_len (optional) gets the
+ * length of the content.
+ */
+static bool der_next(const unsigned char **p, const unsigned char *end, int tag, int cls,
+		     bool constructed, bool skip, long *ret_len)
 {
-	int tag = -1, cls = -1, r;
+	int t = -1, c = -1, r;
 	long n = 0;
 
 	if (*p >= end)
 		return false;
-	r = ASN1_get_object(p, &n, &tag, &cls, (long) (end - *p));
-	if (r != (constructed ? V_ASN1_CONSTRUCTED : 0) || tag != want_tag || cls != want_cls)
+	r = ASN1_get_object(p, &n, &t, &c, (long) (end - *p));
+	if (r != (constructed ? V_ASN1_CONSTRUCTED : 0) || t != tag || c != cls)
 		return false;
-	*ret_len = n;
+	if (skip)
+		*p += n;
+	if (ret_len)
+		*ret_len = n;
 	return true;
 }
 
-/* A small INTEGER (a version number), one content byte in DER. */
+/* A version number: an INTEGER with one content byte. */
 static bool der_version(const unsigned char **p, const unsigned char *end, int *ret)
 {
 	long n = 0;
 
-	if (!der_header(p, end, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, false, &n) || n != 1)
+	if (!der_next(p, end, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, false, false, &n) || n != 1)
 		return false;
 	*ret = **p;
 	*p += 1;
 	return true;
 }
 
+#define ENTER(tag, cls)	  der_next(&p, end, tag, cls, true, false, NULL)
+#define SKIP(tag, cls, c) der_next(&p, end, tag, cls, c, true, NULL)
+#define U		  V_ASN1_UNIVERSAL
+#define CTX		  V_ASN1_CONTEXT_SPECIFIC
+
 /*
  * The version fields of SignedData and SignerInfo (RFC 5652 5.1, 5.3) are not covered by the
  * signature and OpenSSL does not check them. Check them anyway, so that no bit of a signature
  * can change without the signature being refused: a bundle with a flipped bit anywhere must
  * not install. For what we accept (X.509 certificates only, id-data content) the RFC fixes
- * both: 3 when the signer is named by subject key identifier, else 1. Walks the (already
- * parsed) DER with ASN1_get_object().
+ * both: 3 when the signer is named by subject key identifier, else 1. Walks the DER (already
+ * parsed by d2i, so only its shape matters here) with ASN1_get_object().
  */
 static int check_versions(const uint8_t *der, size_t der_len, CMS_SignerInfo *si,
 			  struct bk_err *err)
@@ -514,30 +545,29 @@ static int check_versions(const uint8_t *der, size_t der_len, CMS_SignerInfo *si
 	ASN1_OCTET_STRING *keyid = NULL;
 	X509_NAME *issuer = NULL;
 	ASN1_INTEGER *serial = NULL;
-	int v_sd = -1, v_si = -1, want, tag, cls, r;
-	long n = 0;
+	int v_sd = -1, v_si = -1, want;
 	bool ok;
 
-	/* ContentInfo { contentType, [0] EXPLICIT SignedData { version, digestAlgorithms,
-	 * encapContentInfo, [0] certificates OPTIONAL, [1] crls OPTIONAL, signerInfos } } */
-	ok = der_header(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &n) &&
-	     der_header(&p, end, V_ASN1_OBJECT, V_ASN1_UNIVERSAL, false, &n) && (p += n) &&
-	     der_header(&p, end, 0, V_ASN1_CONTEXT_SPECIFIC, true, &n) &&
-	     der_header(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &n) &&
-	     der_version(&p, end, &v_sd) &&
-	     der_header(&p, end, V_ASN1_SET, V_ASN1_UNIVERSAL, true, &n) && (p += n) &&
-	     der_header(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &n) && (p += n);
-	for (int i = 0; ok && i < 2; i++) {
-		/* Peek: skip [0] certificates and [1] crls when present. */
+	/*
+	 * ContentInfo { contentType, [0] EXPLICIT SignedData { version, digestAlgorithms,
+	 * encapContentInfo, [0] certificates OPTIONAL, [1] crls OPTIONAL, SET OF SignerInfo
+	 * { version, ... } } }
+	 */
+	ok = ENTER(V_ASN1_SEQUENCE, U) && SKIP(V_ASN1_OBJECT, U, false) && ENTER(0, CTX) &&
+	     ENTER(V_ASN1_SEQUENCE, U) && der_version(&p, end, &v_sd) &&
+	     SKIP(V_ASN1_SET, U, true) && SKIP(V_ASN1_SEQUENCE, U, true);
+	if (ok) {
 		const unsigned char *q = p;
 
-		r = ASN1_get_object(&q, &n, &tag, &cls, (long) (end - q));
-		if (r == V_ASN1_CONSTRUCTED && cls == V_ASN1_CONTEXT_SPECIFIC && tag == i)
-			p = q + n;
+		/* The optional fields: try each, rewind when absent. */
+		if (!SKIP(0, CTX, true))
+			p = q;
+		q = p;
+		if (!SKIP(1, CTX, true))
+			p = q;
+		ok = ENTER(V_ASN1_SET, U) && ENTER(V_ASN1_SEQUENCE, U) &&
+		     der_version(&p, end, &v_si);
 	}
-	ok = ok && der_header(&p, end, V_ASN1_SET, V_ASN1_UNIVERSAL, true, &n) &&
-	     der_header(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &n) &&
-	     der_version(&p, end, &v_si);
 	ERR_clear_error();
 	if (!ok)
 		return bk_err_set(err, -EBADMSG,
@@ -555,6 +585,11 @@ static int check_versions(const uint8_t *der, size_t der_len, CMS_SignerInfo *si
 				  v_sd, v_si, want);
 	return 0;
 }
+
+#undef ENTER
+#undef SKIP
+#undef U
+#undef CTX
 
 /*
  * The algorithms of the one SignerInfo: the digest must be SHA-2 (256 bits or more), and the
@@ -591,11 +626,16 @@ static int check_algorithms(CMS_SignerInfo *si, X509 *signer, struct bk_err *err
 			err, -EBADMSG,
 			"signature uses digest '%s', expected SHA-256, SHA-384 or SHA-512",
 			OBJ_nid2sn(dig_nid));
-	if (OBJ_find_sigid_algs(sig_nid, &md, &pk))
+	/*
+	 * A combined OID (ecdsa-with-SHA256), or the key's own ("rsaEncryption", as OpenSSL
+	 * writes it for RSA), or RSASSA-PSS with an RSA key.
+	 */
+	if (sig_nid == NID_rsassaPss)
+		ok = key_nid == EVP_PKEY_RSA || key_nid == EVP_PKEY_RSA_PSS;
+	else if (OBJ_find_sigid_algs(sig_nid, &md, &pk))
 		ok = pk == key_nid && (md == dig_nid || md == NID_undef);
 	else
-		ok = sig_nid ==
-		     key_nid; /* "rsaEncryption" as signature algorithm, as OpenSSL writes */
+		ok = sig_nid == key_nid;
 	if (!ok)
 		return bk_err_set(err, -EBADMSG,
 				  "signature algorithm '%s' does not fit the signer's key '%s' and "
@@ -618,6 +658,10 @@ int bk_cms_verify(const void *data, size_t len, const uint8_t *der, size_t der_l
 	CMS_SignerInfo *si;
 	X509 *signer;
 	int n, r;
+
+	assert(keyring);
+	assert(der || der_len == 0);
+	assert(data || len == 0);
 
 	if ((flags & ~(unsigned) BK_CMS_NO_CHECK_TIME) != 0)
 		return bk_err_set(err, -EINVAL, "unknown signature verification flags 0x%x", flags);
@@ -685,8 +729,8 @@ int bk_cms_verify(const void *data, size_t len, const uint8_t *der, size_t der_l
 		return r;
 
 	/* Step 2: chain to the keyring, validity periods. */
-	certs = CMS_get1_certs(cms);
-	ERR_clear_error(); /* NULL (no certificate) cannot happen: the signer's is there */
+	certs = CMS_get1_certs(cms); /* never NULL here: the signer's certificate is among them */
+	ERR_clear_error();
 	r = verify_chain(keyring->store, signer, certs, flags, err);
 	if (r < 0)
 		return r;

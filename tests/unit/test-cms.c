@@ -465,6 +465,12 @@ static void test_keyring_load_errors(void **state)
 	assert_int_equal(bk_keyring_load(P("good-then-bad.pem"), &k, &err), -ENOEXEC);
 	expect_msg(&err, "cannot parse certificate 2 of keyring '");
 
+	/* A FIFO does not hang the load. */
+	assert_int_equal(mkfifo(P("fifo.pem"), 0600), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_keyring_load(P("fifo.pem"), &k, &err), -ENOEXEC);
+	expect_msg(&err, "fifo.pem' is not a regular file");
+
 	/* An empty directory, one without hash names, one with garbage behind a hash name. */
 	assert_int_equal(mkdir(P("empty.d"), 0755), 0);
 	bk_err_clear(&err);
@@ -593,8 +599,8 @@ static void test_cms_limits_and_flags(void **state)
 }
 
 /* DER of a CMS built directly with libcrypto (shapes bk_cms_sign never makes). */
-static void raw_cms(const char *const *who, size_t n_who, unsigned flags, uint8_t **ret,
-		    size_t *ret_len)
+static void raw_cms(const char *const *who, size_t n_who, unsigned flags, int signed_type,
+		    uint8_t **ret, size_t *ret_len)
 {
 	BIO *in = BIO_new_mem_buf(manifest, (int) strlen(manifest));
 	CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
@@ -623,7 +629,21 @@ static void raw_cms(const char *const *who, size_t n_who, unsigned flags, uint8_
 		BIO_free(kb);
 		BIO_free(cb);
 	}
+	if (!(flags & CMS_NOCERTS)) {
+		BIO *ib = BIO_new_file(P("intermediate.crt"), "r");
+		X509 *inter = PEM_read_bio_X509(ib, NULL, NULL, NULL);
+
+		assert_non_null(inter);
+		assert_int_equal(CMS_add1_cert(cms, inter), 1);
+		X509_free(inter);
+		BIO_free(ib);
+	}
+	/* Sign for another content type, then claim plain data in the unsigned field. */
+	if (signed_type != 0)
+		assert_int_equal(CMS_set1_eContentType(cms, OBJ_nid2obj(signed_type)), 1);
 	assert_int_equal(CMS_final(cms, in, NULL, flags), 1);
+	if (signed_type != 0)
+		assert_int_equal(CMS_set1_eContentType(cms, OBJ_nid2obj(NID_pkcs7_data)), 1);
 	n = i2d_CMS_ContentInfo(cms, NULL);
 	assert_true(n > 0);
 	*ret = malloc((size_t) n);
@@ -645,7 +665,7 @@ static void test_cms_verify_shape(void **state)
 	FILE *f;
 
 	/* Two signers, even when one of them would verify: exactly one is required. */
-	raw_cms(two, 2, CMS_DETACHED | CMS_BINARY, &der, &der_len);
+	raw_cms(two, 2, CMS_DETACHED | CMS_BINARY, 0, &der, &der_len);
 	assert_int_equal(
 		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
 		-EBADMSG);
@@ -667,18 +687,47 @@ static void test_cms_verify_shape(void **state)
 		-EBADMSG);
 	expect_msg(&err, "signature has 0 signers");
 
-	/* Signer named by subject key identifier (SignedData version 3) verifies too. */
+	/* Signer named by subject key identifier (CMS versions 3) verifies too. */
 	bk_err_clear(&err);
-	raw_cms(two, 1, CMS_DETACHED | CMS_BINARY | CMS_USE_KEYID, &der, &der_len);
+	raw_cms(two, 1, CMS_DETACHED | CMS_BINARY | CMS_USE_KEYID, 0, &der, &der_len);
 	assert_int_equal(
 		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
-		-EKEYREJECTED); /* raw_cms embeds no intermediate */
-	expect_msg(&err, "unable to get local issuer certificate");
+		0);
+	free(der);
+
+	/* The signer's certificate must be embedded. */
+	bk_err_clear(&err);
+	raw_cms(two, 1, CMS_DETACHED | CMS_BINARY | CMS_NOCERTS, 0, &der, &der_len);
+	assert_int_equal(
+		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
+		-EBADMSG);
+	expect_msg(&err, "signature does not verify");
+	expect_msg(&err, "signer certificate not found");
+	free(der);
+
+	/*
+	 * A signature made for another content type (a time-stamp token's, here) whose unsigned
+	 * eContentType was changed to plain data: the signed content-type attribute tells.
+	 */
+	bk_err_clear(&err);
+	raw_cms(two, 1, CMS_DETACHED | CMS_BINARY, NID_id_smime_ct_TSTInfo, &der, &der_len);
+	/*
+	 * OpenSSL wrote SignedData version 3 (RFC 5652: content other than data), which the
+	 * attacker sets back to 1 as well. Offset 25: after the 4-byte headers of ContentInfo,
+	 * [0] and SignedData and the 11-byte contentType OID, INTEGER 02 01 <version>.
+	 */
+	assert_true(der_len > 256 && der[0] == 0x30 && der[1] == 0x82);
+	assert_true(der[23] == 0x02 && der[24] == 0x01 && der[25] == 3);
+	der[25] = 1;
+	assert_int_equal(
+		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
+		-EBADMSG);
+	expect_msg(&err, "signature is not over plain data (signed content type)");
 	free(der);
 
 	/* Content embedded instead of detached. */
 	bk_err_clear(&err);
-	raw_cms(two, 1, CMS_BINARY, &der, &der_len);
+	raw_cms(two, 1, CMS_BINARY, 0, &der, &der_len);
 	assert_int_equal(
 		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
 		-EBADMSG);
@@ -686,9 +735,41 @@ static void test_cms_verify_shape(void **state)
 	free(der);
 }
 
-/* Interoperability with the openssl command line, as docs/signing.md shows it. */
+/* Sign manifest.json with the openssl command line as docs/signing.md shows it. */
+static size_t cli_sign(const char *who, const char *extra, uint8_t *buf, size_t size)
+{
+	char cmd[PATH_MAX * 6], key[64], crt[64];
+	FILE *f;
+	size_t n;
+
+	snprintf(key, sizeof(key), "%s.key", who);
+	snprintf(crt, sizeof(crt), "%s.crt", who);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl cms -sign -binary %s -in '%s' -signer '%s' -inkey '%s' "
+		 "-certfile '%s' -outform DER -out '%s'",
+		 extra, P("manifest.json"), P(crt), P(key), P("intermediate.crt"),
+		 P("manifest.sig"));
+	assert_int_equal(run(cmd), 0);
+	f = fopen(P("manifest.sig"), "re");
+	assert_non_null(f);
+	n = fread(buf, 1, size, f);
+	fclose(f);
+	assert_true(n > 0 && n < size);
+	return n;
+}
+
+/* Interoperability with the openssl command line, both ways. */
 static void test_cms_openssl_cli_interop(void **state)
 {
+	static const struct {
+		const char *who, *extra, *subject;
+	} ok[] = {
+		{ "signer", "-md sha256", "CN=bootbank test signer,O=bootbank test" },
+		{ "signer", "-md sha384 -noattr", "CN=bootbank test signer,O=bootbank test" },
+		{ "rsa-signer", "-md sha256", "CN=bootbank test RSA signer,O=bootbank test" },
+		{ "rsa-signer", "-md sha512 -keyid",
+		  "CN=bootbank test RSA signer,O=bootbank test" },
+	};
 	struct bk_err err = { 0 };
 	uint8_t *der = NULL;
 	size_t der_len = 0;
@@ -703,22 +784,26 @@ static void test_cms_openssl_cli_interop(void **state)
 	assert_int_equal(fclose(f), 0);
 
 	/* openssl signs, we verify. */
-	snprintf(cmd, sizeof(cmd),
-		 "openssl cms -sign -binary -md sha256 -in '%s' -signer '%s' -inkey '%s' "
-		 "-certfile '%s' -outform DER -out '%s'",
-		 P("manifest.json"), P("signer.crt"), P("signer.key"), P("intermediate.crt"),
-		 P("manifest.sig"));
-	assert_int_equal(run(cmd), 0);
-	f = fopen(P("manifest.sig"), "re");
-	assert_non_null(f);
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	assert_true(n > 0 && n < sizeof(buf));
+	for (size_t i = 0; i < BK_ELEMENTSOF(ok); i++) {
+		n = cli_sign(ok[i].who, ok[i].extra, buf, sizeof(buf));
+		bk_err_clear(&err);
+		if (verify_with("keyring.pem", manifest, strlen(manifest), buf, n, 0, &signer,
+				&err) != 0)
+			fail_msg("%s %s: %s", ok[i].who, ok[i].extra, err.msg);
+		assert_string_equal(signer, ok[i].subject);
+		free(signer);
+		signer = NULL;
+		assert_int_equal(verify_with("keyring.pem", "x", 1, buf, n, 0, NULL, &err),
+				 -EBADMSG);
+	}
+
+	/* SHA-1 is refused, whatever the key. */
+	n = cli_sign("rsa-signer", "-md sha1", buf, sizeof(buf));
+	bk_err_clear(&err);
 	assert_int_equal(
-		verify_with("keyring.pem", manifest, strlen(manifest), buf, n, 0, &signer, &err),
-		0);
-	assert_string_equal(signer, "CN=bootbank test signer,O=bootbank test");
-	free(signer);
+		verify_with("keyring.pem", manifest, strlen(manifest), buf, n, 0, NULL, &err),
+		-EBADMSG);
+	expect_msg(&err, "signature uses digest 'SHA1', expected SHA-256, SHA-384 or SHA-512");
 
 	/* We sign, openssl verifies (purpose any: OpenSSL 3.0 has no codeSigning purpose). */
 	sign_as("signer", with_intermediate(), manifest, strlen(manifest), &der, &der_len);
