@@ -17,6 +17,20 @@
 static const struct bankctl_verb verbs[] = {
 	{ "status", bankctl_status, "status [--json]",
 	  "show the configuration, the banks and the boot state" },
+	{ "activate", bankctl_activate, "activate [--tries N] [A|B]",
+	  "let the loader boot a staged bank next, with N tries (default: the staged bank)" },
+	{ "mark-good", bankctl_mark_good, "mark-good [booted|other|A|B]",
+	  "confirm a bank (default: the booted one); may raise the security floor" },
+	{ "mark-bad", bankctl_mark_bad, "mark-bad [booted|other|A|B] [--reason TEXT]",
+	  "mark a bank bad (default: the booted one); the loader will not boot it" },
+	{ "rollback", bankctl_rollback, "rollback",
+	  "boot the other bank from now on (reversible with roll-forward)" },
+	{ "roll-forward", bankctl_roll_forward, "roll-forward",
+	  "undo a rollback: boot the bank that was rolled back from" },
+	{ "explain-next-boot", bankctl_explain_next_boot, "explain-next-boot [--json]",
+	  "which bank the loader boots next and why, bank by bank" },
+	{ "boot", bankctl_boot, "boot --simulate [--rollback-key]",
+	  "in a sandbox, boot as the loader would: take a try, fall back, record the boot" },
 };
 
 static const struct bankctl_verb *find_verb(const char *name)

@@ -8,6 +8,9 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include <json-c/json.h>
+
+#include "bk-boot.h"
 #include "bk-config.h"
 #include "bk-err.h"
 
@@ -64,3 +67,48 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err);
 const char *bankctl_path(struct bankctl *ctx, const char *relpath);
 
 int bankctl_status(struct bankctl *ctx, int argc, char **argv);
+
+/* bankctl-boot.c: the boot state verbs, and the helpers status shares with them. */
+int bankctl_activate(struct bankctl *ctx, int argc, char **argv);
+int bankctl_explain_next_boot(struct bankctl *ctx, int argc, char **argv);
+int bankctl_boot(struct bankctl *ctx, int argc, char **argv);
+int bankctl_mark_good(struct bankctl *ctx, int argc, char **argv);
+int bankctl_mark_bad(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rollback(struct bankctl *ctx, int argc, char **argv);
+int bankctl_roll_forward(struct bankctl *ctx, int argc, char **argv);
+
+/*
+ * Open the configured boot state backend ([system] bootloader) and load the boot state.
+ * Read-only (takes no lock, creates nothing). Errors as bk_boot_open() / bk_boot_load():
+ * -ENOEXEC for a corrupt store, -EOPNOTSUPP for a backend that is not built in.
+ */
+int bankctl_boot_load(struct bankctl *ctx, struct bk_boot **ret_boot, struct bk_boot_data *ret,
+		      struct bk_err *err);
+
+enum bankctl_booted_source {
+	BANKCTL_BOOTED_RECORD,	/* ROOT/run/bootbank/booted.json (boot --simulate) */
+	BANKCTL_BOOTED_CMDLINE, /* /proc/cmdline: bootbank.bank= bootbank.reason= */
+};
+
+/*
+ * The booted bank: ROOT/run/bootbank/booted.json when it exists; otherwise, only when the
+ * root is the host's "/", the kernel command line. Returns 0 (*ret, *ret_source set), 1 when
+ * unknown, -ENOEXEC for a corrupt booted.json, -EINVAL for a bad bootbank.* value.
+ */
+int bankctl_booted(struct bankctl *ctx, struct bk_booted *ret,
+		   enum bankctl_booted_source *ret_source, struct bk_err *err);
+
+/* Where the booted bank was read from, for people. */
+const char *bankctl_booted_source_to_string(struct bankctl *ctx, enum bankctl_booted_source s);
+
+/* The boot state as JSON (banks, floor, pin, next boot, last boot); NULL when out of memory. */
+struct json_object *bankctl_bootstate_json(const struct bk_boot_data *d);
+
+/* Add a string member, or JSON null when s is NULL. Returns 0 or -ENOMEM. */
+int bankctl_json_add_nullable(struct json_object *o, const char *key, const char *s);
+
+/*
+ * Append an item to the list in buf (len bytes, *pos used so far): "; " between items; the
+ * text is cut at the end of buf, which stays NUL-terminated. buf[0] must be NUL when *pos is 0.
+ */
+void bankctl_listf(char *buf, size_t len, size_t *pos, const char *fmt, ...) _printf_(4, 5);
