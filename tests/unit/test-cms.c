@@ -230,12 +230,12 @@ static void test_cms_verify_other_data(void **state)
 }
 
 /*
- * Every single-bit change anywhere in the signature is refused (bits 0 and 7 of every byte):
- * bytes of the structure, signed attributes, algorithms or signature value give -EBADMSG,
- * bytes inside an embedded certificate break that certificate's own signature and give
- * -EKEYREJECTED. Then every truncation, and a trailing byte.
+ * A flipped bit anywhere in the signature is refused (bit 0 of every byte, and bit 7 too when
+ * n_masks is 2): bytes of the structure, signed attributes, algorithms or signature value give
+ * -EBADMSG, bytes inside an embedded certificate break that certificate's own signature and
+ * give -EKEYREJECTED. Then every truncation, and a trailing byte.
  */
-static void flip_every_bit(const char *who, const char *subject)
+static void flip_every_bit(const char *who, const char *subject, size_t n_masks)
 {
 	static const uint8_t masks[] = { 0x01, 0x80 };
 	size_t len = strlen(manifest);
@@ -255,7 +255,7 @@ static void flip_every_bit(const char *who, const char *subject)
 	assert_non_null(bad);
 
 	for (size_t i = 0; i < der_len; i++) {
-		for (size_t m = 0; m < BK_ELEMENTSOF(masks); m++) {
+		for (size_t m = 0; m < n_masks && m < BK_ELEMENTSOF(masks); m++) {
 			int r;
 
 			bk_err_clear(&err);
@@ -308,12 +308,13 @@ static void flip_every_bit(const char *who, const char *subject)
 
 static void test_cms_verify_flipped_der(void **state)
 {
-	flip_every_bit("signer", "CN=bootbank test signer,O=bootbank test");
+	flip_every_bit("signer", "CN=bootbank test signer,O=bootbank test", 2);
 }
 
 static void test_cms_verify_flipped_der_rsa(void **state)
 {
-	flip_every_bit("rsa-signer", "CN=bootbank test RSA signer,O=bootbank test");
+	/* Bit 0 only: the structure is the same, only the key type differs (and time counts). */
+	flip_every_bit("rsa-signer", "CN=bootbank test RSA signer,O=bootbank test", 1);
 }
 
 static void test_cms_verify_expired(void **state)
