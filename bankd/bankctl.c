@@ -31,6 +31,10 @@ static const struct bankctl_verb verbs[] = {
 	  "which bank the loader boots next and why, bank by bank" },
 	{ "boot", bankctl_boot, "boot --simulate [--rollback-key]",
 	  "in a sandbox, boot as the loader would: take a try, fall back, record the boot" },
+	{ "rev", bankctl_rev, "rev list|add|switch|gc|restore ...",
+	  "mount revisions: list, add, switch workloads over, gc, restore" },
+	{ "workload", bankctl_workload, "workload add|list|remove ...",
+	  "the workloads a live patch switches over" },
 };
 
 static const struct bankctl_verb *find_verb(const char *name)

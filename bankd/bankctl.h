@@ -67,6 +67,8 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err);
 const char *bankctl_path(struct bankctl *ctx, const char *relpath);
 
 int bankctl_status(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev(struct bankctl *ctx, int argc, char **argv);
+int bankctl_workload(struct bankctl *ctx, int argc, char **argv);
 
 /* bankctl-boot.c: the boot state verbs, and the helpers status shares with them. */
 int bankctl_activate(struct bankctl *ctx, int argc, char **argv);

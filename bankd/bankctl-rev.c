@@ -1,0 +1,664 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* bankctl rev: mount revisions (list, add, switch, gc, restore). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bankctl-livepatch.h"
+#include "bk-fs.h"
+#include "bk-json.h"
+#include "bk-log.h"
+#include "bk-maint.h"
+#include "bk-rev.h"
+
+static const struct bankctl_verb verb_rev = {
+	"rev", NULL, "rev list|add|switch|gc|restore ...",
+	"mount revisions: list, add, switch the workloads to one, gc, restore after a reboot"
+};
+static const struct bankctl_verb verb_list = { "rev list", NULL, "rev list [--json]",
+					       "list the revisions" };
+static const struct bankctl_verb verb_add = {
+	"rev add", NULL,
+	"rev add ID FILE [--type squashfs|erofs] [--offset N] [--size N] [--image NAME] "
+	"[--version V] [--payload NAME] [--parent ID] [--digest SHA256]",
+	"record a revision of a payload in FILE and mount it read-only at RUN/rev/ID"
+};
+static const struct bankctl_verb verb_switch = {
+	"rev switch", NULL, "rev switch ID [--no-beneath] [--json]",
+	"switch the current pointer and every workload's view to revision ID"
+};
+static const struct bankctl_verb verb_gc = {
+	"rev gc", NULL, "rev gc [--keep N] [--json]",
+	"remove revisions beyond the N newest (default 2), never the current or previous one "
+	"nor one in use"
+};
+static const struct bankctl_verb verb_restore = {
+	"rev restore", NULL, "rev restore",
+	"mount every recorded revision again (after a reboot) and restore the current pointer"
+};
+
+#define LONGOPTS_END             \
+	{                        \
+		NULL, 0, NULL, 0 \
+	}
+
+static int add_nullable(struct json_object *o, const char *key, const char *s)
+{
+	if (!s)
+		return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+	return bk_json_add_string(o, key, s);
+}
+
+static int parse_common_only(struct bankctl *ctx, const struct bankctl_verb *v, int argc,
+			     char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, LONGOPTS_END };
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, v) <= 0)
+			return -1;
+	return 0;
+}
+
+/* --- list ------------------------------------------------------------------------------- */
+
+static int rev_list(struct bankctl *ctx, int argc, char **argv)
+{
+	_cleanup_(json_object_putp) struct json_object *arr = NULL;
+	_cleanup_free_ char *current = NULL, *previous = NULL;
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_close_ int revs_dfd = -EBADF;
+	struct bk_err err = { 0 };
+	struct bk_rev *revs = NULL;
+	size_t n = 0;
+	int r, ret = BK_EXIT_OK;
+
+	if (parse_common_only(ctx, &verb_list, argc, argv) < 0)
+		return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_list, "unexpected argument '%s'", argv[optind]);
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r < 0)
+		goto fail;
+	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (revs_dfd >= 0) {
+		r = bk_rev_list(revs_dfd, &revs, &n, &err);
+		if (r < 0)
+			goto fail;
+	}
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL);
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_PREVIOUS, &previous, NULL);
+
+	if (ctx->json) {
+		arr = json_object_new_array();
+		if (!arr) {
+			r = bk_err_set(&err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *o = bk_rev_to_json(&revs[i]);
+
+			if (!o || json_object_array_add(arr, o) < 0 ||
+			    bk_json_add_bool(o, "mounted",
+					     bk_rev_is_mounted(live.run_dfd, revs[i].id)) < 0 ||
+			    bk_json_add_bool(o, "current",
+					     current && strcmp(current, revs[i].id) == 0) < 0 ||
+			    bk_json_add_bool(o, "previous",
+					     previous && strcmp(previous, revs[i].id) == 0) < 0) {
+				r = bk_err_set(&err, -ENOMEM, "out of memory");
+				goto fail;
+			}
+		}
+		puts(bk_json_to_string(arr, true));
+	} else {
+		if (n == 0)
+			printf("no revisions\n");
+		else
+			printf("%-24s %-16s %-16s %-20s %s\n", "ID", "IMAGE", "VERSION", "CREATED",
+			       "STATE");
+		for (size_t i = 0; i < n; i++) {
+			char when[32] = "-";
+			time_t t = (time_t) revs[i].created;
+			struct tm tm;
+
+			if (gmtime_r(&t, &tm))
+				(void) strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			printf("%-24s %-16s %-16s %-20s %s%s%s\n", revs[i].id,
+			       revs[i].image && revs[i].image[0] ? revs[i].image : "-",
+			       revs[i].version && revs[i].version[0] ? revs[i].version : "-", when,
+			       bk_rev_is_mounted(live.run_dfd, revs[i].id) ? "mounted" :
+									     "not-mounted",
+			       current && strcmp(current, revs[i].id) == 0 ? ",current" : "",
+			       previous && strcmp(previous, revs[i].id) == 0 ? ",previous" : "");
+		}
+	}
+	goto out;
+fail:
+	ret = bankctl_fail(r, &err);
+out:
+	bk_revs_free(revs, n);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+/* --- add -------------------------------------------------------------------------------- */
+
+static int rev_add(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "type", required_argument, NULL, 't' },
+		{ "offset", required_argument, NULL, 'o' },
+		{ "size", required_argument, NULL, 's' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "version", required_argument, NULL, 'v' },
+		{ "payload", required_argument, NULL, 'p' },
+		{ "parent", required_argument, NULL, 'P' },
+		{ "digest", required_argument, NULL, 'd' },
+		LONGOPTS_END,
+	};
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	const char *type = "squashfs", *digest = NULL;
+	_cleanup_close_ int fd = -EBADF, revs_dfd = -EBADF;
+	struct bk_rev rev = { 0 };
+	struct bk_err err = { 0 };
+	bool saved = false;
+	struct stat st;
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			type = optarg;
+			break;
+		case 'o':
+			if (bk_parse_size(optarg, &rev.offset) < 0) {
+				ret = bankctl_usage(&verb_add, "invalid offset '%s'", optarg);
+				goto out;
+			}
+			break;
+		case 's':
+			if (bk_parse_size(optarg, &rev.size) < 0) {
+				ret = bankctl_usage(&verb_add, "invalid size '%s'", optarg);
+				goto out;
+			}
+			break;
+		case 'i':
+		case 'v':
+		case 'p':
+		case 'P': {
+			char **slot = c == 'i' ? &rev.image :
+				      c == 'v' ? &rev.version :
+				      c == 'p' ? &rev.payload :
+						 &rev.parent;
+
+			free(*slot);
+			*slot = strdup(optarg);
+			if (!*slot) {
+				ret = bankctl_fail(-ENOMEM, NULL);
+				goto out;
+			}
+			break;
+		}
+		case 'd':
+			digest = optarg;
+			break;
+		default:
+			if (bankctl_common_option(ctx, c, &verb_add) <= 0) {
+				ret = BK_EXIT_USAGE;
+				goto out;
+			}
+		}
+	}
+	if (argc - optind != 2) {
+		ret = bankctl_usage(&verb_add, "expected ID and FILE");
+		goto out;
+	}
+	rev.id = strdup(argv[optind]);
+	rev.fstype = strdup(type);
+	rev.source = realpath(argv[optind + 1], NULL);
+	if (!rev.source) {
+		bk_log(LOG_ERR, "cannot open payload '%s': %m", argv[optind + 1]);
+		ret = errno == ENOENT ? BK_EXIT_NOT_FOUND : BK_EXIT_FAILURE;
+		goto out;
+	}
+	if (digest) {
+		rev.digest = strdup(digest);
+		if (rev.digest && strlen(digest) != 64) {
+			ret = bankctl_usage(&verb_add, "invalid digest '%s'", digest);
+			goto out;
+		}
+	}
+	rev.created = (uint64_t) time(NULL);
+	if (!rev.id || !rev.fstype || (digest && !rev.digest)) {
+		ret = bankctl_fail(-ENOMEM, NULL);
+		goto out;
+	}
+	if (!bk_rev_id_is_valid(rev.id)) {
+		ret = bankctl_usage(&verb_add, "invalid revision id '%s'", rev.id);
+		goto out;
+	}
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r >= 0)
+		r = bk_maint_check(live.state_dfd, "rev add", &err);
+	if (r < 0)
+		goto fail;
+
+	/* Hash and mount the very same open file. */
+	fd = open(rev.source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = bk_err_set(&err, -errno, "cannot open payload '%s': %m", rev.source);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = bk_err_set(&err, -EINVAL, "payload '%s' is not a regular file", rev.source);
+		goto fail;
+	}
+	r = bk_rev_hash_fd(fd, &rev, &err);
+	if (r < 0)
+		goto fail;
+	r = bk_rev_validate(&rev, &err);
+	if (r < 0)
+		goto fail;
+	r = bk_mkdir_p_at(live.state_dfd, BK_REVISIONS_DIR, 0755, &revs_dfd, &err);
+	if (r < 0)
+		goto fail;
+	/* Metadata first: a crash before the mount leaves a revision that restore mounts. */
+	r = bk_rev_save(revs_dfd, &rev, true, &err);
+	if (r < 0)
+		goto fail;
+	saved = true;
+	r = bk_rev_mount_fd(live.run_dfd, live.run_path, &rev, fd, &err);
+	if (r < 0)
+		goto fail;
+	if (!ctx->json)
+		printf("revision '%s' mounted at '%s/%s/%s'\n", rev.id, live.run_path, BK_REV_DIR,
+		       rev.id);
+	else {
+		_cleanup_(json_object_putp) struct json_object *o = bk_rev_to_json(&rev);
+
+		if (o)
+			puts(bk_json_to_string(o, true));
+	}
+	goto out;
+fail:
+	if (saved)
+		(void) bk_rev_remove_meta(revs_dfd, rev.id, NULL);
+	ret = bankctl_fail(r, &err);
+out:
+	bk_rev_release(&rev);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+/* --- switch ----------------------------------------------------------------------------- */
+
+static int hooks_json(struct json_object *parent, const char *key, const struct bk_hook_run *run)
+{
+	struct json_object *arr;
+
+	if (!run)
+		return 0;
+	arr = json_object_new_array();
+	if (bk_json_add(parent, key, arr) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < run->n_results; i++) {
+		const struct bk_hook_result *h = &run->results[i];
+		struct json_object *o = json_object_new_object();
+
+		if (!o || json_object_array_add(arr, o) < 0 ||
+		    bk_json_add_string(o, "name", h->name) < 0 ||
+		    bk_json_add(o, "status", json_object_new_int(h->status)) < 0 ||
+		    bk_json_add_bool(o, "timed_out", h->timed_out) < 0 ||
+		    bk_json_add_string(o, "stdout", h->out) < 0 ||
+		    bk_json_add_string(o, "stderr", h->errout) < 0 ||
+		    bk_json_add_u64(o, "duration_ms", h->duration_ms) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void print_hooks(const char *phase, const struct bk_hook_run *run)
+{
+	if (!run)
+		return;
+	for (size_t i = 0; i < run->n_results; i++) {
+		const struct bk_hook_result *h = &run->results[i];
+		_cleanup_free_ char *copy = strdup(h->out);
+		char *line, *save = NULL;
+
+		if (!copy)
+			continue;
+		for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			printf("  %s hook '%s': %s\n", phase, h->name, line);
+	}
+}
+
+static int print_report(struct bankctl *ctx, const struct bk_lp_report *rep)
+{
+	if (ctx->json) {
+		_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+		struct json_object *arr = json_object_new_array();
+
+		if (!o || bk_json_add(o, "workloads", arr) < 0 ||
+		    add_nullable(o, "from", rep->from) < 0 ||
+		    bk_json_add_string(o, "to", rep->to) < 0 ||
+		    bk_json_add_bool(o, "rolled_back", rep->rolled_back) < 0 ||
+		    bk_json_add_u64(o, "total_us", rep->total_ns / 1000) < 0 ||
+		    add_nullable(o, "hook_warning", rep->hook_warning) < 0 ||
+		    hooks_json(o, "scan", rep->scan) < 0 ||
+		    hooks_json(o, "apply", rep->apply) < 0 ||
+		    hooks_json(o, "revert", rep->revert) < 0)
+			return -ENOMEM;
+		for (size_t i = 0; i < rep->n_items; i++) {
+			const struct bk_lp_report_item *it = &rep->items[i];
+			struct json_object *w = json_object_new_object();
+			char mode[2] = { it->mode, 0 };
+
+			if (!w || json_object_array_add(arr, w) < 0 ||
+			    bk_json_add_string(w, "name", it->name) < 0 ||
+			    bk_json_add_bool(w, "running", it->running) < 0 ||
+			    bk_json_add_bool(w, "skipped", it->skipped) < 0 ||
+			    bk_json_add_bool(w, "switched", it->switched) < 0 ||
+			    bk_json_add_string(w, "mode",
+					       it->mode == BK_VIEW_BENEATH  ? "beneath" :
+					       it->mode == BK_VIEW_STACKED  ? "stacked" :
+					       it->mode == BK_VIEW_ATTACHED ? "attached" :
+									      mode) < 0 ||
+			    bk_json_add_u64(w, "frozen_us", it->frozen_ns / 1000) < 0 ||
+			    bk_json_add_u64(w, "rollback_frozen_us",
+					    it->rollback_frozen_ns / 1000) < 0)
+				return -ENOMEM;
+		}
+		puts(bk_json_to_string(o, true));
+		return 0;
+	}
+	print_hooks("scan", rep->scan);
+	if (!rep->rolled_back)
+		printf("switched from '%s' to '%s' in %.3f ms\n", rep->from ? rep->from : "(none)",
+		       rep->to, (double) rep->total_ns / 1e6);
+	for (size_t i = 0; i < rep->n_items; i++) {
+		const struct bk_lp_report_item *it = &rep->items[i];
+
+		if (!it->running)
+			printf("  %-24s not running\n", it->name);
+		else if (it->skipped)
+			printf("  %-24s already on '%s'\n", it->name, rep->to);
+		else if (it->frozen_ns)
+			printf("  %-24s frozen %.3f ms (%s)%s\n", it->name,
+			       (double) it->frozen_ns / 1e6,
+			       it->mode == BK_VIEW_BENEATH ? "beneath" :
+			       it->mode == BK_VIEW_STACKED ? "stacked" :
+							     "attached",
+			       rep->rolled_back && it->rollback_frozen_ns ? ", switched back" : "");
+	}
+	print_hooks("apply", rep->apply);
+	print_hooks("revert", rep->revert);
+	return 0;
+}
+
+static int rev_switch(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "no-beneath", no_argument, NULL, 'B' },
+		LONGOPTS_END,
+	};
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_(bk_lp_report_freep) struct bk_lp_report *rep = NULL;
+	_cleanup_close_ int revs_dfd = -EBADF;
+	struct bk_rev rev = { 0 };
+	struct bk_err err = { 0 };
+	bool no_beneath = false;
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == 'B')
+			no_beneath = true;
+		else if (bankctl_common_option(ctx, c, &verb_switch) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (argc - optind != 1)
+		return bankctl_usage(&verb_switch, "expected one revision ID");
+	if (!bk_rev_id_is_valid(argv[optind]))
+		return bankctl_usage(&verb_switch, "invalid revision id '%s'", argv[optind]);
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r < 0)
+		goto fail;
+	if (no_beneath)
+		live.lp.view_flags |= BK_VIEW_NO_BENEATH;
+	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = revs_dfd < 0 ? bk_err_set(&err, -ENOENT, "no revision '%s'", argv[optind]) :
+			   bk_rev_load(revs_dfd, argv[optind], &rev, &err);
+	if (r < 0)
+		goto fail;
+	r = bk_livepatch_switch(&live.lp, argv[optind], &rep, &err);
+	if (rep)
+		(void) print_report(ctx, rep);
+	if (rep && rep->hook_warning)
+		bk_log(LOG_WARNING, "%s, ignoring", rep->hook_warning);
+	if (r < 0)
+		goto fail;
+	goto out;
+fail:
+	if (rep && rep->rolled_back)
+		(void) bk_err_prefix(&err, "switch to '%s' rolled back", argv[optind]);
+	ret = bankctl_fail(r, &err);
+out:
+	bk_rev_release(&rev);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+/* --- gc --------------------------------------------------------------------------------- */
+
+static int rev_gc(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "keep", required_argument, NULL, 'k' },
+		LONGOPTS_END,
+	};
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_(json_object_putp) struct json_object *out = NULL;
+	_cleanup_free_ char *current = NULL, *previous = NULL;
+	_cleanup_close_ int revs_dfd = -EBADF;
+	struct json_object *removed = NULL, *kept = NULL;
+	struct bk_rev *revs = NULL;
+	struct bk_err err = { 0 };
+	uint64_t keep = 2;
+	size_t n = 0;
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == 'k') {
+			if (bk_parse_u64(optarg, &keep) < 0)
+				return bankctl_usage(&verb_gc, "invalid --keep '%s'", optarg);
+		} else if (bankctl_common_option(ctx, c, &verb_gc) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (optind < argc)
+		return bankctl_usage(&verb_gc, "unexpected argument '%s'", argv[optind]);
+
+	out = json_object_new_object();
+	removed = json_object_new_array();
+	kept = json_object_new_array();
+	if (!out || bk_json_add(out, "removed", removed) < 0 || bk_json_add(out, "kept", kept) < 0)
+		return bankctl_fail(-ENOMEM, NULL);
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r < 0)
+		goto fail;
+	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (revs_dfd >= 0) {
+		r = bk_rev_list(revs_dfd, &revs, &n, &err);
+		if (r < 0)
+			goto fail;
+	}
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL);
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_PREVIOUS, &previous, NULL);
+
+	/* Oldest first; the newest `keep` are kept whatever they are. */
+	for (size_t i = 0; i + keep < n; i++) {
+		const char *id = revs[i].id;
+		_cleanup_free_ char *where = NULL;
+		const char *why = NULL;
+		struct json_object *o;
+		dev_t dev;
+
+		if (current && strcmp(id, current) == 0)
+			why = "current";
+		else if (previous && strcmp(id, previous) == 0)
+			why = "previous";
+		else if (bk_rev_is_mounted(live.run_dfd, id) &&
+			 bk_rev_dev(live.run_dfd, id, &dev, NULL) == 0) {
+			r = bk_rev_in_use(live.run_path, id, dev, &where, &err);
+			if (r < 0)
+				goto fail;
+			if (r > 0)
+				why = "in use";
+		}
+		if (why) {
+			o = json_object_new_object();
+			if (json_object_array_add(kept, o) < 0 ||
+			    bk_json_add_string(o, "id", id) < 0 ||
+			    bk_json_add_string(o, "reason", why) < 0 ||
+			    add_nullable(o, "where", where) < 0) {
+				r = bk_err_set(&err, -ENOMEM, "out of memory");
+				goto fail;
+			}
+			if (!ctx->json)
+				printf("kept '%s': %s%s%s\n", id, why, where ? " by " : "",
+				       where ? where : "");
+			continue;
+		}
+		r = bk_rev_umount(live.run_dfd, live.run_path, id, &err);
+		if (r < 0)
+			goto fail;
+		r = bk_rev_remove_meta(revs_dfd, id, &err);
+		if (r < 0)
+			goto fail;
+		if (json_object_array_add(removed, json_object_new_string(id)) < 0) {
+			r = bk_err_set(&err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		if (!ctx->json)
+			printf("removed '%s'\n", id);
+	}
+	if (ctx->json)
+		puts(bk_json_to_string(out, true));
+	goto done;
+fail:
+	ret = bankctl_fail(r, &err);
+done:
+	bk_revs_free(revs, n);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+/* --- restore ---------------------------------------------------------------------------- */
+
+static int rev_restore(struct bankctl *ctx, int argc, char **argv)
+{
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_free_ char *current = NULL, *recorded = NULL;
+	_cleanup_close_ int revs_dfd = -EBADF;
+	struct bk_rev *revs = NULL;
+	struct bk_err err = { 0 };
+	size_t n = 0, n_mounted = 0;
+	int r, ret = BK_EXIT_OK;
+
+	if (parse_common_only(ctx, &verb_restore, argc, argv) < 0)
+		return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_restore, "unexpected argument '%s'", argv[optind]);
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r < 0)
+		goto fail;
+	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (revs_dfd < 0) {
+		printf("no revisions\n");
+		goto out;
+	}
+	r = bk_rev_list(revs_dfd, &revs, &n, &err);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_close_ int fd = -EBADF;
+
+		if (bk_rev_is_mounted(live.run_dfd, revs[i].id))
+			continue;
+		fd = open(revs[i].source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0) {
+			bk_log(LOG_WARNING, "revision '%s': cannot open '%s': %m, ignoring",
+			       revs[i].id, revs[i].source);
+			continue;
+		}
+		r = bk_rev_hash_fd(fd, &revs[i], &err);
+		if (r >= 0)
+			r = bk_rev_mount_fd(live.run_dfd, live.run_path, &revs[i], fd, &err);
+		if (r < 0) {
+			bk_log(LOG_WARNING, "%s, ignoring", err.msg);
+			bk_err_clear(&err);
+			continue;
+		}
+		n_mounted++;
+		printf("mounted '%s'\n", revs[i].id);
+	}
+	if (bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL) == -ENOENT &&
+	    bk_read_file_at(revs_dfd, BK_REV_CURRENT_REC, BK_REV_ID_MAX + 2, &recorded, NULL,
+			    NULL) == 0) {
+		recorded[strcspn(recorded, "\n")] = '\0';
+		if (bk_rev_is_mounted(live.run_dfd, recorded)) {
+			r = bk_rev_pointer_set(live.run_dfd, BK_REV_CURRENT, recorded, &err);
+			if (r < 0)
+				goto fail;
+			printf("current is '%s'\n", recorded);
+		}
+	}
+	goto out;
+fail:
+	ret = bankctl_fail(r, &err);
+out:
+	bk_revs_free(revs, n);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+int bankctl_rev(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(struct bankctl *, int, char **);
+	} subs[] = {
+		{ "list", rev_list }, { "add", rev_add },	  { "switch", rev_switch },
+		{ "gc", rev_gc },     { "restore", rev_restore },
+	};
+
+	if (argc < 2)
+		return bankctl_usage(&verb_rev, "missing sub-command");
+	for (size_t i = 0; i < BK_ELEMENTSOF(subs); i++)
+		if (strcmp(argv[1], subs[i].name) == 0)
+			return subs[i].run(ctx, argc - 1, argv + 1);
+	return bankctl_usage(&verb_rev, "unknown sub-command '%s'", argv[1]);
+}

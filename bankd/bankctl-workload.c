@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* bankctl workload: the workloads a live patch switches over (add, list, remove). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bankctl-livepatch.h"
+#include "bk-fs.h"
+#include "bk-json.h"
+#include "bk-log.h"
+#include "bk-maint.h"
+#include "bk-workload.h"
+
+BK_DEFINE_CLEANUP(DIR *, closedir)
+
+static const struct bankctl_verb verb_workload = {
+	"workload", NULL, "workload add|list|remove ...",
+	"the workloads (cgroup + mount namespace + view) a live patch switches over"
+};
+static const struct bankctl_verb verb_add = {
+	"workload add", NULL,
+	"workload add NAME (--cgroup PATH | --unit UNIT) --view PATH [--no-fsr]",
+	"register a workload: its cgroup v2 (relative to the cgroup2 root) or systemd unit, and "
+	"the path where it sees the revision"
+};
+static const struct bankctl_verb verb_list = {
+	"workload list", NULL, "workload list [--json]",
+	"list the workloads, whether they run and which revision their view shows"
+};
+static const struct bankctl_verb verb_remove = { "workload remove", NULL, "workload remove NAME",
+						 "forget a workload" };
+
+static int open_dir(struct bankctl_live *live, int *ret, struct bk_err *err)
+{
+	return bk_mkdir_p_at(live->state_dfd, BK_WORKLOADS_DIR, 0755, ret, err);
+}
+
+static int workload_add(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "cgroup", required_argument, NULL, 'c' },
+		{ "unit", required_argument, NULL, 'u' },
+		{ "view", required_argument, NULL, 'v' },
+		{ "no-fsr", no_argument, NULL, 'N' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	const char *cgroup = NULL, *unit = NULL, *view = NULL;
+	_cleanup_(bk_cgroup_freep) struct bk_cgroup *cg = NULL;
+	_cleanup_close_ int wdfd = -EBADF;
+	struct bk_workload w = { 0 };
+	struct bk_err err = { 0 };
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			cgroup = optarg;
+			break;
+		case 'u':
+			unit = optarg;
+			break;
+		case 'v':
+			view = optarg;
+			break;
+		case 'N':
+			w.no_fsr = true;
+			break;
+		default:
+			if (bankctl_common_option(ctx, c, &verb_add) <= 0)
+				return BK_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return bankctl_usage(&verb_add, "expected one workload NAME");
+	if (!!cgroup == !!unit)
+		return bankctl_usage(&verb_add, "give exactly one of --cgroup and --unit");
+	if (!view)
+		return bankctl_usage(&verb_add, "missing --view");
+	if (!bk_workload_name_is_valid(argv[optind]))
+		return bankctl_usage(&verb_add, "invalid workload name '%s'", argv[optind]);
+
+	w.name = strdup(argv[optind]);
+	w.unit = unit ? strdup(unit) : NULL;
+	w.added = (uint64_t) time(NULL);
+	if (!w.name || (unit && !w.unit)) {
+		ret = bankctl_fail(-ENOMEM, NULL);
+		goto out;
+	}
+	r = bk_view_path_normalize(view, &w.view, &err);
+	if (r < 0) {
+		ret = bankctl_usage(&verb_add, "%s", err.msg);
+		goto out;
+	}
+	if (cgroup) {
+		r = bk_cgroup_path_normalize(cgroup, &w.cgroup, &err);
+		if (r < 0) {
+			ret = bankctl_usage(&verb_add, "%s", err.msg);
+			goto out;
+		}
+	}
+	r = bk_workload_validate(&w, &err);
+	if (r < 0) {
+		ret = bankctl_usage(&verb_add, "%s", err.msg);
+		goto out;
+	}
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r >= 0)
+		r = bk_maint_check(live.state_dfd, "workload add", &err);
+	/* A cgroup given by path must exist; a unit may be registered before it starts. */
+	if (r >= 0 && w.cgroup)
+		r = bk_cgroup_open(NULL, w.cgroup, &cg, &err);
+	if (r >= 0)
+		r = open_dir(&live, &wdfd, &err);
+	if (r >= 0)
+		r = bk_workload_save(wdfd, &w, true, &err);
+	if (r < 0) {
+		ret = bankctl_fail(r, &err);
+		goto out;
+	}
+	if (!ctx->json)
+		printf("workload '%s' added: %s '%s', view '%s'%s\n", w.name,
+		       w.cgroup ? "cgroup" : "unit", w.cgroup ? w.cgroup : w.unit, w.view,
+		       w.no_fsr ? ", cannot be suspended (blocks live patches)" : "");
+out:
+	bk_workload_release(&w);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+/* Which mounted revision has device dev; NULL when none. */
+static char *rev_of_dev(int run_dfd, dev_t dev)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int fd;
+
+	fd = openat(run_dfd, BK_REV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	d = fdopendir(fd);
+	if (!d) {
+		(void) close(fd);
+		return NULL;
+	}
+	while ((de = readdir(d))) {
+		dev_t rdev;
+
+		if (!bk_rev_id_is_valid(de->d_name))
+			continue;
+		if (bk_rev_dev(run_dfd, de->d_name, &rdev, NULL) == 0 && rdev == dev)
+			return strdup(de->d_name);
+	}
+	return NULL;
+}
+
+static int workload_list(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_(json_object_putp) struct json_object *arr = NULL;
+	struct bk_lp_workload *lws = NULL;
+	struct bk_err err = { 0 };
+	size_t n = 0;
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_list) <= 0)
+			return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_list, "unexpected argument '%s'", argv[optind]);
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bk_lp_workloads_open(live.state_dfd, &lws, &n, &err);
+	if (r < 0) {
+		ret = bankctl_fail(r, &err);
+		goto out;
+	}
+	arr = json_object_new_array();
+	if (!arr) {
+		ret = bankctl_fail(-ENOMEM, NULL);
+		goto out;
+	}
+	if (!ctx->json && n == 0)
+		printf("no workloads\n");
+	else if (!ctx->json)
+		printf("%-20s %-8s %-10s %-16s %-32s %s\n", "NAME", "RUNNING", "FROZEN", "REVISION",
+		       "CGROUP", "VIEW");
+	for (size_t i = 0; i < n; i++) {
+		const struct bk_lp_workload *lw = &lws[i];
+		_cleanup_free_ char *rev = NULL;
+		struct json_object *o;
+		bool frozen = false, is_mount = false;
+		dev_t dev;
+
+		if (lw->cg)
+			(void) bk_cgroup_get_state(lw->cg, &frozen, NULL, NULL);
+		if (lw->running && bk_view_stat(lw->pid, lw->w.view, &dev, &is_mount, NULL) == 0 &&
+		    is_mount)
+			rev = rev_of_dev(live.run_dfd, dev);
+		if (!ctx->json) {
+			printf("%-20s %-8s %-10s %-16s %-32s %s%s\n", lw->w.name,
+			       lw->running ? "yes" : "no", frozen ? "frozen" : "-", rev ? rev : "-",
+			       lw->cgroup ? lw->cgroup : "-", lw->w.view,
+			       lw->w.no_fsr ? " (no-fsr)" : "");
+			continue;
+		}
+		o = bk_workload_to_json(&lw->w);
+		if (!o || json_object_array_add(arr, o) < 0 ||
+		    bk_json_add_bool(o, "running", lw->running) < 0 ||
+		    bk_json_add_bool(o, "frozen", frozen) < 0 ||
+		    (lw->cgroup && bk_json_add_string(o, "cgroup_path", lw->cgroup) < 0) ||
+		    (lw->running && bk_json_add_u64(o, "pid", (uint64_t) lw->pid) < 0) ||
+		    (rev && bk_json_add_string(o, "revision", rev) < 0)) {
+			ret = bankctl_fail(-ENOMEM, NULL);
+			goto out;
+		}
+	}
+	if (ctx->json)
+		puts(bk_json_to_string(arr, true));
+out:
+	bk_lp_workloads_free(lws, n);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+static int workload_remove(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_close_ int wdfd = -EBADF;
+	struct bk_err err = { 0 };
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_remove) <= 0)
+			return BK_EXIT_USAGE;
+	if (argc - optind != 1)
+		return bankctl_usage(&verb_remove, "expected one workload NAME");
+	if (!bk_workload_name_is_valid(argv[optind]))
+		return bankctl_usage(&verb_remove, "invalid workload name '%s'", argv[optind]);
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r >= 0)
+		r = bankctl_live_lock_and_recover(ctx, &live, &err);
+	if (r >= 0)
+		r = open_dir(&live, &wdfd, &err);
+	if (r >= 0)
+		r = bk_workload_remove(wdfd, argv[optind], &err);
+	if (r < 0)
+		ret = bankctl_fail(r, &err);
+	else if (!ctx->json)
+		printf("workload '%s' removed\n", argv[optind]);
+	bankctl_live_close(&live);
+	return ret;
+}
+
+int bankctl_workload(struct bankctl *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return bankctl_usage(&verb_workload, "missing sub-command");
+	if (strcmp(argv[1], "add") == 0)
+		return workload_add(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "list") == 0)
+		return workload_list(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "remove") == 0)
+		return workload_remove(ctx, argc - 1, argv + 1);
+	return bankctl_usage(&verb_workload, "unknown sub-command '%s'", argv[1]);
+}

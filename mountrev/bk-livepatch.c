@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bk-fs.h"
+#include "bk-livepatch.h"
+#include "bk-log.h"
+#include "bk-maint.h"
+#include "bk-rev.h"
+
+struct bk_lp_workload *bk_lp_workloads_free(struct bk_lp_workload *ws, size_t n)
+{
+	for (size_t i = 0; ws && i < n; i++) {
+		bk_workload_release(&ws[i].w);
+		free(ws[i].cgroup);
+		bk_cgroup_free(ws[i].cg);
+		closep(&ws[i].nsfd);
+	}
+	free(ws);
+	return NULL;
+}
+
+static int resolve_one(const char *cg_root, struct bk_lp_workload *lw, struct bk_err *err)
+{
+	int r;
+
+	if (lw->w.unit) {
+		r = bk_cgroup_resolve_unit(cg_root, lw->w.unit, &lw->cgroup, err);
+		if (r == -ENOENT) {
+			bk_err_clear(err);
+			return 0; /* the unit is not running */
+		}
+		if (r < 0)
+			return r;
+	} else {
+		lw->cgroup = strdup(lw->w.cgroup);
+		if (!lw->cgroup)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+	}
+	r = bk_cgroup_open(cg_root, lw->cgroup, &lw->cg, err);
+	if (r == -ENOENT) {
+		bk_err_clear(err);
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	r = bk_cgroup_open_mntns(lw->cg, &lw->nsfd, &lw->pid, err);
+	if (r == -ESRCH) {
+		bk_err_clear(err);
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	lw->running = true;
+	return 0;
+}
+
+int bk_lp_workloads_open(int state_dfd, struct bk_lp_workload **ret, size_t *ret_n,
+			 struct bk_err *err)
+{
+	_cleanup_close_ int wdfd = -EBADF;
+	_cleanup_free_ char *cg_root = NULL;
+	struct bk_workload *ws = NULL;
+	struct bk_lp_workload *lws;
+	size_t n = 0;
+	int r;
+
+	wdfd = openat(state_dfd, BK_WORKLOADS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (wdfd < 0 && errno != ENOENT)
+		return bk_err_set(err, -errno, "cannot open the workload directory: %m");
+	if (wdfd >= 0) {
+		r = bk_workload_list(wdfd, &ws, &n, err);
+		if (r < 0)
+			return r;
+	}
+	lws = calloc(n ? n : 1, sizeof(*lws));
+	if (!lws) {
+		bk_workloads_free(ws, n);
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		lws[i].w = ws[i];
+		lws[i].nsfd = -EBADF;
+	}
+	free(ws);
+	if (n > 0) {
+		r = bk_cgroup_find_root(&cg_root, err);
+		if (r < 0) {
+			bk_lp_workloads_free(lws, n);
+			return r;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = resolve_one(cg_root, &lws[i], err);
+		if (r < 0) {
+			(void) bk_err_prefix(err, "workload '%s'", lws[i].w.name);
+			bk_lp_workloads_free(lws, n);
+			return r;
+		}
+	}
+	*ret = lws;
+	*ret_n = n;
+	return 0;
+}
+
+struct bk_lp_report *bk_lp_report_free(struct bk_lp_report *r)
+{
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < r->n_items; i++)
+		free(r->items[i].name);
+	free(r->items);
+	free(r->from);
+	free(r->to);
+	bk_hook_run_free(r->scan);
+	bk_hook_run_free(r->apply);
+	bk_hook_run_free(r->revert);
+	free(r->hook_warning);
+	free(r);
+	return NULL;
+}
+
+static void version_of(int state_dfd, const char *id, char **ret)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	struct bk_rev rev = { 0 };
+
+	*ret = NULL;
+	if (!id)
+		return;
+	dfd = openat(state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || bk_rev_load(dfd, id, &rev, NULL) < 0)
+		return;
+	*ret = TAKE_PTR(rev.version);
+	bk_rev_release(&rev);
+}
+
+static int record_current(int state_dfd, const char *id, struct bk_err *err)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	char buf[BK_REV_ID_MAX + 2];
+	int r;
+
+	r = bk_mkdir_p_at(state_dfd, BK_REVISIONS_DIR, 0755, &dfd, err);
+	if (r < 0)
+		return r;
+	(void) snprintf(buf, sizeof(buf), "%s\n", id);
+	return bk_write_atomic_at(dfd, BK_REV_CURRENT_REC, buf, strlen(buf), 0644, 0, err);
+}
+
+static int set_phase(const struct bk_livepatch_ctx *c, struct bk_maint *m,
+		     enum bk_maint_phase phase, struct bk_err *err)
+{
+	m->phase = phase;
+	return bk_maint_set(c->state_dfd, m, err);
+}
+
+/* Run non-vetoing hooks; a failure is kept as a warning in the report. */
+static void run_hooks_warn(const struct bk_livepatch_ctx *c, enum bk_hook_phase phase,
+			   const struct bk_hook_env *env, struct bk_hook_run **slot, char **warning)
+{
+	struct bk_err e = { 0 };
+
+	if (bk_hooks_run(c->hooks_dir, phase, env, c->hook_timeout_ms, slot, &e) < 0 && !*warning)
+		*warning = strdup(e.msg);
+}
+
+static int fill_items(struct bk_lp_report *rep, const struct bk_lp_workload *lws, size_t n)
+{
+	rep->items = calloc(n ? n : 1, sizeof(*rep->items));
+	if (!rep->items)
+		return -ENOMEM;
+	rep->n_items = n;
+	for (size_t i = 0; i < n; i++) {
+		rep->items[i].name = strdup(lws[i].w.name);
+		rep->items[i].running = lws[i].running;
+		if (!rep->items[i].name)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Build the switch items of the running workloads; *ret_map[k] is the index in lws. */
+static int make_items(struct bk_lp_workload *lws, size_t n, struct bk_switch_item **ret,
+		      size_t **ret_map, size_t *ret_k)
+{
+	struct bk_switch_item *items = calloc(n ? n : 1, sizeof(*items));
+	size_t *map = calloc(n ? n : 1, sizeof(*map));
+	size_t k = 0;
+
+	if (!items || !map) {
+		free(items);
+		free(map);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!lws[i].running)
+			continue;
+		items[k] = (struct bk_switch_item){
+			.name = lws[i].w.name,
+			.cg = lws[i].cg,
+			.mntns_fd = lws[i].nsfd,
+			.view = lws[i].w.view,
+		};
+		map[k++] = i;
+	}
+	*ret = items;
+	*ret_map = map;
+	*ret_k = k;
+	return 0;
+}
+
+int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct bk_lp_report **ret,
+			struct bk_err *err)
+{
+	_cleanup_(bk_lp_report_freep) struct bk_lp_report *rep = NULL;
+	_cleanup_free_ struct bk_switch_item *items = NULL;
+	_cleanup_free_ char *from_version = NULL, *to_version = NULL;
+	_cleanup_free_ size_t *map = NULL;
+	struct bk_lp_workload *lws = NULL;
+	struct bk_maint m = { 0 };
+	struct bk_hook_env env;
+	struct bk_switch_opts o;
+	char boot_id[37], reason[256], operation[] = "livepatch";
+	size_t n = 0, k = 0;
+	dev_t dev;
+	int r;
+
+	rep = calloc(1, sizeof(*rep));
+	if (!rep)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (bk_maint_is_set(c->state_dfd))
+		return bk_maint_check(c->state_dfd, "live patch", err);
+
+	/* 1. Pre-check: nothing changes before every workload is known to be switchable. */
+	r = bk_rev_dev(c->run_dfd, to, &dev, err);
+	if (r < 0)
+		return r;
+	r = bk_rev_pointer_get(c->run_dfd, BK_REV_CURRENT, &rep->from, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	rep->to = strdup(to);
+	if (!rep->to)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (rep->from) {
+		r = bk_rev_dev(c->run_dfd, rep->from, &dev, err);
+		if (r < 0)
+			return bk_err_prefix(err, "current revision");
+	}
+	version_of(c->state_dfd, rep->from, &from_version);
+	version_of(c->state_dfd, to, &to_version);
+
+	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (lws[i].running && lws[i].w.no_fsr) {
+			r = bk_err_set(
+				err, -EBUSY,
+				"workload '%s' cannot be suspended (--no-fsr): the live path "
+				"is blocked; stop it or use the reboot path",
+				lws[i].w.name);
+			goto out;
+		}
+	r = fill_items(rep, lws, n);
+	if (r == 0)
+		r = make_items(lws, n, &items, &map, &k);
+	if (r < 0) {
+		r = bk_err_set(err, r, "out of memory");
+		goto out;
+	}
+
+	/* 2. Maintenance mode, then the scan hooks. */
+	(void) snprintf(reason, sizeof(reason), "live patch from '%s' to '%s'",
+			rep->from ? rep->from : "(none)", to);
+	m = (struct bk_maint){
+		.operation = operation,
+		.reason = reason,
+		.from = rep->from,
+		.to = rep->to,
+		.started = (uint64_t) time(NULL),
+		.pid = (uint64_t) getpid(),
+		.boot_id = bk_maint_boot_id(boot_id) == 0 ? boot_id : NULL,
+	};
+	r = set_phase(c, &m, BK_MAINT_PHASE_PREPARING, err);
+	if (r < 0)
+		goto out;
+	env = (struct bk_hook_env){
+		.old_rev = rep->from,
+		.new_rev = to,
+		.old_version = from_version,
+		.new_version = to_version,
+	};
+	r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms, &rep->scan, err);
+	if (r < 0) {
+		(void) bk_maint_clear(c->state_dfd, NULL);
+		goto out;
+	}
+
+	/* 3. The switch-over. */
+	r = set_phase(c, &m, BK_MAINT_PHASE_SWITCHING, err);
+	if (r < 0) {
+		(void) bk_maint_clear(c->state_dfd, NULL);
+		goto out;
+	}
+	o = (struct bk_switch_opts){
+		.run_dfd = c->run_dfd,
+		.from = rep->from,
+		.to = to,
+		.freeze_timeout_ms = c->freeze_timeout_ms,
+		.view_flags = c->view_flags,
+	};
+	r = bk_switch_run(&o, items, k, &rep->total_ns, err);
+	for (size_t j = 0; j < k; j++) {
+		struct bk_lp_report_item *ri = &rep->items[map[j]];
+
+		ri->skipped = items[j].skipped;
+		ri->switched = items[j].switched || (r == 0 && !items[j].skipped);
+		ri->mode = items[j].skipped ? 0 : (char) items[j].mode;
+		ri->frozen_ns = items[j].frozen_ns;
+		ri->rollback_frozen_ns = items[j].rollback_frozen_ns;
+	}
+	if (r < 0) {
+		rep->rolled_back = true;
+		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
+		(void) bk_maint_clear(c->state_dfd, NULL);
+		goto out;
+	}
+
+	/* 4. Committed: from here on a crash finishes rather than reverts. */
+	r = set_phase(c, &m, BK_MAINT_PHASE_COMMITTED, err);
+	if (r < 0)
+		goto out; /* the flag stays in "switching": the next run reverts */
+	r = record_current(c->state_dfd, to, err);
+	if (r < 0)
+		goto out;
+	run_hooks_warn(c, BK_HOOK_APPLY, &env, &rep->apply, &rep->hook_warning);
+	r = bk_maint_clear(c->state_dfd, err);
+out:
+	bk_lp_workloads_free(lws, n);
+	if (ret)
+		*ret = TAKE_PTR(rep);
+	return r;
+}
+
+/* Which revision shows through each running workload's view, and thaw them all. */
+int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, struct bk_err *err)
+{
+	_cleanup_free_ struct bk_switch_item *items = NULL;
+	_cleanup_free_ char *from_version = NULL, *to_version = NULL;
+	_cleanup_free_ size_t *map = NULL;
+	struct bk_lp_workload *lws = NULL;
+	struct bk_maint m = { 0 };
+	struct bk_switch_opts o;
+	struct bk_hook_env env;
+	const char *target = NULL, *other;
+	char boot_id[37];
+	size_t n = 0, k = 0;
+	bool revert;
+	dev_t dev;
+	int r;
+
+	r = bk_maint_get(c->state_dfd, &m, err);
+	if (r <= 0)
+		return r;
+	if (m.boot_id && bk_maint_boot_id(boot_id) == 0 && strcmp(m.boot_id, boot_id) != 0) {
+		/* Set before a reboot: nothing of that live patch survived it. */
+		BK_DBG(REV, "maintenance flag from an earlier boot, cleared");
+		r = bk_maint_clear(c->state_dfd, err);
+		goto done;
+	}
+	if (m.phase == BK_MAINT_PHASE_PREPARING) {
+		r = bk_maint_clear(c->state_dfd, err);
+		goto done;
+	}
+	revert = m.phase == BK_MAINT_PHASE_SWITCHING && m.from;
+	target = revert ? m.from : m.to;
+	other = revert ? m.to : m.from;
+	r = bk_rev_dev(c->run_dfd, target, &dev, err);
+	if (r < 0) {
+		(void) bk_err_prefix(err, "cannot recover the interrupted live patch");
+		goto out;
+	}
+
+	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
+	if (r < 0)
+		goto out;
+	/* Whatever happens next, nobody stays frozen. */
+	for (size_t i = 0; i < n; i++)
+		if (lws[i].cg)
+			(void) bk_cgroup_thaw(lws[i].cg, c->freeze_timeout_ms, NULL);
+	r = make_items(lws, n, &items, &map, &k);
+	if (r < 0) {
+		r = bk_err_set(err, r, "out of memory");
+		goto out;
+	}
+	o = (struct bk_switch_opts){
+		.run_dfd = c->run_dfd,
+		.from = other,
+		.to = target,
+		.freeze_timeout_ms = c->freeze_timeout_ms,
+		.view_flags = c->view_flags,
+		.best_effort = true,
+	};
+	r = bk_switch_run(&o, items, k, NULL, err);
+	if (r < 0) {
+		(void) bk_err_prefix(err, "cannot recover the interrupted live patch");
+		goto out;
+	}
+	if (!revert) {
+		r = record_current(c->state_dfd, target, err);
+		if (r < 0)
+			goto out;
+	}
+	version_of(c->state_dfd, m.from, &from_version);
+	version_of(c->state_dfd, m.to, &to_version);
+	env = (struct bk_hook_env){
+		.old_rev = m.from,
+		.new_rev = m.to,
+		.old_version = from_version,
+		.new_version = to_version,
+	};
+	{
+		_cleanup_(bk_hook_run_freep) struct bk_hook_run *run = NULL;
+
+		(void) bk_hooks_run(c->hooks_dir, revert ? BK_HOOK_REVERT : BK_HOOK_APPLY, &env,
+				    c->hook_timeout_ms, &run, NULL);
+	}
+	r = bk_maint_clear(c->state_dfd, err);
+done:
+	if (r == 0) {
+		r = 1;
+		if (ret_target)
+			*ret_target = target ? strdup(target) : NULL;
+	}
+out:
+	bk_lp_workloads_free(lws, n);
+	bk_maint_release(&m);
+	return r;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The live-patch protocol over the mechanism of bk-switch: pre-check of the registered
+ * workloads, partial maintenance mode, scan/apply/revert hooks, the switch-over with rollback,
+ * and the recovery of an interrupted live patch. docs/livepatch.md gives every step and what a
+ * crash at each one leaves. The caller holds the bootbank lock for every call. Needs root.
+ * Never logs.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bk-cgroup.h"
+#include "bk-err.h"
+#include "bk-hooks.h"
+#include "bk-switch.h"
+#include "bk-workload.h"
+
+struct bk_livepatch_ctx {
+	int state_dfd;		    /* ROOT/var/lib/bootbank */
+	int run_dfd;		    /* ROOT/run/bootbank */
+	const char *run_path;	    /* the same as a path */
+	const char *hooks_dir;	    /* ROOT/etc/bootbank/livepatch.d */
+	uint64_t hook_timeout_ms;   /* per hook */
+	uint64_t freeze_timeout_ms; /* per workload freeze; the watchdog's bound */
+	unsigned view_flags;	    /* enum bk_view_flags */
+};
+
+/* A registered workload, resolved against the running system. */
+struct bk_lp_workload {
+	struct bk_workload w;
+	char *cgroup;	      /* resolved cgroup path (from w.cgroup or w.unit), NULL if none */
+	struct bk_cgroup *cg; /* opened when running */
+	int nsfd;	      /* its mount namespace when running, else -EBADF */
+	pid_t pid;	      /* the process whose namespace it is */
+	bool running;
+};
+
+struct bk_lp_workload *bk_lp_workloads_free(struct bk_lp_workload *ws, size_t n);
+
+/*
+ * Load every registered workload (STATE/workloads) and resolve it: its cgroup (a unit through
+ * systemd or the cgroup tree), opened, and the mount namespace of its processes. A workload
+ * whose cgroup does not exist or has no process is returned with running=false. Errors other
+ * than "not running" (several namespaces, permissions) fail the call naming the workload.
+ */
+int bk_lp_workloads_open(int state_dfd, struct bk_lp_workload **ret, size_t *ret_n,
+			 struct bk_err *err);
+
+struct bk_lp_report_item {
+	char *name;
+	bool running;
+	bool skipped; /* its view already showed the target */
+	bool switched;
+	char mode; /* enum bk_view_mode, 0 when nothing was done */
+	uint64_t frozen_ns;
+	uint64_t rollback_frozen_ns;
+};
+
+struct bk_lp_report {
+	char *from, *to;
+	struct bk_lp_report_item *items;
+	size_t n_items;
+	uint64_t total_ns;	  /* the switch-over itself (pointer + every workload) */
+	bool rolled_back;	  /* the switch failed and was undone */
+	struct bk_hook_run *scan; /* what the hooks said (NULL when not run) */
+	struct bk_hook_run *apply;
+	struct bk_hook_run *revert;
+	char *hook_warning; /* an apply/revert hook failed: its message */
+};
+
+struct bk_lp_report *bk_lp_report_free(struct bk_lp_report *r);
+BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
+
+/*
+ * Live patch to revision `to` (mounted at RUN/rev/<to>, with metadata in STATE/revisions):
+ *   1. pre-check: `to` is mounted; every registered workload resolves; a running --no-fsr
+ *      workload blocks the live path (-EBUSY, "workload 'x' cannot be suspended ...");
+ *   2. maintenance flag (phase preparing), scan hooks (a veto: -ECANCELED, flag cleared);
+ *   3. flag phase switching; bk_switch_run() (pointer, then freeze/swap/thaw per workload);
+ *      on failure everything is switched back, revert hooks run, the flag is cleared;
+ *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks; flag cleared.
+ * A set maintenance flag on entry is -EBUSY (call bk_livepatch_recover() first).
+ * *ret (optional) gets the report, also on failure when anything was done.
+ */
+int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct bk_lp_report **ret,
+			struct bk_err *err);
+
+/*
+ * Finish or revert an interrupted live patch (a maintenance flag left by a dead process; the
+ * caller holds the lock, so nobody else is working on it): flag from an earlier boot: just
+ * cleared; phase preparing: cleared; phase switching: everything goes back to `from`, revert
+ * hooks run; phase committed: everything goes to `to`. Every workload is thawed first. The
+ * flag is cleared only when every running workload shows the chosen revision.
+ * Returns 0 when there was nothing to do, 1 when it recovered (*ret_target, optional, the
+ * revision now in service, malloc'ed), <0 on error (flag kept for the next run).
+ */
+int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, struct bk_err *err);

@@ -1,0 +1,759 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bk-fs.h"
+#include "bk-log.h"
+#include "bk-switch.h"
+
+#ifndef MOVE_MOUNT_BENEATH
+#define MOVE_MOUNT_BENEATH 0x00000200
+#endif
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+
+uint64_t bk_now_ns(void)
+{
+	struct timespec ts;
+
+	(void) clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+bool bk_rev_id_is_valid(const char *id)
+{
+	size_t l;
+
+	if (!id)
+		return false;
+	l = strlen(id);
+	if (l == 0 || l > BK_REV_ID_MAX)
+		return false;
+	if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", id[0]))
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-",
+			    *p))
+			return false;
+	return true;
+}
+
+int bk_rev_pointer_get(int run_dfd, const char *name, char **ret_id, struct bk_err *err)
+{
+	char buf[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
+	ssize_t n;
+
+	n = readlinkat(run_dfd, name, buf, sizeof(buf));
+	if (n < 0 && errno == ENOENT)
+		return -ENOENT;
+	if (n < 0)
+		return bk_err_set(err, -errno, "cannot read pointer '%s': %m", name);
+	if ((size_t) n >= sizeof(buf) || strncmp(buf, BK_REV_DIR "/", strlen(BK_REV_DIR "/")) != 0)
+		return bk_err_set(err, -EBADMSG, "pointer '%s' does not point into '%s/'", name,
+				  BK_REV_DIR);
+	buf[n] = '\0';
+	if (!bk_rev_id_is_valid(buf + strlen(BK_REV_DIR "/")))
+		return bk_err_set(err, -EBADMSG, "pointer '%s' names an invalid revision '%s'",
+				  name, buf);
+	*ret_id = strdup(buf + strlen(BK_REV_DIR "/"));
+	return *ret_id ? 0 : bk_err_set(err, -ENOMEM, "out of memory");
+}
+
+int bk_rev_pointer_set(int run_dfd, const char *name, const char *id, struct bk_err *err)
+{
+	char target[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
+	char tmp[NAME_MAX + 1], rnd[17];
+	int r;
+
+	if (!id) {
+		if (unlinkat(run_dfd, name, 0) < 0 && errno != ENOENT)
+			return bk_err_set(err, -errno, "cannot remove pointer '%s': %m", name);
+	} else {
+		if (!bk_rev_id_is_valid(id))
+			return bk_err_set(err, -EINVAL, "invalid revision id '%s'", id);
+		(void) snprintf(target, sizeof(target), BK_REV_DIR "/%s", id);
+		for (int tries = 0;; tries++) {
+			r = bk_random_hex(rnd, 16);
+			if (r < 0)
+				return bk_err_set(err, r, "cannot get random bytes: %s",
+						  strerror(-r));
+			(void) snprintf(tmp, sizeof(tmp), BK_TMP_PREFIX "%s.%s", name, rnd);
+			if (symlinkat(target, run_dfd, tmp) == 0)
+				break;
+			if (errno != EEXIST || tries > 8)
+				return bk_err_set(err, -errno, "cannot create pointer '%s': %m",
+						  tmp);
+		}
+		if (renameat(run_dfd, tmp, run_dfd, name) < 0) {
+			r = -errno;
+			(void) unlinkat(run_dfd, tmp, 0);
+			return bk_err_set(err, r, "cannot replace pointer '%s': %s", name,
+					  strerror(-r));
+		}
+	}
+	r = bk_fsync_dir(run_dfd);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot sync the directory of pointer '%s': %s", name,
+				  strerror(-r));
+	BK_DBG(REV, "pointer '%s' -> '%s'", name, id ? id : "(none)");
+	return 0;
+}
+
+int bk_rev_dev(int run_dfd, const char *id, dev_t *ret_dev, struct bk_err *err)
+{
+	char path[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
+	struct stat st;
+
+	if (!bk_rev_id_is_valid(id))
+		return bk_err_set(err, -EINVAL, "invalid revision id '%s'", id ? id : "");
+	(void) snprintf(path, sizeof(path), BK_REV_DIR "/%s", id);
+	if (fstatat(run_dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return bk_err_set(err, -errno, "revision '%s' is not mounted: %m", id);
+	if (!S_ISDIR(st.st_mode))
+		return bk_err_set(err, -ENOTDIR, "revision '%s' is not a directory", id);
+	*ret_dev = st.st_dev;
+	return 0;
+}
+
+static int statx_view(int dfd, const char *path, dev_t *ret_dev, bool *ret_is_mount)
+{
+	struct statx stx;
+
+	if (statx(dfd, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) < 0)
+		return -errno;
+	if (!S_ISDIR(stx.stx_mode))
+		return -ENOTDIR;
+	*ret_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	*ret_is_mount = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+			(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+	return 0;
+}
+
+int bk_view_stat(pid_t pid, const char *view, dev_t *ret_dev, bool *ret_is_mount,
+		 struct bk_err *err)
+{
+	char path[64 + BK_REV_ID_MAX + 1100];
+	int r;
+
+	(void) snprintf(path, sizeof(path), "/proc/%d/root%s", (int) pid, view);
+	r = statx_view(AT_FDCWD, path, ret_dev, ret_is_mount);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot look at view '%s' of pid %d: %s", view, (int) pid,
+				  strerror(-r));
+	return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *) a, y = *(const int *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* In a forked child: close every fd but the n in keep (which may be modified). */
+static void close_all_except(int *keep, size_t n)
+{
+	unsigned lo = 0;
+
+	qsort(keep, n, sizeof(*keep), cmp_int);
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] < 0)
+			continue;
+		if ((unsigned) keep[i] > lo)
+			(void) close_range(lo, (unsigned) keep[i] - 1, 0);
+		lo = (unsigned) keep[i] + 1;
+	}
+	(void) close_range(lo, ~0U, 0);
+}
+
+/*
+ * The forked helpers and the watchdog write through the raw system calls: they must keep
+ * working whatever happens to the parent, including when an LD_PRELOAD crash injector
+ * (tests/crash) kills the parent at its Nth write -- the children inherit its counter.
+ */
+static ssize_t raw_write(int fd, const void *buf, size_t len)
+{
+	return syscall(SYS_write, fd, buf, len);
+}
+
+static void raw_thaw(int cg_dfd)
+{
+	int fd = openat(cg_dfd, "cgroup.freeze", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	(void) syscall(SYS_pwrite64, fd, "0", 1, 0);
+	(void) close(fd);
+}
+
+/* --- the view helper -------------------------------------------------------------------- */
+
+enum helper_step {
+	STEP_NONE,
+	STEP_OPEN_TREE,
+	STEP_SETNS,
+	STEP_VIEW,
+	STEP_MOVE,
+	STEP_DETACH,
+	STEP_VERIFY,
+};
+
+static const char *const step_names[] = {
+	[STEP_NONE] = "helper",
+	[STEP_OPEN_TREE] = "open_tree",
+	[STEP_SETNS] = "setns",
+	[STEP_VIEW] = "view lookup",
+	[STEP_MOVE] = "move_mount",
+	[STEP_DETACH] = "detach of the old mount",
+	[STEP_VERIFY] = "check of the new view",
+};
+
+struct helper_msg {
+	int32_t r;
+	int32_t step;
+	uint64_t dev;
+	uint8_t is_mount;
+	char mode;
+};
+
+struct bk_view_swap {
+	pid_t pid;
+	int sock;
+	char *id;
+	char *view;
+	dev_t old_dev;
+	bool old_is_mount;
+	bool committed;
+};
+
+static _noreturn_ void helper_send(int sock, int r, int step, dev_t dev, bool is_mount, char mode)
+{
+	struct helper_msg m = {
+		.r = r, .step = step, .dev = dev, .is_mount = is_mount, .mode = mode
+	};
+
+	/* Nothing to do if the caller is gone: our exit status says the same. */
+	if (raw_write(sock, &m, sizeof(m)) != (ssize_t) sizeof(m))
+		_exit(2);
+	_exit(r < 0 ? 1 : 0);
+}
+
+static _noreturn_ void helper_main(int sock, int run_dfd, const char *relpath, int nsfd,
+				   const char *view, unsigned flags)
+{
+	struct helper_msg ready = { 0 };
+	_cleanup_close_ int tree = -EBADF;
+	dev_t dev, new_dev;
+	bool is_mount, dummy;
+	struct stat st;
+	char go = 0;
+	char mode;
+	ssize_t n;
+	int r;
+
+	tree = open_tree(run_dfd, relpath, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (tree < 0)
+		helper_send(sock, -errno, STEP_OPEN_TREE, 0, false, 0);
+	if (fstat(tree, &st) < 0)
+		helper_send(sock, -errno, STEP_OPEN_TREE, 0, false, 0);
+	new_dev = st.st_dev;
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		helper_send(sock, -errno, STEP_SETNS, 0, false, 0);
+	r = statx_view(AT_FDCWD, view, &dev, &is_mount);
+	if (r < 0)
+		helper_send(sock, r, STEP_VIEW, 0, false, 0);
+
+	ready.dev = dev;
+	ready.is_mount = is_mount;
+	if (raw_write(sock, &ready, sizeof(ready)) != (ssize_t) sizeof(ready))
+		_exit(1);
+	do
+		n = read(sock, &go, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1 || go != 'g')
+		_exit(0); /* abandoned: change nothing */
+
+	if (is_mount && !(flags & BK_VIEW_NO_BENEATH)) {
+		mode = BK_VIEW_BENEATH;
+		if (move_mount(tree, "", AT_FDCWD, view,
+			       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH) < 0) {
+			if (errno != EINVAL)
+				helper_send(sock, -errno, STEP_MOVE, 0, false, mode);
+			mode = BK_VIEW_STACKED; /* no MOVE_MOUNT_BENEATH here (Linux < 6.5) */
+		}
+	} else
+		mode = is_mount ? BK_VIEW_STACKED : BK_VIEW_ATTACHED;
+
+	if (mode == BK_VIEW_BENEATH) {
+		/* The new mount is right beneath the old top: detaching the top reveals it. */
+		if (umount2(view, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+			helper_send(sock, -errno, STEP_DETACH, 0, false, mode);
+	} else if (move_mount(tree, "", AT_FDCWD, view, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		helper_send(sock, -errno, STEP_MOVE, 0, false, mode);
+
+	r = statx_view(AT_FDCWD, view, &dev, &dummy);
+	if (r < 0)
+		helper_send(sock, r, STEP_VERIFY, 0, false, mode);
+	if (dev != new_dev)
+		helper_send(sock, -ESTALE, STEP_VERIFY, dev, false, mode);
+	helper_send(sock, 0, STEP_NONE, dev, true, mode);
+}
+
+static int read_msg(int sock, struct helper_msg *m)
+{
+	ssize_t n;
+
+	do
+		n = read(sock, m, sizeof(*m));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t) sizeof(*m))
+		return -EPIPE; /* the helper died */
+	return 0;
+}
+
+static const char *step_name(int step)
+{
+	if (step < 0 || (size_t) step >= BK_ELEMENTSOF(step_names))
+		return "helper";
+	return step_names[step];
+}
+
+int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
+			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err)
+{
+	_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
+	char relpath[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
+	struct helper_msg m;
+	int sv[2], r;
+
+	if (!bk_rev_id_is_valid(id))
+		return bk_err_set(err, -EINVAL, "invalid revision id '%s'", id ? id : "");
+	(void) snprintf(relpath, sizeof(relpath), BK_REV_DIR "/%s", id);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	s->sock = -EBADF;
+	s->id = strdup(id);
+	s->view = strdup(view);
+	if (!s->id || !s->view)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return bk_err_set(err, -errno, "cannot create a socket pair: %m");
+
+	s->pid = fork();
+	if (s->pid < 0) {
+		r = -errno;
+		(void) close(sv[0]);
+		(void) close(sv[1]);
+		return bk_err_set(err, r, "cannot fork the view helper: %s", strerror(-r));
+	}
+	if (s->pid == 0) {
+		int keep[] = { sv[1], run_dfd, mntns_fd };
+
+		close_all_except(keep, BK_ELEMENTSOF(keep));
+		helper_main(sv[1], run_dfd, relpath, mntns_fd, view, flags);
+	}
+	(void) close(sv[1]);
+	s->sock = sv[0];
+
+	r = read_msg(s->sock, &m);
+	if (r < 0)
+		return bk_err_set(err, r, "view helper for '%s' died", view);
+	if (m.r < 0)
+		return bk_err_set(err, m.r, "view '%s': %s failed: %s", view, step_name(m.step),
+				  strerror(-m.r));
+	s->old_dev = (dev_t) m.dev;
+	s->old_is_mount = m.is_mount;
+	BK_DBG(REV, "view helper %d ready for '%s' (%s, dev %u:%u)", (int) s->pid, view,
+	       s->old_is_mount ? "mount point" : "plain directory", major(s->old_dev),
+	       minor(s->old_dev));
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+dev_t bk_view_swap_old_dev(const struct bk_view_swap *s)
+{
+	return s->old_dev;
+}
+
+bool bk_view_swap_old_is_mount(const struct bk_view_swap *s)
+{
+	return s->old_is_mount;
+}
+
+int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, struct bk_err *err)
+{
+	struct helper_msg m;
+	ssize_t n;
+	int r;
+
+	if (s->committed)
+		return bk_err_set(err, -EALREADY, "view '%s' was already swapped", s->view);
+	s->committed = true;
+	do
+		n = write(s->sock, "g", 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return bk_err_set(err, n < 0 ? -errno : -EIO,
+				  "cannot reach the view helper of '%s'", s->view);
+	r = read_msg(s->sock, &m);
+	if (r < 0)
+		return bk_err_set(err, r, "view helper for '%s' died", s->view);
+	if (m.r == -ESTALE)
+		return bk_err_set(err, m.r, "view '%s' does not show revision '%s' after the swap",
+				  s->view, s->id);
+	if (m.r < 0)
+		return bk_err_set(err, m.r, "view '%s': %s failed: %s", s->view, step_name(m.step),
+				  strerror(-m.r));
+	if (ret_mode)
+		*ret_mode = (enum bk_view_mode) m.mode;
+	return 0;
+}
+
+struct bk_view_swap *bk_view_swap_free(struct bk_view_swap *s)
+{
+	if (!s)
+		return NULL;
+	closep(&s->sock);
+	if (s->pid > 0)
+		while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	free(s->id);
+	free(s->view);
+	free(s);
+	return NULL;
+}
+
+/* --- the watchdog ----------------------------------------------------------------------- */
+
+struct wd_msg {
+	char op; /* 'A'rm, 'D'isarm, 'Q'uit */
+	uint32_t index;
+};
+
+struct bk_watchdog {
+	pid_t pid;
+	int fd;
+	size_t n;
+};
+
+static void wd_thaw_all(const int *cg, const uint64_t *deadline, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (deadline[i] != 0)
+			raw_thaw(cg[i]);
+}
+
+static _noreturn_ void watchdog_main(int fd, const int *cg, uint64_t *deadline, size_t n,
+				     uint64_t timeout_ns)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		uint64_t now = bk_now_ns(), next = UINT64_MAX;
+		struct wd_msg m;
+		int timeout = -1;
+		ssize_t len;
+
+		for (size_t i = 0; i < n; i++) {
+			if (deadline[i] == 0)
+				continue;
+			if (deadline[i] <= now) {
+				/* Frozen for too long: thaw it, whatever the caller is doing. */
+				raw_thaw(cg[i]);
+				deadline[i] = 0;
+			} else if (deadline[i] < next)
+				next = deadline[i];
+		}
+		if (next != UINT64_MAX)
+			timeout = (int) ((next - now) / 1000000 + 1);
+		if (poll(&pfd, 1, timeout) <= 0)
+			continue;
+		len = read(fd, &m, sizeof(m));
+		if (len < 0 && errno == EINTR)
+			continue;
+		if (len != (ssize_t) sizeof(m) || m.op == 'Q') {
+			/* EOF: the caller died (or stopped us); nothing may stay frozen. */
+			wd_thaw_all(cg, deadline, n);
+			_exit(0);
+		}
+		if (m.index >= n)
+			continue;
+		if (m.op == 'A')
+			deadline[m.index] = bk_now_ns() + timeout_ns;
+		else if (m.op == 'D')
+			deadline[m.index] = 0;
+	}
+}
+
+int bk_watchdog_start(const int *cg_dfds, size_t n, uint64_t timeout_ms, struct bk_watchdog **ret,
+		      struct bk_err *err)
+{
+	_cleanup_free_ struct bk_watchdog *wd = NULL;
+	_cleanup_free_ uint64_t *deadline = NULL;
+	_cleanup_free_ int *keep = NULL;
+	int p[2], r;
+
+	wd = calloc(1, sizeof(*wd));
+	deadline = calloc(n ? n : 1, sizeof(*deadline));
+	keep = calloc(n + 1, sizeof(*keep));
+	if (!wd || !deadline || !keep)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return bk_err_set(err, -errno, "cannot create the watchdog pipe: %m");
+	wd->pid = fork();
+	if (wd->pid < 0) {
+		r = -errno;
+		(void) close(p[0]);
+		(void) close(p[1]);
+		return bk_err_set(err, r, "cannot fork the watchdog: %s", strerror(-r));
+	}
+	if (wd->pid == 0) {
+		/* Own session: survives a kill of the caller's process group. */
+		(void) setsid();
+		(void) signal(SIGPIPE, SIG_IGN);
+		(void) signal(SIGINT, SIG_IGN);
+		(void) signal(SIGTERM, SIG_IGN);
+		(void) signal(SIGHUP, SIG_IGN);
+		memcpy(keep, cg_dfds, n * sizeof(*keep));
+		keep[n] = p[0];
+		close_all_except(keep, n + 1);
+		watchdog_main(p[0], cg_dfds, deadline, n, timeout_ms * 1000000ull);
+	}
+	(void) close(p[0]);
+	wd->fd = p[1];
+	wd->n = n;
+	BK_DBG(REV, "watchdog %d started for %zu cgroups, bound %llu ms", (int) wd->pid, n,
+	       (unsigned long long) timeout_ms);
+	*ret = TAKE_PTR(wd);
+	return 0;
+}
+
+static int wd_send(struct bk_watchdog *wd, char op, size_t i, struct bk_err *err)
+{
+	struct wd_msg m = { .op = op, .index = (uint32_t) i };
+	ssize_t n;
+
+	do
+		n = write(wd->fd, &m, sizeof(m));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t) sizeof(m))
+		return bk_err_set(err, n < 0 ? -errno : -EIO, "cannot reach the watchdog: %m");
+	return 0;
+}
+
+int bk_watchdog_arm(struct bk_watchdog *wd, size_t i, struct bk_err *err)
+{
+	return wd_send(wd, 'A', i, err);
+}
+
+int bk_watchdog_disarm(struct bk_watchdog *wd, size_t i, struct bk_err *err)
+{
+	return wd_send(wd, 'D', i, err);
+}
+
+struct bk_watchdog *bk_watchdog_stop(struct bk_watchdog *wd)
+{
+	if (!wd)
+		return NULL;
+	(void) wd_send(wd, 'Q', 0, NULL);
+	closep(&wd->fd);
+	while (waitpid(wd->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	free(wd);
+	return NULL;
+}
+
+pid_t bk_watchdog_pid(const struct bk_watchdog *wd)
+{
+	return wd->pid;
+}
+
+/* --- the switch-over -------------------------------------------------------------------- */
+
+/* Freeze, swap, thaw one workload. *ret_swapped tells whether its view changed. */
+static int switch_one(const struct bk_switch_opts *o, struct bk_watchdog *wd, size_t i,
+		      struct bk_switch_item *it, struct bk_view_swap *s, uint64_t *ret_frozen_ns,
+		      bool *ret_swapped, struct bk_err *err)
+{
+	uint64_t t0;
+	int r;
+
+	*ret_swapped = false;
+	r = bk_watchdog_arm(wd, i, err);
+	if (r < 0)
+		return r;
+	t0 = bk_now_ns();
+	r = bk_cgroup_freeze(it->cg, o->freeze_timeout_ms, err);
+	if (r < 0) {
+		(void) bk_watchdog_disarm(wd, i, NULL);
+		return bk_err_prefix(err, "workload '%s'", it->name);
+	}
+	r = bk_view_swap_commit(s, &it->mode, err);
+	if (r == 0)
+		*ret_swapped = true;
+	{
+		struct bk_err terr = { 0 };
+		int t = bk_cgroup_thaw(it->cg, o->freeze_timeout_ms, &terr);
+
+		*ret_frozen_ns = bk_now_ns() - t0;
+		if (t < 0 && r == 0) {
+			r = t;
+			*err = terr;
+		}
+	}
+	(void) bk_watchdog_disarm(wd, i, NULL);
+	if (r < 0)
+		return bk_err_prefix(err, "workload '%s'", it->name);
+	BK_DBG(REV, "workload '%s' switched (%c) in %llu us frozen", it->name, (char) it->mode,
+	       (unsigned long long) (*ret_frozen_ns / 1000));
+	return 0;
+}
+
+static void rollback(const struct bk_switch_opts *o, struct bk_watchdog *wd,
+		     struct bk_switch_item *items, size_t upto)
+{
+	for (size_t j = upto; j-- > 0;) {
+		_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
+		struct bk_err e = { 0 };
+		bool swapped;
+
+		if (!items[j].switched)
+			continue;
+		if (bk_view_swap_prepare(o->run_dfd, o->from, items[j].mntns_fd, items[j].view,
+					 o->view_flags, &s, &e) < 0) {
+			BK_DBG(REV, "rollback of '%s' failed: %s", items[j].name, e.msg);
+			continue;
+		}
+		if (switch_one(o, wd, j, &items[j], s, &items[j].rollback_frozen_ns, &swapped, &e) <
+		    0)
+			BK_DBG(REV, "rollback of '%s' failed: %s", items[j].name, e.msg);
+		else
+			items[j].switched = false;
+	}
+}
+
+int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, size_t n,
+		  uint64_t *ret_total_ns, struct bk_err *err)
+{
+	_cleanup_(bk_watchdog_stopp) struct bk_watchdog *wd = NULL;
+	_cleanup_free_ char *old_previous = NULL;
+	struct bk_view_swap **swaps = NULL;
+	_cleanup_free_ int *cg_fds = NULL;
+	uint64_t t0 = bk_now_ns();
+	struct bk_err ignored = { 0 };
+	int r, first = 0;
+	dev_t to_dev;
+	size_t i;
+
+	r = bk_rev_dev(o->run_dfd, o->to, &to_dev, err);
+	if (r < 0)
+		return r;
+	if (o->from) {
+		dev_t from_dev;
+
+		r = bk_rev_dev(o->run_dfd, o->from, &from_dev, err);
+		if (r < 0)
+			return r;
+	}
+	swaps = calloc(n ? n : 1, sizeof(*swaps));
+	cg_fds = calloc(n ? n : 1, sizeof(*cg_fds));
+	if (!swaps || !cg_fds) {
+		free(swaps);
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	}
+
+	/* 1. Everything that can fail without changing anything: one ready helper each. */
+	for (i = 0; i < n; i++) {
+		items[i].switched = items[i].skipped = false;
+		items[i].frozen_ns = items[i].rollback_frozen_ns = 0;
+		cg_fds[i] = bk_cgroup_dfd(items[i].cg);
+		r = bk_view_swap_prepare(o->run_dfd, o->to, items[i].mntns_fd, items[i].view,
+					 o->view_flags, &swaps[i], err);
+		if (r < 0) {
+			(void) bk_err_prefix(err, "workload '%s'", items[i].name);
+			goto out;
+		}
+		if (bk_view_swap_old_dev(swaps[i]) == to_dev &&
+		    bk_view_swap_old_is_mount(swaps[i])) {
+			items[i].skipped = true;
+			swaps[i] = bk_view_swap_free(swaps[i]);
+		}
+	}
+	r = bk_watchdog_start(cg_fds, n, o->freeze_timeout_ms, &wd, err);
+	if (r < 0)
+		goto out;
+
+	/* 2. The pointer: one rename each; previous first, it is only advisory. */
+	if (!o->keep_pointer) {
+		r = bk_rev_pointer_get(o->run_dfd, BK_REV_PREVIOUS, &old_previous, NULL);
+		if (r < 0 && r != -ENOENT)
+			old_previous = NULL;
+		if (o->from) {
+			r = bk_rev_pointer_set(o->run_dfd, BK_REV_PREVIOUS, o->from, err);
+			if (r < 0)
+				goto out;
+		}
+		r = bk_rev_pointer_set(o->run_dfd, BK_REV_CURRENT, o->to, err);
+		if (r < 0)
+			goto restore;
+	}
+
+	/* 3. Each workload: freeze, swap, thaw. */
+	for (i = 0; i < n; i++) {
+		bool swapped;
+
+		if (items[i].skipped)
+			continue;
+		r = switch_one(o, wd, i, &items[i], swaps[i], &items[i].frozen_ns, &swapped,
+			       first < 0 ? &ignored : err);
+		items[i].switched = swapped;
+		swaps[i] = bk_view_swap_free(swaps[i]);
+		if (r < 0 && o->best_effort) {
+			first = first < 0 ? first : r;
+			continue;
+		}
+		if (r < 0) {
+			if (o->from)
+				rollback(o, wd, items, i + 1);
+			goto restore;
+		}
+	}
+	r = first;
+	goto out;
+
+restore:
+	if (!o->keep_pointer) {
+		struct bk_err e = { 0 };
+
+		if (bk_rev_pointer_set(o->run_dfd, BK_REV_CURRENT, o->from, &e) < 0)
+			BK_DBG(REV, "cannot restore the current pointer: %s", e.msg);
+		if (bk_rev_pointer_set(o->run_dfd, BK_REV_PREVIOUS, old_previous, &e) < 0)
+			BK_DBG(REV, "cannot restore the previous pointer: %s", e.msg);
+	}
+out:
+	for (i = 0; i < n; i++)
+		bk_view_swap_free(swaps[i]);
+	free(swaps);
+	wd = bk_watchdog_stop(wd);
+	if (ret_total_ns)
+		*ret_total_ns = bk_now_ns() - t0;
+	return r;
+}

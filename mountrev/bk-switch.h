@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The switch-over mechanism: the revision pointer, the view swap inside a workload's mount
+ * namespace, the watchdog that thaws frozen workloads, and the switch-over of a set of
+ * workloads with rollback. Revisions live in RUN/rev/<id> (RUN = ROOT/run/bootbank), each a
+ * read-only mount; RUN/current and RUN/previous are symlinks "rev/<id>".
+ * Everything here needs root (setns, open_tree, move_mount, cgroup.freeze). Never logs.
+ * docs/livepatch.md describes the protocol and what a crash at each step leaves.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bk-cgroup.h"
+#include "bk-err.h"
+
+#define BK_REV_DIR	"rev"
+#define BK_REV_CURRENT	"current"
+#define BK_REV_PREVIOUS "previous"
+#define BK_REV_ID_MAX	64
+
+/* [A-Za-z0-9][A-Za-z0-9_.+-]*, at most BK_REV_ID_MAX bytes. */
+bool bk_rev_id_is_valid(const char *id);
+
+/*
+ * Read the pointer (run_dfd, name) (BK_REV_CURRENT or BK_REV_PREVIOUS): a symlink to
+ * "rev/<id>". *ret_id gets <id> (malloc'ed). -ENOENT when absent, -EBADMSG when it is not
+ * such a symlink.
+ */
+int bk_rev_pointer_get(int run_dfd, const char *name, char **ret_id, struct bk_err *err);
+
+/*
+ * Atomically replace the pointer: symlink "rev/<id>" under a temp name, renameat() over name,
+ * fsync(run_dfd). id NULL removes the pointer (unlink + fsync). Returns 0 or -errno.
+ */
+int bk_rev_pointer_set(int run_dfd, const char *name, const char *id, struct bk_err *err);
+
+/* The device (st_dev) of the mounted revision RUN/rev/<id>; -ENOENT, -ENOTDIR, -errno. */
+int bk_rev_dev(int run_dfd, const char *id, dev_t *ret_dev, struct bk_err *err);
+
+/*
+ * What a workload's view shows, seen from outside its namespace (/proc/PID/root/VIEW):
+ * *ret_dev the st_dev, *ret_is_mount whether the view is a mount point.
+ * -ENOENT when the view does not exist in that namespace.
+ */
+int bk_view_stat(pid_t pid, const char *view, dev_t *ret_dev, bool *ret_is_mount,
+		 struct bk_err *err);
+
+enum bk_view_mode {
+	BK_VIEW_BENEATH = 'B', /* new mount moved beneath the old top, old top detached */
+	BK_VIEW_STACKED = 'S', /* fallback (no MOVE_MOUNT_BENEATH): new mount on top, old kept */
+	BK_VIEW_ATTACHED = 'A' /* the view was not a mount point: the revision mounted on it */
+};
+
+enum bk_view_flags {
+	BK_VIEW_NO_BENEATH = 1 << 0, /* use the stacking fallback even where BENEATH works */
+};
+
+struct bk_view_swap;
+
+/*
+ * Prepare the swap of one view (no change yet, the workload is not frozen): fork a helper
+ * that clones the revision mount RUN/rev/<id> with open_tree(OPEN_TREE_CLONE) in our mount
+ * namespace, then setns() into mntns_fd (it stays in our user namespace), checks that view
+ * exists there and reports back; it then waits for bk_view_swap_commit(). The helper holds no
+ * other fd of ours (not the lock). Blocks until the helper is ready.
+ * Returns 0, -ENOENT (the view does not exist in the workload's namespace), or -errno.
+ */
+int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
+			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err);
+
+/* What the view showed when the helper got ready: its st_dev and whether it is a mount. */
+dev_t bk_view_swap_old_dev(const struct bk_view_swap *s);
+bool bk_view_swap_old_is_mount(const struct bk_view_swap *s);
+
+/*
+ * Do the swap: move_mount(MOVE_MOUNT_BENEATH) beneath the current top at view, then
+ * umount2(view, MNT_DETACH) of the old top, so a path lookup sees either the old or the new
+ * revision and never nothing. Where BENEATH is refused with EINVAL (kernels before 6.5) or
+ * BK_VIEW_NO_BENEATH was given, the new mount goes on top and the old one stays beneath
+ * (BK_VIEW_STACKED). A view that is not a mount point gets the revision mounted on it.
+ * Checks afterwards that the view shows the new revision's device.
+ * *ret_mode (optional) gets what was done. Returns 0 or -errno naming the step.
+ */
+int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, struct bk_err *err);
+
+/* End the helper (if it was not committed it changes nothing) and free. Accepts NULL. */
+struct bk_view_swap *bk_view_swap_free(struct bk_view_swap *s);
+BK_DEFINE_CLEANUP(struct bk_view_swap *, bk_view_swap_free)
+
+/*
+ * The watchdog: a separate process (its own session, so it outlives a SIGKILL of the caller
+ * and of the caller's process group) that holds the directory fds of n cgroups and the read
+ * end of a pipe. bk_watchdog_arm(i) is sent before cgroup i is frozen, bk_watchdog_disarm(i)
+ * after it is thawed. The watchdog thaws an armed cgroup when it stays armed longer than
+ * timeout_ms, and every armed cgroup at once when the pipe reaches EOF without a stop
+ * message (the caller died). It holds no other fd of the caller (not the lock).
+ */
+struct bk_watchdog;
+
+int bk_watchdog_start(const int *cg_dfds, size_t n, uint64_t timeout_ms, struct bk_watchdog **ret,
+		      struct bk_err *err);
+int bk_watchdog_arm(struct bk_watchdog *wd, size_t i, struct bk_err *err);
+int bk_watchdog_disarm(struct bk_watchdog *wd, size_t i, struct bk_err *err);
+/* Send "stop" (armed cgroups are thawed by the watchdog), wait for it to exit, free. NULL ok. */
+struct bk_watchdog *bk_watchdog_stop(struct bk_watchdog *wd);
+BK_DEFINE_CLEANUP(struct bk_watchdog *, bk_watchdog_stop)
+/* The pid of the watchdog process (tests). */
+pid_t bk_watchdog_pid(const struct bk_watchdog *wd);
+
+/* One workload of a switch-over. */
+struct bk_switch_item {
+	const char *name;     /* for messages */
+	struct bk_cgroup *cg; /* opened cgroup (not owned) */
+	int mntns_fd;	      /* its mount namespace (not owned) */
+	const char *view;     /* absolute path inside it */
+	/* results */
+	uint64_t frozen_ns; /* freeze start -> thaw done, CLOCK_MONOTONIC */
+	uint64_t rollback_frozen_ns;
+	bool switched; /* its view now shows the target (before a rollback) */
+	bool skipped;  /* it already showed the target: nothing done */
+	enum bk_view_mode mode;
+};
+
+struct bk_switch_opts {
+	int run_dfd;		    /* ROOT/run/bootbank */
+	const char *from;	    /* revision in service (NULL: none) */
+	const char *to;		    /* revision to switch to */
+	uint64_t freeze_timeout_ms; /* bound on one workload's freeze (watchdog too) */
+	unsigned view_flags;	    /* enum bk_view_flags */
+	bool keep_pointer;	    /* do not touch RUN/current and RUN/previous */
+	bool best_effort;	    /* recovery: no rollback, go on after a failing workload */
+};
+
+/*
+ * Switch over: prepare a view helper per workload (nothing changes if one fails), start the
+ * watchdog, point RUN/previous at `from` and RUN/current at `to`, then for each workload in
+ * order: freeze (bounded), swap its view, thaw, recording its frozen time. Workloads whose
+ * view already shows `to` are skipped. If any step fails, every workload already switched is
+ * swapped back to `from` (frozen, swapped, thawed likewise) and the pointers are restored,
+ * then -errno is returned with the first error (the workload named); every workload is
+ * thawed on every path. With best_effort, a failing workload is left as it is (thawed), the
+ * others are still switched, nothing is rolled back and the first error is returned. The lock must
+ * be held by the caller. Blocks. *ret_total_ns (optional): duration of the whole switch-over.
+ */
+int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, size_t n,
+		  uint64_t *ret_total_ns, struct bk_err *err);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bk_now_ns(void);
