@@ -17,6 +17,8 @@
 static const struct bankctl_verb verbs[] = {
 	{ "status", bankctl_status, "status [--json]",
 	  "show the configuration, the banks and the boot state" },
+	{ "disk", bankctl_disk, "disk init TARGET [--bank-size S] ... | probe",
+	  "partition a disk or image for bootbank (init), or show its partitions (probe)" },
 	{ "activate", bankctl_activate, "activate [--tries N] [A|B]",
 	  "let the loader boot a staged bank next, with N tries (default: the staged bank)" },
 	{ "mark-good", bankctl_mark_good, "mark-good [booted|other|A|B]",

@@ -12,6 +12,7 @@
 
 #include "bk-boot.h"
 #include "bk-config.h"
+#include "bk-disk.h"
 #include "bk-err.h"
 
 /* Paths beneath the root (--root DIR, default "/"). */
@@ -114,3 +115,29 @@ int bankctl_json_add_nullable(struct json_object *o, const char *key, const char
  * text is cut at the end of buf, which stays NUL-terminated. buf[0] must be NUL when *pos is 0.
  */
 void bankctl_listf(char *buf, size_t len, size_t *pos, const char *fmt, ...) _printf_(4, 5);
+
+/*
+ * bankctl-disk.c: `disk init|probe`, and the disk every verb that touches banks uses.
+ * bankctl_get_disk(): the bootbank disk (bk_disk_open() with the root, system.conf and
+ * ROOT/var/lib/bootbank/disk.json), found once per process and kept open until exit (an image
+ * file's loop device lives as long as bankctl). *ret is borrowed: do not free it.
+ */
+int bankctl_disk(struct bankctl *ctx, int argc, char **argv);
+int bankctl_get_disk(struct bankctl *ctx, struct bk_disk **ret, struct bk_err *err);
+
+/*
+ * Mount partition part (BK_PART_BOOT, BK_PART_BANK_A/B, BK_PART_DATA; bk_part_id_from_bank()
+ * for an enum bk_bank_id) read-only, or read-write with rw, at ROOT/run/bootbank/mnt/<part>
+ * ("boot", "bank-a", "bank-b", "data") and return an O_DIRECTORY fd of its root. The first
+ * call moves bankctl into a private mount namespace ("/" rprivate), so the mount is seen by
+ * bankctl alone and vanishes when it exits; call it before starting any thread. ctx->root_fd is
+ * then reopened in the new namespace (same fd number); fds opened earlier beneath the root keep
+ * seeing the old mount tree, so open what is on the partition through *ret_dirfd. Mounting again
+ * returns a new fd of the same mount (remounting when rw differs). -ENOENT when the disk has
+ * no such partition, other -errno from bk_mount() (libmount's message in err).
+ */
+int bankctl_mount_part(struct bankctl *ctx, enum bk_part_id part, bool rw, int *ret_dirfd,
+		       struct bk_err *err);
+
+/* Unmount what bankctl_mount_part() mounted (no-op when not mounted). */
+int bankctl_umount_part(struct bankctl *ctx, enum bk_part_id part, struct bk_err *err);

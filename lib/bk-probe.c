@@ -93,7 +93,7 @@ int bk_probe_content_fd(int fd, struct bk_probe_content *ret, struct bk_err *err
 	errno = 0;
 	r = blkid_do_safeprobe(pr);
 	if (r == -2)
-		return bk_err_set(err, -EUCLEAN, "ambiguous signatures (several filesystems)");
+		return bk_err_set(err, -EINVAL, "ambiguous signatures (several filesystems)");
 	if (r < 0)
 		return bk_err_set(err, errno > 0 ? -errno : -EIO, "cannot probe: %m");
 	if (r == 0) {
@@ -166,9 +166,9 @@ int bk_probe_table_fd(int fd, struct bk_probe_table *ret, struct bk_err *err)
 		return bk_err_set(err, -ENOMEDIUM, "no partition table");
 	n = blkid_partlist_numof_partitions(ls);
 	if (n < 0)
-		return bk_err_set(err, -EUCLEAN, "cannot read the partition table");
+		return bk_err_set(err, -EINVAL, "cannot read the partition table");
 	if (n > MAX_PARTS)
-		return bk_err_set(err, -EUCLEAN, "partition table lists %d partitions, at most %d",
+		return bk_err_set(err, -EINVAL, "partition table lists %d partitions, at most %d",
 				  n, MAX_PARTS);
 
 	t.size = (uint64_t) blkid_probe_get_size(pr);
@@ -269,8 +269,7 @@ int bk_probe_part_entry(const char *devpath, struct bk_probe_part *ret, struct b
 		return bk_err_set(err, -ENXIO, "'%s' is not a partition", devpath);
 	if (bk_parse_u64(number, &v) < 0 || v == 0 || v > UINT_MAX) {
 		bk_probe_part_release(&p);
-		return bk_err_set(err, -EUCLEAN, "'%s': bad partition number '%s'", devpath,
-				  number);
+		return bk_err_set(err, -EINVAL, "'%s': bad partition number '%s'", devpath, number);
 	}
 	p.partno = (unsigned) v;
 	if (offset && bk_parse_u64(offset, &v) == 0)

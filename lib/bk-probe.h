@@ -27,7 +27,7 @@ struct bk_probe_content {
 /*
  * Probe the content of fd (block device or regular file) for a partition table and for a
  * filesystem (or other superblock: raid, swap, LUKS). Fields not found stay NULL. Returns
- * 0 (anything found or not), -ENOMEM, -EIO, or -EUCLEAN when signatures are ambiguous (two
+ * 0 (anything found or not), -ENOMEM, -EIO, or -EINVAL when signatures are ambiguous (two
  * filesystems claim the device). Reads the device; no locking.
  */
 int bk_probe_content_fd(int fd, struct bk_probe_content *ret, struct bk_err *err);
@@ -57,7 +57,7 @@ struct bk_probe_table {
 
 /*
  * Read the partition table of fd (a whole disk or an image file). Returns 0, -ENOMEDIUM
- * "no partition table" when there is none, -EUCLEAN when it is corrupt or ambiguous, other
+ * "no partition table" when there is none, -EINVAL when it is corrupt or ambiguous, other
  * -errno. Partitions without a name get name NULL.
  */
 int bk_probe_table_fd(int fd, struct bk_probe_table *ret, struct bk_err *err);
