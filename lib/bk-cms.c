@@ -379,6 +379,11 @@ int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *
 	if (!key)
 		return ossl_err(err, -ENOEXEC, "cannot read signing key '%s' (unencrypted PEM)",
 				key_path);
+	/* With SHA-256: Ed25519 would need SHA-512 (RFC 8419), Ed448 SHAKE256. */
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC && EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
+		return bk_err_set(err, -EOPNOTSUPP,
+				  "signing key '%s' is of type '%s', expected an EC or RSA key",
+				  key_path, OBJ_nid2sn(EVP_PKEY_get_base_id(key)));
 
 	r = open_pem(cert_path, "signing certificate", &cb, err);
 	if (r < 0)

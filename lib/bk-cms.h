@@ -36,9 +36,10 @@ enum bk_cms_flags {
  * Sign data with a detached CMS (PKCS#7) signature in DER, binary mode, SHA-256, the signer
  * certificate and every intermediate embedded. key/cert/intermediates are PEM file paths
  * (intermediates: NULL-terminated array, may be NULL). *ret_der malloc'ed.
+ * The key must be an unencrypted EC or RSA key (never prompts for a passphrase).
  * Returns 0; -ENOENT a file is missing, -ENOEXEC a file is not a PEM key/certificate,
- * -EKEYREJECTED the key does not match the certificate, -EFBIG data larger than
- * BK_CMS_MAX_DATA, -ENOMEM, -EIO other libcrypto failure.
+ * -EOPNOTSUPP another key type (Ed25519...), -EKEYREJECTED the key does not match the
+ * certificate, -EFBIG data larger than BK_CMS_MAX_DATA, -ENOMEM, -EIO other libcrypto failure.
  */
 int bk_cms_sign(const void *data, size_t len, const char *key_path, const char *cert_path,
 		const char *const *intermediates, uint8_t **ret_der, size_t *ret_der_len,

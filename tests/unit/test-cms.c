@@ -339,6 +339,15 @@ static void test_cms_verify_expired(void **state)
 	assert_string_equal(signer, "CN=bootbank test expired signer,O=bootbank test");
 	free(signer);
 
+	/* Expired and without its issuer: reported as untrusted. */
+	free(der);
+	sign_as("expired", NULL, manifest, strlen(manifest), &der, &der_len);
+	bk_err_clear(&err);
+	assert_int_equal(
+		verify_with("keyring.pem", manifest, strlen(manifest), der, der_len, 0, NULL, &err),
+		-EKEYREJECTED);
+	expect_msg(&err, "unable to get local issuer certificate");
+
 	/* NO_CHECK_TIME does not make a bad signature good. */
 	assert_int_equal(
 		verify_with("keyring.pem", "x", 1, der, der_len, BK_CMS_NO_CHECK_TIME, NULL, &err),
@@ -505,7 +514,7 @@ static void test_keyring_load_errors(void **state)
 
 static void test_cms_sign_errors(void **state)
 {
-	char inter[PATH_MAX], nosuch[PATH_MAX];
+	char inter[PATH_MAX], nosuch[PATH_MAX], cmd[PATH_MAX + 64];
 	const char *const missing[] = { inter, nosuch, NULL };
 	struct bk_err err = { 0 };
 	uint8_t *der = NULL;
@@ -542,6 +551,16 @@ static void test_cms_sign_errors(void **state)
 			 -ENOENT);
 	expect_msg(&err, "cannot open intermediate certificate '");
 	expect_msg(&err, "no-such.crt'");
+
+	/* Ed25519 would need SHA-512 in CMS: refused up front with a clear message. */
+	snprintf(cmd, sizeof(cmd), "openssl genpkey -algorithm ED25519 -out '%s'",
+		 P("ed25519.key"));
+	assert_int_equal(run(cmd), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_cms_sign(manifest, 10, P("ed25519.key"), P("signer.crt"), NULL, &der,
+				     &der_len, &err),
+			 -EOPNOTSUPP);
+	expect_msg(&err, "ed25519.key' is of type 'ED25519', expected an EC or RSA key");
 
 	assert_null(der);
 	assert_int_equal(der_len, 0);
