@@ -17,6 +17,10 @@
 static const struct bankctl_verb verbs[] = {
 	{ "status", bankctl_status, "status [--json]",
 	  "show the configuration, the banks and the boot state" },
+	{ "image", bankctl_image, "image build|sign|verify|info|mount|umount ...",
+	  "signed image bundles: build, re-sign, verify, inspect, mount a payload" },
+	{ "depot", bankctl_depot, "depot import|list|remove ...",
+	  "the depot of verified bundles waiting to be staged" },
 	{ "disk", bankctl_disk, "disk init TARGET [--bank-size S] ... | probe",
 	  "partition a disk or image for bootbank (init), or show its partitions (probe)" },
 	{ "activate", bankctl_activate, "activate [--tries N] [A|B]",

@@ -68,6 +68,8 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err);
 const char *bankctl_path(struct bankctl *ctx, const char *relpath);
 
 int bankctl_status(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image(struct bankctl *ctx, int argc, char **argv);
+int bankctl_depot(struct bankctl *ctx, int argc, char **argv);
 int bankctl_rev(struct bankctl *ctx, int argc, char **argv);
 int bankctl_workload(struct bankctl *ctx, int argc, char **argv);
 

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* bankctl depot import|list|remove: verified bundles waiting to be staged. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bankctl.h"
+#include "bk-cms.h"
+#include "bk-depot.h"
+#include "bk-json.h"
+#include "bk-log.h"
+
+BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
+
+static const struct bankctl_verb verb_import = {
+	"depot import", NULL, "depot import IMAGE.bbi [--force] [--no-check-time]",
+	"verify a bundle and copy it into the depot atomically"
+};
+static const struct bankctl_verb verb_list = { "depot list", NULL, "depot list [--json]",
+					       "list the bundles in the depot" };
+static const struct bankctl_verb verb_remove = { "depot remove", NULL, "depot remove NAME VERSION",
+						 "remove a bundle from the depot" };
+static const struct bankctl_verb verb_depot = { "depot", NULL, "depot import|list|remove ...",
+						"the depot of verified bundles" };
+
+enum { OPT_FORCE = 0x100, OPT_NO_CHECK_TIME };
+
+static int parse(struct bankctl *ctx, const struct bankctl_verb *verb, int argc, char **argv,
+		 int n_args, bool *force, bool *no_check_time)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "no-check-time", no_argument, NULL, OPT_NO_CHECK_TIME },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == OPT_FORCE && force)
+			*force = true;
+		else if (c == OPT_NO_CHECK_TIME && no_check_time)
+			*no_check_time = true;
+		else if (c == OPT_FORCE || c == OPT_NO_CHECK_TIME)
+			return bankctl_usage(verb, "invalid option");
+		else if (bankctl_common_option(ctx, c, verb) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (argc - optind < n_args)
+		return bankctl_usage(verb, "missing argument");
+	if (argc - optind > n_args)
+		return bankctl_usage(verb, "unexpected argument '%s'", argv[optind + n_args]);
+	return 0;
+}
+
+/* The depot directory beneath the root (system.conf [depot] path). */
+static int open_depot(struct bankctl *ctx, bool create, int *ret_fd, struct bk_err *err)
+{
+	const char *rel = ctx->config.depot + strspn(ctx->config.depot, "/");
+
+	return bankctl_open_dir(ctx, rel, create, ret_fd, err);
+}
+
+static int depot_import(struct bankctl *ctx, int argc, char **argv)
+{
+	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
+	_cleanup_close_ int fd = -EBADF, dfd = -EBADF;
+	_cleanup_free_ char *file = NULL;
+	bool force = false, no_check_time = false;
+	struct bk_err err = { 0 };
+	const char *path, *kpath = ctx->config.keyring;
+	char kbuf[4096];
+	int r;
+
+	r = parse(ctx, &verb_import, argc, argv, 1, &force, &no_check_time);
+	if (r != 0)
+		return r;
+	path = argv[optind];
+	if (strcmp(ctx->root, "/") != 0) {
+		(void) snprintf(kbuf, sizeof(kbuf), "%s",
+				bankctl_path(ctx, kpath + strspn(kpath, "/")));
+		kpath = kbuf;
+	}
+	r = bk_keyring_load(kpath, &keyring, &err);
+	if (r < 0) {
+		(void) bk_err_prefix(&err, "cannot load keyring '%s'", kpath);
+		bk_log(LOG_ERR, "%s", err.msg);
+		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = bk_err_set(&err, -errno, "cannot open '%s': %m", path);
+		return bankctl_fail(r, &err);
+	}
+
+	r = bankctl_lock(ctx, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	r = open_depot(ctx, true, &dfd, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	r = bk_depot_import(dfd, fd, keyring,
+			    no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0,
+			    force, &file, &err);
+	if (r < 0) {
+		(void) bk_err_prefix(&err, "'%s'", path);
+		return bankctl_fail(r, &err);
+	}
+	if (ctx->json)
+		printf("{ \"imported\": \"%s\" }\n", file);
+	else
+		printf("imported '%s' as '%s'\n", path, file);
+	return BK_EXIT_OK;
+}
+
+static int depot_list(struct bankctl *ctx, int argc, char **argv)
+{
+	_cleanup_(json_object_putp) struct json_object *arr = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	struct bk_depot_entry *v = NULL;
+	struct bk_err err = { 0 };
+	size_t n = 0;
+	int r;
+
+	r = parse(ctx, &verb_list, argc, argv, 0, NULL, NULL);
+	if (r != 0)
+		return r;
+	r = open_depot(ctx, false, &dfd, &err);
+	if (r == -ENOENT)
+		n = 0; /* no depot yet: empty */
+	else if (r < 0)
+		return bankctl_fail(r, &err);
+	else {
+		r = bk_depot_list(dfd, &v, &n, &err);
+		if (r < 0)
+			return bankctl_fail(r, &err);
+	}
+
+	arr = json_object_new_array();
+	if (!arr)
+		goto oom;
+	if (!ctx->json && n > 0)
+		printf("%-24s %-16s %-16s %-20s %5s  %s\n", "NAME", "VERSION", "BUILD",
+		       "COMPATIBLE", "EPOCH", "LIVE-PATCHES");
+	for (size_t i = 0; i < n; i++) {
+		const struct bk_manifest *m = v[i].manifest;
+		struct json_object *o, *from;
+
+		if (!m) {
+			bk_log(LOG_WARNING, "depot file '%s': %s, ignoring", v[i].file, v[i].error);
+			continue;
+		}
+		if (!ctx->json) {
+			printf("%-24s %-16s %-16s %-20s %5llu  ", m->name, m->version, m->build,
+			       m->compatible, (unsigned long long) m->security_epoch);
+			for (size_t j = 0; j < m->n_live_patch_from; j++)
+				printf("%s%s", j ? "," : "", m->live_patch_from[j]);
+			printf("%s\n", m->n_live_patch_from ? "" : "-");
+			continue;
+		}
+		o = json_object_new_object();
+		if (!o || json_object_array_add(arr, o) < 0) {
+			json_object_put(o);
+			goto oom;
+		}
+		from = json_object_new_array();
+		if (bk_json_add_string(o, "name", m->name) < 0 ||
+		    bk_json_add_string(o, "version", m->version) < 0 ||
+		    bk_json_add_string(o, "build", m->build) < 0 ||
+		    bk_json_add_string(o, "compatible", m->compatible) < 0 ||
+		    bk_json_add_u64(o, "security_epoch", m->security_epoch) < 0 ||
+		    bk_json_add(o, "live_patch_from", from) < 0 ||
+		    bk_json_add_string(o, "file", v[i].file) < 0 ||
+		    bk_json_add_u64(o, "size", v[i].size) < 0)
+			goto oom;
+		for (size_t j = 0; j < m->n_live_patch_from; j++)
+			if (json_object_array_add(
+				    from, json_object_new_string(m->live_patch_from[j])) < 0)
+				goto oom;
+	}
+	if (ctx->json)
+		puts(bk_json_to_string(arr, true));
+	else if (n == 0)
+		printf("the depot is empty\n");
+	bk_depot_entries_free(v, n);
+	return BK_EXIT_OK;
+oom:
+	bk_depot_entries_free(v, n);
+	return bankctl_fail(-ENOMEM, NULL);
+}
+
+static int depot_remove(struct bankctl *ctx, int argc, char **argv)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	struct bk_err err = { 0 };
+	int r;
+
+	r = parse(ctx, &verb_remove, argc, argv, 2, NULL, NULL);
+	if (r != 0)
+		return r;
+	r = bankctl_lock(ctx, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	r = open_depot(ctx, false, &dfd, &err);
+	if (r == -ENOENT) {
+		bk_log(LOG_ERR, "no image '%s' version '%s' in the depot", argv[optind],
+		       argv[optind + 1]);
+		return BK_EXIT_NOT_FOUND;
+	}
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	r = bk_depot_remove(dfd, argv[optind], argv[optind + 1], &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	if (!ctx->json)
+		printf("removed '%s' %s from the depot\n", argv[optind], argv[optind + 1]);
+	return BK_EXIT_OK;
+}
+
+int bankctl_depot(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(struct bankctl *ctx, int argc, char **argv);
+	} subs[] = {
+		{ "import", depot_import },
+		{ "list", depot_list },
+		{ "remove", depot_remove },
+	};
+
+	if (argc < 2)
+		return bankctl_usage(&verb_depot, "missing sub-command");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		printf("usage: bankctl %s\n       bankctl %s\n       bankctl %s\n",
+		       verb_import.usage, verb_list.usage, verb_remove.usage);
+		return BK_EXIT_OK;
+	}
+	for (size_t i = 0; i < BK_ELEMENTSOF(subs); i++)
+		if (strcmp(subs[i].name, argv[1]) == 0)
+			return subs[i].run(ctx, argc - 1, argv + 1);
+	return bankctl_usage(&verb_depot, "unknown sub-command '%s'", argv[1]);
+}
