@@ -140,7 +140,8 @@ static int copy_payloads(struct bk_manifest *m, const struct source *src, int fd
 		uint8_t d[BK_SHA256_LEN];
 		int r;
 
-		r = bk_sha256_fd_copy(src[i].fd, src[i].offset, p->size, fd, p->offset, d, err);
+		r = bk_sha256_fd_copy(src[i].fd, src[i].offset, p->size, fd, p->offset,
+				      BK_SHA256_COPY_SPARSE, d, err);
 		if (r < 0)
 			return bk_err_prefix(err, "payload '%s'", p->name);
 		if (src[i].check && memcmp(d, p->sha256, BK_SHA256_LEN) != 0)

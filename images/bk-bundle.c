@@ -441,8 +441,8 @@ int bk_bundle_verify_payload(struct bk_bundle *b, const struct bk_payload *p, st
 	return compare_digest(p, job.digest, err);
 }
 
-int bk_bundle_copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
-			   uint64_t out_offset, struct bk_err *err)
+static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
+			uint64_t out_offset, unsigned flags, struct bk_err *err)
 {
 	uint8_t d[BK_SHA256_LEN];
 	int r;
@@ -454,10 +454,16 @@ int bk_bundle_copy_payload(struct bk_bundle *b, const struct bk_payload *p, int 
 				  "payload '%s': refusing to copy from a bundle whose signature "
 				  "was not verified",
 				  p->name);
-	r = bk_sha256_fd_copy(b->fd, p->offset, p->size, out_fd, out_offset, d, err);
+	r = bk_sha256_fd_copy(b->fd, p->offset, p->size, out_fd, out_offset, flags, d, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
 	return compare_digest(p, d, err);
+}
+
+int bk_bundle_copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
+			   uint64_t out_offset, struct bk_err *err)
+{
+	return copy_payload(b, p, out_fd, out_offset, 0, err);
 }
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
@@ -504,7 +510,8 @@ int bk_bundle_copy_to(struct bk_bundle *b, int out_fd, struct bk_err *err)
 	for (size_t i = 0; i < b->manifest->n_payloads; i++) {
 		const struct bk_payload *p = &b->manifest->payloads[i];
 
-		r = bk_bundle_copy_payload(b, p, out_fd, p->offset, err);
+		/* A fresh file: runs of zeros stay holes (sparse payloads stay sparse). */
+		r = copy_payload(b, p, out_fd, p->offset, BK_SHA256_COPY_SPARSE, err);
 		if (r < 0)
 			return r;
 	}

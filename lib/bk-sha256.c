@@ -257,6 +257,12 @@ static void ring_free_buffers(struct ring *g)
 		free(g->buf[i]);
 }
 
+static bool is_zero(const uint8_t *buf, size_t len)
+{
+	/* First byte zero and the buffer equal to itself shifted by one: all zero. */
+	return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
+}
+
 static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t offset)
 {
 	while (len > 0) {
@@ -278,7 +284,8 @@ static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t offset)
 
 /* Sequential read, hash and (out_fd >= 0) write through one buffer. */
 static int seq_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t out_offset,
-		   uint8_t *buf, size_t buf_size, uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
+		   unsigned flags, uint8_t *buf, size_t buf_size, uint8_t ret[BK_SHA256_LEN],
+		   struct bk_err *err)
 {
 	struct bk_sha256 h = { NULL };
 	uint64_t done = 0;
@@ -299,7 +306,7 @@ static int seq_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t 
 					  (unsigned long long) (offset + done));
 		}
 		r = bk_sha256_update(&h, buf, (size_t) n);
-		if (r >= 0)
+		if (r >= 0 && !((flags & BK_SHA256_COPY_SPARSE) && is_zero(buf, (size_t) n)))
 			r = pwrite_full(out_fd, buf, (size_t) n, out_offset + done);
 		if (r < 0) {
 			bk_sha256_release(&h);
@@ -324,7 +331,7 @@ static int seq_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t 
  * thread when no thread can be started.
  */
 static int ring_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t out_offset,
-		    uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
+		    unsigned flags, uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
 {
 	struct ring g = { .fd = fd, .offset = offset, .size = size, .chunk = BK_SHA256_CHUNK };
 	struct bk_sha256 h = { NULL };
@@ -356,7 +363,8 @@ static int ring_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t
 		pthread_cond_destroy(&g.cond);
 		pthread_mutex_destroy(&g.lock);
 		bk_sha256_release(&h);
-		r = seq_run(fd, offset, size, out_fd, out_offset, g.buf[0], g.chunk, ret, err);
+		r = seq_run(fd, offset, size, out_fd, out_offset, flags, g.buf[0], g.chunk, ret,
+			    err);
 		ring_free_buffers(&g);
 		return r;
 	}
@@ -372,7 +380,8 @@ static int ring_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t
 			(void) bk_err_set(err, r, "SHA-256 update failed");
 			break;
 		}
-		if (out_fd >= 0) {
+		if (out_fd >= 0 &&
+		    !((flags & BK_SHA256_COPY_SPARSE) && is_zero(g.buf[slot], g.len[slot]))) {
 			r = pwrite_full(out_fd, g.buf[slot], g.len[slot], out_offset + done);
 			if (r < 0) {
 				(void) bk_err_set(err, r, "write error at output offset %llu: %m",
@@ -407,11 +416,11 @@ static int ring_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t
 }
 
 int bk_sha256_fd_copy(int in_fd, uint64_t in_offset, uint64_t size, int out_fd, uint64_t out_offset,
-		      uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
+		      unsigned flags, uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
 {
 	if (out_fd < 0)
 		return bk_err_set(err, -EBADF, "no output file");
-	return ring_run(in_fd, in_offset, size, out_fd, out_offset, ret, err);
+	return ring_run(in_fd, in_offset, size, out_fd, out_offset, flags, ret, err);
 }
 
 /* ---- a pool of workers over many ranges ------------------------------------------------- */
@@ -464,7 +473,7 @@ int bk_sha256_fd_jobs(int fd, struct bk_sha256_job *jobs, size_t n_jobs, unsigne
 
 	if (n_jobs == 1 && n_threads >= 2) {
 		bk_err_clear(&jobs[0].err);
-		jobs[0].r = ring_run(fd, jobs[0].offset, jobs[0].size, -EBADF, 0, jobs[0].digest,
+		jobs[0].r = ring_run(fd, jobs[0].offset, jobs[0].size, -EBADF, 0, 0, jobs[0].digest,
 				     &jobs[0].err);
 	} else {
 		for (size_t i = 0; i < n_jobs; i++)

@@ -77,9 +77,19 @@ int bk_sha256_fd_jobs(int fd, struct bk_sha256_job *jobs, size_t n_jobs, unsigne
  * writes. Does not fsync. Returns 0; -ENOEXEC when in_fd ends early ("truncated"); -errno of a
  * failed read or write (-ENOSPC, -EIO ...), with a message naming the offset and the step.
  * On failure out_fd may hold part of the data: the caller discards it.
+ * flags: BK_SHA256_COPY_SPARSE.
  */
 int bk_sha256_fd_copy(int in_fd, uint64_t in_offset, uint64_t size, int out_fd, uint64_t out_offset,
-		      uint8_t ret[BK_SHA256_LEN], struct bk_err *err);
+		      unsigned flags, uint8_t ret[BK_SHA256_LEN], struct bk_err *err);
+
+enum bk_sha256_copy_flags {
+	/*
+	 * out_fd is a new file whose unwritten ranges read as zero: chunks that are all zero are
+	 * hashed but not written (they stay holes; the caller sets the file size). Never for a
+	 * device or a file with old content.
+	 */
+	BK_SHA256_COPY_SPARSE = 1 << 0,
+};
 
 /* Lowercase hex, hex must hold BK_SHA256_HEX_LEN + 1 bytes. */
 void bk_sha256_to_hex(const uint8_t d[BK_SHA256_LEN], char hex[BK_SHA256_HEX_LEN + 1]);

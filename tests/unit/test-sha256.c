@@ -201,7 +201,7 @@ static void test_sha256_fd_copy(void **state)
 	assert_true(out >= 0);
 	assert_non_null(back);
 	/* Copy all but the first 9 bytes to offset 4096 of the output. */
-	assert_int_equal(bk_sha256_fd_copy(fd, 9, len - 9, out, 4096, d, &err), 0);
+	assert_int_equal(bk_sha256_fd_copy(fd, 9, len - 9, out, 4096, 0, d, &err), 0);
 	assert_int_equal(bk_sha256_buf(buf + 9, len - 9, e), 0);
 	assert_memory_equal(d, e, BK_SHA256_LEN);
 	assert_int_equal(pread(out, back, len, 4096), (ssize_t) (len - 9));
@@ -210,16 +210,45 @@ static void test_sha256_fd_copy(void **state)
 	assert_int_equal(lseek(out, 0, SEEK_CUR), 0);
 
 	/* Truncated input. */
-	assert_int_equal(bk_sha256_fd_copy(fd, 10, len, out, 0, d, &err), -ENOEXEC);
+	assert_int_equal(bk_sha256_fd_copy(fd, 10, len, out, 0, 0, d, &err), -ENOEXEC);
 	assert_non_null(strstr(err.msg, "truncated"));
 	/* Unwritable output. */
 	bk_err_clear(&err);
 	int ro = openat(dir->dfd, "out", O_RDONLY | O_CLOEXEC);
-	assert_int_equal(bk_sha256_fd_copy(fd, 0, 100, ro, 0, d, &err), -EBADF);
+	assert_int_equal(bk_sha256_fd_copy(fd, 0, 100, ro, 0, 0, d, &err), -EBADF);
 	assert_non_null(strstr(err.msg, "write error at output offset 0"));
 	close(ro);
 	close(out);
 	close(fd);
+	free(buf);
+	free(back);
+}
+
+static void test_sha256_fd_copy_sparse(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_err err = { 0 };
+	size_t len = 8 * BK_SHA256_CHUNK;
+	uint8_t d[BK_SHA256_LEN], e[BK_SHA256_LEN];
+	char *buf = calloc(1, len), *back = malloc(len);
+	int in = openat(dir->dfd, "in", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int out = openat(dir->dfd, "out", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct stat st;
+
+	/* Data only in the second chunk; the rest zeros. */
+	memset(buf + BK_SHA256_CHUNK + 10, 0x5a, 1000);
+	assert_int_equal(write(in, buf, len), (ssize_t) len);
+	assert_int_equal(bk_sha256_fd_copy(in, 0, len, out, 0, BK_SHA256_COPY_SPARSE, d, &err), 0);
+	assert_int_equal(ftruncate(out, (off_t) len), 0);
+	assert_int_equal(bk_sha256_buf(buf, len, e), 0);
+	assert_memory_equal(d, e, BK_SHA256_LEN);
+	assert_int_equal(pread(out, back, len, 0), (ssize_t) len);
+	assert_memory_equal(back, buf, len);
+	/* Only the chunk with data was written. */
+	assert_int_equal(fstat(out, &st), 0);
+	assert_true((uint64_t) st.st_blocks * 512 <= 2 * BK_SHA256_CHUNK);
+	close(in);
+	close(out);
 	free(buf);
 	free(back);
 }
@@ -235,6 +264,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sha256_fd_jobs_parallel, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_sha256_fd_copy, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_sha256_fd_copy_sparse, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};
 
