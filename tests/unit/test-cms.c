@@ -68,8 +68,10 @@ static int group_teardown(void **state)
 	return run(cmd) == 0 ? 0 : -1;
 }
 
-/* Sign manifest-like data as who ("signer" -> signer.key/signer.crt), optionally embedding
- * the intermediate CA. */
+/*
+ * Sign manifest-like data as who ("signer" -> signer.key/signer.crt), embedding the
+ * certificates of inter (NULL-terminated, may be NULL).
+ */
 static void sign_as(const char *who, const char *const *inter, const void *data, size_t len,
 		    uint8_t **der, size_t *der_len)
 {
@@ -140,6 +142,8 @@ static void test_cms_sign_verify_pem_keyring(void **state)
 
 static void test_cms_sign_verify_hashed_dir(void **state)
 {
+	char cmd[PATH_MAX * 2 + 16];
+	struct bk_keyring *k = NULL;
 	struct bk_err err = { 0 };
 	uint8_t *der = NULL;
 	size_t der_len = 0;
@@ -151,6 +155,16 @@ static void test_cms_sign_verify_hashed_dir(void **state)
 			 0);
 	assert_string_equal(signer, "CN=bootbank test signer,O=bootbank test");
 	free(signer);
+
+	/* The certificates are read at load time: removing the directory changes nothing. */
+	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", P("keyring.d"), P("snapshot.d"));
+	assert_int_equal(run(cmd), 0);
+	assert_int_equal(bk_keyring_load(P("snapshot.d"), &k, &err), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", P("snapshot.d"));
+	assert_int_equal(run(cmd), 0);
+	assert_int_equal(bk_cms_verify(manifest, strlen(manifest), der, der_len, k, 0, NULL, &err),
+			 0);
+	assert_null(bk_keyring_free(k));
 	free(der);
 }
 
