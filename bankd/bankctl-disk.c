@@ -457,8 +457,9 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 	char record[4096];
 	int c, r;
 
+	/* Options may follow TARGET (no "+": getopt permutes). */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+jhw", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		switch (c) {
 		case ARG_BANK_SIZE:
 			r = parse_size_arg("--bank-size", optarg, &o.bank_size);

@@ -192,13 +192,14 @@ static bool is_partition(int fd)
 static int load_partitions(struct bk_disk *d, const char *display, struct bk_err *err)
 {
 	struct bk_probe_table t = { 0 };
+	struct bk_err perr = { 0 };
 	int r;
 
-	r = bk_probe_table_fd(d->disk_fd, &t, err);
+	r = bk_probe_table_fd(d->disk_fd, &t, &perr);
 	if (r == -ENOMEDIUM)
 		return bk_err_set(err, -ENOENT, "disk '%s' holds no partition table", display);
 	if (r < 0)
-		return bk_err_prefix(err, "disk '%s'", display);
+		return bk_err_set(err, r, "disk '%s': %s", display, perr.msg);
 	if (t.ptuuid) {
 		d->guid = strdup(t.ptuuid);
 		if (!d->guid) {
@@ -393,13 +394,17 @@ static int open_from_record(struct bk_disk *d, const struct bk_disk_where *w, st
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
 	_cleanup_close_ int fd = -EBADF;
 	const char *path = NULL, *guid = NULL;
+	struct bk_err rerr = { 0 };
 	char rec[PATH_MAX];
 	int r;
 
 	(void) snprintf(rec, sizeof(rec), "%s/%s", w->state_path, BK_DISK_RECORD);
-	r = bk_json_read_at(w->state_dfd, BK_DISK_RECORD, BK_DISK_RECORD_MAX_SIZE, &o, err);
+	/* No record is not an error here: discovery goes on (bk_disk_open()). */
+	r = bk_json_read_at(w->state_dfd, BK_DISK_RECORD, BK_DISK_RECORD_MAX_SIZE, &o, &rerr);
+	if (r == -ENOENT)
+		return r;
 	if (r < 0)
-		return r == -ENOENT ? r : bk_err_prefix(err, "'%s'", rec);
+		return bk_err_set(err, r, "'%s': %s", rec, rerr.msg);
 	r = bk_json_get_string(o, "path", true, &path, err);
 	if (r >= 0)
 		r = bk_json_get_string(o, "disk_guid", true, &guid, err);
