@@ -297,7 +297,7 @@ static void test_select_explain_and_text_everywhere(void **state)
 							for (int i = 0; i < 2; i++) {
 								const struct bk_bank_explain *b =
 									&x.bank[i];
-								char want[32];
+								char want[64];
 
 								CHECK(b->eligible ==
 									      o_eligible(&o, i),
