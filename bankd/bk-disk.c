@@ -546,7 +546,11 @@ static void last_line(int fd, char *buf, size_t len)
 		*--end = '\0';
 	start = strrchr(tmp, '\n');
 	start = start ? start + 1 : tmp;
-	(void) snprintf(buf, len, "%s", start);
+	n = (ssize_t) strlen(start);
+	if ((size_t) n >= len)
+		n = (ssize_t) len - 1; /* cut: the message stays one bounded line */
+	memcpy(buf, start, (size_t) n);
+	buf[n] = '\0';
 }
 
 /*

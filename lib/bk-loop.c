@@ -267,7 +267,8 @@ int bk_loop_list_by_file(const char *path, char ***ret_paths, struct bk_err *err
 		c[n].path = TAKE_PTR(dev);
 		n++;
 	}
-	qsort(c, n, sizeof(*c), cmp_candidate);
+	if (n > 1)
+		qsort(c, n, sizeof(*c), cmp_candidate);
 	list = calloc(n + 1, sizeof(char *));
 	if (!list)
 		goto fail;

@@ -211,7 +211,8 @@ int bk_probe_table_fd(int fd, struct bk_probe_table *ret, struct bk_err *err)
 			goto fail;
 		}
 	}
-	qsort(t.parts, t.n_parts, sizeof(*t.parts), cmp_part);
+	if (t.n_parts > 1)
+		qsort(t.parts, t.n_parts, sizeof(*t.parts), cmp_part);
 	BK_DBG(DISK, "table fd %d: %s %s, %zu partitions", fd, t.pttype ? t.pttype : "-",
 	       t.ptuuid ? t.ptuuid : "-", t.n_parts);
 	*ret = t;
