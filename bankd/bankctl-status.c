@@ -29,12 +29,10 @@ struct boot_view {
  * The content record of a bank (name, version, build, manifest digest: bank.json in the bank
  * partition, written by `bankctl stage`). Returns 0 and a new object in *ret, or 1 when there
  * is no content record.
- * FIXME: read bank.json from the bank partition once `bankctl stage` writes it; until then no
- * bank has a content record and status says so instead of guessing.
  */
 static int bank_content_record(struct bankctl *ctx, enum bk_bank_id bank, struct json_object **ret)
 {
-	return 1;
+	return bankctl_bank_content(ctx, bank, ret);
 }
 
 static void view_load(struct bankctl *ctx, struct boot_view *v)
@@ -173,7 +171,8 @@ static void print_bank(struct bankctl *ctx, struct boot_view *v, enum bk_bank_id
 		printf("           why bad   %s\n",
 		       v->data.bad_reason[id][0] ? v->data.bad_reason[id] : "(not recorded)");
 	if (bank_content_record(ctx, id, &content) == 0) {
-		printf("           content   %s\n", bk_json_to_string(content, false));
+		printf("           content   %s\n",
+		       bankctl_bank_content_text(content, line, sizeof(line)));
 		json_object_put(content);
 	} else if (b->state != BK_BANK_EMPTY) {
 		printf("           content   no content record yet\n");

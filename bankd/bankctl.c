@@ -41,6 +41,10 @@ static const struct bankctl_verb verbs[] = {
 	  "mount revisions: list, add, switch workloads over, gc, restore" },
 	{ "workload", bankctl_workload, "workload add|list|remove ...",
 	  "the workloads a live patch switches over" },
+	{ "stage", bankctl_stage, "stage IMAGE.bbi [--activate] [--allow-downgrade] ...",
+	  "verify an image and write it into the alternate bank (hashed while written)" },
+	{ "recover", bankctl_recover, "recover [--json]",
+	  "finish what a killed bankctl left: temp files, an interrupted stage" },
 };
 
 static const struct bankctl_verb *find_verb(const char *name)
@@ -155,7 +159,11 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err)
 	if (r < 0)
 		return r;
 	(void) snprintf(path, sizeof(path), "%s", bankctl_path(ctx, BANKCTL_RUN_DIR));
-	return bk_lock_acquire(dfd, path, ctx->wait, &ctx->lock_fd, err);
+	r = bk_lock_acquire(dfd, path, ctx->wait, &ctx->lock_fd, err);
+	if (r < 0)
+		return r;
+	/* Every mutating verb first finishes what a killed one left (bankctl-recover.c). */
+	return bankctl_recover_after_lock(ctx, err);
 }
 
 static int load_config(struct bankctl *ctx, const char *config_arg, struct bk_err *err)

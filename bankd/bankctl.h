@@ -119,6 +119,25 @@ int bankctl_json_add_nullable(struct json_object *o, const char *key, const char
 void bankctl_listf(char *buf, size_t len, size_t *pos, const char *fmt, ...) _printf_(4, 5);
 
 /*
+ * bankctl-stage.c: `stage`, and the content record of a bank for status: bank.json of a
+ * non-empty bank, read from the bank mounted read-only in bankctl's private namespace.
+ * bankctl_bank_content() returns 0 and a new object in *ret (the record, or {"error": ...}
+ * when it cannot be read), or 1 when there is none (empty bank, no disk, no bank.json).
+ * bankctl_bank_content_text() formats such an object in one line into buf.
+ */
+int bankctl_stage(struct bankctl *ctx, int argc, char **argv);
+int bankctl_bank_content(struct bankctl *ctx, enum bk_bank_id bank, struct json_object **ret);
+const char *bankctl_bank_content_text(struct json_object *content, char *buf, size_t len);
+
+/*
+ * bankctl-recover.c: `recover`, and the recovery bankctl_lock() runs once the lock is taken
+ * (stale temp files, an interrupted stage). Returns 0 or -errno (a corrupt boot state or
+ * staging marker); a bank it cannot clean yet is left to the next run (logged).
+ */
+int bankctl_recover(struct bankctl *ctx, int argc, char **argv);
+int bankctl_recover_after_lock(struct bankctl *ctx, struct bk_err *err);
+
+/*
  * bankctl-disk.c: `disk init|probe`, and the disk every verb that touches banks uses.
  * bankctl_get_disk(): the bootbank disk (bk_disk_open() with the root, system.conf and
  * ROOT/var/lib/bootbank/disk.json), found once per process and kept open until exit (an image

@@ -249,7 +249,7 @@ static int open_image(struct bk_disk *d, int fd, struct bk_err *err)
 {
 	char self[64];
 	char **list = NULL;
-	int r;
+	int wfd, r;
 
 	fd_path(fd, self, sizeof(self));
 	r = bk_loop_list_by_file(self, &list, err);
@@ -273,8 +273,15 @@ static int open_image(struct bk_disk *d, int fd, struct bk_err *err)
 	}
 	bk_loop_strv_free(list);
 
-	r = bk_loop_attach(fd, 0, 0, BK_LOOP_PARTSCAN | BK_LOOP_AUTOCLEAR, &d->device, &d->disk_fd,
-			   err);
+	/*
+	 * A loop device is as writable as the fd it is attached with: reopen the same file
+	 * read-write (stage mounts a bank read-write), read-only when that is all we may.
+	 */
+	wfd = open(self, O_RDWR | O_CLOEXEC);
+	r = bk_loop_attach(wfd >= 0 ? wfd : fd, 0, 0, BK_LOOP_PARTSCAN | BK_LOOP_AUTOCLEAR,
+			   &d->device, &d->disk_fd, err);
+	if (wfd >= 0)
+		(void) close(wfd);
 	if (r < 0)
 		return bk_err_prefix(err, "image '%s'", d->image);
 	d->attached = true;

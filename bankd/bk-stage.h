@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Staging an image into a bank (docs/banks.md, "Stage"; the crash argument is in
+ * docs/crash-safety.md): the policy checks, the space check, the staging marker that tells
+ * the next run which bank an interrupted stage was writing, and the write of the bank's
+ * content from a verified bundle (every payload read once, hashed while it is written).
+ * The verb (bankctl-stage.c) takes the lock, mounts the bank and saves the boot state around
+ * these steps. Nothing here logs, exits or mounts.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bk-bank.h"
+#include "bk-bundle.h"
+#include "bk-cms.h"
+#include "bk-err.h"
+#include "bk-manifest.h"
+#include "bk-select.h"
+#include "bk-version.h"
+
+/* ---- the staging marker ------------------------------------------------------------------ */
+
+/* In the state directory (ROOT/var/lib/bootbank) while a stage writes a bank. */
+#define BK_STAGE_MARKER_FILE	 "staging.json"
+#define BK_STAGE_MARKER_MAX_SIZE (16 * 1024)
+
+struct bk_stage_marker {
+	enum bk_bank_id bank;		      /* the bank being written */
+	char image[BK_MANIFEST_NAME_MAX + 1]; /* the image's name ... */
+	char version[BK_VERSION_MAX_LEN + 1]; /* ... and version, for messages */
+	uint64_t pid;			      /* of the staging process */
+	uint64_t started;		      /* Unix seconds */
+};
+
+/*
+ * Write the marker (state_dfd/staging.json, atomic and durable):
+ *   { "format": 1, "bank": "B", "image": "acme-os", "version": "1.10.0", "pid": N,
+ *     "started": N }
+ * Returns 0 or -errno with a message naming the file.
+ */
+int bk_stage_marker_write_at(int state_dfd, const struct bk_stage_marker *m, struct bk_err *err);
+
+/*
+ * Read the marker. Returns 0 and *ret; -ENOENT when there is none; -ENOEXEC when it is not a
+ * marker ("corrupt staging marker 'staging.json': ..."); other -errno.
+ */
+int bk_stage_marker_read_at(int state_dfd, struct bk_stage_marker *ret, struct bk_err *err);
+
+/* Remove the marker and fsync the directory; 0 also when there is none. */
+int bk_stage_marker_remove_at(int state_dfd, struct bk_err *err);
+
+/* ---- policy ------------------------------------------------------------------------------ */
+
+struct bk_stage_policy {
+	const char *compatible;	     /* system.conf [system] compatible; NULL: not set */
+	bool ignore_compatible;	     /* --ignore-compatible */
+	uint64_t floor;		     /* the anti-rollback floor of the boot state */
+	const char *booted_version;  /* version in the booted bank; NULL: unknown */
+	enum bk_bank_id booted_bank; /* for the message */
+	bool allow_downgrade;	     /* --allow-downgrade */
+};
+
+/*
+ * May the image m be staged? In this order:
+ *   -EMEDIUMTYPE  m->compatible differs from p->compatible, or p->compatible is not set
+ *                 (unless p->ignore_compatible);
+ *   -EKEYREVOKED  m->security_epoch is below p->floor (no override: it would never boot);
+ *   -EKEYREVOKED  m->version is older than p->booted_version (bk_version_compare()) unless
+ *                 p->allow_downgrade; an equal version is allowed;
+ *   -ENOEXEC      a payload name is reserved in a bank (bk_bank_check_manifest()).
+ * Messages name the image ("image 'acme-os 1.0.0' ..."). Pure.
+ */
+int bk_stage_check_policy(const struct bk_manifest *m, const struct bk_stage_policy *p,
+			  struct bk_err *err);
+
+/* ---- space ------------------------------------------------------------------------------- */
+
+/*
+ * Bytes a bank with block size block_size needs for the image: every payload and the
+ * manifest, signature and record files rounded up to whole blocks, plus the filesystem's
+ * mapping overhead (one block per file and per 32 MiB of a file). Pure.
+ */
+uint64_t bk_stage_space_needed(const struct bk_manifest *m, size_t manifest_len, size_t sig_len,
+			       uint64_t block_size);
+
+/*
+ * Will the image fit the bank mounted at bank_dfd once its current content is removed?
+ * Compares bk_stage_space_needed() with the free space for unprivileged users (statvfs
+ * f_bavail) plus what the current content occupies (bk_bank_usage_at()). Reads only.
+ * Returns 0 (*ret_needed and *ret_has filled when not NULL, also on -ENOSPC); -ENOSPC
+ * "bank B too small: needs 20.3 MiB, has 13.9 MiB"; other -errno.
+ */
+int bk_stage_check_space(int bank_dfd, enum bk_bank_id bank, const struct bk_manifest *m,
+			 size_t manifest_len, size_t sig_len, uint64_t *ret_needed,
+			 uint64_t *ret_has, struct bk_err *err);
+
+/* ---- writing the bank -------------------------------------------------------------------- */
+
+/* Where a stage is; passed to the progress callback. */
+struct bk_stage_progress {
+	const char *payload;   /* name of the payload being written */
+	size_t index;	       /* its position, 0-based ... */
+	size_t n_payloads;     /* ... of this many */
+	uint64_t payload_done; /* bytes of it written so far */
+	uint64_t payload_size;
+	uint64_t done;	/* bytes of every payload written so far */
+	uint64_t total; /* bytes of every payload */
+	bool end;	/* this payload is complete (written, fsync'ed, renamed) */
+};
+
+typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *userdata);
+
+struct bk_stage_write_options {
+	/*
+	 * Called when a payload starts, every interval_ms while it is written (from a helper
+	 * thread: the callback must be thread-safe with respect to the caller's other code, but
+	 * calls never overlap), and when it ends. NULL: no progress, no helper thread.
+	 */
+	bk_stage_progress_fn progress;
+	void *userdata;
+	unsigned interval_ms; /* 0: 100 ms */
+	/* To check that the signature written to the bank is one that verifies. */
+	const struct bk_keyring *keyring;
+	unsigned cms_flags;
+	uint64_t staged_time; /* for the record; 0: now */
+};
+
+/*
+ * Write the image of bundle b (signature verified, manifest loaded) into the bank whose
+ * filesystem root is bank_dfd (mounted read-write by the caller, its boot state already
+ * empty):
+ *   1. bk_bank_clear_at(): bank.json first, then the old content;
+ *   2. each payload in manifest order: ".partial.<name>" created O_EXCL, filled with
+ *      bk_bundle_copy_payload() (read once, hashed while written), fsync'ed, closed,
+ *      renamed to <name>; then the directory is fsync'ed;
+ *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature, read from
+ *      the bundle's fd and verified again against o->keyring), each atomically;
+ *   4. bank.json last (atomically), then syncfs().
+ * On failure the ".partial." file of the payload being written is removed; what was written
+ * before stays (the bank has no bank.json, so it is incomplete). *ret_record (optional) gets
+ * the record written. Returns 0; -EUCLEAN a payload does not match the manifest; -ENOSPC;
+ * -EIO; -EBADMSG etc. from the signature check; other -errno. Blocks on fsync.
+ */
+int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage_write_options *o,
+			struct bk_bank_record **ret_record, struct bk_err *err);
