@@ -191,14 +191,22 @@ static int read_events(int fd, bool *ret_frozen, bool *ret_populated)
 	return 0;
 }
 
+/*
+ * Wait until cgroup.events says "frozen <want>". The kernel rate-limits the POLLPRI
+ * notification of cgroup.events to one per 10 ms (CGROUP_FILE_NOTIFY_MIN_INTV) and delivers
+ * it from a work item, so a freeze that follows a thaw closely would be seen up to 10 ms late:
+ * poll() is used with a short timeout and the file is re-read after each, 100 us apart at
+ * first, backing off to 1 ms. A freeze of a few tasks completes in tens of microseconds.
+ */
 static int wait_frozen(struct bk_cgroup *cg, bool want, uint64_t timeout_ms)
 {
 	uint64_t deadline = now_ms() + timeout_ms;
+	long step_ns = 100 * 1000;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = cg->events_fd, .events = POLLPRI };
+		struct timespec ts = { .tv_nsec = step_ns };
 		bool frozen;
-		uint64_t now;
 		int r;
 
 		r = read_events(cg->events_fd, &frozen, NULL);
@@ -206,12 +214,13 @@ static int wait_frozen(struct bk_cgroup *cg, bool want, uint64_t timeout_ms)
 			return r;
 		if (frozen == want)
 			return 0;
-		now = now_ms();
-		if (now >= deadline)
+		if (now_ms() >= deadline)
 			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int) (deadline - now));
+		r = ppoll(&pfd, 1, &ts, NULL);
 		if (r < 0 && errno != EINTR)
 			return -errno;
+		if (step_ns < 1000 * 1000)
+			step_ns *= 2;
 	}
 }
 
@@ -459,7 +468,7 @@ static int ask_systemctl(const char *unit, char **ret)
 		if (len == sizeof(buf) - 1)
 			break;
 	}
-	closep(&rfd);
+	(void) close(TAKE_FD(rfd));
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;

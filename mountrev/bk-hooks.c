@@ -35,6 +35,14 @@ const char *bk_hook_phase_to_string(enum bk_hook_phase p)
 	return phase_names[p];
 }
 
+/* Close and forget: the loops below test the fds for >= 0. */
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		(void) close(*fd);
+	*fd = -EBADF;
+}
+
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -273,14 +281,14 @@ static int run_one(const char *dir_path, const char *name, enum bk_hook_phase ph
 		goto fail;
 	}
 	r = spawn_hook(path, name, phase, env, out_pipe[1], err_pipe[1], &pid);
-	closep(&out_pipe[1]);
-	closep(&err_pipe[1]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[1]);
 	if (r < 0) {
 		r = bk_err_set(err, r, "cannot run hook '%s': %s", path, strerror(-r));
 		goto fail;
 	}
-	cap[0].fd = out_pipe[0];
-	cap[1].fd = err_pipe[0];
+	cap[0].fd = TAKE_FD(out_pipe[0]);
+	cap[1].fd = TAKE_FD(err_pipe[0]);
 	{
 		long fd = syscall(SYS_pidfd_open, pid, 0);
 
@@ -319,7 +327,7 @@ static int run_one(const char *dir_path, const char *name, enum bk_hook_phase ph
 			if (cap[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			if (capture_read(&cap[i]) != 0)
-				closep(&cap[i].fd);
+				close_fd(&cap[i].fd);
 		}
 		if (pfd[2].revents & POLLIN) {
 			/* Exited: take what is left, but do not wait for its children's pipes. */
@@ -327,7 +335,7 @@ static int run_one(const char *dir_path, const char *name, enum bk_hook_phase ph
 			for (int i = 0; i < 2; i++)
 				if (cap[i].fd >= 0) {
 					(void) capture_read(&cap[i]);
-					closep(&cap[i].fd);
+					close_fd(&cap[i].fd);
 				}
 		}
 	}
@@ -343,13 +351,13 @@ static int run_one(const char *dir_path, const char *name, enum bk_hook_phase ph
 
 fail:
 	for (int i = 0; i < 2; i++) {
-		closep(&cap[i].fd);
+		close_fd(&cap[i].fd);
 		cap[i].buf[cap[i].len] = '\0';
 	}
-	closep(&out_pipe[0]);
-	closep(&out_pipe[1]);
-	closep(&err_pipe[0]);
-	closep(&err_pipe[1]);
+	close_fd(&out_pipe[0]);
+	close_fd(&out_pipe[1]);
+	close_fd(&err_pipe[0]);
+	close_fd(&err_pipe[1]);
 	res->out = cap[0].buf;
 	res->errout = cap[1].buf;
 	res->out_truncated = cap[0].truncated;
