@@ -212,11 +212,16 @@ static int load_partitions(struct bk_disk *d, const char *display, struct bk_err
 			bk_probe_table_find_name(&t, bk_part_id_to_name(i));
 		char *node = NULL;
 
+		/* A bank whose name was changed is still found by its own type GUID. */
+		if (!tp && (i == BK_PART_BANK_A || i == BK_PART_BANK_B))
+			tp = bk_probe_table_find_type(&t, bk_part_id_to_type(i));
+
 		if (!tp) {
 			if (i == BK_PART_BANK_A || i == BK_PART_BANK_B) {
-				r = bk_err_set(err, -ENOENT,
-					       "disk '%s' has no partition named '%s'", display,
-					       bk_part_id_to_name(i));
+				r = bk_err_set(
+					err, -ENOENT,
+					"disk '%s' has no partition named '%s' (or of type %s)",
+					display, bk_part_id_to_name(i), bk_part_id_to_type(i));
 				goto out;
 			}
 			continue;
@@ -439,7 +444,7 @@ static int open_by_probe(struct bk_disk *d, struct bk_err *err)
 	_cleanup_close_ int fd = -EBADF;
 	int n, r;
 
-	n = bk_probe_find_disks_by_partname(BK_GPT_NAME_BANK_A, &disks, err);
+	n = bk_probe_find_disks(BK_GPT_NAME_BANK_A, BK_GPT_TYPE_BANK_A, &disks, err);
 	if (n < 0)
 		return n;
 	if (n == 0) {
@@ -448,7 +453,7 @@ static int open_by_probe(struct bk_disk *d, struct bk_err *err)
 	}
 	if (n > 1) {
 		r = bk_err_set(err, -ENOTUNIQ,
-			       "several disks hold a partition named '%s' ('%s', '%s'%s): set "
+			       "several disks hold a bank A partition '%s' ('%s', '%s'%s): set "
 			       "[disk] device",
 			       BK_GPT_NAME_BANK_A, disks[0], disks[1], n > 2 ? ", ..." : "");
 		bk_probe_strv_free(disks);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -227,6 +228,15 @@ const struct bk_probe_part *bk_probe_table_find_name(const struct bk_probe_table
 {
 	for (size_t i = 0; i < t->n_parts; i++)
 		if (t->parts[i].name && strcmp(t->parts[i].name, name) == 0)
+			return &t->parts[i];
+	return NULL;
+}
+
+const struct bk_probe_part *bk_probe_table_find_type(const struct bk_probe_table *t,
+						     const char *type)
+{
+	for (size_t i = 0; i < t->n_parts; i++)
+		if (t->parts[i].type && strcasecmp(t->parts[i].type, type) == 0)
 			return &t->parts[i];
 	return NULL;
 }
@@ -576,7 +586,7 @@ char **bk_probe_strv_free(char **l)
 	return NULL;
 }
 
-static int disk_has_partname(const char *name, const char *partname, char **ret_path)
+static int disk_has_part(const char *name, const char *partname, const char *type, char **ret_path)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -593,7 +603,8 @@ static int disk_has_partname(const char *name, const char *partname, char **ret_
 	r = bk_probe_table_fd(fd, &t, NULL);
 	if (r < 0)
 		return r;
-	found = bk_probe_table_find_name(&t, partname) != NULL;
+	found = bk_probe_table_find_name(&t, partname) ||
+		(type && bk_probe_table_find_type(&t, type));
 	bk_probe_table_release(&t);
 	if (!found)
 		return 0;
@@ -601,7 +612,7 @@ static int disk_has_partname(const char *name, const char *partname, char **ret_
 	return 1;
 }
 
-int bk_probe_find_disks_by_partname(const char *name, char ***ret_disks, struct bk_err *err)
+int bk_probe_find_disks(const char *name, const char *type, char ***ret_disks, struct bk_err *err)
 {
 	_cleanup_(closedirp) DIR *d = NULL;
 	char **disks = NULL;
@@ -628,7 +639,7 @@ int bk_probe_find_disks_by_partname(const char *name, char ***ret_disks, struct 
 		if (read_attr(dfd, "size", buf, sizeof(buf)) < 0 || bk_parse_u64(buf, &size) < 0 ||
 		    size == 0)
 			continue;
-		r = disk_has_partname(de->d_name, name, &path);
+		r = disk_has_part(de->d_name, name, type, &path);
 		BK_DBG(DISK, "scan %s for '%s': %d", de->d_name, name, r);
 		if (r <= 0)
 			continue;

@@ -68,6 +68,10 @@ void bk_probe_table_release(struct bk_probe_table *t);
 const struct bk_probe_part *bk_probe_table_find_name(const struct bk_probe_table *t,
 						     const char *name);
 
+/* The first partition of type GUID type (case-insensitive), or NULL. */
+const struct bk_probe_part *bk_probe_table_find_type(const struct bk_probe_table *t,
+						     const char *type);
+
 /*
  * The partition entry of a partition device (devpath, e.g. "/dev/sda2"): libblkid reads the
  * parent disk's table. *ret is filled like one element of bk_probe_table. Returns 0, -ENOENT
@@ -124,11 +128,12 @@ int bk_probe_devnode(const char *name, char **ret_path, struct bk_err *err);
 
 /*
  * Scan every whole disk in /sys/block (skipping empty ones) with libblkid for a partition
- * named name. *ret_disks gets a NULL-terminated, malloc'ed list of "/dev/<disk>" paths (maybe
- * empty). Devices that cannot be opened are skipped. Returns the number of disks found or
- * -errno. Reads every disk: root only, and slow on many disks.
+ * named name or, when type is not NULL, of partition type GUID type. *ret_disks gets a
+ * NULL-terminated, malloc'ed list of "/dev/<disk>" paths (maybe empty). Devices that cannot be
+ * opened are skipped. Returns the number of disks found or -errno. Reads every disk: root
+ * only, and slow on many disks.
  */
-int bk_probe_find_disks_by_partname(const char *name, char ***ret_disks, struct bk_err *err);
+int bk_probe_find_disks(const char *name, const char *type, char ***ret_disks, struct bk_err *err);
 
 /* Free a NULL-terminated list of strings; returns NULL. */
 char **bk_probe_strv_free(char **l);

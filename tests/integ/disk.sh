@@ -186,6 +186,15 @@ expect_exit 0 "probe with [disk] device = an image beneath the root" "$BANKCTL" 
 check "source config-device" test "$(json "d['source']" <<<"$OUT")" = config-device
 check "the image is resolved beneath the root" test "$(json "d['image']" <<<"$OUT")" = "$root2/images/disk.img"
 check "four partitions found by name" test "$(json "len(d['partitions'])" <<<"$OUT")" -eq 4
+sfdisk -q --part-label "$img" 2 renamed >/dev/null 2>&1
+expect_exit 0 "a bank whose partition name was changed" "$BANKCTL" --root "$root2" disk probe --json
+check "bank A is found by its type GUID" \
+	test "$(json "d['partitions'][1]['part'], d['partitions'][1]['name'], d['partitions'][1]['type']" <<<"$OUT")" = "('bank-a', 'renamed', '8fac4a25-9f88-4344-9db7-f999d75f48ca')"
+sfdisk -q --part-type "$img" 2 0FC63DAF-8483-4772-8E79-3D69D8477DE4 >/dev/null 2>&1
+expect_exit 4 "no bank A by name or type" "$BANKCTL" --root "$root2" disk probe
+check "missing bank: names the partition and the type" grep -qF "has no partition named 'bootbank_a' (or of type 8fac4a25-9f88-4344-9db7-f999d75f48ca)" <<<"$ERR"
+sfdisk -q --part-label "$img" 2 bootbank_a >/dev/null 2>&1
+sfdisk -q --part-type "$img" 2 8FAC4A25-9F88-4344-9DB7-F999D75F48CA >/dev/null 2>&1
 printf '[disk]\ndevice = /images/missing.img\n' >"$root2/etc/bootbank/system.conf"
 expect_exit 4 "a configured device that does not exist" "$BANKCTL" --root "$root2" disk probe
 check "missing device: names the file and the key" grep -qF "cannot open '$root2/images/missing.img' ([disk] device in '$root2/etc/bootbank/system.conf')" <<<"$ERR"
