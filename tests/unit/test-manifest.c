@@ -337,7 +337,7 @@ static void test_manifest_10000_payloads_fast(void **state)
 	struct bk_err err = { 0 };
 	struct timespec t0, t1;
 	uint64_t off = 4096;
-	double ms;
+	double ms = 0;
 
 	assert_non_null(buf);
 	len = (size_t) snprintf(buf, cap, "{ " TOP ", \"payloads\": [ ");
@@ -352,12 +352,24 @@ static void test_manifest_10000_payloads_fast(void **state)
 	}
 	len += (size_t) snprintf(buf + len, cap - len, " ] }");
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(bk_manifest_parse(buf, len, 0, &m, &err), 0);
-	assert_int_equal(bk_manifest_check_layout(m, 4096, 4096 + (n - 1) * 8192 + 5000, &err), 0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (double) (t1.tv_sec - t0.tv_sec) * 1e3 + (double) (t1.tv_nsec - t0.tv_nsec) / 1e6;
-	print_message("# 10000 payloads parsed and validated in %.1f ms\n", ms);
+	/*
+	 * CPU time, best of three: a loaded machine (parallel builds, the fuzzer) must not make
+	 * this fail, a quadratic check must.
+	 */
+	for (int round = 0; round < 3; round++) {
+		double t;
+
+		m = bk_manifest_free(m);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+		assert_int_equal(bk_manifest_parse(buf, len, 0, &m, &err), 0);
+		assert_int_equal(
+			bk_manifest_check_layout(m, 4096, 4096 + (n - 1) * 8192 + 5000, &err), 0);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+		t = (double) (t1.tv_sec - t0.tv_sec) * 1e3 +
+		    (double) (t1.tv_nsec - t0.tv_nsec) / 1e6;
+		ms = round == 0 || t < ms ? t : ms;
+	}
+	print_message("# 10000 payloads parsed and validated in %.1f ms (CPU)\n", ms);
 	assert_true(ms < 100.0);
 	assert_int_equal(m->n_payloads, n);
 	free(buf);
