@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -444,62 +445,50 @@ struct bk_view_swap *bk_view_swap_free(struct bk_view_swap *s)
 
 /* --- the watchdog ----------------------------------------------------------------------- */
 
-struct wd_msg {
-	char op; /* 'A'rm, 'D'isarm, 'Q'uit */
-	uint32_t index;
-};
-
+/*
+ * Arming and disarming must cost nothing in the frozen window (no system call, no wakeup of
+ * another process on a busy machine): the deadlines live in a shared anonymous mapping that
+ * the caller writes and the watchdog reads on a short tick. The pipe only carries "stop" and,
+ * by its EOF, the caller's death.
+ */
 struct bk_watchdog {
 	pid_t pid;
 	int fd;
 	size_t n;
+	uint64_t *deadline; /* shared with the watchdog; 0 = not armed */
+	uint64_t timeout_ns;
 };
 
-static void wd_thaw_all(const int *cg, const uint64_t *deadline, size_t n)
+static void wd_thaw_armed(const int *cg, uint64_t *deadline, size_t n, bool all)
 {
-	for (size_t i = 0; i < n; i++)
-		if (deadline[i] != 0)
+	uint64_t now = bk_now_ns();
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t d = __atomic_load_n(&deadline[i], __ATOMIC_ACQUIRE);
+
+		if (d != 0 && (all || d <= now)) {
+			/* Frozen for too long, or the caller is gone: thaw, whatever happens. */
 			raw_thaw(cg[i]);
+			__atomic_store_n(&deadline[i], 0, __ATOMIC_RELEASE);
+		}
+	}
 }
 
 static _noreturn_ void watchdog_main(int fd, const int *cg, uint64_t *deadline, size_t n,
-				     uint64_t timeout_ns)
+				     int tick_ms)
 {
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		uint64_t now = bk_now_ns(), next = UINT64_MAX;
-		struct wd_msg m;
-		int timeout = -1;
-		ssize_t len;
+		char c;
 
-		for (size_t i = 0; i < n; i++) {
-			if (deadline[i] == 0)
-				continue;
-			if (deadline[i] <= now) {
-				/* Frozen for too long: thaw it, whatever the caller is doing. */
-				raw_thaw(cg[i]);
-				deadline[i] = 0;
-			} else if (deadline[i] < next)
-				next = deadline[i];
-		}
-		if (next != UINT64_MAX)
-			timeout = (int) ((next - now) / 1000000 + 1);
-		if (poll(&pfd, 1, timeout) <= 0)
+		wd_thaw_armed(cg, deadline, n, false);
+		if (poll(&pfd, 1, tick_ms) <= 0)
 			continue;
-		len = read(fd, &m, sizeof(m));
-		if (len < 0 && errno == EINTR)
+		if (read(fd, &c, 1) == 1 && c != 'Q')
 			continue;
-		if (len != (ssize_t) sizeof(m) || m.op == 'Q') {
-			/* EOF: the caller died (or stopped us); nothing may stay frozen. */
-			wd_thaw_all(cg, deadline, n);
-			_exit(0);
-		}
-		if (m.index >= n)
-			continue;
-		if (m.op == 'A')
-			deadline[m.index] = bk_now_ns() + timeout_ns;
-		else if (m.op == 'D')
-			deadline[m.index] = 0;
+		/* "stop", or EOF: the caller died; nothing may stay frozen. */
+		wd_thaw_armed(cg, deadline, n, true);
+		_exit(0);
 	}
 }
 
@@ -507,22 +496,34 @@ int bk_watchdog_start(const int *cg_dfds, size_t n, uint64_t timeout_ms, struct 
 		      struct bk_err *err)
 {
 	_cleanup_free_ struct bk_watchdog *wd = NULL;
-	_cleanup_free_ uint64_t *deadline = NULL;
 	_cleanup_free_ int *keep = NULL;
-	int p[2], r;
+	size_t len = (n ? n : 1) * sizeof(uint64_t);
+	void *map;
+	int p[2], r, tick;
 
 	wd = calloc(1, sizeof(*wd));
-	deadline = calloc(n ? n : 1, sizeof(*deadline));
 	keep = calloc(n + 1, sizeof(*keep));
-	if (!wd || !deadline || !keep)
+	if (!wd || !keep)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return bk_err_set(err, -errno, "cannot create the watchdog pipe: %m");
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return bk_err_set(err, -errno, "cannot map the watchdog's table: %m");
+	wd->deadline = map;
+	wd->timeout_ns = timeout_ms * 1000000ull;
+	/* The bound is kept within a tenth of itself (at least 1 ms, at most 20 ms late). */
+	tick = (int) (timeout_ms / 10);
+	tick = tick < 1 ? 1 : tick > 20 ? 20 : tick;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		r = -errno;
+		(void) munmap(map, len);
+		return bk_err_set(err, r, "cannot create the watchdog pipe: %s", strerror(-r));
+	}
 	wd->pid = fork();
 	if (wd->pid < 0) {
 		r = -errno;
 		(void) close(p[0]);
 		(void) close(p[1]);
+		(void) munmap(map, len);
 		return bk_err_set(err, r, "cannot fork the watchdog: %s", strerror(-r));
 	}
 	if (wd->pid == 0) {
@@ -535,7 +536,7 @@ int bk_watchdog_start(const int *cg_dfds, size_t n, uint64_t timeout_ms, struct 
 		memcpy(keep, cg_dfds, n * sizeof(*keep));
 		keep[n] = p[0];
 		close_all_except(keep, n + 1);
-		watchdog_main(p[0], cg_dfds, deadline, n, timeout_ms * 1000000ull);
+		watchdog_main(p[0], cg_dfds, wd->deadline, n, tick);
 	}
 	(void) close(p[0]);
 	wd->fd = p[1];
@@ -546,37 +547,35 @@ int bk_watchdog_start(const int *cg_dfds, size_t n, uint64_t timeout_ms, struct 
 	return 0;
 }
 
-static int wd_send(struct bk_watchdog *wd, char op, size_t i, struct bk_err *err)
-{
-	struct wd_msg m = { .op = op, .index = (uint32_t) i };
-	ssize_t n;
-
-	do
-		n = write(wd->fd, &m, sizeof(m));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t) sizeof(m))
-		return bk_err_set(err, n < 0 ? -errno : -EIO, "cannot reach the watchdog: %m");
-	return 0;
-}
-
 int bk_watchdog_arm(struct bk_watchdog *wd, size_t i, struct bk_err *err)
 {
-	return wd_send(wd, 'A', i, err);
+	if (i >= wd->n)
+		return bk_err_set(err, -EINVAL, "watchdog: no cgroup %zu", i);
+	__atomic_store_n(&wd->deadline[i], bk_now_ns() + wd->timeout_ns, __ATOMIC_RELEASE);
+	return 0;
 }
 
 int bk_watchdog_disarm(struct bk_watchdog *wd, size_t i, struct bk_err *err)
 {
-	return wd_send(wd, 'D', i, err);
+	if (i >= wd->n)
+		return bk_err_set(err, -EINVAL, "watchdog: no cgroup %zu", i);
+	__atomic_store_n(&wd->deadline[i], 0, __ATOMIC_RELEASE);
+	return 0;
 }
 
 struct bk_watchdog *bk_watchdog_stop(struct bk_watchdog *wd)
 {
+	ssize_t n;
+
 	if (!wd)
 		return NULL;
-	(void) wd_send(wd, 'Q', 0, NULL);
+	do
+		n = write(wd->fd, "Q", 1);
+	while (n < 0 && errno == EINTR);
 	closep(&wd->fd);
 	while (waitpid(wd->pid, NULL, 0) < 0 && errno == EINTR)
 		;
+	(void) munmap(wd->deadline, (wd->n ? wd->n : 1) * sizeof(uint64_t));
 	free(wd);
 	return NULL;
 }

@@ -93,11 +93,13 @@ BK_DEFINE_CLEANUP(struct bk_view_swap *, bk_view_swap_free)
 
 /*
  * The watchdog: a separate process (its own session, so it outlives a SIGKILL of the caller
- * and of the caller's process group) that holds the directory fds of n cgroups and the read
- * end of a pipe. bk_watchdog_arm(i) is sent before cgroup i is frozen, bk_watchdog_disarm(i)
- * after it is thawed. The watchdog thaws an armed cgroup when it stays armed longer than
- * timeout_ms, and every armed cgroup at once when the pipe reaches EOF without a stop
- * message (the caller died). It holds no other fd of the caller (not the lock).
+ * and of the caller's process group) that holds the directory fds of n cgroups, a table of
+ * deadlines shared with the caller (MAP_SHARED), and the read end of a pipe.
+ * bk_watchdog_arm(i) before cgroup i is frozen and bk_watchdog_disarm(i) after it is thawed
+ * only write that table (no system call in the frozen window). The watchdog thaws a cgroup
+ * that stays armed longer than timeout_ms (checked every timeout_ms / 10, 1 to 20 ms), and
+ * every armed cgroup at once when the pipe reaches EOF without a stop message (the caller
+ * died). It holds no other fd of the caller (not the lock).
  */
 struct bk_watchdog;
 

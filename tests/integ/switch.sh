@@ -302,8 +302,9 @@ for n in $(seq 1 "$total"); do
 		not_ok "kill at call $n: a workload stayed frozen (watchdog)"
 		bad=1
 	fi
-	# the next run recovers (any verb that takes the lock)
-	bc rev gc --keep 99 >/dev/null 2>"$tmp/recover.err" || { not_ok "kill at call $n: recovery failed: $(cat "$tmp/recover.err")"; bad=1; }
+	# the next run recovers (any verb that takes the lock; --wait: a helper forked just before
+	# the kill holds the inherited lock fd until it has closed its fds, microseconds later)
+	bc --wait rev gc --keep 99 >/dev/null 2>"$tmp/recover.err" || { not_ok "kill at call $n: recovery failed: $(cat "$tmp/recover.err")"; bad=1; }
 	cur=$(readlink "$root/run/bootbank/current")
 	cur=${cur#rev/}
 	if [ -e "$root/var/lib/bootbank/maintenance.json" ] || ! all_on "$cur"; then
