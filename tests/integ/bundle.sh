@@ -190,7 +190,9 @@ expect_exit 7 "a flipped byte at 3 GiB is caught" "$BANKCTL" image verify "$img/
 rm -f "$img/big.bbi" "$src/big.img"
 
 # Mount a squashfs and an erofs payload out of the bundle; no loop device left behind.
-loops_before=$(losetup -a | sort)
+# Loop devices backed by our bundles (other tests may attach their own meanwhile).
+our_loops() { losetup -j "$bbi"; losetup -j "$work/bad.bbi" 2>/dev/null; }
+check "no loop device on the bundle before mounting" test -z "$(our_loops)"
 mkdir -p "$T/m1" "$T/m2"
 expect_exit 0 "image mount (squashfs)" "$BANKCTL" image mount "$bbi" app.squashfs "$T/m1" $K
 expect_exit 0 "image mount (erofs)" "$BANKCTL" image mount "$bbi" app.erofs "$T/m2" $K
@@ -203,7 +205,7 @@ check "a loop device is bound to the squashfs range" \
 	grep -q "offset $sq_off, sizelimit $sq_size" <<<"$(losetup -j "$bbi")"
 expect_exit 0 "image umount (squashfs)" "$BANKCTL" image umount "$T/m1"
 expect_exit 0 "image umount (erofs)" "$BANKCTL" image umount "$T/m2"
-check "no loop device left after umount" test "$loops_before" = "$(losetup -a | sort)"
+check "no loop device left after umount" test -z "$(our_loops)"
 check "nothing mounted there any more" bash -c "! mountpoint -q '$T/m1' && ! mountpoint -q '$T/m2'"
 expect_exit 1 "mounting a raw payload is refused" "$BANKCTL" image mount "$bbi" vmlinuz "$T/m1" $K
 expect_exit 4 "mounting a missing payload: exit 4" "$BANKCTL" image mount "$bbi" nope "$T/m1" $K
@@ -211,7 +213,7 @@ read -r name off size <<<"${payloads[2]}"
 flip "$off"
 expect_exit 7 "a corrupt payload is not mounted" "$BANKCTL" image mount "$work/bad.bbi" app.squashfs "$T/m1" $K
 check "nothing mounted after the refusal" bash -c "! mountpoint -q '$T/m1'"
-check "no loop device after the refusal" test "$loops_before" = "$(losetup -a | sort)"
+check "no loop device after the refusal" test -z "$(our_loops)"
 
 # The depot, in a sandbox root whose system.conf names the keyring and the depot.
 root=$T/root
