@@ -286,35 +286,40 @@ fi
 
 # --- bankctl killed at every mutating call of a switch-over -----------------------------------
 expect_exit 0 "back to r1" bc rev switch r1
-BK_CRASH_COUNT=$tmp/crash-count LD_PRELOAD=$CRASH_SO "$BANKCTL" --root "$root" rev switch r2 >/dev/null
-total=$(cat "$tmp/crash-count" 2>/dev/null || echo 0)
-check "a switch-over makes mutating calls ($total)" test "$total" -gt 10
-bc rev switch r1 >/dev/null
-bad=0
-for n in $(seq 1 "$total"); do
-	BK_CRASH_AT=$n LD_PRELOAD=$CRASH_SO "$BANKCTL" --root "$root" rev switch r2 >/dev/null 2>&1
-	rc=$?
-	if [ "$rc" -ne 137 ]; then
-		not_ok "kill at call $n: exit $rc, expected 137"
-		bad=1
-	fi
-	if ! wait_thawed; then
-		not_ok "kill at call $n: a workload stayed frozen (watchdog)"
-		bad=1
-	fi
-	# the next run recovers (any verb that takes the lock; --wait: a helper forked just before
-	# the kill holds the inherited lock fd until it has closed its fds, microseconds later)
-	bc --wait rev gc --keep 99 >/dev/null 2>"$tmp/recover.err" || { not_ok "kill at call $n: recovery failed: $(cat "$tmp/recover.err")"; bad=1; }
-	cur=$(readlink "$root/run/bootbank/current")
-	cur=${cur#rev/}
-	if [ -e "$root/var/lib/bootbank/maintenance.json" ] || ! all_on "$cur"; then
-		not_ok "kill at call $n: after recovery not all on '$cur' or flag left"
-		bad=1
-	fi
-	bc rev switch r1 >/dev/null 2>&1 || { not_ok "kill at call $n: cannot switch back"; bad=1; }
-	[ "$bad" -eq 0 ] || break
-done
-check "killed at each of the $total mutating calls: thawed, all on one revision, flag cleared" test "$bad" -eq 0
+if ldd "$BANKCTL" | grep -q libasan; then
+	# The sanitizer runtime must come first: an LD_PRELOAD crash injector cannot be loaded.
+	ok "# skip kill test: bankctl is built with AddressSanitizer"
+else
+	BK_CRASH_COUNT=$tmp/crash-count LD_PRELOAD=$CRASH_SO "$BANKCTL" --root "$root" rev switch r2 >/dev/null
+	total=$(cat "$tmp/crash-count" 2>/dev/null || echo 0)
+	check "a switch-over makes mutating calls ($total)" test "$total" -gt 10
+	bc rev switch r1 >/dev/null
+	bad=0
+	for n in $(seq 1 "$total"); do
+		BK_CRASH_AT=$n LD_PRELOAD=$CRASH_SO "$BANKCTL" --root "$root" rev switch r2 >/dev/null 2>&1
+		rc=$?
+		if [ "$rc" -ne 137 ]; then
+			not_ok "kill at call $n: exit $rc, expected 137"
+			bad=1
+		fi
+		if ! wait_thawed; then
+			not_ok "kill at call $n: a workload stayed frozen (watchdog)"
+			bad=1
+		fi
+		# the next run recovers (any verb that takes the lock; --wait: a helper forked just before
+		# the kill holds the inherited lock fd until it has closed its fds, microseconds later)
+		bc --wait rev gc --keep 99 >/dev/null 2>"$tmp/recover.err" || { not_ok "kill at call $n: recovery failed: $(cat "$tmp/recover.err")"; bad=1; }
+		cur=$(readlink "$root/run/bootbank/current")
+		cur=${cur#rev/}
+		if [ -e "$root/var/lib/bootbank/maintenance.json" ] || ! all_on "$cur"; then
+			not_ok "kill at call $n: after recovery not all on '$cur' or flag left"
+			bad=1
+		fi
+		bc rev switch r1 >/dev/null 2>&1 || { not_ok "kill at call $n: cannot switch back"; bad=1; }
+		[ "$bad" -eq 0 ] || break
+	done
+	check "killed at each of the $total mutating calls: thawed, all on one revision, flag cleared" test "$bad" -eq 0
+fi
 
 # --- GC ------------------------------------------------------------------------------------
 expect_exit 0 "rev add r3" bc rev add r3 "$tmp/c.sqfs" --version 3.0

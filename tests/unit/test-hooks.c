@@ -56,7 +56,7 @@ static void test_hooks_order_argv_env_and_output(void **state)
 	bk_test_write(d->dfd, "30-not-executable", "#!/bin/sh\nexit 99\n");
 	hook(d, "40-backup~", "exit 99");
 
-	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 5000, &run, &err), 0);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 30000, &run, &err), 0);
 	assert_int_equal(run->n_results, 2);
 	assert_string_equal(run->results[0].name, "10-first");
 	snprintf(expect, sizeof(expect), "%s/10-first|apply|r1|r2|apply|10-first|r1|r2|1.0|2.0|\n",
@@ -82,7 +82,7 @@ static void test_hooks_scan_veto(void **state)
 	     "printf 'sessions are open\\n\\n' >&2; exit 10");
 	hook(d, "30-never", "touch ran; exit 0");
 
-	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 5000, &run, &err), -ECANCELED);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 30000, &run, &err), -ECANCELED);
 	assert_string_equal(err.msg,
 			    "scan hook '20-veto' vetoed the live patch: sessions are open");
 	assert_int_equal(run->n_results, 2);
@@ -104,14 +104,14 @@ static void test_hooks_failure_and_apply_goes_on(void **state)
 	hook(d, "20-after", "echo after");
 
 	/* scan: a failing hook (exit 1-9) stops the live patch too. */
-	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 5000, &run, &err), -EPROTO);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 30000, &run, &err), -EPROTO);
 	assert_string_equal(err.msg, "scan hook '10-fail' failed with exit status 3");
 	assert_int_equal(run->n_results, 1);
 	run = bk_hook_run_free(run);
 
 	/* apply: reported, but every hook runs. */
 	bk_err_clear(&err);
-	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 5000, &run, &err), -EPROTO);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 30000, &run, &err), -EPROTO);
 	assert_string_equal(err.msg, "apply hook '10-fail' failed with exit status 3");
 	assert_int_equal(run->n_results, 2);
 	assert_string_equal(run->results[1].out, "after\n");
@@ -141,7 +141,7 @@ static void test_hooks_output_is_bounded(void **state)
 	struct bk_err err = { 0 };
 
 	hook(d, "10-chatty", "head -c 200000 /dev/zero | tr '\\0' x");
-	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 5000, &run, &err), 0);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &env, 30000, &run, &err), 0);
 	assert_int_equal(strlen(run->results[0].out), BK_HOOK_OUTPUT_MAX);
 	assert_true(run->results[0].out_truncated);
 	bk_hook_run_free(run);
