@@ -12,6 +12,26 @@ for t in mkfs.ext4 sfdisk blkid losetup partx python3; do
 done
 
 tmp=$(bk_tmp)
+
+# Loop devices this script attaches itself, with their backing file. At exit each is detached
+# only while it still maps that file: a device that went away (autoclear, or detached by the
+# test) frees its number for a parallel test, whose device must not be detached by us. This
+# replaces lib.sh's bk_track_loop, which detaches by number.
+_mine=()
+track() { _mine+=("$1|$2"); }
+cleanup_mine() {
+	local e dev file
+	for e in "${_mine[@]}"; do
+		dev=${e%%|*}
+		file=${e#*|}
+		if losetup -j "$file" 2>/dev/null | grep -q "^$dev:"; then
+			umount -l "$dev" 2>/dev/null
+			losetup -d "$dev" 2>/dev/null
+		fi
+	done
+	bk_cleanup
+}
+trap cleanup_mine EXIT
 root=$tmp/root
 mkdir -p "$root"
 img=$tmp/disk.img
@@ -113,7 +133,7 @@ check "the loop device is gone after init --force" no_loop "$img"
 
 # A mounted target is refused, even with --force.
 loop=$(losetup -f --show -P "$img")
-bk_track_loop "$loop"
+track "$loop" "$img"
 partx -a "$loop" 2>/dev/null || true
 mkdir -p "$tmp/mnt"
 mount "${loop}p2" "$tmp/mnt"
@@ -153,7 +173,7 @@ expect_exit 1 "a directory is not a target" "$BANKCTL" --root "$root" disk init 
 
 # --- probe --usage: private-namespace mounts -------------------------------------------
 loop=$(losetup -f --show -P "$img")
-bk_track_loop "$loop"
+track "$loop" "$img"
 partx -a "$loop" 2>/dev/null || true
 mount "${loop}p2" "$tmp/mnt"
 head -c 20M /dev/zero >"$tmp/mnt/payload"
@@ -207,9 +227,9 @@ check "the blank image's loop device is gone" no_loop "$root2/images/blank.img"
 # [disk] bank-a and bank-b = block devices (here: loop devices over the partitions' ranges).
 read -r a_start a_size b_start b_size < <(sfdisk -J "$img" | json "' '.join(str(x*512) for p in d['partitiontable']['partitions'][1:3] for x in (p['start'],p['size']))")
 la=$(losetup -f --show -o "$a_start" --sizelimit "$a_size" "$img")
-bk_track_loop "$la"
+track "$la" "$img"
 lb=$(losetup -f --show -o "$b_start" --sizelimit "$b_size" "$img")
-bk_track_loop "$lb"
+track "$lb" "$img"
 printf '[disk]\nbank-a = %s\nbank-b = %s\n' "$la" "$lb" >"$root2/etc/bootbank/system.conf"
 expect_exit 0 "probe with [disk] bank-a and bank-b devices" "$BANKCTL" --root "$root2" disk probe --json
 check "source config-partitions" test "$(json "d['source']" <<<"$OUT")" = config-partitions
@@ -231,7 +251,7 @@ check "nothing found: says what to do" grep -qF "no bootbank disk found: set [di
 blk=$tmp/blk.img
 truncate -s 200M "$blk"
 loop=$(losetup -f --show -P "$blk")
-bk_track_loop "$loop"
+track "$loop" "$blk"
 mkdir -p "$tmp/root4"
 expect_exit 0 "disk init on a block device (a loop device)" "$BANKCTL" --root "$tmp/root4" disk init "$loop"
 check "the kernel has the three new partitions (BLKPG)" \

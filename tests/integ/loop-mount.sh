@@ -13,6 +13,26 @@ TOOL=$(realpath "${BK_BUILD:-build/cc}/tests/tools/bk-looptool")
 [ -x "$TOOL" ] || { not_ok "bk-looptool not built ($TOOL)"; bk_done; }
 
 tmp=$(bk_tmp)
+
+# Loop devices this script attaches itself, with their backing file. At exit each is detached
+# only while it still maps that file: a device that went away (autoclear, or detached by the
+# test) frees its number for a parallel test, whose device must not be detached by us. This
+# replaces lib.sh's bk_track_loop, which detaches by number.
+_mine=()
+track() { _mine+=("$1|$2"); }
+cleanup_mine() {
+	local e dev file
+	for e in "${_mine[@]}"; do
+		dev=${e%%|*}
+		file=${e#*|}
+		if losetup -j "$file" 2>/dev/null | grep -q "^$dev:"; then
+			umount -l "$dev" 2>/dev/null
+			losetup -d "$dev" 2>/dev/null
+		fi
+	done
+	bk_cleanup
+}
+trap cleanup_mine EXIT
 mnt=$tmp/mnt
 mkdir -p "$tmp/src/sub" "$mnt"
 
@@ -40,7 +60,7 @@ head -c 65536 /dev/urandom >>"$tmp/bundle.img"
 expect_exit 0 "mount a squashfs range of a bigger file" \
 	"$TOOL" mount-fd "$tmp/bundle.img" 262144 "$sqsize" squashfs "$mnt"
 dev=$(findmnt -n -o SOURCE --mountpoint "$mnt")
-[ -n "$dev" ] && bk_track_loop "$dev"
+[ -n "$dev" ] && track "$dev" "$tmp/bundle.img"
 check "the mount's source is a loop device" grep -q '^/dev/loop[0-9]*$' <<<"$dev"
 check "a file at the top is readable" grep -qx "payload one" "$mnt/one"
 check "a file in a subdirectory is readable" grep -qx "payload two" "$mnt/sub/two"
@@ -85,10 +105,10 @@ check "the offset error is clear" grep -q "loop offset 100 is not a multiple of 
 truncate -s 64M "$tmp/disk.img"
 expect_exit 0 "attach a range (no autoclear)" "$TOOL" attach "$tmp/disk.img" 1M 8M
 range=$OUT
-bk_track_loop "$range"
+track "$range" "$tmp/disk.img"
 expect_exit 0 "attach the whole file with partition scanning" "$TOOL" attach "$tmp/disk.img" 0 0 partscan
 whole=$OUT
-bk_track_loop "$whole"
+track "$whole" "$tmp/disk.img"
 check "both devices are attached" bash -c 'attached() { [ -e "/sys/block/$(basename "$1")/loop/backing_file" ]; }; attached "$1" && attached "$2"' _ "$range" "$whole"
 expect_exit 0 "list the devices of the file" "$TOOL" list "$tmp/disk.img"
 check "list gives the whole-file device first, then the range" test "$OUT" = "$whole"$'\n'"$range"
@@ -114,14 +134,14 @@ check "detach-loop detached the (non-autoclear) device" gone "$whole"
 expect_exit 0 "mount the whole ext4 image read-only by fd" \
 	"$TOOL" mount-fd "$tmp/disk.img" 0 0 ext4 "$mnt"
 dev2=$(findmnt -n -o SOURCE --mountpoint "$mnt")
-[ -n "$dev2" ] && bk_track_loop "$dev2"
+[ -n "$dev2" ] && track "$dev2" "$tmp/disk.img"
 check "the file written before is there" grep -qx data "$mnt/f"
 expect_exit 0 "lazy unmount" "$TOOL" umount "$mnt" lazy
 check "the device is gone after the lazy unmount" gone "$dev2"
 
 expect_exit 0 "attach read-only" "$TOOL" attach "$tmp/disk.img" 0 0 ro
 dev3=$OUT
-bk_track_loop "$dev3"
+track "$dev3" "$tmp/disk.img"
 expect_exit 0 "mount with the filesystem type probed" "$TOOL" mount "$dev3" "$mnt" - ro
 check "libmount probed ext4" test "$(findmnt -n -o FSTYPE --mountpoint "$mnt")" = ext4
 expect_exit 0 "unmount the probed mount with detach-loop" "$TOOL" umount "$mnt" detach-loop
