@@ -184,7 +184,9 @@ struct json_object *bankctl_bootstate_json(const struct bk_boot_data *d)
 		    bk_json_add_bool(b, "eligible",
 				     bk_bank_is_eligible(&d->state, (enum bk_bank_id) i)) < 0 ||
 		    bankctl_json_add_nullable(b, "bad_reason",
-					      d->bad_reason[i][0] ? d->bad_reason[i] : NULL) < 0)
+					      bb->state == BK_BANK_BAD && d->bad_reason[i][0] ?
+						      d->bad_reason[i] :
+						      NULL) < 0)
 			return NULL;
 	}
 	if (bk_bootstate_format(&d->state, text, sizeof(text)) < 0 ||

@@ -275,7 +275,9 @@ static int add_bank(struct json_object *banks, enum bk_bank_id id, const struct 
 	    bk_json_add_u64(o, "tries_left", bb->tries_left) < 0 ||
 	    bk_json_add_u64(o, "epoch", bb->epoch) < 0)
 		return -ENOMEM;
-	if (d->bad_reason[id][0] != '\0' &&
+	/* A reason only means something while the bank is bad: any verb that moves it on drops it.
+	 */
+	if (bb->state == BK_BANK_BAD && d->bad_reason[id][0] != '\0' &&
 	    bk_json_add_string(o, "bad_reason", d->bad_reason[id]) < 0)
 		return -ENOMEM;
 	return 0;

@@ -33,7 +33,10 @@ struct bk_booted {
 /* Everything a store holds. Backends without room for the extras leave them empty. */
 struct bk_boot_data {
 	struct bk_bootstate state;
-	/* Why a bank was marked bad, one printable line; "" when none or not kept. */
+	/*
+	 * Why a bank was marked bad, one printable line; "" when none or not kept. Only kept
+	 * while the bank is bad: saving a bank in another state drops its reason.
+	 */
 	char bad_reason[_BK_BANK_MAX][BK_BOOT_BAD_REASON_MAX + 1];
 	bool has_last;	       /* the store recorded the last boot ... */
 	struct bk_booted last; /* ... which bank the loader booted, why and when */

@@ -172,6 +172,13 @@ static void test_boot_file_roundtrip(void **state)
 	assert_int_equal(back.last.reason, BK_REASON_ROLLBACK);
 	assert_true(back.last.time == 1763800000);
 
+	/* A bank that is no longer bad loses its reason. */
+	d.state.bank[BK_BANK_B].state = BK_BANK_GOOD;
+	assert_int_equal(bk_boot_save(f->boot, &d, &err), 0);
+	assert_int_equal(bk_boot_load(f->boot, &back, &err), 0);
+	assert_string_equal(back.bad_reason[BK_BANK_B], "");
+	d.state.bank[BK_BANK_B].state = BK_BANK_BAD;
+
 	/* No pin, no last boot: null and absent. */
 	d.state.pin = _BK_BANK_INVALID;
 	d.has_last = false;
