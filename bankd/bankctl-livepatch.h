@@ -27,3 +27,6 @@ void bankctl_live_close(struct bankctl_live *live);
  */
 int bankctl_live_lock_and_recover(struct bankctl *ctx, struct bankctl_live *live,
 				  struct bk_err *err);
+
+/* Print a switch-over report: text (frozen time per workload, hook output) or --json. */
+int bankctl_live_print_report(struct bankctl *ctx, const struct bk_lp_report *rep);

@@ -305,110 +305,6 @@ out:
 
 /* --- switch ----------------------------------------------------------------------------- */
 
-static int hooks_json(struct json_object *parent, const char *key, const struct bk_hook_run *run)
-{
-	struct json_object *arr;
-
-	if (!run)
-		return 0;
-	arr = json_object_new_array();
-	if (bk_json_add(parent, key, arr) < 0)
-		return -ENOMEM;
-	for (size_t i = 0; i < run->n_results; i++) {
-		const struct bk_hook_result *h = &run->results[i];
-		struct json_object *o = json_object_new_object();
-
-		if (!o || json_object_array_add(arr, o) < 0 ||
-		    bk_json_add_string(o, "name", h->name) < 0 ||
-		    bk_json_add(o, "status", json_object_new_int(h->status)) < 0 ||
-		    bk_json_add_bool(o, "timed_out", h->timed_out) < 0 ||
-		    bk_json_add_string(o, "stdout", h->out) < 0 ||
-		    bk_json_add_string(o, "stderr", h->errout) < 0 ||
-		    bk_json_add_u64(o, "duration_ms", h->duration_ms) < 0)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-static void print_hooks(const char *phase, const struct bk_hook_run *run)
-{
-	if (!run)
-		return;
-	for (size_t i = 0; i < run->n_results; i++) {
-		const struct bk_hook_result *h = &run->results[i];
-		_cleanup_free_ char *copy = strdup(h->out);
-		char *line, *save = NULL;
-
-		if (!copy)
-			continue;
-		for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-			printf("  %s hook '%s': %s\n", phase, h->name, line);
-	}
-}
-
-static int print_report(struct bankctl *ctx, const struct bk_lp_report *rep)
-{
-	if (ctx->json) {
-		_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-		struct json_object *arr = json_object_new_array();
-
-		if (!o || bk_json_add(o, "workloads", arr) < 0 ||
-		    add_nullable(o, "from", rep->from) < 0 ||
-		    bk_json_add_string(o, "to", rep->to) < 0 ||
-		    bk_json_add_bool(o, "rolled_back", rep->rolled_back) < 0 ||
-		    bk_json_add_u64(o, "total_us", rep->total_ns / 1000) < 0 ||
-		    add_nullable(o, "hook_warning", rep->hook_warning) < 0 ||
-		    hooks_json(o, "scan", rep->scan) < 0 ||
-		    hooks_json(o, "apply", rep->apply) < 0 ||
-		    hooks_json(o, "revert", rep->revert) < 0)
-			return -ENOMEM;
-		for (size_t i = 0; i < rep->n_items; i++) {
-			const struct bk_lp_report_item *it = &rep->items[i];
-			struct json_object *w = json_object_new_object();
-			char mode[2] = { it->mode, 0 };
-
-			if (!w || json_object_array_add(arr, w) < 0 ||
-			    bk_json_add_string(w, "name", it->name) < 0 ||
-			    bk_json_add_bool(w, "running", it->running) < 0 ||
-			    bk_json_add_bool(w, "skipped", it->skipped) < 0 ||
-			    bk_json_add_bool(w, "switched", it->switched) < 0 ||
-			    bk_json_add_string(w, "mode",
-					       it->mode == BK_VIEW_BENEATH  ? "beneath" :
-					       it->mode == BK_VIEW_STACKED  ? "stacked" :
-					       it->mode == BK_VIEW_ATTACHED ? "attached" :
-									      mode) < 0 ||
-			    bk_json_add_u64(w, "frozen_us", it->frozen_ns / 1000) < 0 ||
-			    bk_json_add_u64(w, "rollback_frozen_us",
-					    it->rollback_frozen_ns / 1000) < 0)
-				return -ENOMEM;
-		}
-		puts(bk_json_to_string(o, true));
-		return 0;
-	}
-	print_hooks("scan", rep->scan);
-	if (!rep->rolled_back)
-		printf("switched from '%s' to '%s' in %.3f ms\n", rep->from ? rep->from : "(none)",
-		       rep->to, (double) rep->total_ns / 1e6);
-	for (size_t i = 0; i < rep->n_items; i++) {
-		const struct bk_lp_report_item *it = &rep->items[i];
-
-		if (!it->running)
-			printf("  %-24s not running\n", it->name);
-		else if (it->skipped)
-			printf("  %-24s already on '%s'\n", it->name, rep->to);
-		else if (it->frozen_ns)
-			printf("  %-24s frozen %.3f ms (%s)%s\n", it->name,
-			       (double) it->frozen_ns / 1e6,
-			       it->mode == BK_VIEW_BENEATH ? "beneath" :
-			       it->mode == BK_VIEW_STACKED ? "stacked" :
-							     "attached",
-			       rep->rolled_back && it->rollback_frozen_ns ? ", switched back" : "");
-	}
-	print_hooks("apply", rep->apply);
-	print_hooks("revert", rep->revert);
-	return 0;
-}
-
 static int rev_switch(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -450,7 +346,7 @@ static int rev_switch(struct bankctl *ctx, int argc, char **argv)
 		goto fail;
 	r = bk_livepatch_switch(&live.lp, argv[optind], &rep, &err);
 	if (rep)
-		(void) print_report(ctx, rep);
+		(void) bankctl_live_print_report(ctx, rep);
 	if (rep && rep->hook_warning)
 		bk_log(LOG_WARNING, "%s, ignoring", rep->hook_warning);
 	if (r < 0)

@@ -72,6 +72,7 @@ int bankctl_image(struct bankctl *ctx, int argc, char **argv);
 int bankctl_depot(struct bankctl *ctx, int argc, char **argv);
 int bankctl_rev(struct bankctl *ctx, int argc, char **argv);
 int bankctl_workload(struct bankctl *ctx, int argc, char **argv);
+int bankctl_livepatch(struct bankctl *ctx, int argc, char **argv);
 
 /* bankctl-boot.c: the boot state verbs, and the helpers status shares with them. */
 int bankctl_activate(struct bankctl *ctx, int argc, char **argv);

@@ -339,7 +339,10 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = record_current(c->state_dfd, to, err);
 	if (r < 0)
 		goto out;
-	run_hooks_warn(c, BK_HOOK_APPLY, &env, &rep->apply, &rep->hook_warning);
+	if (c->rollback)
+		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
+	else
+		run_hooks_warn(c, BK_HOOK_APPLY, &env, &rep->apply, &rep->hook_warning);
 	r = bk_maint_clear(c->state_dfd, err);
 out:
 	bk_lp_workloads_free(lws, n);

@@ -27,6 +27,7 @@ struct bk_livepatch_ctx {
 	uint64_t hook_timeout_ms;   /* per hook */
 	uint64_t freeze_timeout_ms; /* per workload freeze; the watchdog's bound */
 	unsigned view_flags;	    /* enum bk_view_flags */
+	bool rollback;		    /* a live-patch rollback: revert hooks run instead of apply */
 };
 
 /* A registered workload, resolved against the running system. */
@@ -82,7 +83,8 @@ BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
  *   2. maintenance flag (phase preparing), scan hooks (a veto: -ECANCELED, flag cleared);
  *   3. flag phase switching; bk_switch_run() (pointer, then freeze/swap/thaw per workload);
  *      on failure everything is switched back, revert hooks run, the flag is cleared;
- *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks; flag cleared.
+ *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks (revert hooks
+ *      when c->rollback); flag cleared.
  * A set maintenance flag on entry is -EBUSY (call bk_livepatch_recover() first).
  * *ret (optional) gets the report, also on failure when anything was done.
  */
