@@ -265,7 +265,7 @@ static int open_image(struct bk_disk *d, int fd, struct bk_err *err)
 		int lfd;
 
 		if (bk_loop_get_info(*p, &info, NULL) < 0 || info.offset != 0 ||
-		    info.size_limit != 0 || !info.partscan)
+		    info.size_limit != 0 || !info.partscan || info.read_only)
 			continue;
 		lfd = open(*p, O_RDONLY | O_CLOEXEC);
 		if (lfd < 0)

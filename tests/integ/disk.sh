@@ -190,6 +190,14 @@ check "the mount directories exist but are not mount points" \
 check "the loop device is gone after probe --usage" no_loop "$img"
 
 # --- discovery ---------------------------------------------------------------------------
+# A read-only loop device of the image is not reused (banks must be writable).
+ro=$(losetup -r -f --show -P "$img")
+track "$ro" "$img"
+expect_exit 0 "probe with a read-only loop device of the image attached" "$BANKCTL" --root "$root" disk probe --json
+check "the read-only loop device is not reused" \
+	bash -c '[ -n "$1" ] && [ "$1" != "$2" ]' _ "$(json "d['device']" <<<"$OUT")" "$ro"
+losetup -d "$ro"
+
 # A stale disk.json (the table was replaced behind its back) is refused.
 cp "$rec" "$tmp/disk.json.new"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["disk_guid"]="00000000-0000-0000-0000-000000000000"; json.dump(d,open(sys.argv[1],"w"))' "$rec"
