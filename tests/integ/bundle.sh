@@ -235,6 +235,16 @@ assert len(d) == 1 and d[0]["name"] == "acme-os" and d[0]["version"] == "1.10.0"
 assert d[0]["build"] == "42" and d[0]["compatible"] == "acme-x86_64"
 assert d[0]["live_patch_from"] == ["1.9.2", "1.9.3"]
 ' <<<"$OUT"
+sed 's/"version": "1.10.0"/"version": "1.9.2"/' "$src/spec.json" >"$src/old.json"
+# shellcheck disable=SC2046
+"$BANKCTL" image build "$src/old.json" -o "$img/old.bbi" $(sign_with signer) >/dev/null
+expect_exit 0 "depot import of an older version" "$BANKCTL" --root "$root" depot import "$img/old.bbi"
+expect_exit 0 "depot list --json with two versions" "$BANKCTL" --root "$root" depot list --json
+check "versions listed in numeric order (1.9.2 before 1.10.0)" python3 -c '
+import json, sys; d = json.load(sys.stdin)
+assert [x["version"] for x in d] == ["1.9.2", "1.10.0"], d
+' <<<"$OUT"
+expect_exit 0 "depot remove of the older version" "$BANKCTL" --root "$root" depot remove acme-os 1.9.2
 expect_exit 1 "importing the same version again fails" "$BANKCTL" --root "$root" depot import "$bbi"
 check "the duplicate is named" grep -q "already in the depot" <<<"$ERR"
 expect_exit 0 "depot import --force replaces it" "$BANKCTL" --root "$root" depot import --force "$bbi"
