@@ -8,7 +8,7 @@
  *   -ENOENT        no such bank, image, payload, revision or file
  *   -EBUSY         the lock is held, a bank is booted or mounted, maintenance mode is on
  *   -ESTALE        state changed under us
- *   -ENOEXEC       a bundle, header or manifest is malformed or truncated
+ *   -ENOEXEC       a bundle, header, manifest or boot state store is malformed or truncated
  *   -EBADMSG       a signature does not verify
  *   -EKEYREJECTED  the signer is not trusted (no chain to the keyring, wrong key usage)
  *   -EKEYEXPIRED   the signer certificate is not valid at verification time
@@ -36,7 +36,7 @@ enum bk_exit {
 	BK_EXIT_BUSY = 3,      /* another operation holds the lock, or maintenance mode */
 	BK_EXIT_NOT_FOUND = 4, /* no such bank, image, payload, revision or file */
 	BK_EXIT_VERIFY = 5,    /* signature bad, signer untrusted or expired */
-	BK_EXIT_MALFORMED = 6, /* bundle, header or manifest malformed or truncated */
+	BK_EXIT_MALFORMED = 6, /* bundle, manifest or boot state malformed or truncated */
 	BK_EXIT_CORRUPT = 7,   /* payload digest mismatch */
 	BK_EXIT_IO = 8,	       /* I/O error */
 	BK_EXIT_REFUSED = 9,   /* incompatible, downgrade or below the security floor */

@@ -141,7 +141,10 @@ int bk_json_add(struct json_object *o, const char *key, struct json_object *v)
 
 int bk_json_add_string(struct json_object *o, const char *key, const char *s)
 {
-	return bk_json_add(o, key, s ? json_object_new_string(s) : json_object_new_null());
+	/* json-c represents JSON null as a NULL object. */
+	if (!s)
+		return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+	return bk_json_add(o, key, json_object_new_string(s));
 }
 
 int bk_json_add_u64(struct json_object *o, const char *key, uint64_t v)

@@ -41,6 +41,7 @@ int bk_json_get_object(struct json_object *o, const char *key, bool required,
 
 /* Add a member, taking ownership of v even on failure. Returns 0 or -ENOMEM. */
 int bk_json_add(struct json_object *o, const char *key, struct json_object *v);
+/* s NULL adds JSON null. */
 int bk_json_add_string(struct json_object *o, const char *key, const char *s);
 int bk_json_add_u64(struct json_object *o, const char *key, uint64_t v);
 int bk_json_add_bool(struct json_object *o, const char *key, bool v);

@@ -116,6 +116,7 @@ static void test_json_write_read_atomic(void **state)
 	assert_int_equal(bk_json_add_string(o, "state", "good"), 0);
 	assert_int_equal(bk_json_add_u64(o, "generation", 1ull << 40), 0);
 	assert_int_equal(bk_json_add_bool(o, "live", false), 0);
+	assert_int_equal(bk_json_add_string(o, "bad_reason", NULL), 0);
 	assert_int_equal(bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, &err), 0);
 	assert_true(bk_test_read(d->dfd, "record.json", buf, sizeof(buf)) > 0);
 	assert_int_equal(buf[strlen(buf) - 1], '\n');
@@ -123,6 +124,8 @@ static void test_json_write_read_atomic(void **state)
 	assert_int_equal(bk_json_read_at(d->dfd, "record.json", 4096, &back, &err), 0);
 	assert_int_equal(bk_json_get_string(back, "state", true, &str, &err), 0);
 	assert_string_equal(str, "good");
+	assert_true(json_object_object_get_ex(back, "bad_reason", NULL));
+	assert_int_equal(bk_json_get_string(back, "bad_reason", false, &str, &err), 1);
 	assert_int_equal(bk_json_get_u64(back, "generation", true, UINT64_MAX, &u, &err), 0);
 	assert_true(u == 1ull << 40);
 	json_object_put(back);
