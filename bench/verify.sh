@@ -53,6 +53,9 @@ for b in one four; do
 done
 
 echo "bench/verify: $(nproc) cores, $(openssl version | cut -d' ' -f1-2), warm page cache, median of $RUNS runs"
+# Other processes on the cores distort the ratios (the parallel case most): say so.
+read -r load _ </proc/loadavg
+echo "load average at start: $load$(awk -v l="$load" -v n="$(nproc)" 'BEGIN { if (l > n / 2) print "  (busy machine: ratios are unreliable; rerun when idle)" }')"
 python3 - "$BANKCTL" "$run" "$RUNS" <<'PY'
 import os, resource, statistics, subprocess, sys, time
 
