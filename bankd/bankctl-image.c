@@ -403,11 +403,17 @@ static int image_verify(struct bankctl *ctx, int argc, char **argv)
 			if (add_check(&rep, "payload", m->payloads[i].name, checks[i].r,
 				      &checks[i].err, false) < 0)
 				return bankctl_fail(-ENOMEM, NULL);
-	} else if (b) {
-		/* The signature failed: the payload digests are unauthenticated, not checked. */
-		if (add_check(&rep, "manifest", NULL, 0, NULL, true) < 0 ||
-		    add_check(&rep, "payloads", NULL, 0, NULL, true) < 0)
-			return bankctl_fail(-ENOMEM, NULL);
+	} else {
+		/*
+		 * A step failed: the later ones are reported as skipped (after a bad signature the
+		 * payload digests are unauthenticated, so payloads are not hashed).
+		 */
+		size_t done = json_object_array_length(rep.checks);
+		static const char *const later[] = { "signature", "manifest", "payloads" };
+
+		for (size_t i = done - 1; i < BK_ELEMENTSOF(later); i++)
+			if (add_check(&rep, later[i], NULL, 0, NULL, true) < 0)
+				return bankctl_fail(-ENOMEM, NULL);
 	}
 
 	if (rep.first_r < 0)

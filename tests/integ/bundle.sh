@@ -106,6 +106,13 @@ for off in 130 200 $((sig_off - 2)); do
 	expect_exit 5 "manifest byte $off flipped: exit 5" "$BANKCTL" image verify "$work/bad.bbi" $K
 	check "manifest byte $off: signature check named" grep -q "signature: " <<<"$ERR"
 done
+OUT=$("$BANKCTL" image verify --json "$work/bad.bbi" $K 2>/dev/null)
+check "--json after a bad signature: manifest and payloads skipped" python3 -c '
+import json, sys; d = json.load(sys.stdin)
+assert [(c["check"], c["result"]) for c in d["checks"]] == [("header", "ok"),
+    ("signature", "failed"), ("manifest", "skipped"), ("payloads", "skipped")], d["checks"]
+assert d["exit_code"] == 5 and "signature: " in d["checks"][1]["error"]
+' <<<"$OUT"
 for off in $sig_off $((sig_off + 1)) $((sig_off + sig_size / 2)) $((sig_off + sig_size - 1)); do
 	flip "$off"
 	expect_exit 5 "signature byte $off flipped: exit 5" "$BANKCTL" image verify "$work/bad.bbi" $K
