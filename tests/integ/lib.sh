@@ -5,12 +5,17 @@ set -u
 BANKCTL=${BANKCTL:-$(realpath "${BK_BUILD:-build/cc}/bankctl")}
 _bk_failed=0
 _bk_loops=()
+_bk_loop_files=()
 _bk_tmp=$(mktemp -d /tmp/bk-integ-XXXXXX)
 
 bk_cleanup() {
-	local l
-	for l in "${_bk_loops[@]}"; do
-		losetup -d "$l" 2>/dev/null || true
+	local i back
+	# Detach only devices that still map the file they mapped when tracked: an autoclear
+	# device's number may since have been handed to another test running in parallel.
+	for i in "${!_bk_loops[@]}"; do
+		back=$(losetup -n -O BACK-FILE "${_bk_loops[$i]}" 2>/dev/null | sed 's/ *$//')
+		[ -n "$back" ] && [ "$back" = "${_bk_loop_files[$i]}" ] &&
+			losetup -d "${_bk_loops[$i]}" 2>/dev/null
 	done
 	rm -rf "$_bk_tmp"
 }
@@ -44,7 +49,11 @@ expect_exit() {
 	fi
 }
 
-bk_track_loop() { _bk_loops+=("$1"); }
+# bk_track_loop DEV: detach DEV at exit if it still maps the same backing file.
+bk_track_loop() {
+	_bk_loops+=("$1")
+	_bk_loop_files+=("$(losetup -n -O BACK-FILE "$1" 2>/dev/null | sed 's/ *$//')")
+}
 
 bk_done() {
 	exit $_bk_failed
