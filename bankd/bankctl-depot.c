@@ -109,9 +109,13 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 		(void) bk_err_prefix(&err, "'%s'", path);
 		return bankctl_fail(r, &err);
 	}
-	if (ctx->json)
-		printf("{ \"imported\": \"%s\" }\n", file);
-	else
+	if (ctx->json) {
+		_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+
+		if (!o || bk_json_add_string(o, "imported", file) < 0)
+			return bankctl_fail(-ENOMEM, NULL);
+		puts(bk_json_to_string(o, true));
+	} else
 		printf("imported '%s' as '%s'\n", path, file);
 	return BK_EXIT_OK;
 }

@@ -192,6 +192,22 @@ static int fail_on(const char *path, int r, struct bk_err *err)
 	return bankctl_fail(r, err);
 }
 
+/* "built 'OUT'" or { "built": "OUT" }. */
+static int print_done(struct bankctl *ctx, const char *what, const char *path)
+{
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
+
+	if (!ctx->json) {
+		printf("%s '%s'\n", what, path);
+		return BK_EXIT_OK;
+	}
+	o = json_object_new_object();
+	if (!o || bk_json_add_string(o, what, path) < 0)
+		return bankctl_fail(-ENOMEM, NULL);
+	puts(bk_json_to_string(o, true));
+	return BK_EXIT_OK;
+}
+
 /* ---- build / sign ----------------------------------------------------------------------- */
 
 static int created_now(char buf[32], struct bk_err *err)
@@ -263,11 +279,7 @@ static int image_build(struct bankctl *ctx, int argc, char **argv)
 	r = bk_bundle_build(spec, len, src_dfd, created, &signer, out_dfd, out_name, &err);
 	if (r < 0)
 		return fail_on(spec_path, r, &err);
-	if (!ctx->json)
-		printf("built '%s'\n", o.output);
-	else
-		printf("{ \"built\": \"%s\" }\n", o.output);
-	return BK_EXIT_OK;
+	return print_done(ctx, "built", o.output);
 }
 
 static int image_sign(struct bankctl *ctx, int argc, char **argv)
@@ -298,11 +310,7 @@ static int image_sign(struct bankctl *ctx, int argc, char **argv)
 	r = bk_bundle_resign(fd, &signer, out_dfd, out_name, &err);
 	if (r < 0)
 		return fail_on(in, r, &err);
-	if (!ctx->json)
-		printf("signed '%s'\n", o.output);
-	else
-		printf("{ \"signed\": \"%s\" }\n", o.output);
-	return BK_EXIT_OK;
+	return print_done(ctx, "signed", o.output);
 }
 
 /* ---- verify ----------------------------------------------------------------------------- */
