@@ -64,15 +64,11 @@ void bankctl_live_close(struct bankctl_live *live)
 	*live = (struct bankctl_live){ .state_dfd = -EBADF, .run_dfd = -EBADF };
 }
 
-int bankctl_live_lock_and_recover(struct bankctl *ctx, struct bankctl_live *live,
-				  struct bk_err *err)
+static int recover_with(struct bankctl_live *live, struct bk_err *err)
 {
 	_cleanup_free_ char *target = NULL;
 	int r;
 
-	r = bankctl_lock(ctx, err);
-	if (r < 0)
-		return r;
 	r = bk_livepatch_recover(&live->lp, &target, err);
 	if (r < 0)
 		return r;
@@ -80,6 +76,29 @@ int bankctl_live_lock_and_recover(struct bankctl *ctx, struct bankctl_live *live
 		bk_log(LOG_NOTICE, "recovered an interrupted live patch%s%s%s",
 		       target ? ": on '" : "", target ? target : "", target ? "'" : "");
 	return 0;
+}
+
+int bankctl_live_recover(struct bankctl *ctx, struct bk_err *err)
+{
+	struct bankctl_live live;
+	int r;
+
+	r = bankctl_live_open(ctx, &live, err);
+	if (r >= 0)
+		r = recover_with(&live, err);
+	bankctl_live_close(&live);
+	return r;
+}
+
+int bankctl_live_lock_and_recover(struct bankctl *ctx, struct bankctl_live *live,
+				  struct bk_err *err)
+{
+	int r;
+
+	r = bankctl_lock(ctx, err);
+	if (r < 0)
+		return r;
+	return recover_with(live, err);
 }
 
 static int add_nullable(struct json_object *o, const char *key, const char *s)

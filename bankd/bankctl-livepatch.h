@@ -22,6 +22,12 @@ int bankctl_live_open(struct bankctl *ctx, struct bankctl_live *live, struct bk_
 void bankctl_live_close(struct bankctl_live *live);
 
 /*
+ * Finish or revert an interrupted live patch (bk_livepatch_recover() with this root's paths and
+ * configuration; logs what it did). The lock must be held. For bankctl_recover_after_lock().
+ */
+int bankctl_live_recover(struct bankctl *ctx, struct bk_err *err);
+
+/*
  * Take the lock, then finish or revert an interrupted live patch (logs what it did).
  * Every live-patch verb that changes something calls this first.
  */

@@ -368,6 +368,7 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 	dev_t dev;
 	int r;
 
+	(void) bk_rev_pointer_cleanup(c->run_dfd);
 	r = bk_maint_get(c->state_dfd, &m, err);
 	if (r <= 0)
 		return r;

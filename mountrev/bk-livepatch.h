@@ -97,6 +97,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
  * cleared; phase preparing: cleared; phase switching: everything goes back to `from`, revert
  * hooks run; phase committed: everything goes to `to`. Every workload is thawed first. The
  * flag is cleared only when every running workload shows the chosen revision.
+ * Temp symlinks of an interrupted pointer replace are removed in any case.
  * Returns 0 when there was nothing to do, 1 when it recovered (*ret_target, optional, the
  * revision now in service, malloc'ed), <0 on error (flag kept for the next run).
  */

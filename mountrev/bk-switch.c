@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -114,6 +115,34 @@ int bk_rev_pointer_set(int run_dfd, const char *name, const char *id, struct bk_
 				  strerror(-r));
 	BK_DBG(REV, "pointer '%s' -> '%s'", name, id ? id : "(none)");
 	return 0;
+}
+
+int bk_rev_pointer_cleanup(int run_dfd)
+{
+	static const char *const prefixes[] = { BK_TMP_PREFIX BK_REV_CURRENT ".",
+						BK_TMP_PREFIX BK_REV_PREVIOUS "." };
+	struct dirent *de;
+	DIR *d;
+	int fd, n = 0;
+
+	fd = openat(run_dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		(void) close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		for (size_t i = 0; i < BK_ELEMENTSOF(prefixes); i++)
+			if (strncmp(de->d_name, prefixes[i], strlen(prefixes[i])) == 0 &&
+			    de->d_type == DT_LNK && unlinkat(run_dfd, de->d_name, 0) == 0)
+				n++;
+	}
+	(void) closedir(d);
+	if (n > 0)
+		(void) bk_fsync_dir(run_dfd);
+	return n;
 }
 
 int bk_rev_dev(int run_dfd, const char *id, dev_t *ret_dev, struct bk_err *err)

@@ -38,6 +38,12 @@ int bk_rev_pointer_get(int run_dfd, const char *name, char **ret_id, struct bk_e
  */
 int bk_rev_pointer_set(int run_dfd, const char *name, const char *id, struct bk_err *err);
 
+/*
+ * Remove the temp symlinks (".#current.*", ".#previous.*") a killed bk_rev_pointer_set() may
+ * have left in run_dfd. Returns the number removed or -errno; fsyncs run_dfd when any was.
+ */
+int bk_rev_pointer_cleanup(int run_dfd);
+
 /* The device (st_dev) of the mounted revision RUN/rev/<id>; -ENOENT, -ENOTDIR, -errno. */
 int bk_rev_dev(int run_dfd, const char *id, dev_t *ret_dev, struct bk_err *err);
 
