@@ -11,6 +11,7 @@
 /* The registry: one line per backend. */
 static const struct bk_boot_ops *const backends[] = {
 	&bk_boot_file_ops,
+	&bk_boot_grub_ops,
 };
 
 static const struct bk_boot_ops *find_backend(const char *name)
