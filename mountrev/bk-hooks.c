@@ -275,8 +275,13 @@ static int run_one(const char *dir_path, const char *name, enum bk_hook_phase ph
 		free(cap[1].buf);
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	}
-	if (pipe2(out_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
-	    pipe2(err_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	/*
+	 * Only our read ends are non-blocking: the write ends (the hook's stdout and stderr) are
+	 * separate open files and must block, or a hook writing faster than we read gets EAGAIN.
+	 */
+	if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
+	    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
 		r = bk_err_set(err, -errno, "cannot create a pipe for hook '%s': %m", name);
 		goto fail;
 	}
