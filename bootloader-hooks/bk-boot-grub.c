@@ -360,6 +360,13 @@ static int grub_save(struct bk_boot *b, const struct bk_boot_data *d, struct bk_
 	 * (docs/banks.md: a corrupt store is never reset), as load would.
 	 */
 	r = read_env(dfd, b->location, &old, &e2);
+	if (r >= 0 && old) {
+		struct bk_bootstate cur;
+
+		r = bk_boot_grub_decode(old, &cur, &e2);
+		if (r >= 0)
+			r = bk_bootstate_check(&cur, &e2) < 0 ? -ENOEXEC : 0;
+	}
 	if (r == -ENOEXEC)
 		return bk_err_set(err, r, "corrupt boot state '%s': %s", b->location, e2.msg);
 	if (r < 0)
