@@ -75,7 +75,7 @@ start_workload() {
 			_ "$src" "$view" "$READER" "$NF" "$tmp/stats-$name" "$PAUSE_US"
 	) &
 	pids+=($!)
-	eval "pid_$name=$!"
+	eval "pid_${name//[.-]/_}=$!"
 	for _ in $(seq 1 100); do
 		[ -s "$tmp/stats-$name" ] && return 0
 		sleep 0.05
@@ -239,6 +239,20 @@ sleep 0.3
 for i in $(seq 1 $NW); do
 	check "w$i: no failed opens or mixed cycles with stacking" test "$(stat_of "w$i" failed_opens)" -eq 0 -a "$(stat_of "w$i" mixed)" -eq 0
 done
+
+# --- a workload given as a unit (systemd's ControlGroup, or found in the cgroup tree) ---------
+unit=bk-live-$$.service
+start_workload "$unit" || not_ok "workload $unit did not start"
+expect_exit 0 "workload add --unit" bc workload add svc --unit "$unit" --view "$view"
+expect_exit 0 "switch with the unit workload" bc rev switch r1
+check "the unit resolved to its cgroup and was switched" python3 -c '
+import json, sys
+w = [x for x in json.loads(sys.argv[1]) if x["name"] == "svc"][0]
+sys.exit(0 if w["running"] and w["cgroup_path"].endswith("/" + sys.argv[2]) and w.get("revision") == "r1" else 1)' \
+	"$(bc --json workload list)" "$unit"
+expect_exit 0 "switch back" bc rev switch r2
+expect_exit 0 "workload remove svc" bc workload remove svc
+kill -9 "$(eval echo "\$pid_${unit//[.-]/_}")" 2>/dev/null
 
 # --- a --no-fsr workload blocks the live path --------------------------------------------------
 start_workload vm || not_ok "workload vm did not start"
