@@ -139,6 +139,15 @@ static int list_hooks(const char *dir_path, char ***ret, size_t *ret_n, struct b
 			       de->d_name);
 			continue;
 		}
+		/* Hooks run as root: one that others could rewrite is an attack, not a hook. */
+		if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			free_names(names, n);
+			return bk_err_set(
+				err, -EPERM,
+				"hook '%s/%s' is writable by group or others, refusing to "
+				"run hooks",
+				dir_path, de->d_name);
+		}
 		if (n == BK_HOOKS_MAX) {
 			free_names(names, n);
 			return bk_err_set(err, -E2BIG, "more than %d hooks in '%s'", BK_HOOKS_MAX,

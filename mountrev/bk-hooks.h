@@ -13,7 +13,8 @@
  * which stops the live patch too. apply runs after a switch-over, revert after a rollback;
  * they all run, and a failure there is reported but changes nothing.
  * Entries that do not match NN-name ([0-9][0-9]-[A-Za-z0-9._-]+), are not regular files
- * (after following a symlink) or are not executable are skipped. Never logs.
+ * (after following a symlink) or are not executable are skipped; a hook writable by group or
+ * others refuses the whole run (-EPERM). Never logs.
  */
 #pragma once
 

@@ -149,6 +149,25 @@ static void test_hooks_output_is_bounded(void **state)
 	bk_hook_run_free(run);
 }
 
+static void test_hooks_group_writable_refused(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_hook_run *run = NULL;
+	struct bk_err err = { 0 };
+	char expect[256];
+
+	hook(d, "10-ok", "touch ran");
+	hook(d, "20-open", "exit 0");
+	assert_int_equal(fchmodat(d->dfd, "20-open", 0775, 0), 0);
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 5000, &run, &err), -EPERM);
+	snprintf(expect, sizeof(expect),
+		 "hook '%s/20-open' is writable by group or others, refusing to run hooks",
+		 d->path);
+	assert_string_equal(err.msg, expect);
+	assert_null(run);
+	assert_int_equal(faccessat(d->dfd, "ran", F_OK, 0), -1);
+}
+
 static void test_hooks_last_line(void **state)
 {
 	char *s;
@@ -179,6 +198,8 @@ int main(void)
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_hooks_output_is_bounded, bk_test_dir_setup,
 						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_hooks_group_writable_refused,
+						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test(test_hooks_last_line),
 	};
 
