@@ -132,10 +132,8 @@ def pct(v, p):
 print(pct(frozen, 50), pct(frozen, 99), max(frozen), pct(total, 50), max(total))
 EOF
 )
-		printf '%-8s %-10s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n' "$size" "$nw" \
-			"$(echo "$f50 / 1000" | bc -l)" "$(echo "$f99 / 1000" | bc -l)" \
-			"$(echo "$fmax / 1000" | bc -l)" "$(echo "$s50 / 1000" | bc -l)" \
-			"$(echo "$smax / 1000" | bc -l)"
+		awk -v s="$size" -v n="$nw" -v a="$f50" -v b="$f99" -v c="$fmax" -v d="$s50" -v e="$smax" \
+			'BEGIN { printf "%-8s %-10s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n", s, n, a / 1000, b / 1000, c / 1000, d / 1000, e / 1000 }'
 		switch_p50[$size-$nw]=$s50
 		[ "$f99" -lt 10000 ] || missed=1
 		for p in "${case_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -148,7 +146,7 @@ done
 echo
 for nw in $WORKLOADS; do
 	a=${switch_p50[64m-$nw]} b=${switch_p50[1g-$nw]}
-	printf 'switch time 1 GiB / 64 MiB, %s workloads: %.2fx\n' "$nw" "$(echo "$b / $a" | bc -l)"
+	awk -v n="$nw" -v a="$a" -v b="$b" 'BEGIN { printf "switch time 1 GiB / 64 MiB, %s workloads: %.2fx\n", n, b / a }'
 done
 if [ "$missed" -ne 0 ]; then
 	echo "bench/switch: target missed: frozen p99 >= 10 ms"
