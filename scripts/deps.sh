@@ -10,7 +10,7 @@ set -eu
 PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
 libcmocka-dev
-util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl
+util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu"
 
 missing() {
