@@ -51,3 +51,4 @@ struct bk_boot {
 /* The backends; each is one line in the registry of bk-boot.c. */
 extern const struct bk_boot_ops bk_boot_file_ops;
 extern const struct bk_boot_ops bk_boot_grub_ops;
+extern const struct bk_boot_ops bk_boot_uboot_ops;

@@ -12,6 +12,7 @@
 static const struct bk_boot_ops *const backends[] = {
 	&bk_boot_file_ops,
 	&bk_boot_grub_ops,
+	&bk_boot_uboot_ops,
 };
 
 static const struct bk_boot_ops *find_backend(const char *name)

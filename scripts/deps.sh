@@ -11,7 +11,8 @@ PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
 libcmocka-dev
 util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl python3 time
-grub-common grub-emu"
+grub-common grub-emu
+libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd"
 
 missing() {
 	for p in $PACKAGES; do

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * uboot-env: the C side of the U-Boot script cross-check (tests/integ/uboot-script.sh), and a
+ * small driver of any boot state backend for the integration scripts. States use the model's
+ * compact text form ("A=good:2:0:1 B=trying:3:1:1 floor=1 pin=none"); enumerating the
+ * reachable states and the model's decisions come from tests/tools/bk-model.
+ *
+ *   setenv       read "ID STATE" lines; print "ID CMDS": the U-Boot commands that put STATE
+ *                into the environment exactly as the `uboot` backend writes it
+ *                (bk_boot_uboot_encode(): "setenv bootbank_A_state good; ...; setenv
+ *                bootbank_pin" for no pin)
+ *   [--backend NAME] save ROOT STATE [BANK=REASON]...
+ *                save STATE through backend NAME (default uboot) beneath ROOT, with the bad
+ *                reason REASON for BANK
+ *   [--backend NAME] load ROOT
+ *                print the state loaded through backend NAME beneath ROOT, then one line
+ *                "BANK=REASON" per bad reason the store kept
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bk-boot-uboot.h"
+#include "bk-boot.h"
+#include "bk-config.h"
+#include "bk-err.h"
+#include "bk-select.h"
+
+#define LINE_MAX_LEN 512
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: uboot-env setenv | [--backend NAME] save ROOT STATE [BANK=REASON]... "
+		"| [--backend NAME] load ROOT\n");
+	return BK_EXIT_USAGE;
+}
+
+static int fail(const char *what, int r, const struct bk_err *err)
+{
+	fprintf(stderr, "uboot-env: %s: %s\n", what,
+		err && err->code < 0 ? err->msg : strerror(-r));
+	return bk_exit_code_from_errno(r);
+}
+
+static int cmd_setenv(void)
+{
+	char line[LINE_MAX_LEN];
+	unsigned lineno = 0;
+
+	while (fgets(line, sizeof(line), stdin)) {
+		struct bk_boot_uboot_var vars[BK_BOOT_UBOOT_N_VARS];
+		struct bk_err err = { 0 };
+		struct bk_boot_data d;
+		char *sp;
+		int r;
+
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		sp = strchr(line, ' ');
+		if (!sp) {
+			fprintf(stderr, "uboot-env: stdin:%u: expected 'ID STATE'\n", lineno);
+			return BK_EXIT_USAGE;
+		}
+		*sp = '\0';
+		bk_boot_data_init(&d);
+		r = bk_bootstate_parse(sp + 1, &d.state, &err);
+		if (r < 0)
+			return fail(line, r, &err);
+		r = bk_boot_uboot_encode(&d, vars, &err);
+		if (r < 0)
+			return fail(line, r, &err);
+		printf("%s", line);
+		for (size_t i = 0; i < BK_ELEMENTSOF(vars); i++) {
+			/* Values are words (states, decimals, A/B): no quoting needed. */
+			if (vars[i].absent)
+				printf(" setenv %s;", vars[i].name);
+			else
+				printf(" setenv %s %s;", vars[i].name, vars[i].value);
+		}
+		printf("\n");
+	}
+	return 0;
+}
+
+static int open_backend(const char *name, const char *root, int *ret_fd, struct bk_config *config,
+			struct bk_boot **ret, struct bk_err *err)
+{
+	struct bk_boot_env env;
+	int fd, r;
+
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return bk_err_set(err, -errno, "cannot open '%s': %m", root);
+	r = bk_config_init(config);
+	if (r >= 0)
+		r = bk_config_load_at(config, fd, "etc/bootbank/system.conf",
+				      "etc/bootbank/system.conf", err);
+	if (r == -ENOENT)
+		r = 0;
+	if (r < 0) {
+		(void) close(fd);
+		bk_config_release(config);
+		return r;
+	}
+	env = (struct bk_boot_env){ .root_fd = fd, .root = root, .config = config };
+	r = bk_boot_open(name, &env, ret, err);
+	if (r < 0) {
+		(void) close(fd);
+		bk_config_release(config);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+static int cmd_save(const char *backend, int argc, char **argv)
+{
+	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
+	struct bk_err err = { 0 };
+	struct bk_config config;
+	struct bk_boot_data d;
+	int fd = -EBADF, r;
+
+	if (argc < 3)
+		return usage();
+	bk_boot_data_init(&d);
+	r = bk_bootstate_parse(argv[2], &d.state, &err);
+	if (r < 0)
+		return fail("save", r, &err);
+	for (int i = 3; i < argc; i++) {
+		enum bk_bank_id bank = bk_bank_id_from_string((char[]){ argv[i][0], '\0' });
+
+		if (bank < 0 || argv[i][1] != '=')
+			return usage();
+		r = bk_boot_data_set_bad_reason(&d, bank, argv[i] + 2, &err);
+		if (r < 0)
+			return fail("save", r, &err);
+	}
+	r = open_backend(backend, argv[1], &fd, &config, &b, &err);
+	if (r < 0)
+		return fail("save", r, &err);
+	r = bk_boot_save(b, &d, &err);
+	b = bk_boot_free(b);
+	bk_config_release(&config);
+	(void) close(fd);
+	if (r < 0)
+		return fail("save", r, &err);
+	return 0;
+}
+
+static int cmd_load(const char *backend, int argc, char **argv)
+{
+	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
+	struct bk_err err = { 0 };
+	char text[BK_BOOTSTATE_TEXT_MAX];
+	struct bk_config config;
+	struct bk_boot_data d;
+	int fd = -EBADF, r;
+
+	if (argc != 2)
+		return usage();
+	r = open_backend(backend, argv[1], &fd, &config, &b, &err);
+	if (r < 0)
+		return fail("load", r, &err);
+	r = bk_boot_load(b, &d, &err);
+	b = bk_boot_free(b);
+	bk_config_release(&config);
+	(void) close(fd);
+	if (r < 0)
+		return fail("load", r, &err);
+	r = bk_bootstate_format(&d.state, text, sizeof(text));
+	if (r < 0)
+		return fail("load", r, NULL);
+	printf("%s\n", text);
+	for (int i = 0; i < _BK_BANK_MAX; i++)
+		if (d.bad_reason[i][0] != '\0')
+			printf("%s=%s\n", bk_bank_id_to_string((enum bk_bank_id) i),
+			       d.bad_reason[i]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *backend = "uboot";
+
+	if (argc >= 3 && strcmp(argv[1], "--backend") == 0) {
+		backend = argv[2];
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc < 2)
+		return usage();
+	if (strcmp(argv[1], "setenv") == 0 && argc == 2)
+		return cmd_setenv();
+	if (strcmp(argv[1], "save") == 0)
+		return cmd_save(backend, argc - 1, argv + 1);
+	if (strcmp(argv[1], "load") == 0)
+		return cmd_load(backend, argc - 1, argv + 1);
+	return usage();
+}
