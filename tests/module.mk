@@ -15,6 +15,7 @@ WRAPS_test-maint := fsync
 WRAPS_test-switch := renameat
 WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
+WRAPS_test-boot-uboot := fsync
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
