@@ -115,13 +115,12 @@ typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *us
 
 struct bk_stage_write_options {
 	/*
-	 * Called when a payload starts, every interval_ms while it is written (from a helper
-	 * thread: the callback must be thread-safe with respect to the caller's other code, but
-	 * calls never overlap), and when it ends. NULL: no progress, no helper thread.
+	 * Called by the calling thread when a payload starts, after each chunk (1 MiB) of it is
+	 * hashed and written, and when it ends (written, fsync'ed, renamed): the callback
+	 * throttles what it shows. NULL: no progress.
 	 */
 	bk_stage_progress_fn progress;
 	void *userdata;
-	unsigned interval_ms; /* 0: 100 ms */
 	/* To check that the signature written to the bank is one that verifies. */
 	const struct bk_keyring *keyring;
 	unsigned cms_flags;
@@ -133,9 +132,10 @@ struct bk_stage_write_options {
  * filesystem root is bank_dfd (mounted read-write by the caller, its boot state already
  * empty):
  *   1. bk_bank_clear_at(): bank.json first, then the old content;
- *   2. each payload in manifest order: ".partial.<name>" created O_EXCL, filled with
- *      bk_bundle_copy_payload() (read once, hashed while written), fsync'ed, closed,
- *      renamed to <name>; then the directory is fsync'ed;
+ *   2. each payload in manifest order: ".partial.<name>" created O_EXCL, filled while the
+ *      same bytes are hashed (read once from the bundle's fd into private buffers: one
+ *      thread reads, the caller hashes, one thread writes), fsync'ed, closed, renamed to
+ *      <name> when the digest matches the manifest; then the directory is fsync'ed;
  *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature, read from
  *      the bundle's fd and verified again against o->keyring), each atomically;
  *   4. bank.json last (atomically), then syncfs().
