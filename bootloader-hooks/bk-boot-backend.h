@@ -52,3 +52,5 @@ struct bk_boot {
 extern const struct bk_boot_ops bk_boot_file_ops;
 extern const struct bk_boot_ops bk_boot_grub_ops;
 extern const struct bk_boot_ops bk_boot_uboot_ops;
+extern const struct bk_boot_ops bk_boot_sdboot_ops;
+extern const struct bk_boot_ops bk_boot_custom_ops;

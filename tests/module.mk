@@ -16,6 +16,7 @@ WRAPS_test-switch := renameat
 WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
 WRAPS_test-boot-uboot := fsync
+WRAPS_test-boot-sdboot := fsync
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
