@@ -345,8 +345,6 @@ int bk_bank_record_read_at(int bank_dfd, struct bk_bank_record **ret, struct bk_
 
 	r = bk_read_file_at(bank_dfd, BK_BANK_RECORD_FILE, BK_BANK_RECORD_MAX_SIZE, &buf, &len,
 			    err);
-	if (r == -ENOENT)
-		return bk_err_set(err, r, "no content record '%s'", BK_BANK_RECORD_FILE);
 	if (r < 0)
 		return r;
 	r = bk_bank_record_parse(buf, len, ret, err);

@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Stage in the library: the staging marker, the policy checks, the space estimate, and the
+ * write of a bank from a real signed bundle (test PKI): the files it leaves, the record, the
+ * progress it reports, and what a corrupt payload or an unverified bundle leaves behind.
+ */
+#include <errno.h>
+#include <limits.h>
+
+#include "bk-test.h"
+
+#include "bk-bank.h"
+#include "bk-bundle.h"
+#include "bk-cleanup.h"
+#include "bk-fs.h"
+#include "bk-sha256.h"
+#include "bk-stage.h"
+
+#define MAKE_PKI "tests/pki/make-pki.sh"
+#define K_SIZE	 (3 * 1024 * 1024 + 17) /* several copy chunks, the last one short */
+
+BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
+
+static char pki[64];
+static struct bk_keyring *keyring;
+
+static int group_setup(void **state)
+{
+	char cmd[256], path[PATH_MAX];
+	struct bk_err err = { 0 };
+
+	snprintf(pki, sizeof(pki), "/tmp/bk-stage-pki-XXXXXX");
+	assert_non_null(mkdtemp(pki));
+	snprintf(cmd, sizeof(cmd), "%s '%s' >/dev/null", MAKE_PKI, pki);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/keyring.pem", pki);
+	assert_int_equal(bk_keyring_load(path, &keyring, &err), 0);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	keyring = bk_keyring_free(keyring);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pki);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- marker --------------------------------------------------------------------------------- */
+
+static void test_marker_roundtrip(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_stage_marker m = { .bank = BK_BANK_B, .pid = 42, .started = 1700000000 };
+	struct bk_stage_marker back;
+	struct bk_err err = { 0 };
+
+	snprintf(m.image, sizeof(m.image), "acme-os");
+	snprintf(m.version, sizeof(m.version), "1.10.0");
+	assert_int_equal(bk_stage_marker_read_at(dir->dfd, &back, &err), -ENOENT);
+	assert_int_equal(bk_stage_marker_write_at(dir->dfd, &m, &err), 0);
+	assert_int_equal(bk_test_count_prefix(dir->dfd, ".#"), 0);
+	assert_int_equal(bk_stage_marker_read_at(dir->dfd, &back, &err), 0);
+	assert_int_equal(back.bank, BK_BANK_B);
+	assert_string_equal(back.image, "acme-os");
+	assert_string_equal(back.version, "1.10.0");
+	assert_int_equal(back.pid, 42);
+	assert_int_equal(back.started, 1700000000);
+	assert_int_equal(bk_stage_marker_remove_at(dir->dfd, &err), 0);
+	assert_int_equal(faccessat(dir->dfd, BK_STAGE_MARKER_FILE, F_OK, 0), -1);
+	assert_int_equal(bk_stage_marker_remove_at(dir->dfd, &err), 0);
+}
+
+static void test_marker_corrupt(void **state)
+{
+	static const char *const bad[] = {
+		"garbage",
+		"{}",
+		"{\"format\":2,\"bank\":\"A\",\"image\":\"x\",\"version\":\"1\",\"pid\":1,\"started\":1}",
+		"{\"format\":1,\"bank\":\"C\",\"image\":\"x\",\"version\":\"1\",\"pid\":1,\"started\":1}",
+		"{\"format\":1,\"bank\":\"A\",\"image\":\"x\",\"version\":\"1\",\"pid\":-1,\"started\":1}",
+	};
+	struct bk_test_dir *dir = *state;
+
+	for (size_t i = 0; i < BK_ELEMENTSOF(bad); i++) {
+		struct bk_stage_marker m;
+		struct bk_err err = { 0 };
+
+		bk_test_write(dir->dfd, BK_STAGE_MARKER_FILE, bad[i]);
+		assert_int_equal(bk_stage_marker_read_at(dir->dfd, &m, &err), -ENOEXEC);
+		if (strncmp(err.msg, "corrupt staging marker 'staging.json': ", 39) != 0)
+			fail_msg("%s: %s", bad[i], err.msg);
+	}
+}
+
+/* ---- policy --------------------------------------------------------------------------------- */
+
+static struct bk_manifest *manifest(const char *version, unsigned epoch, const char *name)
+{
+	static char buf[2048];
+	struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+
+	snprintf(buf, sizeof(buf),
+		 "{ \"format\": 1, \"name\": \"acme-os\", \"version\": \"%s\", \"build\": \"1\", "
+		 "\"compatible\": \"acme-x86_64\", \"security_epoch\": %u, \"created\": "
+		 "\"2024-05-01T12:00:00Z\", \"payloads\": [ { \"name\": \"%s\", \"type\": "
+		 "\"kernel\", \"fs\": \"raw\", \"size\": 5000, \"offset\": 4096, \"sha256\": "
+		 "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" } ] }",
+		 version, epoch, name);
+	assert_int_equal(bk_manifest_parse(buf, strlen(buf), 0, &m, &err), 0);
+	return m;
+}
+
+static void expect_policy(const struct bk_manifest *m, const struct bk_stage_policy *p, int want,
+			  const char *msg)
+{
+	struct bk_err err = { 0 };
+
+	assert_int_equal(bk_stage_check_policy(m, p, &err), want);
+	if (msg)
+		assert_string_equal(err.msg, msg);
+}
+
+static void test_policy(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = manifest("1.10.0", 3, "vmlinuz");
+	_cleanup_(bk_manifest_freep) struct bk_manifest *reserved = manifest("2.0", 3, "bank.json");
+	struct bk_stage_policy p = { .compatible = "acme-x86_64",
+				     .floor = 3,
+				     .booted_version = "1.9.2",
+				     .booted_bank = BK_BANK_A };
+
+	expect_policy(m, &p, 0, NULL);
+	p.booted_version = "1.10";
+	expect_policy(m, &p, 0, NULL); /* the same version again */
+	p.booted_version = "1.11.0";
+	expect_policy(m, &p, -EKEYREVOKED,
+		      "image 'acme-os 1.10.0' is older than 1.11.0 in the booted bank A (use "
+		      "--allow-downgrade to stage it anyway)");
+	p.allow_downgrade = true;
+	expect_policy(m, &p, 0, NULL);
+	p.floor = 4;
+	expect_policy(m, &p, -EKEYREVOKED,
+		      "image 'acme-os 1.10.0' has security epoch 3, below the security floor 4: it "
+		      "would never boot");
+	p.floor = 0;
+	p.compatible = "acme-arm64";
+	expect_policy(
+		m, &p, -EMEDIUMTYPE,
+		"image 'acme-os 1.10.0' is for 'acme-x86_64', this system is 'acme-arm64' (use "
+		"--ignore-compatible to stage it anyway)");
+	p.compatible = NULL;
+	expect_policy(m, &p, -EMEDIUMTYPE,
+		      "image 'acme-os 1.10.0' is for 'acme-x86_64', and this system's [system] "
+		      "compatible is not set: set it in system.conf, or use --ignore-compatible");
+	p.ignore_compatible = true;
+	expect_policy(m, &p, 0, NULL);
+	p.booted_version = NULL;
+	p.allow_downgrade = false;
+	expect_policy(m, &p, 0, NULL);
+	expect_policy(reserved, &p, -ENOEXEC,
+		      "payload 'bank.json': the name is reserved in a bank");
+}
+
+static void test_space(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = manifest("1.0", 0, "vmlinuz");
+	struct bk_err err = { 0 };
+	uint64_t needed = 0, has = 0;
+
+	/* 5000 bytes: 2 blocks of data + 1 of mapping, and the three metadata files. */
+	assert_int_equal(bk_stage_space_needed(m, 1000, 1000, 4096), 3 * 4096 + 3 * 2 * 4096);
+	/* 1 KiB blocks: 5 + 1, 1 + 1, 1 + 1, and the record (2304 bytes) 3 + 1. */
+	assert_int_equal(bk_stage_space_needed(m, 1000, 1000, 1024), (6 + 2 + 2 + 4) * 1024);
+	assert_int_equal(
+		bk_stage_check_space(dir->dfd, BK_BANK_B, m, 1000, 1000, &needed, &has, &err), 0);
+	assert_true(needed > 0 && has >= needed);
+	m->payloads[0].size = UINT64_C(1) << 60;
+	assert_int_equal(
+		bk_stage_check_space(dir->dfd, BK_BANK_B, m, 1000, 1000, &needed, &has, &err),
+		-ENOSPC);
+	assert_true(needed > has);
+	assert_int_equal(strncmp(err.msg, "bank B too small: needs ", 24), 0);
+	assert_non_null(strstr(err.msg, " MiB, has "));
+}
+
+/* ---- writing a bank ---------------------------------------------------------------------------
+ */
+
+static void write_source(int dfd, const char *name, size_t size, unsigned seed)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char *buf = malloc(size);
+
+	assert_true(fd >= 0);
+	assert_non_null(buf);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (char) (((i + seed) * 2654435761u) >> 11);
+	assert_int_equal(write(fd, buf, size), (ssize_t) size);
+	close(fd);
+	free(buf);
+}
+
+/* A bundle "b.bbi" in dir: a 3 MiB kernel, a small initrd and a one-byte file. */
+static void build(struct bk_test_dir *dir)
+{
+	static const char spec[] =
+		"{ \"name\": \"acme-os\", \"version\": \"1.10.0\", \"build\": \"42\", "
+		"\"compatible\": \"acme-x86_64\", \"security_epoch\": 2, \"payloads\": [ "
+		"{ \"name\": \"vmlinuz\", \"type\": \"kernel\", \"source\": \"k.bin\" }, "
+		"{ \"name\": \"initrd.img\", \"type\": \"initrd\", \"source\": \"i.bin\" }, "
+		"{ \"name\": \"notes.txt\", \"type\": \"file\", \"source\": \"f.bin\" } ] }";
+	char key[PATH_MAX], cert[PATH_MAX], inter[PATH_MAX];
+	const char *inters[] = { inter, NULL };
+	struct bk_bundle_signer s = { key, cert, inters };
+	struct bk_err err = { 0 };
+
+	snprintf(key, sizeof(key), "%s/signer.key", pki);
+	snprintf(cert, sizeof(cert), "%s/signer.crt", pki);
+	snprintf(inter, sizeof(inter), "%s/intermediate.crt", pki);
+	write_source(dir->dfd, "k.bin", K_SIZE, 1);
+	write_source(dir->dfd, "i.bin", 4096, 2);
+	write_source(dir->dfd, "f.bin", 1, 3);
+	assert_int_equal(bk_bundle_build(spec, strlen(spec), dir->dfd, "2024-05-01T12:00:00Z", &s,
+					 dir->dfd, "b.bbi", &err),
+			 0);
+	assert_int_equal(mkdirat(dir->dfd, "bank", 0755), 0);
+}
+
+static struct bk_bundle *open_bundle(struct bk_test_dir *dir, bool verify)
+{
+	struct bk_bundle *b = NULL;
+	struct bk_err err = { 0 };
+	int fd = openat(dir->dfd, "b.bbi", O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	if (verify)
+		assert_int_equal(bk_bundle_open_verified(fd, keyring, 0, &b, &err), 0);
+	else {
+		assert_int_equal(bk_bundle_open_fd(fd, &b, &err), 0);
+		assert_int_equal(bk_bundle_load_manifest(b, &err), 0);
+	}
+	close(fd);
+	return b;
+}
+
+static int bank_fd(struct bk_test_dir *dir)
+{
+	int fd = openat(dir->dfd, "bank", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+struct seen {
+	const char *payload;
+	unsigned calls, starts, ends;
+	uint64_t last_done, total;
+	bool monotonic;
+};
+
+static void on_progress(const struct bk_stage_progress *p, void *userdata)
+{
+	struct seen *s = userdata;
+
+	if (s->calls > 0 && p->done < s->last_done)
+		s->monotonic = false;
+	s->calls++;
+	s->last_done = p->done;
+	s->total = p->total;
+	if (p->payload != s->payload) {
+		assert_int_equal(p->payload_done, 0);
+		s->starts++;
+		s->payload = p->payload;
+	}
+	if (p->end) {
+		s->ends++;
+		assert_int_equal(p->payload_done, p->payload_size);
+	}
+	assert_true(p->payload_done <= p->payload_size && p->done <= p->total);
+}
+
+static void test_write_bank(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL, *back = NULL;
+	_cleanup_close_ int bfd = -EBADF;
+	struct seen seen = { .monotonic = true };
+	struct bk_stage_write_options o = {
+		.progress = on_progress, .userdata = &seen, .keyring = keyring, .staged_time = 1234
+	};
+	struct bk_err err = { 0 };
+	const char *mbytes;
+	size_t mlen;
+	char buf[8192];
+
+	build(dir);
+	b = open_bundle(dir, true);
+	bfd = bank_fd(dir);
+	/* An old image and a leftover partial file: both go; lost+found stays. */
+	bk_test_write(bfd, "old-kernel", "old");
+	bk_test_write(bfd, ".partial.vmlinuz", "old partial");
+	assert_int_equal(mkdirat(bfd, "lost+found", 0700), 0);
+
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, &rec, &err), 0);
+	assert_string_equal(rec->version, "1.10.0");
+	assert_int_equal(rec->staged, 1234);
+	assert_int_equal(faccessat(bfd, "old-kernel", F_OK, 0), -1);
+	assert_int_equal(faccessat(bfd, "lost+found", F_OK, 0), 0);
+	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+	assert_int_equal(bk_test_count_prefix(bfd, ".#"), 0);
+	/* ., .., lost+found, 3 payloads, manifest.json, manifest.sig, bank.json */
+	assert_int_equal(bk_test_count_prefix(bfd, ""), 9);
+
+	/* The files are the sources, the manifest the signed bytes; the bank checks complete. */
+	{
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd),
+			 "cd '%s' && cmp k.bin bank/vmlinuz && cmp i.bin bank/initrd.img && "
+			 "cmp f.bin bank/notes.txt",
+			 dir->path);
+		assert_int_equal(system(cmd), 0);
+	}
+	mbytes = bk_bundle_get_manifest_bytes(b, &mlen);
+	assert_int_equal(bk_test_read(bfd, BK_BANK_MANIFEST_FILE, buf, sizeof(buf)),
+			 (ssize_t) mlen);
+	assert_memory_equal(buf, mbytes, mlen);
+	assert_int_equal(bk_bank_record_read_at(bfd, &back, &err), 0);
+	assert_memory_equal(back->manifest_sha256, rec->manifest_sha256, BK_SHA256_LEN);
+	assert_int_equal(bk_bank_check(bfd, back, BK_BANK_CHECK_DIGESTS, &err), 0);
+
+	/* Progress: a start and an end per payload, never backwards, all bytes at the end. */
+	assert_int_equal(seen.starts, 3);
+	assert_int_equal(seen.ends, 3);
+	assert_true(seen.monotonic);
+	assert_int_equal(seen.total, K_SIZE + 4096 + 1);
+	assert_int_equal(seen.last_done, seen.total);
+	assert_true(seen.calls >= 3 + 3 + 3); /* and the chunks of the 3 MiB kernel */
+}
+
+static void test_write_bank_corrupt_payload(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, fd = -EBADF;
+	struct bk_stage_write_options o = { .keyring = keyring };
+	const struct bk_payload *p;
+	struct bk_bank_record *rec = NULL;
+	struct bk_err err = { 0 };
+	char c;
+
+	build(dir);
+	b = open_bundle(dir, true);
+	/* Flip a byte in the middle of the kernel, in the last chunk, after it was verified. */
+	p = &bk_bundle_get_manifest(b)->payloads[0];
+	fd = openat(dir->dfd, "b.bbi", O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &c, 1, (off_t) (p->offset + K_SIZE - 5)), 1);
+	c ^= 0x40;
+	assert_int_equal(pwrite(fd, &c, 1, (off_t) (p->offset + K_SIZE - 5)), 1);
+	bfd = bank_fd(dir);
+
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, &rec, &err), -EUCLEAN);
+	assert_null(rec);
+	assert_int_equal(strncmp(err.msg, "payload 'vmlinuz': SHA-256 mismatch (manifest ", 46), 0);
+	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+	assert_int_equal(faccessat(bfd, "vmlinuz", F_OK, 0), -1);
+	assert_int_equal(faccessat(bfd, BK_BANK_RECORD_FILE, F_OK, 0), -1);
+}
+
+static void test_write_bank_truncated(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, fd = -EBADF;
+	struct bk_stage_write_options o = { .keyring = keyring };
+	struct bk_err err = { 0 };
+
+	build(dir);
+	b = open_bundle(dir, true);
+	/* The bundle shrinks under us, inside the kernel. */
+	fd = openat(dir->dfd, "b.bbi", O_RDWR | O_CLOEXEC);
+	assert_int_equal(
+		ftruncate(fd, (off_t) (bk_bundle_get_manifest(b)->payloads[0].offset + (2 << 20))),
+		0);
+	bfd = bank_fd(dir);
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "payload 'vmlinuz': truncated: the bundle ends at offset"));
+	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+}
+
+static void test_write_bank_refusals(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL, *v = NULL;
+	_cleanup_close_ int bfd = -EBADF;
+	struct bk_stage_write_options o = { .keyring = keyring };
+	struct bk_err err = { 0 };
+
+	build(dir);
+	bfd = bank_fd(dir);
+	bk_test_write(bfd, "old-kernel", "old");
+	b = open_bundle(dir, false);
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -EPERM);
+	assert_string_equal(err.msg, "refusing to stage a bundle whose signature was not verified");
+	v = open_bundle(dir, true);
+	o.keyring = NULL;
+	bk_err_clear(&err);
+	assert_int_equal(bk_stage_write_bank(v, bfd, &o, NULL, &err), -EINVAL);
+	/* Refused before anything in the bank changed. */
+	assert_int_equal(faccessat(bfd, "old-kernel", F_OK, 0), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_marker_roundtrip, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_marker_corrupt, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test_setup_teardown(test_space, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_corrupt_payload, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_truncated, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_refusals, bk_test_dir_setup,
+						bk_test_dir_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
