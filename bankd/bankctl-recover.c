@@ -187,7 +187,10 @@ int bankctl_recover_after_lock(struct bankctl *ctx, struct bk_err *err)
 	if (quiet || (last.stale == 0 && !last.interrupted))
 		return 0;
 	describe(what, sizeof(what));
-	bk_log(LOG_NOTICE, "recovered: %s", what);
+	if (last.interrupted && !last.cleaned)
+		bk_log(LOG_WARNING, "recovered in part: %s", what);
+	else
+		bk_log(LOG_NOTICE, "recovered: %s", what);
 	return 0;
 }
 
