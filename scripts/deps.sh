@@ -12,7 +12,7 @@ libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libu
 libcmocka-dev
 util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
-libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd"
+libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot"
 
 missing() {
 	for p in $PACKAGES; do

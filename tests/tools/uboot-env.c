@@ -15,6 +15,9 @@
  *   [--backend NAME] load ROOT
  *                print the state loaded through backend NAME beneath ROOT, then one line
  *                "BANK=REASON" per bad reason the store kept
+ *   [--backend NAME] roundtrip ROOT
+ *                read states from stdin; save each through backend NAME beneath ROOT, load it
+ *                back with a new handle and print "STATE LOADED" (one process for many states)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +38,7 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: uboot-env setenv | [--backend NAME] save ROOT STATE [BANK=REASON]... "
-		"| [--backend NAME] load ROOT\n");
+		"| [--backend NAME] load ROOT | [--backend NAME] roundtrip ROOT\n");
 	return BK_EXIT_USAGE;
 }
 
@@ -183,6 +186,50 @@ static int cmd_load(const char *backend, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_roundtrip(const char *backend, int argc, char **argv)
+{
+	char line[LINE_MAX_LEN];
+
+	if (argc != 2)
+		return usage();
+	while (fgets(line, sizeof(line), stdin)) {
+		_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
+		struct bk_err err = { 0 };
+		char text[BK_BOOTSTATE_TEXT_MAX];
+		struct bk_config config;
+		struct bk_boot_data d;
+		int fd = -EBADF, r;
+
+		line[strcspn(line, "\n")] = '\0';
+		bk_boot_data_init(&d);
+		r = bk_bootstate_parse(line, &d.state, &err);
+		if (r < 0)
+			return fail(line, r, &err);
+		r = open_backend(backend, argv[1], &fd, &config, &b, &err);
+		if (r < 0)
+			return fail(line, r, &err);
+		r = bk_boot_save(b, &d, &err);
+		b = bk_boot_free(b);
+		if (r >= 0) {
+			bk_config_release(&config);
+			(void) close(fd);
+			r = open_backend(backend, argv[1], &fd, &config, &b, &err);
+		}
+		if (r >= 0)
+			r = bk_boot_load(b, &d, &err);
+		b = bk_boot_free(b);
+		bk_config_release(&config);
+		(void) close(fd);
+		if (r < 0)
+			return fail(line, r, &err);
+		r = bk_bootstate_format(&d.state, text, sizeof(text));
+		if (r < 0)
+			return fail(line, r, NULL);
+		printf("%s %s\n", line, text);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *backend = "uboot";
@@ -200,5 +247,7 @@ int main(int argc, char **argv)
 		return cmd_save(backend, argc - 1, argv + 1);
 	if (strcmp(argv[1], "load") == 0)
 		return cmd_load(backend, argc - 1, argv + 1);
+	if (strcmp(argv[1], "roundtrip") == 0)
+		return cmd_roundtrip(backend, argc - 1, argv + 1);
 	return usage();
 }
