@@ -19,8 +19,6 @@
 #define MAKE_PKI "tests/pki/make-pki.sh"
 #define K_SIZE	 (3 * 1024 * 1024 + 17) /* several copy chunks, the last one short */
 
-BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
-
 static char pki[64];
 static struct bk_keyring *keyring;
 
