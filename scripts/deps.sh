@@ -5,6 +5,8 @@
 #   deps.sh print     print the apt-get line that installs what is missing
 #   deps.sh install   apt-get update + install everything (root)
 #   deps.sh ensure    install what is missing when root; otherwise print the line and fail
+#   deps.sh list-boot / ensure-boot   the same for `make check-boot` (tests/boot: QEMU, OVMF,
+#                     GRUB for BIOS and UEFI), a list of its own: make deps/check never pull it
 set -eu
 
 PACKAGES="build-essential clang pkg-config
@@ -14,8 +16,13 @@ util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
 libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot"
 
-missing() {
-	for p in $PACKAGES; do
+# make check-boot only. The Debian kernel it boots is fetched with `apt-get download`
+# into build/check-boot (never installed on the host).
+BOOT_PACKAGES="qemu-system-x86 ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common grub2-common
+mtools dosfstools busybox-static cpio gzip udev fdisk util-linux squashfs-tools openssl python3"
+
+missing() { # PACKAGE...
+	for p in "$@"; do
 		dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || printf '%s ' "$p"
 	done
 }
@@ -32,7 +39,8 @@ list)
 	echo $PACKAGES
 	;;
 print)
-	m=$(missing)
+	# shellcheck disable=SC2086
+	m=$(missing $PACKAGES)
 	[ -n "$m" ] && echo "apt-get install -y $m"
 	exit 0
 	;;
@@ -40,7 +48,8 @@ install)
 	apt_install "$(echo $PACKAGES)"
 	;;
 ensure)
-	m=$(missing)
+	# shellcheck disable=SC2086
+	m=$(missing $PACKAGES)
 	[ -z "$m" ] && exit 0
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "bootbank needs these packages: $m" >&2
@@ -51,8 +60,23 @@ ensure)
 	echo "installing missing dependencies: $m"
 	apt_install "$m"
 	;;
+list-boot)
+	echo $BOOT_PACKAGES
+	;;
+ensure-boot)
+	# shellcheck disable=SC2086
+	m=$(missing $BOOT_PACKAGES)
+	[ -z "$m" ] && exit 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "make check-boot needs these packages: $m" >&2
+		echo "run as root:  apt-get update && apt-get install -y $m" >&2
+		exit 1
+	fi
+	echo "installing missing check-boot dependencies: $m"
+	apt_install "$m"
+	;;
 *)
-	echo "usage: deps.sh list|print|install|ensure" >&2
+	echo "usage: deps.sh list|print|install|ensure|list-boot|ensure-boot" >&2
 	exit 2
 	;;
 esac
