@@ -403,4 +403,42 @@ else
 	echo "# skipped the mounted-filesystem case: needs root and losetup"
 fi
 
+# --- 6. bankctl and GRUB take turns on one grubenv ---------------------------------------
+# A sandbox with `bootloader = grub`: bankctl's verbs write ROOT/boot/bootbank/grubenv, GRUB
+# (the boot partition as an ext4 image made from ROOT/boot) boots by it and saves, and the
+# file GRUB left goes back into the sandbox for bankctl.
+if [ -x "$BANKCTL" ]; then
+	sb=$tmp/sb
+	mkdir -p "$sb/etc/bootbank" "$tmp/emu6"
+	printf '[system]\ncompatible = acme\nbootloader = grub\n' >"$sb/etc/bootbank/system.conf"
+	{
+		echo 'set enable_progress_indicator=0'
+		echo 'set bootbank_env=(hd0)/bootbank/grubenv'
+		echo "source \"(host)$SELECT\""
+		echo 'echo "BBR $bootbank_bank $bootbank_reason"'
+		echo 'reboot'
+	} >"$tmp/emu6/grub.cfg"
+	printf '(hd0) %s\n' "$tmp/sb.img" >"$tmp/sb.map"
+	grub_boot() { # one boot by GRUB of the sandbox's grubenv; prints GRUB's "BANK REASON"
+		mkfs.ext4 -q -F -b 1024 -d "$sb/boot" "$tmp/sb.img" 4M >/dev/null
+		run_emu "$tmp/emu6" "$tmp/sb.map"
+		rm -f "$tmp/sb.grubenv"
+		debugfs -R "dump /bootbank/grubenv $tmp/sb.grubenv" "$tmp/sb.img" >/dev/null 2>&1
+		cp "$tmp/sb.grubenv" "$sb/boot/bootbank/grubenv"
+		sed -n 's/^BBR //p' "$tmp/emu.out"
+	}
+	"$MODEL" save "$sb" "A=good:1:0:1 B=trying:2:3:1 floor=1 pin=none"
+	check "bankctl reports the grub store" bash -c "'$BANKCTL' --root '$sb' status | grep -q \"boot state.*grub, '$sb/boot/bootbank/grubenv'\""
+	check "GRUB boots the newest bank and takes a try" test "$(grub_boot)" = "B primary"
+	check "bankctl reads the try GRUB saved" test "$("$MODEL" load "$sb")" = "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none"
+	expect_exit 0 "bankctl rollback on the grub store" "$BANKCTL" --root "$sb" rollback
+	check "GRUB boots the rollback bank (bankctl's pin)" test "$(grub_boot)" = "A rollback"
+	check "... again at the next boot: the rollback is persistent" test "$(grub_boot)" = "A rollback"
+	expect_exit 0 "bankctl roll-forward on the grub store" "$BANKCTL" --root "$sb" roll-forward
+	check "GRUB boots bank B again after roll-forward" test "$(grub_boot)" = "B primary"
+	check "... taking its next try" test "$("$MODEL" load "$sb")" = "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none"
+else
+	echo "# skipped bankctl with the grub store: no bankctl at '$BANKCTL'"
+fi
+
 bk_done
