@@ -630,8 +630,24 @@ static int uboot_save(struct bk_boot *b, const struct bk_boot_data *d, struct bk
 					  vars[i].name);
 	}
 
+	/*
+	 * Check the room first: libubootenv 0.3 leaks its buffer when the variables do not fit.
+	 * Each variable is "name=value\0", then a closing NUL, after the CRC (and the flag byte of
+	 * a redundant copy).
+	 */
+	{
+		size_t need = 1 + 4 + (p->n_copies == 2 ? 1 : 0);
+
+		for (void *it = libuboot_iterator(ctx, NULL); it; it = libuboot_iterator(ctx, it))
+			need += strlen(libuboot_getname(it)) + strlen(libuboot_getvalue(it)) + 2;
+		if (need > p->copy[0].size)
+			r = -ENOMEM;
+		else
+			r = 0;
+	}
 	errno = 0;
-	r = libuboot_env_store(ctx);
+	if (r == 0)
+		r = libuboot_env_store(ctx);
 	if (r == -ENOMEM)
 		return bk_err_set(err, -ENOSPC,
 				  "cannot save '%s': the variables do not fit the %zu-byte U-Boot "
