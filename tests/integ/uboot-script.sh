@@ -21,6 +21,8 @@
 # (tests/tools/uboot-env setenv).
 . "$(dirname "$0")/lib.sh"
 
+# UBOOT_BIN and UBOOT_SCRIPT override the U-Boot build and the script (to check that the
+# comparison fails for a wrong script).
 UBOOT_BIN=${UBOOT_BIN:-/usr/lib/u-boot/qemu_arm64/u-boot.bin}
 for p in qemu-system-aarch64 mkimage fw_printenv fw_setenv xxd; do
 	command -v $p >/dev/null || bk_skip "$p is not installed (scripts/deps.sh)"
@@ -29,7 +31,7 @@ done
 MODEL=$(realpath "${BK_BUILD:-build/cc}/tests/tools/bk-model")
 UENV=$(realpath "${BK_BUILD:-build/cc}/tests/tools/uboot-env")
 [ -x "$MODEL" ] && [ -x "$UENV" ] || bk_skip "bk-model or uboot-env is not built (make tests)"
-BOOTCMD_SRC=$(realpath bootloader-hooks/uboot/boot.cmd)
+BOOTCMD_SRC=$(realpath "${UBOOT_SCRIPT:-bootloader-hooks/uboot/boot.cmd}")
 tmp=$(bk_tmp)
 
 # Guest addresses (RAM is 0x40000000-0x50000000; U-Boot relocates itself to the top).
