@@ -500,12 +500,15 @@ static bool all_blank(const struct uboot_priv *p)
 	return true;
 }
 
-static bool any_absent(const struct uboot_priv *p)
+/* How many copies do not exist (yet). */
+static size_t n_absent(const struct uboot_priv *p)
 {
+	size_t n = 0;
+
 	for (size_t i = 0; i < p->n_copies; i++)
 		if (p->copy[i].absent)
-			return true;
-	return false;
+			n++;
+	return n;
 }
 
 /*
@@ -547,9 +550,17 @@ static int uboot_load(struct bk_boot *b, struct bk_boot_data *ret, struct bk_err
 	_cleanup_(ctx_freep) struct uboot_ctx *ctx = NULL;
 	int r;
 
-	/* A device that does not exist yet holds no boot state: both banks empty. */
-	if (any_absent(priv(b)))
+	/*
+	 * Devices that do not exist yet hold no boot state: both banks empty. One copy of two
+	 * missing is a broken configuration, not an empty store.
+	 */
+	if (n_absent(priv(b)) == priv(b)->n_copies)
 		return 0;
+	for (size_t i = 0; i < priv(b)->n_copies; i++)
+		if (priv(b)->copy[i].absent)
+			return bk_err_set(err, -ENOENT,
+					  "the U-Boot environment copy '%s' does not exist",
+					  priv(b)->copy[i].shown);
 	r = env_open(b, &ctx, err);
 	if (r == 1)
 		return 0; /* never written: U-Boot runs its default environment, no bank */

@@ -309,6 +309,15 @@ static void test_uboot_absent_and_blank(void **state)
 	assert_int_equal(faccessat(f->dir.dfd, ENV0, F_OK, 0), -1);
 	bk_boot_free(b);
 
+	/* One copy of two: a broken configuration, not an empty store. */
+	make_env(f, ENV0, ENV_SIZE, 0);
+	b = open_ok(f);
+	bk_err_clear(&err);
+	assert_int_equal(bk_boot_load(b, &d, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "env.1' does not exist"));
+	bk_boot_free(b);
+	d = data_of("A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
+
 	/* Never written (zeros, or 0xff like erased flash): two empty banks. */
 	make_env(f, ENV0, ENV_SIZE, 0);
 	make_env(f, ENV1, ENV_SIZE, 0xff);
