@@ -290,10 +290,9 @@ static void undo_partial(struct bankctl *ctx, enum bk_bank_id bank, int *bank_df
 		bk_log(LOG_WARNING, "%s, leaving it to the next run", err.msg);
 }
 
-static int stage(struct bankctl *ctx, const struct stage_opts *o, struct progress *pr,
-		 struct stage_result *res, struct bk_err *err)
+static int stage(struct bankctl *ctx, const struct stage_opts *o, const struct bk_keyring *keyring,
+		 struct progress *pr, struct stage_result *res, struct bk_err *err)
 {
-	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_(bk_boot_freep) struct bk_boot *boot = NULL;
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *booted_rec = NULL;
@@ -324,9 +323,6 @@ static int stage(struct bankctl *ctx, const struct stage_opts *o, struct progres
 	fd = open(o->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
-	r = load_keyring(ctx, o, &keyring, err);
-	if (r < 0)
-		return r;
 	wo.keyring = keyring;
 	wo.cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 	r = bk_bundle_open_fd(fd, &b, err);
@@ -551,6 +547,7 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		{ "no-check-time", no_argument, NULL, OPT_NO_CHECK_TIME },
 		{ NULL, 0, NULL, 0 },
 	};
+	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
 	struct stage_opts o = { 0 };
 	struct stage_result res = { .bank = _BK_BANK_INVALID };
 	struct progress pr = { 0 };
@@ -589,10 +586,20 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 	if (!ctx->configured)
 		return bankctl_usage(&verb, "nothing is configured: no '%s'", ctx->config_path);
 
+	/* A keyring that cannot be loaded is a configuration error (exit 2), as for verify. */
+	r = load_keyring(ctx, &o, &keyring, &err);
+	if (r < 0) {
+		code = r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
+		bk_log(LOG_ERR, "%s", err.msg);
+		if (ctx->json)
+			print_json_failure(code, &err, r);
+		return code;
+	}
+
 	pr.json = ctx->json;
 	pr.bar = !ctx->json && isatty(STDERR_FILENO);
 	bk_boot_data_init(&res.d);
-	r = stage(ctx, &o, &pr, &res, &err);
+	r = stage(ctx, &o, keyring, &pr, &res, &err);
 	if (r < 0) {
 		code = bankctl_fail(r, &err);
 		if (ctx->json)

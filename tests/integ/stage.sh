@@ -184,6 +184,7 @@ refuse 9 "another compatible" "image 'other-os 5.0.0' is for 'other-x86_64', thi
 refuse 9 "older than the booted image" "image 'demo-os 0.9.0' is older than 1.0.0 in the booted bank A \(use --allow-downgrade to stage it anyway\)$" "$img/demo-os-0.9.0.bbi"
 refuse 9 "security epoch below the floor" "image 'demo-os 0.5.0' has security epoch 0, below the security floor 1: it would never boot$" "$img/demo-os-0.5.0.bbi" --allow-downgrade
 refuse 6 "a payload named like a bank file" "payload 'bank.json': the name is reserved in a bank$" "$img/demo-os-4.0.1.bbi"
+refuse 2 "a keyring that cannot be loaded" "cannot load keyring '$T/nope.pem': " "$img/demo-os-2.0.0.bbi" --keyring "$T/nope.pem"
 refuse 4 "no such bundle" "cannot open '$T/nope.bbi': No such file or directory$" "$T/nope.bbi"
 echo '{"operation":"livepatch","reason":"live patch from r1 to r2","to":"r2","phase":"switching","started":1,"pid":1}' >"$root/var/lib/bootbank/maintenance.json"
 refuse 3 "partial maintenance mode" "busy: stage refused, partial maintenance mode since 1970-01-01T00:00:01Z \(live patch from r1 to r2\)$" "$img/demo-os-2.0.0.bbi"
