@@ -10,11 +10,8 @@
 
 /* The registry: one line per backend. */
 static const struct bk_boot_ops *const backends[] = {
-	&bk_boot_file_ops,
-	&bk_boot_grub_ops,
-	&bk_boot_uboot_ops,
-	&bk_boot_sdboot_ops,
-	&bk_boot_custom_ops,
+	&bk_boot_file_ops,   &bk_boot_grub_ops,	  &bk_boot_uboot_ops,
+	&bk_boot_sdboot_ops, &bk_boot_custom_ops,
 };
 
 static const struct bk_boot_ops *find_backend(const char *name)

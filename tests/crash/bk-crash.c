@@ -25,7 +25,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static unsigned long crash_at;  /* 0: never */
+static unsigned long crash_at; /* 0: never */
 static unsigned long count;
 static int crash_exit = 137;
 static char count_file[4096];
@@ -228,8 +228,7 @@ int fchmod(int fd, mode_t m)
 	return REAL(fchmod)(fd, m);
 }
 
-int mount(const char *src, const char *tgt, const char *type, unsigned long flags,
-	  const void *data)
+int mount(const char *src, const char *tgt, const char *type, unsigned long flags, const void *data)
 {
 	step();
 	return REAL(mount)(src, tgt, type, flags, data);
