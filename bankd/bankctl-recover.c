@@ -7,8 +7,10 @@
  * complete, loses its partial files, and the marker goes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bankctl.h"
@@ -70,14 +72,106 @@ static bool content_complete(int dfd, const struct bk_bank_boot *bb)
 	return rec->security_epoch == bb->epoch && bk_bank_check(dfd, rec, 0, NULL) == 0;
 }
 
+/* What the child that looked into the bank found (sent back through a pipe). */
+struct bank_look {
+	int r; /* 0: mounted, checked, cleaned and unmounted; <0: err says where it stopped */
+	bool complete; /* the content is complete (checked only when asked) */
+	int removed;   /* partial and temp files removed */
+	struct bk_err err;
+};
+
+static void look_into_bank(struct bankctl *ctx, enum bk_bank_id bank, const struct bk_bank_boot *bb,
+			   bool check, struct bank_look *ret)
+{
+	enum bk_part_id part = bk_part_id_from_bank(bank);
+	_cleanup_close_ int dfd = -EBADF;
+	int r;
+
+	r = bankctl_mount_part(ctx, part, true, &dfd, &ret->err);
+	if (r < 0) {
+		ret->r = r;
+		return;
+	}
+	if (check)
+		ret->complete = content_complete(dfd, bb);
+	r = bk_remove_stale_temps_at(dfd, &ret->err);
+	if (r < 0) {
+		ret->r = bk_err_prefix(&ret->err, "bank %s", bk_bank_id_to_string(bank));
+		return;
+	}
+	ret->removed = r;
+	(void) close(TAKE_FD(dfd));
+	ret->r = bankctl_umount_part(ctx, part, &ret->err);
+}
+
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *) buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t) n;
+	}
+	return (ssize_t) got;
+}
+
+/*
+ * Look into the bank from a child process: mounting moves a process into a private mount
+ * namespace for good (bankctl_mount_part()), and the verb that takes the lock after us (a live
+ * patch, say) must keep making its mounts where everyone sees them.
+ */
+static void look_into_bank_forked(struct bankctl *ctx, enum bk_bank_id bank,
+				  const struct bk_bank_boot *bb, bool check, struct bank_look *ret)
+{
+	_cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
+	int pfd[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	*ret = (struct bank_look){ 0 };
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		ret->r = bk_err_set(&ret->err, -errno, "cannot create a pipe: %m");
+		return;
+	}
+	rfd = pfd[0];
+	wfd = pfd[1];
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		ret->r = bk_err_set(&ret->err, -errno, "cannot fork: %m");
+		return;
+	}
+	if (pid == 0) {
+		look_into_bank(ctx, bank, bb, check, ret);
+		_exit(bk_write_full(wfd, ret, sizeof(*ret)) < 0 ? 1 : 0);
+	}
+	(void) close(TAKE_FD(wfd));
+	n = read_full(rfd, ret, sizeof(*ret));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t) sizeof(*ret)) {
+		*ret = (struct bank_look){ 0 };
+		ret->r = bk_err_set(&ret->err, -EIO,
+				    "the process that cleans bank %s ended without an answer",
+				    bk_bank_id_to_string(bank));
+	}
+}
+
 static int finish_stage(struct bankctl *ctx, int state_dfd, struct bk_err *err)
 {
 	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
-	_cleanup_close_ int dfd = -EBADF;
 	enum bk_bank_id bank = last.marker.bank;
-	enum bk_part_id part = bk_part_id_from_bank(bank);
+	struct bank_look look;
 	struct bk_boot_data d;
-	int r, mr;
+	int r;
 
 	r = bankctl_boot_load(ctx, &b, &d, err);
 	if (r < 0)
@@ -85,14 +179,17 @@ static int finish_stage(struct bankctl *ctx, int state_dfd, struct bk_err *err)
 	last.before = d.state.bank[bank].state;
 
 	/* The marker never names the booted bank: stage refuses it. */
-	mr = bankctl_mount_part(ctx, part, true, &dfd, &last.bank_err);
+	look_into_bank_forked(ctx, bank, &d.state.bank[bank], last.before != BK_BANK_EMPTY, &look);
+	last.bank_stale = look.removed;
+	last.bank_err = look.err;
 
 	/*
 	 * A bank that is not empty keeps its state only when its content is complete: the stage
-	 * was killed before it emptied the state, or after it finished writing.
+	 * was killed before it emptied the state, or after it finished writing. A bank that could
+	 * not be checked is made empty too.
 	 */
 	if (last.before != BK_BANK_EMPTY) {
-		last.kept = mr >= 0 && content_complete(dfd, &d.state.bank[bank]);
+		last.kept = look.complete;
 		if (!last.kept) {
 			r = bk_select_stage_begin(&d.state, bank, &d.state, err);
 			if (r >= 0)
@@ -104,19 +201,8 @@ static int finish_stage(struct bankctl *ctx, int state_dfd, struct bk_err *err)
 			last.reset = true;
 		}
 	}
-	if (mr < 0)
+	if (look.r < 0)
 		return 0; /* the marker stays: the next run cleans the bank */
-
-	r = bk_remove_stale_temps_at(dfd, &last.bank_err);
-	if (r < 0) {
-		(void) bk_err_prefix(&last.bank_err, "bank %s", bk_bank_id_to_string(bank));
-		return 0;
-	}
-	last.bank_stale = r;
-	(void) close(TAKE_FD(dfd));
-	r = bankctl_umount_part(ctx, part, &last.bank_err);
-	if (r < 0)
-		return 0;
 	r = bk_stage_marker_remove_at(state_dfd, &last.bank_err);
 	if (r < 0)
 		return 0;

@@ -300,6 +300,14 @@ printf '{"format":1,"bank":"A","image":"demo-os","version":"3.0.0","pid":1,"star
 expect_exit 0 "mark-good recovers first" B mark-good
 check "mark-good: says what it recovered" grep -q "^bankctl: recovered: an interrupted stage of demo-os 3.0.0 into bank A (bank A stays empty)" <<<"$ERR"
 check "mark-good: nothing left" no_leftovers
+# Recovery looks into the bank from a child process: the verb that took the lock keeps its
+# mounts where everyone sees them (here a revision mounted by `rev add`).
+printf '{"format":1,"bank":"A","image":"demo-os","version":"3.0.0","pid":1,"started":1}\n' >"$root/var/lib/bootbank/staging.json"
+expect_exit 0 "rev add after an interrupted stage" B rev add r1 "$T/src/demo-os-1.0.0/root.squashfs" --type squashfs
+check "rev add recovered first" grep -q "^bankctl: recovered: an interrupted stage of demo-os 3.0.0 into bank A" <<<"$ERR"
+check "the revision is mounted in our namespace, not in a private one" mountpoint -q "$root/run/bootbank/rev/r1"
+umount "$root/run/bootbank/rev/r1" 2>/dev/null || true
+check "rev add: nothing left" no_leftovers
 echo garbage >"$root/var/lib/bootbank/staging.json"
 expect_exit 6 "a corrupt staging marker stops mutating verbs" B rollback
 check "corrupt marker: named" grep -q "corrupt staging marker 'staging.json'" <<<"$ERR"
