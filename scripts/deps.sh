@@ -61,6 +61,7 @@ ensure)
 	apt_install "$m"
 	;;
 list-boot)
+	# shellcheck disable=SC2086
 	echo $BOOT_PACKAGES
 	;;
 ensure-boot)

@@ -8,6 +8,8 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 W=${BK_BOOT_DIR:-$REPO/build/check-boot}
 BANKCTL=${BANKCTL:-$(realpath "${BK_BUILD:-$REPO/build/cc}/bankctl")}
+# The GRUB files installed on the boot partition (another directory: try changes to them).
+GRUB_FILES=${BK_BOOT_GRUB_FILES:-$REPO/bootloader-hooks/grub}
 COMPATIBLE=bootbank-boot-x86_64
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
@@ -255,6 +257,7 @@ add_bios_boot_partition() {
 	local dump
 	dump=$(sfdisk -d "$D/disk.img") || die "sfdisk -d failed"
 	{
+		# shellcheck disable=SC2001
 		sed 's/^first-lba: .*/first-lba: 34/' <<<"$dump"
 		echo "start=34, size=2014, type=$BIOS_BOOT_TYPE, name=\"bios_grub\""
 	} | sfdisk -q --no-reread --no-tell-kernel "$D/disk.img" >"$D/sfdisk.log" 2>&1 ||
@@ -266,9 +269,8 @@ add_bios_boot_partition() {
 install_grub_files() {
 	local b=$D/root/boot
 	mkdir -p "$b/grub" "$b/bootbank"
-	cp "$REPO/bootloader-hooks/grub/grub.cfg" "$b/grub/grub.cfg"
-	cp "$REPO/bootloader-hooks/grub/bootbank-menu.cfg" \
-		"$REPO/bootloader-hooks/grub/bootbank-select.cfg" "$b/bootbank/"
+	cp "$GRUB_FILES/grub.cfg" "$b/grub/grub.cfg"
+	cp "$GRUB_FILES/bootbank-menu.cfg" "$GRUB_FILES/bootbank-select.cfg" "$b/bootbank/"
 	cat >"$b/bootbank/local.cfg" <<-'EOF'
 	# check-boot (tests/boot/lib.sh): the kernel's console on the serial port, a short countdown.
 	set bootbank_cmdline="console=ttyS0,115200 panic=-1 quiet"
@@ -311,10 +313,10 @@ install_grub_uefi() {
 vm_boot() {
 	local name=$1 key=$2 extra=()
 	if [ "$FW" = uefi ]; then
-		extra=(--esp "$D/esp.img" --vars "$D/vars.fd")
+		extra=(--esp "$D/esp.img" --vars "$D/vars.fd" --code "$OVMF_CODE")
 	fi
 	RES=$(python3 "$REPO/tests/boot/vm.py" --firmware "$FW" --disk "$D/disk.img" "${extra[@]}" \
-		--log "$D/$name.log" --key "$key" --timeout "${BK_BOOT_TIMEOUT:-180}")
+		--log "$D/$name.log" --key "$key" --timeout "${BK_BOOT_TIMEOUT:-120}")
 	echo "$RES" >"$D/$name.json"
 }
 

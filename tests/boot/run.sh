@@ -10,7 +10,7 @@
 # expected values written below, which image and bank content booted, and the boot state after
 # the booted system marked itself good or failed on purpose. Ends with "N passed, N failed".
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 . tests/boot/lib.sh
 
 [ "$(id -u)" -eq 0 ] || die "needs root (loop devices, mounts)"
@@ -122,14 +122,22 @@ boot() {
 	host_close
 
 	vm_boot "$name" "$key"
-	local t=" ($(res seconds) s)" what="$SCEN boot $NBOOT${key/none/}"
+	local t what="$SCEN boot $NBOOT" kl=""
+	[ "$key" = none ] || kl=" $key"
+	t=" ($(res seconds) s)"
 	[ "$key" = none ] || what="$SCEN boot $NBOOT, key $key"
 	BOOTS+=("$(printf '%-34s %6.1f s   GRUB %5.1f s  kernel %5.1f s  init %5.1f s   bank %s (%s)' \
-		"$FW/${SCEN#*/} #$NBOOT${key/none/}" "$(res seconds)" "$(res seconds_to_grub || echo 0)" \
-		"$(res seconds_to_kernel || echo 0)" "$(res seconds_to_init || echo 0)" \
+		"$FW/${SCEN#*/} #$NBOOT$kl" "$(num seconds)" "$(num seconds_to_grub)" \
+		"$(num seconds_to_kernel)" "$(num seconds_to_init)" \
 		"$(res bank)" "$(res reason)")")
 	echo "   boot $NBOOT (key $key): $(res seconds) s, bank $(res bank) ($(res reason)), log $D/$name.log"
-	same "$what: powered off by itself, no errors$t" "$(res powered_off) $(res errors)" "true "
+	if [ "$(res powered_off)" != true ] || [ -z "$(res bank)" ]; then
+		# Nothing to check further: say what happened and how the console ended.
+		not_ok "$what: did not boot and power off by itself$t: $(res errors)"
+		console_tail "$D/$name.log"
+		return 1
+	fi
+	same "$what: powered off by itself, no errors$t" "$(res errors)" ""
 	[ "$key" = none ] || same "$what: the key was typed at the prompt" "$(res key_sent)" true
 	same "$what: GRUB booted bank $bank ($reason)" "$(res bank) $(res reason)" "$bank $reason"
 	same "$what: GRUB's choice is the model's" "$(res bank) $(res reason)" "$(cut -d' ' -f1,2 <<<"$pre")"
@@ -163,6 +171,19 @@ known_end() {
 	else
 		KNOWN_LIST+=("$SCEN: $why")
 	fi
+}
+
+# num FIELD: a number of the last boot's result, 0 when it has none
+num() {
+	local v
+	v=$(res "$1")
+	echo "${v:-0}"
+}
+
+# console_tail LOG: the last lines of a console log, escape sequences removed
+console_tail() {
+	sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$1" | tr '\r' '\n' | grep -a -v '^ *$' | tail -n 6 |
+		cut -c1-120 | sed 's/^/      | /'
 }
 
 # Starting states, made with bankctl on the host: stage, activate, a simulated boot (the

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Boot the check-boot disk once in QEMU (TCG) and report what happened.
 
-tests/boot/vm.py --firmware bios|uefi --disk DISK [--esp ESP --vars VARS] --log LOG
+tests/boot/vm.py --firmware bios|uefi --disk DISK [--esp ESP --vars VARS [--code OVMF_CODE]] --log LOG
                  [--key none|r|shift-r|ctrl] [--timeout SECONDS]
 
 The serial console (firmware, GRUB, kernel, the initramfs of tests/boot/init.sh) is copied to
@@ -27,16 +27,15 @@ import sys
 import tempfile
 import time
 
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>78c]")
 
 
 class Qmp:
     """A minimal QMP client: one command at a time, events ignored."""
 
-    def __init__(self, path, deadline):
+    def __init__(self, path, deadline, proc):
         self.sock = None
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(path)
@@ -46,7 +45,7 @@ class Qmp:
                 s.close()
                 time.sleep(0.05)
         if self.sock is None:
-            raise RuntimeError("cannot connect to the QMP socket '%s'" % path)
+            raise RuntimeError("cannot connect to QEMU's QMP socket '%s'" % path)
         self.buf = b""
         self._read()  # greeting
         self.cmd("qmp_capabilities")
@@ -87,7 +86,7 @@ def qemu_argv(a, qmp_path):
             "-drive", "file=%s,format=raw,if=none,id=disk" % a.disk,
             "-device", "virtio-blk-pci,drive=disk,bootindex=1"]
     if a.firmware == "uefi":
-        argv += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF_CODE,
+        argv += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % a.code,
                  "-drive", "if=pflash,format=raw,unit=1,file=%s" % a.vars,
                  "-drive", "file=%s,format=raw,if=none,id=esp" % a.esp,
                  "-device", "virtio-blk-pci,drive=esp,bootindex=0"]
@@ -100,6 +99,7 @@ def main():
     p.add_argument("--disk", required=True)
     p.add_argument("--esp")
     p.add_argument("--vars")
+    p.add_argument("--code", default="/usr/share/OVMF/OVMF_CODE_4M.fd")
     p.add_argument("--log", required=True)
     p.add_argument("--key", choices=("none", "r", "shift-r", "ctrl"), default="none")
     p.add_argument("--timeout", type=float, default=120)
@@ -111,7 +111,8 @@ def main():
     res = {"firmware": a.firmware, "key": a.key, "key_sent": False, "bank": None,
            "reason": None, "image": None, "behaviour": None, "grubenv": None,
            "bank_version": None, "mark_good_rc": None, "failed_on_purpose": False,
-           "powered_off": False, "timed_out": False, "errors": [], "grub_messages": [], "seconds": None,
+           "powered_off": False, "timed_out": False, "errors": [], "grub_messages": [],
+           "seconds": None,
            "seconds_to_grub": None, "seconds_to_kernel": None, "seconds_to_init": None,
            "qemu_exit": None}
     tmp = tempfile.mkdtemp(prefix="bk-vm-")
@@ -134,7 +135,7 @@ def main():
         return True
 
     try:
-        qmp = Qmp(qmp_path, deadline)
+        qmp = Qmp(qmp_path, deadline, proc)
         fd = proc.stdout.fileno()
         os.set_blocking(fd, False)
         while True:
@@ -193,6 +194,14 @@ def main():
             proc.kill()
             proc.wait()
         res["qemu_exit"] = proc.returncode
+        # Whatever QEMU wrote last (its own error message, when it failed to start).
+        os.set_blocking(proc.stdout.fileno(), True)
+        rest = proc.stdout.read()
+        if rest:
+            log.write(rest)
+            text = ANSI.sub(b"", raw + rest).replace(b"\r", b"\n")
+        if proc.returncode and not res["powered_off"]:
+            res["errors"].append("QEMU exited with status %d" % proc.returncode)
         res["seconds"] = round(time.monotonic() - start, 2)
         log.close()
         try:
