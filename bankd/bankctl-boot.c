@@ -15,11 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bankctl-events.h"
 #include "bankctl.h"
 #include "bk-boot.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
+#include "bk-maint.h"
 #include "bk-select.h"
 
 #define CMDLINE_MAX_SIZE (64 * 1024)
@@ -214,16 +216,38 @@ struct json_object *bankctl_bootstate_json(const struct bk_boot_data *d)
 
 /* ---- common steps of the mutating verbs ------------------------------------------------ */
 
-/* Lock, then load: every mutating verb reads the state it changes under the lock. */
-static int lock_and_load(struct bankctl *ctx, struct bk_boot **ret_boot, struct bk_boot_data *ret,
-			 struct bk_err *err)
+/*
+ * Lock, then load: every mutating verb reads the state it changes under the lock. what (NULL:
+ * allowed) names a verb that partial maintenance mode refuses: a live patch settles the boot
+ * choice when it ends, and nothing else may change it meanwhile.
+ */
+static int lock_and_load(struct bankctl *ctx, const char *what, struct bk_boot **ret_boot,
+			 struct bk_boot_data *ret, struct bk_err *err)
 {
+	_cleanup_close_ int dfd = -EBADF;
 	int r;
 
 	r = bankctl_lock(ctx, err);
 	if (r < 0)
 		return r;
+	if (what) {
+		dfd = bk_open_beneath(ctx->root_fd, BANKCTL_STATE_DIR,
+				      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
+		if (dfd >= 0) {
+			r = bk_maint_check(dfd, what, err);
+			if (r < 0)
+				return r;
+		}
+	}
 	return bankctl_boot_load(ctx, ret_boot, ret, err);
+}
+
+/* A failure once the lock is held is an event (`bankctl status` shows the last one). */
+static int fail(struct bankctl *ctx, const char *verb, int r, const struct bk_err *err)
+{
+	if (ctx->lock_fd >= 0)
+		bankctl_event(ctx, verb, r, err, "%s", "");
+	return bankctl_fail(r, err);
 }
 
 /* "A", "B", "booted" or "other" (the booted bank's other) to a bank. */
@@ -340,9 +364,9 @@ int bankctl_activate(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&activate_verb, "unexpected argument '%s'", argv[optind]);
 
-	r = lock_and_load(ctx, &b, &d, &err);
+	r = lock_and_load(ctx, "activate", &b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, "activate", r, &err);
 
 	if (bank == _BK_BANK_INVALID) {
 		/* The default is the staged bank, when there is exactly one. */
@@ -357,19 +381,22 @@ int bankctl_activate(struct bankctl *ctx, int argc, char **argv)
 					  "no staged bank to activate (bank A is %s, bank B is %s)",
 					  bk_bank_state_to_string(d.state.bank[BK_BANK_A].state),
 					  bk_bank_state_to_string(d.state.bank[BK_BANK_B].state));
-			return bankctl_fail(err.code, &err);
+			return fail(ctx, "activate", err.code, &err);
 		}
 		bank = a ? BK_BANK_A : BK_BANK_B;
 	}
 
 	r = bk_select_activate(&d.state, bank, tries, &d.state, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, "activate", r, &err);
 	(void) bk_boot_data_set_bad_reason(&d, bank, NULL, NULL);
 	r = bk_boot_save(b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, "activate", r, &err);
 
+	bankctl_event(ctx, "activate", 0, NULL,
+		      "bank %s activated: generation %" PRIu64 ", %" PRIu64 " tries",
+		      bk_bank_id_to_string(bank), d.state.bank[bank].generation, tries);
 	if (ctx->json) {
 		r = print_result_json("activate", bank, &d);
 		return r < 0 ? bankctl_fail(r, NULL) : BK_EXIT_OK;
@@ -429,32 +456,34 @@ static int mark(struct bankctl *ctx, int argc, char **argv, bool good)
 		return bankctl_usage(verb, "unknown bank '%s' (expected booted, other, A or B)",
 				     word);
 
-	r = lock_and_load(ctx, &b, &d, &err);
+	r = lock_and_load(ctx, good ? NULL : "mark-bad", &b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 	r = parse_bank_word(ctx, word, &bank, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 
 	old_floor = d.state.floor;
 	if (good) {
 		r = bk_select_mark_good(&d.state, bank, &d.state, &err);
 		if (r < 0)
-			return bankctl_fail(r, &err);
+			return fail(ctx, verb->name, r, &err);
 		(void) bk_boot_data_set_bad_reason(&d, bank, NULL, NULL);
 	} else {
 		r = bk_select_mark_bad(&d.state, bank, &d.state, &err);
 		if (r < 0)
-			return bankctl_fail(r, &err);
+			return fail(ctx, verb->name, r, &err);
 		r = bk_boot_data_set_bad_reason(
 			&d, bank, reason ? reason : "marked bad with 'bankctl mark-bad'", &err);
 		if (r < 0)
-			return bankctl_fail(r, &err);
+			return fail(ctx, verb->name, r, &err);
 	}
 	r = bk_boot_save(b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 
+	bankctl_event(ctx, verb->name, 0, NULL, "bank %s marked %s%s%s", bk_bank_id_to_string(bank),
+		      good ? "good" : "bad", good ? "" : ": ", good ? "" : d.bad_reason[bank]);
 	if (ctx->json) {
 		r = print_result_json(verb->name, bank, &d);
 		return r < 0 ? bankctl_fail(r, NULL) : BK_EXIT_OK;
@@ -502,20 +531,22 @@ static int roll(struct bankctl *ctx, int argc, char **argv, bool back)
 	if (optind < argc)
 		return bankctl_usage(verb, "unexpected argument '%s'", argv[optind]);
 
-	r = lock_and_load(ctx, &b, &d, &err);
+	r = lock_and_load(ctx, verb->name, &b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 	from = d.state.pin;
 	if (back)
 		r = bk_select_rollback(&d.state, &d.state, &bank, &err);
 	else
 		r = bk_select_roll_forward(&d.state, &d.state, &bank, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 	r = bk_boot_save(b, &d, &err);
 	if (r < 0)
-		return bankctl_fail(r, &err);
+		return fail(ctx, verb->name, r, &err);
 
+	bankctl_event(ctx, verb->name, 0, NULL, "bank %s boots next%s", bk_bank_id_to_string(bank),
+		      back ? " (rollback pin)" : ": pin cleared");
 	if (ctx->json) {
 		r = print_result_json(verb->name, bank, &d);
 		return r < 0 ? bankctl_fail(r, NULL) : BK_EXIT_OK;
@@ -730,7 +761,7 @@ int bankctl_boot(struct bankctl *ctx, int argc, char **argv)
 				     "boot --simulate runs on a sandbox only (--root DIR), not on "
 				     "the host's '/'");
 
-	r = lock_and_load(ctx, &b, &d, &err);
+	r = lock_and_load(ctx, NULL, &b, &d, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	before = d.state;

@@ -4,7 +4,9 @@
  * at the start of every mutating verb, and by `bankctl recover`. It removes the temp files
  * of interrupted atomic writes in the state and run directories, and finishes an interrupted
  * stage: the bank the staging marker names keeps its boot state only when its content is
- * complete, loses its partial files, and the marker goes.
+ * complete, loses its partial files, and the marker goes. Then an interrupted live patch is
+ * finished or reverted (bankctl_live_recover(), in this process: it makes no mount of its own,
+ * and what it switches are views in the workloads' namespaces).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bankctl-livepatch.h"
 #include "bankctl.h"
 #include "bk-bank.h"
 #include "bk-fs.h"
@@ -35,6 +38,9 @@ struct recovery {
 	int bank_stale;		   /* partial and temp files removed in the bank */
 	bool cleaned;		   /* the bank was cleaned and the marker removed */
 	struct bk_err bank_err;	   /* why not */
+	bool live;		   /* an interrupted live patch was recovered ... */
+	char live_what[768];	   /* ... this way */
+	struct bk_err live_err;	   /* or could not be: why */
 };
 
 static struct recovery last;
@@ -225,12 +231,34 @@ static int recover(struct bankctl *ctx, struct bk_err *err)
 	r = bk_stage_marker_read_at(state_dfd, &last.marker, err);
 	if (r == -ENOENT) {
 		bk_err_clear(err);
-		return 0;
-	}
-	if (r < 0)
+	} else if (r < 0) {
 		return bk_err_prefix(err, "in '%s'", bankctl_path(ctx, BANKCTL_STATE_DIR));
-	last.interrupted = true;
-	return finish_stage(ctx, state_dfd, err);
+	} else {
+		last.interrupted = true;
+		r = finish_stage(ctx, state_dfd, err);
+		if (r < 0)
+			return r;
+	}
+
+	/*
+	 * After the bank: a live patch's boot choice is settled on a consistent boot state. When
+	 * it cannot be finished or reverted, the flag stays: partial maintenance mode goes on and
+	 * the verbs it blocks refuse with "busy" until a run succeeds.
+	 */
+	{
+		struct bk_err e = { 0 };
+
+		r = bankctl_live_recover(ctx, last.live_what, sizeof(last.live_what), &e);
+		if (r < 0) {
+			last.live_err = e;
+			if (!quiet)
+				bk_log(LOG_WARNING,
+				       "%s: partial maintenance mode stays until it can be done",
+				       e.msg);
+		}
+		last.live = r > 0;
+	}
+	return 0;
 }
 
 static void describe(char *buf, size_t len)
@@ -243,6 +271,8 @@ static void describe(char *buf, size_t len)
 	if (last.stale > 0)
 		bankctl_listf(buf, len, &pos, "removed %d stale temporary %s", last.stale,
 			      last.stale == 1 ? "file" : "files");
+	if (last.live)
+		bankctl_listf(buf, len, &pos, "%s", last.live_what);
 	if (!last.interrupted)
 		return;
 	if (last.kept)
@@ -270,7 +300,7 @@ int bankctl_recover_after_lock(struct bankctl *ctx, struct bk_err *err)
 	r = recover(ctx, err);
 	if (r < 0)
 		return r;
-	if (quiet || (last.stale == 0 && !last.interrupted))
+	if (quiet || (last.stale == 0 && !last.interrupted && !last.live))
 		return 0;
 	describe(what, sizeof(what));
 	if (last.interrupted && !last.cleaned)
@@ -285,7 +315,9 @@ static int print_json(void)
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	struct json_object *st;
 
-	if (!o || bk_json_add_u64(o, "stale_files", (uint64_t) last.stale) < 0)
+	if (!o || bk_json_add_u64(o, "stale_files", (uint64_t) last.stale) < 0 ||
+	    bankctl_json_add_nullable(o, "interrupted_live_patch",
+				      last.live ? last.live_what : NULL) < 0)
 		return -ENOMEM;
 	if (!last.interrupted) {
 		if (json_object_object_add(o, "interrupted_stage", NULL) < 0)
@@ -340,7 +372,7 @@ int bankctl_recover(struct bankctl *ctx, int argc, char **argv)
 		r = print_json();
 		if (r < 0)
 			return bankctl_fail(r, NULL);
-	} else if (last.stale == 0 && !last.interrupted) {
+	} else if (last.stale == 0 && !last.interrupted && !last.live) {
 		printf("nothing to recover\n");
 	} else {
 		describe(what, sizeof(what));
@@ -348,5 +380,7 @@ int bankctl_recover(struct bankctl *ctx, int argc, char **argv)
 	}
 	if (last.interrupted && !last.cleaned)
 		return bankctl_fail(last.bank_err.code ? last.bank_err.code : -EIO, &last.bank_err);
+	if (last.live_err.code < 0)
+		return bankctl_fail(last.live_err.code, &last.live_err);
 	return BK_EXIT_OK;
 }

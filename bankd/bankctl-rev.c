@@ -11,11 +11,14 @@
 #include <unistd.h>
 
 #include "bankctl-livepatch.h"
+#include "bk-bank.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-maint.h"
+#include "bk-manifest.h"
 #include "bk-rev.h"
+#include "bk-sha256.h"
 
 static const struct bankctl_verb verb_rev = {
 	"rev", NULL, "rev list|add|switch|gc|restore ...",
@@ -40,7 +43,8 @@ static const struct bankctl_verb verb_gc = {
 };
 static const struct bankctl_verb verb_restore = {
 	"rev restore", NULL, "rev restore",
-	"mount every recorded revision again (after a reboot) and restore the current pointer"
+	"after a reboot: mount the booted bank's revisions (and its image's live payload) and "
+	"the revisions of other files again, and restore the current pointer"
 };
 
 #define LONGOPTS_END             \
@@ -459,6 +463,12 @@ static int rev_gc(struct bankctl *ctx, int argc, char **argv)
 		if (!ctx->json)
 			printf("removed '%s'\n", id);
 	}
+	/* A bank whose revisions are all gone need not stay mounted. */
+	for (int b = 0; b < _BK_BANK_MAX; b++) {
+		r = bankctl_live_bank_release(ctx, &live, (enum bk_bank_id) b, &err);
+		if (r < 0)
+			goto fail;
+	}
 	if (ctx->json)
 		puts(bk_json_to_string(out, true));
 	goto done;
@@ -472,14 +482,147 @@ done:
 
 /* --- restore ---------------------------------------------------------------------------- */
 
+/* The live payload of the image in the bank (manifest.json, checked against bank.json). */
+static int bank_live_payload(int bank_dfd, struct bk_manifest **ret_m,
+			     const struct bk_payload **ret_p, struct bk_err *err)
+{
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	_cleanup_free_ char *buf = NULL;
+	struct bk_manifest *m = NULL;
+	uint8_t d[BK_SHA256_LEN];
+	size_t len;
+	int r;
+
+	r = bk_bank_record_read_at(bank_dfd, &rec, err);
+	if (r < 0)
+		return r;
+	r = bk_read_file_at(bank_dfd, BK_BANK_MANIFEST_FILE, BK_MANIFEST_MAX_SIZE, &buf, &len, err);
+	if (r < 0)
+		return r;
+	if (bk_sha256_buf(buf, len, d) < 0 || memcmp(d, rec->manifest_sha256, sizeof(d)) != 0)
+		return bk_err_set(err, -EUCLEAN, "'%s' does not match the bank's record",
+				  BK_BANK_MANIFEST_FILE);
+	r = bk_manifest_parse(buf, len, 0, &m, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m->n_payloads; i++)
+		if (m->payloads[i].live &&
+		    (m->payloads[i].fs == BK_FS_SQUASHFS || m->payloads[i].fs == BK_FS_EROFS)) {
+			*ret_p = &m->payloads[i];
+			*ret_m = m;
+			return 1;
+		}
+	bk_manifest_free(m);
+	return 0;
+}
+
+/* Hash and mount rev from fd; a failure is a warning (the others are still restored). */
+static bool restore_one(struct bankctl_live *live, struct bk_rev *rev, int fd)
+{
+	struct bk_err err = { 0 };
+	int r;
+
+	r = bk_rev_hash_fd(fd, rev, &err);
+	if (r >= 0)
+		r = bk_rev_mount_fd(live->run_dfd, live->run_path, rev, fd, &err);
+	if (r < 0) {
+		bk_log(LOG_WARNING, "%s, ignoring", err.msg);
+		return false;
+	}
+	printf("mounted '%s'%s%s\n", rev->id, rev->bank ? " from bank " : "",
+	       rev->bank ? rev->bank : "");
+	return true;
+}
+
+/*
+ * The booted bank's base revision: the live payload of the image it holds, unless a revision
+ * of that payload out of this bank is recorded already. Returns 0 or -errno.
+ */
+static int restore_base(struct bankctl_live *live, int revs_dfd, const char *x, int bank_dfd,
+			const char *bank_path, const struct bk_rev *revs, size_t n,
+			struct bk_err *err)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	_cleanup_free_ char *id = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	const struct bk_payload *p = NULL;
+	char hex[BK_SHA256_HEX_LEN + 1];
+	struct bk_rev rev = { 0 }, old = { 0 };
+	int r;
+
+	r = bank_live_payload(bank_dfd, &m, &p, err);
+	if (r <= 0)
+		return r == -ENOENT ? 0 : r;
+	bk_sha256_to_hex(p->sha256, hex);
+	for (size_t i = 0; i < n; i++)
+		if (revs[i].bank && strcmp(revs[i].bank, x) == 0 &&
+		    strcmp(revs[i].digest, hex) == 0)
+			return 0;
+	if (asprintf(&id, "%s-%s", m->name, m->version) < 0)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	for (char *c = id; *c; c++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-",
+			    *c))
+			*c = '_';
+	if (strlen(id) > BK_REV_ID_MAX)
+		id[BK_REV_ID_MAX] = '\0';
+	if (!bk_rev_id_is_valid(id))
+		id[0] = 'r';
+	if (bk_rev_load(revs_dfd, id, &old, NULL) == 0) {
+		/* That name is taken by another payload: the bank's comes second. */
+		bk_rev_release(&old);
+		free(id);
+		if (asprintf(&id, "%.60s-%s", m->name, x) < 0)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+		if (!bk_rev_id_is_valid(id) || bk_rev_load(revs_dfd, id, &old, NULL) == 0) {
+			bk_rev_release(&old);
+			return 0;
+		}
+	}
+	fd = openat(bank_dfd, p->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return bk_err_set(err, -errno, "bank %s: cannot open '%s': %m", x, p->name);
+	rev.id = TAKE_PTR(id);
+	rev.image = strdup(m->name);
+	rev.version = strdup(m->version);
+	rev.payload = strdup(p->name);
+	rev.fstype = strdup(bk_payload_fs_to_string(p->fs));
+	rev.digest = strdup(hex);
+	rev.bank = strdup(x);
+	rev.size = p->size;
+	rev.created = (uint64_t) time(NULL);
+	if (asprintf(&rev.source, "%s/%s", bank_path, p->name) < 0)
+		rev.source = NULL;
+	if (!rev.image || !rev.version || !rev.payload || !rev.fstype || !rev.digest || !rev.bank ||
+	    !rev.source) {
+		bk_rev_release(&rev);
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	}
+	r = bk_rev_hash_fd(fd, &rev, err);
+	if (r >= 0)
+		r = bk_rev_save(revs_dfd, &rev, true, err);
+	if (r >= 0) {
+		r = bk_rev_mount_fd(live->run_dfd, live->run_path, &rev, fd, err);
+		if (r < 0)
+			(void) bk_rev_remove_meta(revs_dfd, rev.id, NULL);
+		else
+			printf("mounted '%s' from bank %s (the image's own live payload)\n", rev.id,
+			       x);
+	}
+	bk_rev_release(&rev);
+	return r;
+}
+
 static int rev_restore(struct bankctl *ctx, int argc, char **argv)
 {
 	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
-	_cleanup_free_ char *current = NULL, *recorded = NULL;
-	_cleanup_close_ int revs_dfd = -EBADF;
+	_cleanup_free_ char *current = NULL, *recorded = NULL, *bank_path = NULL;
+	_cleanup_close_ int revs_dfd = -EBADF, bank_dfd = -EBADF;
+	const char *x = NULL, *pick = NULL;
+	struct bk_booted booted;
 	struct bk_rev *revs = NULL;
 	struct bk_err err = { 0 };
-	size_t n = 0, n_mounted = 0;
+	size_t n = 0;
 	int r, ret = BK_EXIT_OK;
 
 	if (parse_common_only(ctx, &verb_restore, argc, argv) < 0)
@@ -491,45 +634,95 @@ static int rev_restore(struct bankctl *ctx, int argc, char **argv)
 		r = bankctl_live_lock_and_recover(ctx, &live, &err);
 	if (r < 0)
 		goto fail;
-	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (revs_dfd < 0) {
-		printf("no revisions\n");
-		goto out;
-	}
+	r = bk_mkdir_p_at(live.state_dfd, BK_REVISIONS_DIR, 0755, &revs_dfd, &err);
+	if (r < 0)
+		goto fail;
 	r = bk_rev_list(revs_dfd, &revs, &n, &err);
 	if (r < 0)
 		goto fail;
+
+	/* Revisions out of a bank come back only when that bank is the one booted. */
+	if (ctx->configured && bankctl_booted(ctx, &booted, NULL, NULL) == 0) {
+		x = bk_bank_id_to_string(booted.bank);
+		r = bankctl_live_bank_open(ctx, &live, booted.bank, &bank_dfd, &bank_path, &err);
+		if (r < 0 && r != -ENOENT) {
+			bk_log(LOG_WARNING, "%s, ignoring the revisions of bank %s", err.msg, x);
+			x = NULL;
+		}
+		if (r == -ENOENT)
+			x = NULL; /* no bootbank disk: no bank to restore from */
+		bk_err_clear(&err);
+	}
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_close_ int fd = -EBADF;
 
 		if (bk_rev_is_mounted(live.run_dfd, revs[i].id))
 			continue;
-		fd = open(revs[i].source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (revs[i].bank) {
+			if (!x || strcmp(revs[i].bank, x) != 0)
+				continue; /* another bank's: it comes back when that one boots */
+			fd = openat(bank_dfd, revs[i].payload ? revs[i].payload : "",
+				    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+		} else {
+			fd = open(revs[i].source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		}
 		if (fd < 0) {
 			bk_log(LOG_WARNING, "revision '%s': cannot open '%s': %m, ignoring",
 			       revs[i].id, revs[i].source);
 			continue;
 		}
-		r = bk_rev_hash_fd(fd, &revs[i], &err);
-		if (r >= 0)
-			r = bk_rev_mount_fd(live.run_dfd, live.run_path, &revs[i], fd, &err);
+		(void) restore_one(&live, &revs[i], fd);
+	}
+	if (x) {
+		r = restore_base(&live, revs_dfd, x, bank_dfd, bank_path, revs, n, &err);
+		if (r < 0) {
+			bk_log(LOG_WARNING, "bank %s: %s, ignoring", x, err.msg);
+			bk_err_clear(&err);
+		}
+		bk_revs_free(revs, n);
+		revs = NULL;
+		n = 0;
+		r = bk_rev_list(revs_dfd, &revs, &n, &err);
+		if (r < 0)
+			goto fail;
+	}
+
+	/*
+	 * current: the last committed revision, when it came back; else the newest of the
+	 * booted bank's (after a reboot into the other bank, that bank's revisions are the ones
+	 * in service).
+	 */
+	if (bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL) == -ENOENT) {
+		if (bk_read_file_at(revs_dfd, BK_REV_CURRENT_REC, BK_REV_ID_MAX + 2, &recorded,
+				    NULL, NULL) == 0) {
+			recorded[strcspn(recorded, "\n")] = '\0';
+			if (bk_rev_is_mounted(live.run_dfd, recorded))
+				pick = recorded;
+		}
+		for (size_t i = 0; i < n && x; i++) {
+			const struct bk_rev *rv = &revs[n - 1 - i];
+
+			if (pick && strcmp(pick, rv->id) == 0)
+				break; /* the recorded one is the booted bank's, or newer */
+			if (rv->bank && strcmp(rv->bank, x) == 0 &&
+			    bk_rev_is_mounted(live.run_dfd, rv->id)) {
+				pick = rv->id;
+				break;
+			}
+		}
+		if (pick) {
+			r = bk_rev_pointer_set(live.run_dfd, BK_REV_CURRENT, pick, &err);
+			if (r < 0)
+				goto fail;
+			printf("current is '%s'\n", pick);
+		}
+	}
+	if (x) {
+		(void) close(TAKE_FD(bank_dfd));
+		r = bankctl_live_bank_release(ctx, &live, booted.bank, &err);
 		if (r < 0) {
 			bk_log(LOG_WARNING, "%s, ignoring", err.msg);
 			bk_err_clear(&err);
-			continue;
-		}
-		n_mounted++;
-		printf("mounted '%s'\n", revs[i].id);
-	}
-	if (bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL) == -ENOENT &&
-	    bk_read_file_at(revs_dfd, BK_REV_CURRENT_REC, BK_REV_ID_MAX + 2, &recorded, NULL,
-			    NULL) == 0) {
-		recorded[strcspn(recorded, "\n")] = '\0';
-		if (bk_rev_is_mounted(live.run_dfd, recorded)) {
-			r = bk_rev_pointer_set(live.run_dfd, BK_REV_CURRENT, recorded, &err);
-			if (r < 0)
-				goto fail;
-			printf("current is '%s'\n", recorded);
 		}
 	}
 	goto out;

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bankctl-events.h"
+#include "bankctl-stage.h"
 #include "bankctl.h"
 #include "bk-bank.h"
 #include "bk-bundle.h"
@@ -56,6 +58,78 @@ static int read_bank_record(struct bankctl *ctx, enum bk_bank_id bank, struct bk
 	return r;
 }
 
+/* ---- the copy of each bank's record in the state directory ------------------------------- */
+
+static void cache_name(enum bk_bank_id bank, char *buf, size_t len)
+{
+	(void) snprintf(buf, len, "%s.json", bk_bank_id_to_string(bank));
+}
+
+/*
+ * Remove ROOT/var/lib/bootbank/banks/<X>.json before the bank is touched (the copy is
+ * informational: it must never describe content that is gone). 0 when there is none.
+ */
+static int cache_remove(int state_dfd, enum bk_bank_id bank, struct bk_err *err)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	char name[16];
+	int r;
+
+	dfd = openat(state_dfd, BANKCTL_BANKS_CACHE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 :
+					 bk_err_set(err, -errno, "cannot open '%s': %m",
+						    BANKCTL_BANKS_CACHE_DIR);
+	cache_name(bank, name, sizeof(name));
+	if (unlinkat(dfd, name, 0) < 0)
+		return errno == ENOENT ? 0 :
+					 bk_err_set(err, -errno, "cannot remove '%s/%s': %m",
+						    BANKCTL_BANKS_CACHE_DIR, name);
+	r = bk_fsync_dir(dfd);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot sync '%s': %s", BANKCTL_BANKS_CACHE_DIR,
+				  strerror(-r));
+	return 0;
+}
+
+/* Write the copy (atomic), once the bank's content is complete and durable. */
+static int cache_write(int state_dfd, enum bk_bank_id bank, const struct bk_bank_record *rec,
+		       struct bk_err *err)
+{
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	char name[16];
+	int r;
+
+	r = bk_mkdir_p_at(state_dfd, BANKCTL_BANKS_CACHE_DIR, 0755, &dfd, err);
+	if (r < 0)
+		return r;
+	if (bk_bank_record_to_json(rec, &o) < 0)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	cache_name(bank, name, sizeof(name));
+	return bk_json_write_atomic_at(dfd, name, o, 0644, err);
+}
+
+/* The copy as JSON: 0 and *ret; -ENOENT when there is none or it does not parse. */
+static int cache_read(struct bankctl *ctx, enum bk_bank_id bank, struct json_object **ret)
+{
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	char name[16];
+	size_t len;
+
+	dfd = bk_open_beneath(ctx->root_fd, BANKCTL_STATE_DIR "/" BANKCTL_BANKS_CACHE_DIR,
+			      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
+	if (dfd < 0)
+		return -ENOENT;
+	cache_name(bank, name, sizeof(name));
+	if (bk_read_file_at(dfd, name, BK_BANK_RECORD_MAX_SIZE, &buf, &len, NULL) < 0 ||
+	    bk_bank_record_parse(buf, len, &rec, NULL) < 0 || bk_bank_record_to_json(rec, ret) < 0)
+		return -ENOENT;
+	return 0;
+}
+
 int bankctl_bank_content(struct bankctl *ctx, enum bk_bank_id bank, struct json_object **ret)
 {
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
@@ -73,6 +147,9 @@ int bankctl_bank_content(struct bankctl *ctx, enum bk_bank_id bank, struct json_
 	if (!ctx->configured || bankctl_boot_load(ctx, &b, &d, NULL) < 0 ||
 	    d.state.bank[bank].state == BK_BANK_EMPTY)
 		return 1;
+	/* The copy stage keeps spares a mount (status answers in milliseconds). */
+	if (cache_read(ctx, bank, ret) == 0)
+		return 0;
 	r = bankctl_get_disk(ctx, &disk, &err);
 	if (r == -ENOENT)
 		return 1; /* a sandbox without a disk: a boot state alone */
@@ -195,30 +272,10 @@ static void progress_clear(struct progress *pr)
 
 /* ---- the verb ---------------------------------------------------------------------------- */
 
-struct stage_opts {
-	const char *path;
-	const char *keyring;
-	bool activate;
-	bool allow_downgrade;
-	bool ignore_compatible;
-	bool no_check_time;
-};
-
-/* What a stage did, for the output. */
-struct stage_result {
-	enum bk_bank_id bank;
-	const char *why;	       /* why that bank */
-	struct bk_bank_record *record; /* what was written: name, version, signer ... */
-	uint64_t bytes;
-	double seconds;
-	bool activated;
-	struct bk_boot_data d; /* the boot state after */
-};
-
-static int load_keyring(struct bankctl *ctx, const struct stage_opts *o, struct bk_keyring **ret,
-			struct bk_err *err)
+int bankctl_keyring_load(struct bankctl *ctx, const char *arg, struct bk_keyring **ret,
+			 struct bk_err *err)
 {
-	const char *path = o->keyring;
+	const char *path = arg;
 	char buf[4096];
 	int r;
 
@@ -290,8 +347,9 @@ static void undo_partial(struct bankctl *ctx, enum bk_bank_id bank, int *bank_df
 		bk_log(LOG_WARNING, "%s, leaving it to the next run", err.msg);
 }
 
-static int stage(struct bankctl *ctx, const struct stage_opts *o, const struct bk_keyring *keyring,
-		 struct progress *pr, struct stage_result *res, struct bk_err *err)
+static int stage(struct bankctl *ctx, const struct bankctl_stage_opts *o,
+		 const struct bk_keyring *keyring, struct progress *pr,
+		 struct bankctl_stage_result *res, struct bk_err *err)
 {
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_(bk_boot_freep) struct bk_boot *boot = NULL;
@@ -320,7 +378,7 @@ static int stage(struct bankctl *ctx, const struct stage_opts *o, const struct b
 		return r;
 
 	/* Verify: header, signature (chain, time), manifest. */
-	fd = open(o->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
 	wo.keyring = keyring;
@@ -393,7 +451,16 @@ static int stage(struct bankctl *ctx, const struct stage_opts *o, const struct b
 		return r;
 	(void) close(TAKE_FD(bank_dfd));
 
-	/* From here on the bank changes: the marker first, then the boot state. */
+	if (o->before_write) {
+		r = o->before_write(o->userdata, res->bank, d, err);
+		if (r < 0)
+			return r;
+	}
+
+	/* From here on the bank changes: its record's copy goes, the marker, the boot state. */
+	r = cache_remove(state_dfd, res->bank, err);
+	if (r < 0)
+		return r;
 	marker.bank = res->bank;
 	(void) snprintf(marker.image, sizeof(marker.image), "%s", m->name);
 	(void) snprintf(marker.version, sizeof(marker.version), "%s", m->version);
@@ -441,6 +508,10 @@ static int stage(struct bankctl *ctx, const struct stage_opts *o, const struct b
 	r = bk_select_stage_done(&d->state, res->bank, m->security_epoch, &d->state, err);
 	if (r >= 0)
 		r = bk_boot_save(boot, d, err);
+	if (r >= 0 && cache_write(state_dfd, res->bank, res->record, err) < 0) {
+		bk_log(LOG_WARNING, "%s, ignoring", err->msg);
+		bk_err_clear(err);
+	}
 	if (r >= 0)
 		r = bk_stage_marker_remove_at(state_dfd, err);
 	if (r < 0 || !o->activate)
@@ -468,7 +539,7 @@ static void print_next(const struct bk_bootstate *s)
 		       bk_boot_reason_to_string(next.reason));
 }
 
-static void print_text(const struct stage_result *res)
+static void print_text(const struct bankctl_stage_result *res)
 {
 	const struct bk_bank_record *rec = res->record;
 	const struct bk_bank_boot *bb = &res->d.state.bank[res->bank];
@@ -494,7 +565,7 @@ static void print_text(const struct stage_result *res)
 	print_next(&res->d.state);
 }
 
-static int print_json(const struct stage_result *res)
+static int print_json(const struct bankctl_stage_result *res)
 {
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	struct json_object *image = NULL;
@@ -529,6 +600,35 @@ static void print_json_failure(int code, const struct bk_err *err, int r)
 	puts(bk_json_to_string(o, false));
 }
 
+int bankctl_stage_run(struct bankctl *ctx, const struct bankctl_stage_opts *o,
+		      const struct bk_keyring *keyring, struct bankctl_stage_result *res,
+		      struct bk_err *err)
+{
+	struct progress pr = { .bar = !o->quiet && isatty(STDERR_FILENO) };
+
+	bk_boot_data_init(&res->d);
+	res->bank = _BK_BANK_INVALID;
+	return stage(ctx, o, keyring, &pr, res, err);
+}
+
+int bankctl_stage_target(struct bankctl *ctx, enum bk_bank_id *ret, const char **ret_why,
+			 struct bk_err *err)
+{
+	_cleanup_(bk_boot_freep) struct bk_boot *boot = NULL;
+	struct bk_booted booted = { 0 };
+	struct bk_boot_data d;
+	int booted_r, r;
+
+	r = bankctl_boot_load(ctx, &boot, &d, err);
+	if (r < 0)
+		return r;
+	booted_r = bankctl_booted(ctx, &booted, NULL, err);
+	if (booted_r < 0)
+		return booted_r;
+	*ret = choose_target(&d, booted_r, &booted, ret_why);
+	return 0;
+}
+
 int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 {
 	enum {
@@ -548,9 +648,11 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
-	struct stage_opts o = { 0 };
-	struct stage_result res = { .bank = _BK_BANK_INVALID };
+	struct bankctl_stage_opts o = { 0 };
+	struct bankctl_stage_result res = { .bank = _BK_BANK_INVALID };
 	struct progress pr = { 0 };
+	_cleanup_close_ int fd = -EBADF;
+	const char *keyring_arg = NULL;
 	struct bk_err err = { 0 };
 	int c, r, code;
 
@@ -568,7 +670,7 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 			o.ignore_compatible = true;
 			break;
 		case OPT_KEYRING:
-			o.keyring = optarg;
+			keyring_arg = optarg;
 			break;
 		case OPT_NO_CHECK_TIME:
 			o.no_check_time = true;
@@ -587,7 +689,7 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		return bankctl_usage(&verb, "nothing is configured: no '%s'", ctx->config_path);
 
 	/* A keyring that cannot be loaded is a configuration error (exit 2), as for verify. */
-	r = load_keyring(ctx, &o, &keyring, &err);
+	r = bankctl_keyring_load(ctx, keyring_arg, &keyring, &err);
 	if (r < 0) {
 		code = r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
 		bk_log(LOG_ERR, "%s", err.msg);
@@ -599,7 +701,23 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 	pr.json = ctx->json;
 	pr.bar = !ctx->json && isatty(STDERR_FILENO);
 	bk_boot_data_init(&res.d);
-	r = stage(ctx, &o, keyring, &pr, &res, &err);
+	fd = open(o.path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		r = bk_err_set(&err, -errno, "cannot open '%s': %m", o.path);
+	else {
+		o.fd = fd;
+		r = stage(ctx, &o, keyring, &pr, &res, &err);
+	}
+	/* An event once the lock is ours (a refusal for "busy" has no lock: no event). */
+	if (ctx->lock_fd >= 0) {
+		if (r < 0)
+			bankctl_event(ctx, "stage", r, &err, "%s", "");
+		else
+			bankctl_event(ctx, "stage", 0, NULL, "%s %s staged into bank %s (%s)%s",
+				      res.record->name, res.record->version,
+				      bk_bank_id_to_string(res.bank), res.why,
+				      res.activated ? ", activated" : "");
+	}
 	if (r < 0) {
 		code = bankctl_fail(r, &err);
 		if (ctx->json)

@@ -6,9 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+
 #include "bankctl.h"
+#include "bk-events.h"
+#include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
+#include "bk-maint.h"
 #include "bk-select.h"
 
 static const struct bankctl_verb verb = { "status", NULL, "status [--json]", "" };
@@ -23,6 +28,11 @@ struct boot_view {
 	struct bk_booted booted;
 	enum bankctl_booted_source booted_source;
 	struct bk_err booted_err;
+	int maint_r; /* 1: partial maintenance mode (maint), 0: off, <0: maint_err */
+	struct bk_maint maint;
+	struct bk_err maint_err;
+	int event_r; /* 1: the last failed event (last_error), 0: none */
+	struct bk_event last_error;
 };
 
 /*
@@ -35,17 +45,6 @@ static int bank_content_record(struct bankctl *ctx, enum bk_bank_id bank, struct
 	return bankctl_bank_content(ctx, bank, ret);
 }
 
-static void view_load(struct bankctl *ctx, struct boot_view *v)
-{
-	v->load_r = bankctl_boot_load(ctx, &v->boot, &v->data, &v->load_err);
-	v->booted_r = bankctl_booted(ctx, &v->booted, &v->booted_source, &v->booted_err);
-}
-
-static void view_release(struct boot_view *v)
-{
-	v->boot = bk_boot_free(v->boot);
-}
-
 static void format_time(uint64_t t, char *buf, size_t len)
 {
 	time_t tt = (time_t) t;
@@ -54,6 +53,87 @@ static void format_time(uint64_t t, char *buf, size_t len)
 	if (t == 0 || !localtime_r(&tt, &tm) ||
 	    strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
 		snprintf(buf, len, "at an unknown time");
+}
+
+static void view_load(struct bankctl *ctx, struct boot_view *v)
+{
+	v->load_r = bankctl_boot_load(ctx, &v->boot, &v->data, &v->load_err);
+	v->booted_r = bankctl_booted(ctx, &v->booted, &v->booted_source, &v->booted_err);
+}
+
+/* The maintenance flag and the last failed operation (read-only, no lock). */
+static void view_load_state(struct bankctl *ctx, struct boot_view *v)
+{
+	_cleanup_close_ int dfd = -EBADF;
+
+	dfd = bk_open_beneath(ctx->root_fd, BANKCTL_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+			      0, false);
+	if (dfd < 0)
+		return;
+	v->maint_r = bk_maint_get(dfd, &v->maint, &v->maint_err);
+	v->event_r = bk_events_last_failure(dfd, &v->last_error, NULL);
+}
+
+static void view_release(struct boot_view *v)
+{
+	v->boot = bk_boot_free(v->boot);
+	if (v->maint_r > 0)
+		bk_maint_release(&v->maint);
+	if (v->event_r > 0)
+		bk_event_release(&v->last_error);
+}
+
+static int add_state_json(struct json_object *o, struct boot_view *v)
+{
+	struct json_object *m;
+
+	if (v->maint_r > 0) {
+		m = json_object_new_object();
+		if (bk_json_add(o, "maintenance", m) < 0 ||
+		    bk_json_add_string(m, "operation", v->maint.operation) < 0 ||
+		    bankctl_json_add_nullable(m, "reason", v->maint.reason) < 0 ||
+		    bk_json_add_string(m, "phase", bk_maint_phase_to_string(v->maint.phase)) < 0 ||
+		    bk_json_add_u64(m, "started", v->maint.started) < 0 ||
+		    bankctl_json_add_nullable(m, "from", v->maint.from) < 0 ||
+		    bankctl_json_add_nullable(m, "to", v->maint.to) < 0 ||
+		    bankctl_json_add_nullable(m, "bank", v->maint.bank) < 0 ||
+		    bk_json_add_u64(m, "pid", v->maint.pid) < 0)
+			return -ENOMEM;
+	} else if (v->maint_r < 0) {
+		m = json_object_new_object();
+		if (bk_json_add(o, "maintenance", m) < 0 ||
+		    bk_json_add_string(m, "error", v->maint_err.msg) < 0)
+			return -ENOMEM;
+	} else if (json_object_object_add(o, "maintenance", NULL) < 0) {
+		return -ENOMEM;
+	}
+	if (v->event_r > 0)
+		return bk_json_add(o, "last_error", bk_event_to_json(&v->last_error));
+	return json_object_object_add(o, "last_error", NULL) < 0 ? -ENOMEM : 0;
+}
+
+static void print_state_text(struct boot_view *v)
+{
+	char when[64];
+
+	if (v->maint_r > 0) {
+		format_time(v->maint.started, when, sizeof(when));
+		printf("  maintenance    partial maintenance mode since %s: %s (%s, phase %s)\n",
+		       when, v->maint.reason ? v->maint.reason : "", v->maint.operation,
+		       bk_maint_phase_to_string(v->maint.phase));
+	} else if (v->maint_r < 0) {
+		printf("  maintenance    partial maintenance mode: %s\n", v->maint_err.msg);
+	} else {
+		printf("  maintenance    off\n");
+	}
+	if (v->event_r > 0) {
+		format_time(v->last_error.time_ms / 1000u, when, sizeof(when));
+		printf("  last error     %s, %s: %s\n", when,
+		       v->last_error.operation ? v->last_error.operation : "?",
+		       v->last_error.message ? v->last_error.message : "");
+	} else {
+		printf("  last error     none\n");
+	}
 }
 
 static int add_boot_json(struct bankctl *ctx, struct json_object *o, struct boot_view *v)
@@ -127,7 +207,7 @@ static int print_json(struct bankctl *ctx, struct boot_view *v)
 		    bk_json_add_string(cfg, "keyring", ctx->config.keyring) < 0 ||
 		    bk_json_add_string(cfg, "depot", ctx->config.depot) < 0)
 			return -ENOMEM;
-		if (add_boot_json(ctx, o, v) < 0)
+		if (add_boot_json(ctx, o, v) < 0 || add_state_json(o, v) < 0)
 			return -ENOMEM;
 	} else if (json_object_object_add(o, "boot", NULL) < 0) {
 		return -ENOMEM;
@@ -244,6 +324,7 @@ static void print_text(struct bankctl *ctx, struct boot_view *v)
 		printf("  boot state     unreadable (see the error below)\n");
 	else
 		print_boot_text(ctx, v);
+	print_state_text(v);
 }
 
 int bankctl_status(struct bankctl *ctx, int argc, char **argv)
@@ -260,8 +341,10 @@ int bankctl_status(struct bankctl *ctx, int argc, char **argv)
 		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
 
 	/* Unconfigured: nothing to read (and status must not create anything). */
-	if (ctx->configured)
+	if (ctx->configured) {
 		view_load(ctx, &v);
+		view_load_state(ctx, &v);
+	}
 
 	if (ctx->json) {
 		r = print_json(ctx, &v);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bankctl-events.h"
 #include "bankctl.h"
 #include "bk-fs.h"
 #include "bk-lock.h"
@@ -46,7 +47,9 @@ static const struct bankctl_verb verbs[] = {
 	{ "stage", bankctl_stage, "stage IMAGE.bbi [--activate] [--allow-downgrade] ...",
 	  "verify an image and write it into the alternate bank (hashed while written)" },
 	{ "recover", bankctl_recover, "recover [--json]",
-	  "finish what a killed bankctl left: temp files, an interrupted stage" },
+	  "finish what a killed bankctl left: temp files, an interrupted stage or live patch" },
+	{ "events", bankctl_events, "events [--json] [-n N]",
+	  "the last N events (default 20): what the mutating verbs did, step by step" },
 };
 
 static const struct bankctl_verb *find_verb(const char *name)

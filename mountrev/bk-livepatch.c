@@ -215,6 +215,113 @@ static int make_items(struct bk_lp_workload *lws, size_t n, struct bk_switch_ite
 	return 0;
 }
 
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* The clocks at the start of a step. */
+struct clock {
+	uint64_t real, mono;
+};
+
+static struct clock clock_now(void)
+{
+	return (struct clock){ realtime_ns(), bk_now_ns() };
+}
+
+static void report_step(const struct bk_livepatch_ctx *c, const char *name, int r, struct clock t0,
+			const char *msg, const struct bk_hook_run *hooks,
+			const struct bk_lp_report *rep)
+{
+	struct bk_lp_step st = {
+		.step = name,
+		.r = r,
+		.start_ns = t0.real,
+		.duration_ns = bk_now_ns() - t0.mono,
+		.message = msg,
+		.hooks = hooks,
+		.rep = rep,
+	};
+
+	if (c->on_step)
+		c->on_step(c->userdata, &st);
+}
+
+static int settle(const struct bk_livepatch_ctx *c, const struct bk_maint *m, bool committed,
+		  struct bk_err *err)
+{
+	if (!c->settle)
+		return 0;
+	return c->settle(c->userdata, m, committed, err);
+}
+
+/* Settle (not committed) and clear the flag; on a settle failure the flag stays. */
+static void abandon(const struct bk_livepatch_ctx *c, const struct bk_maint *m)
+{
+	struct clock t0 = clock_now();
+	struct bk_err e = { 0 };
+	int r;
+
+	r = settle(c, m, false, &e);
+	if (r >= 0)
+		r = bk_maint_clear(c->state_dfd, &e);
+	report_step(c, "maintenance mode", r, t0,
+		    r < 0 ? e.msg : "left: nothing of this live patch is in service", NULL, NULL);
+}
+
+static int count_running(const struct bk_lp_workload *lws, size_t n)
+{
+	int k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += lws[i].running;
+	return k;
+}
+
+static int check_no_fsr(const struct bk_lp_workload *lws, size_t n, struct bk_err *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lws[i].running && lws[i].w.no_fsr)
+			return bk_err_set(err, -EBUSY,
+					  "workload '%s' cannot be suspended (--no-fsr): the live "
+					  "path is blocked; stop it or use the reboot path",
+					  lws[i].w.name);
+	return 0;
+}
+
+int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, struct bk_err *err)
+{
+	struct bk_lp_workload *lws = NULL;
+	size_t n = 0;
+	int r;
+
+	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
+	if (r < 0)
+		return r;
+	r = check_no_fsr(lws, n, err);
+	if (r >= 0 && ret_running)
+		*ret_running = (size_t) count_running(lws, n);
+	bk_lp_workloads_free(lws, n);
+	return r;
+}
+
+static void hooks_message(const char *phase, const struct bk_hook_run *run, int r,
+			  const struct bk_err *err, char *buf, size_t len)
+{
+	size_t n = run ? run->n_results : 0;
+
+	if (r < 0)
+		(void) snprintf(buf, len, "%s", err->msg);
+	else if (n == 0)
+		(void) snprintf(buf, len, "no %s hook", phase);
+	else
+		(void) snprintf(buf, len, "%zu %s %s", n, phase, n == 1 ? "hook" : "hooks");
+}
+
 int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct bk_lp_report **ret,
 			struct bk_err *err)
 {
@@ -226,15 +333,17 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	struct bk_maint m = { 0 };
 	struct bk_hook_env env;
 	struct bk_switch_opts o;
-	char boot_id[37], reason[256], operation[] = "livepatch";
+	char boot_id[37], reason[256], msg[600], operation[] = "livepatch";
 	size_t n = 0, k = 0;
+	struct clock t0;
+	uint64_t max_frozen = 0;
 	dev_t dev;
 	int r;
 
 	rep = calloc(1, sizeof(*rep));
 	if (!rep)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	if (bk_maint_is_set(c->state_dfd))
+	if (!c->maint && bk_maint_is_set(c->state_dfd))
 		return bk_maint_check(c->state_dfd, "live patch", err);
 
 	/* 1. Pre-check: nothing changes before every workload is known to be switchable. */
@@ -244,6 +353,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = bk_rev_pointer_get(c->run_dfd, BK_REV_CURRENT, &rep->from, err);
 	if (r < 0 && r != -ENOENT)
 		return r;
+	bk_err_clear(err);
 	rep->to = strdup(to);
 	if (!rep->to)
 		return bk_err_set(err, -ENOMEM, "out of memory");
@@ -258,15 +368,9 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++)
-		if (lws[i].running && lws[i].w.no_fsr) {
-			r = bk_err_set(
-				err, -EBUSY,
-				"workload '%s' cannot be suspended (--no-fsr): the live path "
-				"is blocked; stop it or use the reboot path",
-				lws[i].w.name);
-			goto out;
-		}
+	r = check_no_fsr(lws, n, err);
+	if (r < 0)
+		goto out;
 	r = fill_items(rep, lws, n);
 	if (r == 0)
 		r = make_items(lws, n, &items, &map, &k);
@@ -278,34 +382,47 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	/* 2. Maintenance mode, then the scan hooks. */
 	(void) snprintf(reason, sizeof(reason), "live patch from '%s' to '%s'",
 			rep->from ? rep->from : "(none)", to);
-	m = (struct bk_maint){
-		.operation = operation,
-		.reason = reason,
-		.from = rep->from,
-		.to = rep->to,
-		.started = (uint64_t) time(NULL),
-		.pid = (uint64_t) getpid(),
-		.boot_id = bk_maint_boot_id(boot_id) == 0 ? boot_id : NULL,
-	};
+	if (c->maint) {
+		m = *c->maint;
+	} else {
+		m = (struct bk_maint){
+			.operation = operation,
+			.reason = reason,
+			.started = (uint64_t) time(NULL),
+			.pid = (uint64_t) getpid(),
+			.boot_id = bk_maint_boot_id(boot_id) == 0 ? boot_id : NULL,
+		};
+	}
+	m.from = rep->from;
+	m.to = rep->to;
+	t0 = clock_now();
 	r = set_phase(c, &m, BK_MAINT_PHASE_PREPARING, err);
-	if (r < 0)
+	if (!c->maint || r < 0)
+		report_step(c, "maintenance mode", r, t0, r < 0 ? err->msg : m.reason, NULL, NULL);
+	if (r < 0) {
+		if (c->maint)
+			abandon(c, &m);
 		goto out;
+	}
 	env = (struct bk_hook_env){
 		.old_rev = rep->from,
 		.new_rev = to,
 		.old_version = from_version,
 		.new_version = to_version,
 	};
+	t0 = clock_now();
 	r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms, &rep->scan, err);
+	hooks_message("scan", rep->scan, r, err, msg, sizeof(msg));
+	report_step(c, "scan hooks", r, t0, msg, rep->scan, NULL);
 	if (r < 0) {
-		(void) bk_maint_clear(c->state_dfd, NULL);
+		abandon(c, &m);
 		goto out;
 	}
 
 	/* 3. The switch-over. */
 	r = set_phase(c, &m, BK_MAINT_PHASE_SWITCHING, err);
 	if (r < 0) {
-		(void) bk_maint_clear(c->state_dfd, NULL);
+		abandon(c, &m);
 		goto out;
 	}
 	o = (struct bk_switch_opts){
@@ -315,6 +432,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.freeze_timeout_ms = c->freeze_timeout_ms,
 		.view_flags = c->view_flags,
 	};
+	t0 = clock_now();
 	r = bk_switch_run(&o, items, k, &rep->total_ns, err);
 	for (size_t j = 0; j < k; j++) {
 		struct bk_lp_report_item *ri = &rep->items[map[j]];
@@ -324,13 +442,24 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		ri->mode = items[j].skipped ? 0 : (char) items[j].mode;
 		ri->frozen_ns = items[j].frozen_ns;
 		ri->rollback_frozen_ns = items[j].rollback_frozen_ns;
+		if (items[j].frozen_ns > max_frozen)
+			max_frozen = items[j].frozen_ns;
 	}
 	if (r < 0) {
 		rep->rolled_back = true;
+		report_step(c, "switch-over", r, t0, err->msg, NULL, rep);
+		t0 = clock_now();
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
-		(void) bk_maint_clear(c->state_dfd, NULL);
+		hooks_message("revert", rep->revert, 0, NULL, msg, sizeof(msg));
+		report_step(c, "revert hooks", 0, t0, msg, rep->revert, NULL);
+		abandon(c, &m);
 		goto out;
 	}
+	(void) snprintf(
+		msg, sizeof(msg), "'%s' -> '%s': %d running %s switched, longest freeze %.3f ms",
+		rep->from ? rep->from : "(none)", to, count_running(lws, n),
+		count_running(lws, n) == 1 ? "workload" : "workloads", (double) max_frozen / 1e6);
+	report_step(c, "switch-over", 0, t0, msg, NULL, rep);
 
 	/* 4. Committed: from here on a crash finishes rather than reverts. */
 	r = set_phase(c, &m, BK_MAINT_PHASE_COMMITTED, err);
@@ -339,11 +468,21 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = record_current(c->state_dfd, to, err);
 	if (r < 0)
 		goto out;
-	if (c->rollback)
+	t0 = clock_now();
+	if (c->rollback) {
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
-	else
+		hooks_message("revert", rep->revert, 0, NULL, msg, sizeof(msg));
+		report_step(c, "revert hooks", 0, t0, msg, rep->revert, NULL);
+	} else {
 		run_hooks_warn(c, BK_HOOK_APPLY, &env, &rep->apply, &rep->hook_warning);
-	r = bk_maint_clear(c->state_dfd, err);
+		hooks_message("apply", rep->apply, 0, NULL, msg, sizeof(msg));
+		report_step(c, "apply hooks", 0, t0, msg, rep->apply, NULL);
+	}
+	t0 = clock_now();
+	r = settle(c, &m, true, err);
+	if (r >= 0)
+		r = bk_maint_clear(c->state_dfd, err);
+	report_step(c, "maintenance mode", r, t0, r < 0 ? err->msg : "left", NULL, NULL);
 out:
 	bk_lp_workloads_free(lws, n);
 	if (ret)
@@ -378,8 +517,11 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 		r = bk_maint_clear(c->state_dfd, err);
 		goto done;
 	}
-	if (m.phase == BK_MAINT_PHASE_PREPARING) {
-		r = bk_maint_clear(c->state_dfd, err);
+	if (m.phase == BK_MAINT_PHASE_STAGING || m.phase == BK_MAINT_PHASE_PREPARING) {
+		/* Nothing was switched: undo what the caller did (settle), then the flag goes. */
+		r = settle(c, &m, false, err);
+		if (r >= 0)
+			r = bk_maint_clear(c->state_dfd, err);
 		goto done;
 	}
 	revert = m.phase == BK_MAINT_PHASE_SWITCHING && m.from;
@@ -435,6 +577,9 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 		(void) bk_hooks_run(c->hooks_dir, revert ? BK_HOOK_REVERT : BK_HOOK_APPLY, &env,
 				    c->hook_timeout_ms, &run, NULL);
 	}
+	r = settle(c, &m, !revert, err);
+	if (r < 0)
+		goto out;
 	r = bk_maint_clear(c->state_dfd, err);
 done:
 	if (r == 0) {

@@ -16,8 +16,22 @@
 #include "bk-cgroup.h"
 #include "bk-err.h"
 #include "bk-hooks.h"
+#include "bk-maint.h"
 #include "bk-switch.h"
 #include "bk-workload.h"
+
+struct bk_lp_report;
+
+/* One step of a live patch, as it ends (for the caller's task log and events). */
+struct bk_lp_step {
+	const char *step;		 /* "maintenance mode", "scan hooks", "switch-over", ... */
+	int r;				 /* 0 ok, <0 failed */
+	uint64_t start_ns;		 /* CLOCK_REALTIME when it started */
+	uint64_t duration_ns;		 /* how long it took */
+	const char *message;		 /* one line for people */
+	const struct bk_hook_run *hooks; /* hook steps: what each hook said (may be NULL) */
+	const struct bk_lp_report *rep;	 /* switch-over: per-workload frozen times */
+};
 
 struct bk_livepatch_ctx {
 	int state_dfd;		    /* ROOT/var/lib/bootbank */
@@ -28,6 +42,23 @@ struct bk_livepatch_ctx {
 	uint64_t freeze_timeout_ms; /* per workload freeze; the watchdog's bound */
 	unsigned view_flags;	    /* enum bk_view_flags */
 	bool rollback;		    /* a live-patch rollback: revert hooks run instead of apply */
+	/*
+	 * NULL: bk_livepatch_switch() sets a new flag (operation "livepatch"). Else the flag the
+	 * caller already set with this record (livepatch apply sets it before it stages the
+	 * alternate bank); the switch keeps its operation and bank fields and moves its phase.
+	 */
+	const struct bk_maint *maint;
+	/*
+	 * Optional. Called with the flag still set once the outcome of the live patch is known:
+	 * committed (the views are on `to`) or not (nothing of it is in service). The caller
+	 * keeps or undoes what it did beside the revisions (the boot choice, from m->bank). It
+	 * runs again after a crash (bk_livepatch_recover()), so it must be idempotent; a failure
+	 * keeps the flag for the next run.
+	 */
+	int (*settle)(void *userdata, const struct bk_maint *m, bool committed, struct bk_err *err);
+	/* Optional: called at the end of each step (never in the frozen window). */
+	void (*on_step)(void *userdata, const struct bk_lp_step *s);
+	void *userdata;
 };
 
 /* A registered workload, resolved against the running system. */
@@ -77,6 +108,14 @@ struct bk_lp_report *bk_lp_report_free(struct bk_lp_report *r);
 BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
 
 /*
+ * The pre-check of the live path, before anything changes: every registered workload resolves,
+ * and none that runs was added with --no-fsr (-EBUSY "workload 'x' cannot be suspended ...").
+ * *ret_running (optional) gets the number of running workloads. Reads only.
+ */
+int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running,
+			  struct bk_err *err);
+
+/*
  * Live patch to revision `to` (mounted at RUN/rev/<to>, with metadata in STATE/revisions):
  *   1. pre-check: `to` is mounted; every registered workload resolves; a running --no-fsr
  *      workload blocks the live path (-EBUSY, "workload 'x' cannot be suspended ...");
@@ -84,8 +123,10 @@ BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
  *   3. flag phase switching; bk_switch_run() (pointer, then freeze/swap/thaw per workload);
  *      on failure everything is switched back, revert hooks run, the flag is cleared;
  *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks (revert hooks
- *      when c->rollback); flag cleared.
- * A set maintenance flag on entry is -EBUSY (call bk_livepatch_recover() first).
+ *      when c->rollback); c->settle(committed); flag cleared.
+ * A veto or a failed switch calls c->settle(not committed) before the flag is cleared.
+ * A set maintenance flag on entry is -EBUSY (call bk_livepatch_recover() first), unless
+ * c->maint says the caller set it.
  * *ret (optional) gets the report, also on failure when anything was done.
  */
 int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct bk_lp_report **ret,
@@ -94,9 +135,10 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 /*
  * Finish or revert an interrupted live patch (a maintenance flag left by a dead process; the
  * caller holds the lock, so nobody else is working on it): flag from an earlier boot: just
- * cleared; phase preparing: cleared; phase switching: everything goes back to `from`, revert
- * hooks run; phase committed: everything goes to `to`. Every workload is thawed first. The
- * flag is cleared only when every running workload shows the chosen revision.
+ * cleared; phase staging or preparing: c->settle(not committed), cleared; phase switching:
+ * everything goes back to `from`, revert hooks run, c->settle(not committed); phase committed:
+ * everything goes to `to`, c->settle(committed). Every workload is thawed first. The flag is
+ * cleared only when every running workload shows the chosen revision and settle succeeded.
  * Temp symlinks of an interrupted pointer replace are removed in any case.
  * Returns 0 when there was nothing to do, 1 when it recovered (*ret_target, optional, the
  * revision now in service, malloc'ed), <0 on error (flag kept for the next run).

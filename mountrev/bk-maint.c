@@ -11,6 +11,7 @@
 #include "bk-maint.h"
 
 static const char *const phase_names[_BK_MAINT_PHASE_MAX] = {
+	[BK_MAINT_PHASE_STAGING] = "staging",
 	[BK_MAINT_PHASE_PREPARING] = "preparing",
 	[BK_MAINT_PHASE_SWITCHING] = "switching",
 	[BK_MAINT_PHASE_COMMITTED] = "committed",
@@ -38,7 +39,9 @@ void bk_maint_release(struct bk_maint *m)
 	free(m->from);
 	free(m->to);
 	free(m->boot_id);
-	m->operation = m->reason = m->from = m->to = m->boot_id = NULL;
+	free(m->bank);
+	m->operation = m->reason = m->from = m->to = m->boot_id = m->bank = NULL;
+	m->bank_generation = m->bank_generation_before = 0;
 }
 
 int bk_maint_set(int state_dfd, const struct bk_maint *m, struct bk_err *err)
@@ -56,7 +59,11 @@ int bk_maint_set(int state_dfd, const struct bk_maint *m, struct bk_err *err)
 	    bk_json_add_string(o, "to", m->to) < 0 || bk_json_add_string(o, "phase", phase) < 0 ||
 	    bk_json_add_u64(o, "started", m->started) < 0 ||
 	    bk_json_add_u64(o, "pid", m->pid) < 0 ||
-	    (m->boot_id && bk_json_add_string(o, "boot_id", m->boot_id) < 0))
+	    (m->boot_id && bk_json_add_string(o, "boot_id", m->boot_id) < 0) ||
+	    (m->bank &&
+	     (bk_json_add_string(o, "bank", m->bank) < 0 ||
+	      bk_json_add_u64(o, "bank_generation", m->bank_generation) < 0 ||
+	      bk_json_add_u64(o, "bank_generation_before", m->bank_generation_before) < 0)))
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	return bk_json_write_atomic_at(state_dfd, BK_MAINT_FILE, o, 0644, err);
 }
@@ -101,6 +108,14 @@ int bk_maint_get(int state_dfd, struct bk_maint *ret, struct bk_err *err)
 		r = dup_field(o, "to", true, &m.to, err);
 	if (r >= 0)
 		r = dup_field(o, "boot_id", false, &m.boot_id, err);
+	if (r >= 0)
+		r = dup_field(o, "bank", false, &m.bank, err);
+	if (r >= 0)
+		r = bk_json_get_u64(o, "bank_generation", false, UINT32_MAX, &m.bank_generation,
+				    err);
+	if (r >= 0)
+		r = bk_json_get_u64(o, "bank_generation_before", false, UINT32_MAX,
+				    &m.bank_generation_before, err);
 	if (r >= 0)
 		r = bk_json_get_string(o, "phase", true, &phase, err);
 	if (r >= 0)

@@ -17,6 +17,7 @@
 #define BK_MAINT_MAX_SIZE (16 * 1024)
 
 enum bk_maint_phase {
+	BK_MAINT_PHASE_STAGING,	  /* livepatch apply: writing and activating the alternate bank */
 	BK_MAINT_PHASE_PREPARING, /* pre-checks and scan hooks; nothing switched yet */
 	BK_MAINT_PHASE_SWITCHING, /* pointer and views are moving: a crash reverts to `from` */
 	BK_MAINT_PHASE_COMMITTED, /* every view is on `to`: a crash finishes to `to` */
@@ -36,6 +37,15 @@ struct bk_maint {
 	uint64_t started; /* CLOCK_REALTIME seconds */
 	uint64_t pid;	  /* of the process that set it */
 	char *boot_id;	  /* /proc/sys/kernel/random/boot_id when it was set (NULL: unknown) */
+	/*
+	 * The bank a live patch staged and activated (livepatch apply), or whose activation a
+	 * live-patch rollback undoes; NULL when none. Opaque here: the caller's settle callback
+	 * (bk-livepatch.h) acts on it. generation: what the activation gave the bank (0: not yet
+	 * known); generation_before: the bank's generation before the live patch staged it.
+	 */
+	char *bank;
+	uint64_t bank_generation;
+	uint64_t bank_generation_before;
 };
 
 /* This boot's id (36 characters + NUL) into buf; 0 or -errno. */

@@ -38,6 +38,7 @@ void bk_rev_release(struct bk_rev *r)
 	free(r->digest);
 	free(r->parent);
 	free(r->source);
+	free(r->bank);
 	*r = (struct bk_rev){ 0 };
 }
 
@@ -80,6 +81,9 @@ int bk_rev_validate(const struct bk_rev *r, struct bk_err *err)
 	if (r->parent && !bk_rev_id_is_valid(r->parent))
 		return bk_err_set(err, -EINVAL, "revision '%s': invalid parent '%s'", r->id,
 				  r->parent);
+	if (r->bank && strcmp(r->bank, "A") != 0 && strcmp(r->bank, "B") != 0)
+		return bk_err_set(err, -EINVAL, "revision '%s': bank '%s' is not A or B", r->id,
+				  r->bank);
 	if (r->offset % 512 != 0)
 		return bk_err_set(err, -EINVAL, "revision '%s': offset %llu is not 512-aligned",
 				  r->id, (unsigned long long) r->offset);
@@ -100,6 +104,7 @@ struct json_object *bk_rev_to_json(const struct bk_rev *r)
 	    bk_json_add_string(o, "digest", r->digest) < 0 ||
 	    (r->parent && bk_json_add_string(o, "parent", r->parent) < 0) ||
 	    bk_json_add_string(o, "source", r->source) < 0 ||
+	    (r->bank && bk_json_add_string(o, "bank", r->bank) < 0) ||
 	    bk_json_add_u64(o, "offset", r->offset) < 0 ||
 	    bk_json_add_u64(o, "size", r->size) < 0 ||
 	    bk_json_add_u64(o, "created", r->created) < 0) {
@@ -185,6 +190,8 @@ static int load_file(int dfd, const char *fname, const char *id, struct bk_rev *
 		r = dup_string(o, "parent", false, &rev.parent, err);
 	if (r >= 0)
 		r = dup_string(o, "source", true, &rev.source, err);
+	if (r >= 0)
+		r = dup_string(o, "bank", false, &rev.bank, err);
 	if (r >= 0)
 		r = bk_json_get_u64(o, "offset", false, UINT64_MAX, &rev.offset, err);
 	if (r >= 0)

@@ -32,6 +32,8 @@ struct bk_rev {
 	char *digest;  /* SHA-256 of the payload bytes, lowercase hex */
 	char *parent;  /* revision it was patched from (NULL: none) */
 	char *source;  /* absolute path of the file holding the payload (bundle or bank copy) */
+	char *bank;    /* "A" or "B": source is that bank's copy (livepatch apply, rev restore);
+			* rev restore mounts it only when that bank is booted. NULL: another file */
 	uint64_t offset, size;
 	uint64_t created; /* CLOCK_REALTIME seconds */
 };
@@ -39,7 +41,10 @@ struct bk_rev {
 void bk_rev_release(struct bk_rev *r);
 struct bk_rev *bk_revs_free(struct bk_rev *revs, size_t n);
 
-/* Check the fields (valid id, fstype squashfs/erofs, 64 hex digest, absolute source). */
+/*
+ * Check the fields (valid id, fstype squashfs/erofs, 64 hex digest, absolute source, bank
+ * NULL, "A" or "B").
+ */
 int bk_rev_validate(const struct bk_rev *r, struct bk_err *err);
 
 /* Write (revs_dfd, <id>.json) atomically; create=true fails with -EEXIST if it exists. */

@@ -1,51 +1,69 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# bankctl livepatch apply|rollback with real signed bundles: the live payload is verified and
-# mounted straight from the bundle as a revision, the workload switched over; refusals for an
-# image that cannot live-patch the current version, another `compatible`, a corrupt payload
-# and an untrusted signer leave everything as it was; rollback runs the revert hooks.
+# bankctl livepatch apply|rollback on a loop-backed bootbank disk with real signed bundles:
+# `rev restore` mounts the booted bank's own live payload as the base revision; apply stages
+# the image into the alternate bank, activates it, mounts the revision from the bank's copy and
+# switches a reader workload over; refusals change nothing; a second patch while the bank holds
+# the one in service is refused; rollback switches back and undoes the activation; a reboot
+# (simulated) into the patched bank brings its revision back with `rev restore`; partial
+# maintenance mode refuses the bank verbs with exit 3; apply is killed at each of its mutating
+# calls and the next run leaves the workload thawed on one revision and the boot choice on it.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
 B=${BK_BUILD:-build/cc}
 READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
-for t in openssl mksquashfs python3; do
+for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt; do
 	command -v "$t" >/dev/null || bk_skip "needs $t"
 done
+[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
 CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
 [ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
+SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || SO=
+if [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan; then
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+fi
 
 T=$(bk_tmp)
-mount -t tmpfs -o size=64m bk-live "$T" || bk_skip "cannot mount tmpfs"
+mount -t tmpfs -o size=160m bk-live "$T" || bk_skip "cannot mount tmpfs"
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 root=$T/root
 view=$T/view
+disk=$T/disk.img
 cgname=bk-livepatch-test-$$
 cg=$CGROOT/$cgname
 mkdir -p "$root/etc/bootbank" "$view" "$T/img"
 mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
 bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
 cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-cat >"$root/etc/bootbank/system.conf" <<'EOF'
+cat >"$root/etc/bootbank/system.conf" <<'EOF2'
 [system]
 compatible = acme-x86_64
 [keyring]
 path = /etc/bootbank/keyring.pem
 [livepatch]
 freeze-timeout-ms = 1000
-EOF
+EOF2
 pids=()
+unmount_all() {
+	local d
+	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
+		[ -d "$d" ] && umount "$d" 2>/dev/null
+	done
+	return 0
+}
 cleanup() {
 	local p d
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
 	for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
 	rmdir "$cg" 2>/dev/null
-	for d in "$root"/run/bootbank/rev/*; do umount "$d" 2>/dev/null; done
+	unmount_all
 	umount "$T" 2>/dev/null
 	bk_cleanup
 }
 trap cleanup EXIT
 bc() { "$BANKCTL" --root "$root" "$@"; }
+jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
 
 # bundle NAME VERSION STAMP FROM COMPATIBLE [SIGNER]
 bundle() {
@@ -55,89 +73,209 @@ bundle() {
 	cp "$d"/tree/f00* "$d/tree/d/"
 	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
 	head -c 100000 /dev/urandom >"$d/vmlinuz"
-	cat >"$d/spec.json" <<EOF
+	cat >"$d/spec.json" <<EOF2
 { "name": "acme-os", "version": "$2", "build": "1", "compatible": "$5", "security_epoch": 1,
   "live_patch": { "from": [ $4 ] },
   "payloads": [
     { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
     { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
       "live": true, "mountpoint": "/opt/acme" } ] }
-EOF
+EOF2
 	local who=${6:-signer}
 	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$1.bbi" --key "$T/pki/$who.key" \
 		--cert "$T/pki/$who.crt" $([ "$who" = signer ] && echo --intermediate "$T/pki/intermediate.crt") >/dev/null
 }
 bundle v10 1.0 a '"0.9"' acme-x86_64 || bk_skip "cannot build bundles"
 bundle v11 1.1 b '"1.0"' acme-x86_64
-bundle v20 2.0 c '"0.9"' acme-x86_64
-bundle other 1.1 d '"1.0"' other-arm64
-bundle rogue 1.1 e '"1.0"' acme-x86_64 other-signer
+bundle v12 1.2 c '"1.1"' acme-x86_64
+bundle v20 2.0 d '"0.9"' acme-x86_64
+bundle other 1.1 e '"1.0"' other-arm64
+bundle rogue 1.1 f '"1.0"' acme-x86_64 other-signer
 
-expect_exit 0 "livepatch apply of the first image (nothing in service yet)" bc livepatch apply "$T/img/v10.bbi"
-check "its revision is current" test "$(readlink "$root/run/bootbank/current")" = rev/acme-os-1.0
-check "mounted straight from the bundle" grep -qx "rev=a" "$root/run/bootbank/rev/acme-os-1.0/f000"
-check "metadata: image, version, payload, source, offset and size from the manifest" python3 -c '
-import json, sys, subprocess
-m = json.load(open(sys.argv[1]))
-info = json.loads(subprocess.check_output([sys.argv[3], "--json", "image", "info", sys.argv[2]]))
-p = [x for x in info["manifest"]["payloads"] if x["name"] == "app.squashfs"][0]
-ok = (m["image"] == "acme-os" and m["version"] == "1.0" and m["payload"] == "app.squashfs"
-      and m["source"] == sys.argv[2] and m["offset"] == p["offset"] and m["size"] == p["size"]
-      and m["digest"] == p["sha256"])
-sys.exit(0 if ok else 1)' "$root/var/lib/bootbank/revisions/acme-os-1.0.json" "$(realpath "$T/img/v10.bbi")" "$BANKCTL"
+truncate -s 48M "$disk"
+bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
+for l in $(losetup -j "$disk" | cut -d: -f1); do bk_track_loop "$l"; done
+bc stage "$T/img/v10.bbi" --activate >/dev/null && bc boot --simulate >/dev/null &&
+	bc mark-good >/dev/null || bk_skip "cannot prepare: 1.0 booted in bank A"
+
+next_boot() { bc explain-next-boot --json | jq1 'd["next"]["bank"]'; }
+bank_state() { bc status --json | jq1 "'%s:%d:%d' % (d['boot']['banks']['$1']['state'], d['boot']['banks']['$1']['generation'], d['boot']['banks']['$1']['tries_left'])"; }
+current() { readlink "$root/run/bootbank/current" | sed 's|^rev/||'; }
+
+expect_exit 0 "rev restore mounts the booted bank's live payload as the base revision" bc rev restore
+check "it is current, out of bank A" bash -c "test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.0 &&
+	grep -q '\"bank\": \"A\"' '$root/var/lib/bootbank/revisions/acme-os-1.0.json'"
+check "bank A is mounted read-only in the host's namespace" bash -c "findmnt -n -o OPTIONS '$root/run/bootbank/bank/A' | grep -q '^ro'"
+check "the base revision shows 1.0" grep -qx "rev=a" "$root/run/bootbank/rev/acme-os-1.0/f000"
 
 mkdir -p "$cg/app"
-(
-	echo "$BASHPID" >"$cg/app/cgroup.procs"
-	exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
-		_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
-) &
-reader=$!
-pids+=("$reader")
-for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
+start_reader() {
+	rm -f "$T/stats"
+	(
+		echo "$BASHPID" >"$cg/app/cgroup.procs"
+		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
+			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
+	) &
+	reader=$!
+	pids+=("$reader")
+	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
+}
+start_reader
 expect_exit 0 "workload add" bc workload add app --cgroup "$cgname/app" --view "$view"
 
 mkdir -p "$root/etc/bootbank/livepatch.d"
-cat >"$root/etc/bootbank/livepatch.d/50-log" <<EOF
+cat >"$root/etc/bootbank/livepatch.d/50-log" <<EOF2
 #!/bin/sh
 echo "\$1 \$BOOTBANK_OLD_REV \$BOOTBANK_NEW_REV \$BOOTBANK_OLD_VERSION \$BOOTBANK_NEW_VERSION" >>"$T/hooks.log"
-EOF
+echo "hook saw \$1"
+EOF2
 chmod +x "$root/etc/bootbank/livepatch.d/50-log"
 
 rev_of_app() {
-	bc --json workload list | python3 -c 'import json,sys; print(json.load(sys.stdin)[0].get("revision", ""))'
+	bc --json workload list | jq1 'd[0].get("revision", "")'
 }
+frozen_app() { grep -q '^frozen 1' "$cg/app/cgroup.events" && echo 1 || echo 0; }
 
+# --- refusals: nothing changes -------------------------------------------------------------
+state0="$(bank_state A) $(bank_state B) $(next_boot)"
 expect_exit 9 "an image that cannot live-patch 1.0: exit 9" bc livepatch apply "$T/img/v20.bbi"
 check "the message names the versions" grep -q "cannot live-patch revision 'acme-os-1.0' (version '1.0')" <<<"$ERR"
 expect_exit 9 "an image for another compatible: exit 9" bc livepatch apply "$T/img/other.bbi"
 check "the message names both" grep -q "is for 'other-arm64', this host is 'acme-x86_64'" <<<"$ERR"
 cp "$T/img/v11.bbi" "$T/img/corrupt.bbi"
-off=$("$BANKCTL" --json image info "$T/img/corrupt.bbi" | python3 -c 'import json,sys; print([p for p in json.load(sys.stdin)["manifest"]["payloads"] if p["live"]][0]["offset"] + 100)')
+off=$("$BANKCTL" --json image info "$T/img/corrupt.bbi" | jq1 '[p for p in d["manifest"]["payloads"] if p["live"]][0]["offset"] + 100')
 printf 'X' | dd of="$T/img/corrupt.bbi" bs=1 seek="$off" conv=notrunc status=none
 expect_exit 7 "a corrupt live payload: exit 7" bc livepatch apply "$T/img/corrupt.bbi"
-if [ -f "$T/img/rogue.bbi" ]; then
-	expect_exit 5 "an untrusted signer: exit 5" bc livepatch apply "$T/img/rogue.bbi"
-fi
-check "after the refusals: still on 1.0, no new revision, no hook ran" bash -c "
+expect_exit 5 "an untrusted signer: exit 5" bc livepatch apply "$T/img/rogue.bbi"
+check "after the refusals: still on 1.0, no new revision, no hook ran, banks and boot state unchanged" bash -c "
 	test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.0 &&
-	test ! -e '$root/var/lib/bootbank/revisions/acme-os-1.1.json' && test ! -e '$T/hooks.log'"
+	test ! -e '$root/var/lib/bootbank/revisions/acme-os-1.1.json' && test ! -e '$T/hooks.log' &&
+	test \"$state0\" = \"\$($(declare -f bc jq1 bank_state next_boot); BANKCTL='$BANKCTL' root='$root'; echo \"\$(bank_state A) \$(bank_state B) \$(next_boot)\")\""
 check "the workload is on 1.0" test "$(rev_of_app)" = acme-os-1.0
 
+# --- apply ---------------------------------------------------------------------------------
 expect_exit 0 "livepatch apply 1.1" bc livepatch apply "$T/img/v11.bbi"
-check "frozen time reported" grep -q "app .*frozen [0-9.]* ms (beneath)" <<<"$OUT"
+log=$OUT
+for s in pre-check "maintenance mode" stage activate "mount revision" "scan hooks" switch-over "apply hooks"; do
+	check "task log: step '$s' ok with its time" grep -Eq "^  [0-9:.]{12}  $s +ok +[0-9.]+ ms" <<<"$log"
+done
+check "task log: the workload's frozen time" grep -Eq "app +frozen [0-9.]+ ms" <<<"$log"
+check "task log: hook output" grep -q "hook saw apply" <<<"$log"
+check "bank B is staged with 1.1 and activated: it boots next" bash -c "test \"$(next_boot)\" = B && [[ '$(bank_state B)' == staged:*:3 ]]"
+check "the revision is linked to bank B and mounted from its copy" python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+sys.exit(0 if m["bank"] == "B" and m["source"] == sys.argv[2] and m["offset"] == 0 else 1)' \
+	"$root/var/lib/bootbank/revisions/acme-os-1.1.json" "$(realpath "$root")/run/bootbank/bank/B/app.squashfs"
+check "bank B is mounted read-only at run/bootbank/bank/B" bash -c "findmnt -n -o OPTIONS '$root/run/bootbank/bank/B' | grep -q '^ro'"
 check "the workload is on 1.1" test "$(rev_of_app)" = acme-os-1.1
 check "1.1's parent is 1.0" grep -q '"parent": "acme-os-1.0"' "$root/var/lib/bootbank/revisions/acme-os-1.1.json"
 check "scan and apply hooks saw both versions" bash -c "grep -qx 'scan acme-os-1.0 acme-os-1.1 1.0 1.1' '$T/hooks.log' && grep -qx 'apply acme-os-1.0 acme-os-1.1 1.0 1.1' '$T/hooks.log'"
+check "no maintenance flag left" test ! -e "$root/var/lib/bootbank/maintenance.json"
+bc events --json -n 100 >"$T/events.json"
+check "every step of the task is an event, hook output included" python3 -c '
+import json, sys
+ev = json.load(open(sys.argv[1]))
+task = [e for e in ev if e["operation"] == "livepatch"][-1]["task"]
+steps = [e["step"] for e in ev if e["task"] == task]
+need = ["pre-check", "maintenance mode", "stage", "activate", "mount revision", "scan hooks", "switch-over", "apply hooks"]
+ok = all(s in steps for s in need) and any("hook saw scan" in e["message"] for e in ev if e["task"] == task)
+ok = ok and all(e["time"] > 1600000000000 and e["result"] == "ok" for e in ev if e["task"] == task)
+sys.exit(0 if ok else 1)' "$T/events.json"
 expect_exit 1 "applying 1.1 again: already in service" bc livepatch apply "$T/img/v11.bbi"
 check "the message says so" grep -q "revision 'acme-os-1.1' of '.*' is already in service" <<<"$ERR"
+expect_exit 3 "a second live patch while bank B holds the one in service: exit 3" bc livepatch apply "$T/img/v12.bbi"
+check "the message says why" grep -q "bank B holds the revision in service ('acme-os-1.1')" <<<"$ERR"
+expect_exit 3 "stage into bank B while its revision is in service: busy" bc stage "$T/img/v20.bbi"
 
+# --- rollback --------------------------------------------------------------------------------
 expect_exit 0 "livepatch rollback" bc livepatch rollback
+check "rollback task log: switch-over and boot choice" bash -c "grep -Eq '^  [0-9:.]{12}  switch-over +ok' <<<\"\$0\" && grep -q 'activation of bank B undone' <<<\"\$0\"" "$OUT"
 check "the workload is back on 1.0" test "$(rev_of_app)" = acme-os-1.0
-check "current is 1.0 again" test "$(readlink "$root/run/bootbank/current")" = rev/acme-os-1.0
+check "current is 1.0 again" test "$(current)" = acme-os-1.0
 check "the rollback ran the revert hooks" grep -qx 'revert acme-os-1.1 acme-os-1.0 1.1 1.0' "$T/hooks.log"
+check "boot choice restored: bank A boots next, B staged and not activated" bash -c "test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
 
+# --- partial maintenance mode that cannot be recovered: the bank verbs refuse --------------
+cat >"$root/var/lib/bootbank/maintenance.json" <<EOF2
+{ "operation": "livepatch", "reason": "live patch from 'gone' to 'acme-os-1.0'", "from": "gone",
+  "to": "acme-os-1.0", "phase": "switching", "started": 1700000000, "pid": 1 }
+EOF2
+for v in "stage $T/img/v11.bbi" "activate B" "rollback" "roll-forward" "mark-bad B" "workload add x --cgroup $cgname --view /x" "livepatch rollback"; do
+	expect_exit 3 "partial maintenance mode: '${v%% /*}' refused with exit 3" bc $v
+	check "  ... the message says busy, since when and why" grep -q "busy: .* refused, partial maintenance mode since 2023-11-14T22:13:20Z (live patch from 'gone' to 'acme-os-1.0')" <<<"$ERR"
+done
+check "status shows the flag (text)" bash -c "bc() { '$BANKCTL' --root '$root' \"\$@\"; }; bc status | grep -q \"maintenance    partial maintenance mode since .*: live patch from 'gone' to 'acme-os-1.0' (livepatch, phase switching)\""
+check "status --json shows it with reason, start time and operation" bash -c "'$BANKCTL' --root '$root' status --json | python3 -c '
+import json,sys; m=json.load(sys.stdin)[\"maintenance\"]
+sys.exit(0 if m[\"operation\"]==\"livepatch\" and m[\"started\"]==1700000000 and m[\"phase\"]==\"switching\" else 1)'"
+check "status shows the last error" bash -c "'$BANKCTL' --root '$root' status | grep -q 'last error .*partial maintenance mode'"
+rm "$root/var/lib/bootbank/maintenance.json"
+check "the boot state was not touched meanwhile" bash -c "test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
+
+# --- crash during apply at every mutating call ------------------------------------------------
+if [ -n "$SO" ]; then
+	failures=()
+	normalize() { # back to 1.0 in service
+		[ "$(current)" = acme-os-1.1 ] && bc livepatch rollback >/dev/null 2>&1
+		return 0
+	}
+	after_crash() { # N
+		local n=$1 out cur rev nb
+		out=$(bc --wait recover 2>&1) || { failures+=("@$n: recover: $out"); return; }
+		[ ! -e "$root/var/lib/bootbank/maintenance.json" ] || failures+=("@$n: flag left")
+		[ ! -e "$root/var/lib/bootbank/staging.json" ] || failures+=("@$n: staging marker left")
+		[ "$(frozen_app)" = 0 ] || failures+=("@$n: the workload is frozen")
+		cur=$(current)
+		rev=$(rev_of_app)
+		[ "$rev" = "$cur" ] || failures+=("@$n: workload on '$rev', current '$cur'")
+		nb=$(next_boot)
+		case $cur in
+		acme-os-1.1) [ "$nb" = B ] || failures+=("@$n: 1.1 in service, but bank $nb boots next") ;;
+		acme-os-1.0) [ "$nb" = A ] || failures+=("@$n: 1.0 in service, but bank $nb boots next") ;;
+		*) failures+=("@$n: current is '$cur'") ;;
+		esac
+		bc status --json >/dev/null 2>&1 || failures+=("@$n: status fails")
+		[ -z "$(find "$root/var/lib/bootbank" "$root/run/bootbank" -maxdepth 1 -name '.#*')" ] || failures+=("@$n: temp files left")
+	}
+	rm -f "$T/count"
+	LD_PRELOAD=$SO BK_CRASH_COUNT=$T/count bc livepatch apply "$T/img/v11.bbi" >/dev/null 2>&1
+	rc=$?
+	total=$(cat "$T/count" 2>/dev/null || echo 0)
+	if [ "$rc" -ne 0 ] || [ "$total" -lt 10 ]; then
+		not_ok "apply runs under the crash injector (exit $rc, $total mutating calls)"
+	else
+		after_crash 0
+		normalize
+		for n in $(seq 1 "$total"); do
+			LD_PRELOAD=$SO BK_CRASH_AT=$n bc livepatch apply "$T/img/v11.bbi" >/dev/null 2>&1
+			after_crash "$n"
+			normalize
+		done
+		if [ ${#failures[@]} -eq 0 ]; then
+			ok "apply killed at each of its $total mutating calls: workload thawed on the current revision, flag cleared, the boot choice on it"
+		else
+			for f in "${failures[@]:0:10}"; do not_ok "crash $f"; done
+			not_ok "apply: ${#failures[@]} failed checks over $total crash points"
+		fi
+	fi
+fi
+
+# --- apply again after the rollback, then reboot into the patched bank -------------------
+expect_exit 0 "apply 1.1 again after the rollback (the stale revision of bank B is released)" bc livepatch apply "$T/img/v11.bbi"
+check "the workload is on 1.1" test "$(rev_of_app)" = acme-os-1.1
 kill -USR1 "$reader"
 sleep 0.3
 check "the reader never failed an open nor mixed revisions" bash -c "grep -qx 'failed_opens 0' '$T/stats' && grep -qx 'mixed 0' '$T/stats'"
+
+# Reboot: the workload and every mount go, /run is empty again.
+kill -9 "$reader"; wait "$reader" 2>/dev/null
+unmount_all
+find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+expect_exit 0 "boot (simulated): the loader boots bank B" bc boot --simulate
+check "  ... bank B" grep -q "booted bank B" <<<"$OUT"
+expect_exit 0 "rev restore after the reboot" bc rev restore
+check "the patched revision is back and current" bash -c "test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.1 && grep -qx 'rev=b' '$root/run/bootbank/current/f000'"
+check "bank A's revision stays down (its bank is not booted)" bash -c "! findmnt '$root/run/bootbank/rev/acme-os-1.0' >/dev/null"
+check "only bank B is mounted" bash -c "findmnt '$root/run/bootbank/bank/B' >/dev/null && ! findmnt '$root/run/bootbank/bank/A' >/dev/null"
 bk_done
