@@ -134,7 +134,7 @@ static int run(struct bk_boot *b, const char *const *args, char *out, size_t out
 
 	/* posix_spawn takes char *const[]; the strings are not modified. */
 	memcpy(&argv[0], &(const char *){ priv(b)->exe }, sizeof(char *));
-	for (size_t i = 0; args[i] && i < 3; i++)
+	for (size_t i = 0; i < 3 && args[i]; i++)
 		memcpy(&argv[i + 1], &args[i], sizeof(char *));
 	snprintf(cmd, sizeof(cmd), "%s%s%s%s%s", args[0], args[1] ? " " : "", args[1] ?: "",
 		 args[1] && args[2] ? " " : "", args[1] && args[2] ? args[2] : "");
