@@ -243,7 +243,8 @@ static int recover(struct bankctl *ctx, struct bk_err *err)
 	/*
 	 * After the bank: a live patch's boot choice is settled on a consistent boot state. When
 	 * it cannot be finished or reverted, the flag stays: partial maintenance mode goes on and
-	 * the verbs it blocks refuse with "busy" until a run succeeds.
+	 * the verbs it blocks refuse with "busy" until a run succeeds (their one line says so;
+	 * the reason is an event, and `bankctl recover` prints it).
 	 */
 	{
 		struct bk_err e = { 0 };
@@ -251,10 +252,8 @@ static int recover(struct bankctl *ctx, struct bk_err *err)
 		r = bankctl_live_recover(ctx, last.live_what, sizeof(last.live_what), &e);
 		if (r < 0) {
 			last.live_err = e;
-			if (!quiet)
-				bk_log(LOG_WARNING,
-				       "%s: partial maintenance mode stays until it can be done",
-				       e.msg);
+			bk_log(LOG_DEBUG, "%s: partial maintenance mode stays until it can be done",
+			       e.msg);
 		}
 		last.live = r > 0;
 	}

@@ -107,8 +107,40 @@ static void test_maint_malformed_counts_as_set(void **state)
 				     "('maintenance.json' exists)");
 }
 
+static void test_maint_bank_fields(void **state)
+{
+	struct bk_test_dir *d = *state;
+	char op[] = "livepatch", to[] = "r2", bank[] = "B";
+	struct bk_maint m = { .operation = op,
+			      .to = to,
+			      .phase = BK_MAINT_PHASE_STAGING,
+			      .bank = bank,
+			      .bank_generation = 7,
+			      .bank_generation_before = 3 };
+	struct bk_maint got = { 0 };
+	struct bk_err err = { 0 };
+
+	assert_int_equal(bk_maint_set(d->dfd, &m, &err), 0);
+	assert_int_equal(bk_maint_get(d->dfd, &got, &err), 1);
+	assert_int_equal(got.phase, BK_MAINT_PHASE_STAGING);
+	assert_string_equal(got.bank, "B");
+	assert_int_equal(got.bank_generation, 7);
+	assert_int_equal(got.bank_generation_before, 3);
+	bk_maint_release(&got);
+	assert_null(got.bank);
+
+	/* Without a bank, none is read back. */
+	m.bank = NULL;
+	assert_int_equal(bk_maint_set(d->dfd, &m, &err), 0);
+	assert_int_equal(bk_maint_get(d->dfd, &got, &err), 1);
+	assert_null(got.bank);
+	assert_int_equal(got.bank_generation, 0);
+	bk_maint_release(&got);
+}
+
 static void test_maint_phase_names(void **state)
 {
+	assert_string_equal(bk_maint_phase_to_string(BK_MAINT_PHASE_STAGING), "staging");
 	assert_string_equal(bk_maint_phase_to_string(BK_MAINT_PHASE_PREPARING), "preparing");
 	assert_int_equal(bk_maint_phase_from_string("committed"), BK_MAINT_PHASE_COMMITTED);
 	assert_int_equal(bk_maint_phase_from_string("x"), _BK_MAINT_PHASE_INVALID);
@@ -123,6 +155,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_maint_malformed_counts_as_set, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_maint_bank_fields, setup, teardown),
 		cmocka_unit_test(test_maint_phase_names),
 	};
 
