@@ -955,9 +955,6 @@ static void live_on_step(void *userdata, const struct bk_lp_step *st)
 			else if (it->skipped)
 				bankctl_task_detail(ud->task, "%-20s already on '%s'", it->name,
 						    st->rep->to);
-			else
-				bankctl_task_detail(ud->task, "%-20s frozen %.3f ms", it->name,
-						    (double) it->frozen_ns / 1e6);
 		}
 }
 

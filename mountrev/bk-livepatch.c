@@ -337,6 +337,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	size_t n = 0, k = 0;
 	struct clock t0;
 	uint64_t max_frozen = 0;
+	bool fresh;
 	dev_t dev;
 	int r;
 
@@ -396,8 +397,9 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	m.from = rep->from;
 	m.to = rep->to;
 	t0 = clock_now();
+	fresh = !bk_maint_is_set(c->state_dfd);
 	r = set_phase(c, &m, BK_MAINT_PHASE_PREPARING, err);
-	if (!c->maint || r < 0)
+	if (fresh || r < 0)
 		report_step(c, "maintenance mode", r, t0, r < 0 ? err->msg : m.reason, NULL, NULL);
 	if (r < 0) {
 		if (c->maint)

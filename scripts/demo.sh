@@ -3,7 +3,9 @@
 # make demo: bootbank's main job on a sparse disk image under build/demo, reached through loop
 # devices (no real disk is touched): partition it, build two signed images, stage, activate,
 # boot (simulated), mark good, roll back at the boot prompt, roll forward, and refuse a tampered
-# bundle. Needs root. Everything it attaches is detached when it ends, also when it fails.
+# bundle; then live-patch a running demo workload (its own cgroup and mount namespace) to a
+# third image and roll the live patch back. Needs root. Everything it attaches, mounts or starts
+# is removed when it ends, also when it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BK_BUILD=${BK_BUILD:-build/cc}
@@ -17,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "make demo needs root: it attaches loop devices and mounts the banks (run: sudo make demo)" >&2
 	exit 1
 fi
-for t in losetup mksquashfs openssl python3 dd sha256sum; do
+for t in losetup mksquashfs openssl python3 dd sha256sum findmnt unshare; do
 	command -v "$t" >/dev/null || { echo "make demo needs '$t' (make deps installs it)" >&2; exit 1; }
 done
 
@@ -33,6 +35,25 @@ fi
 # Whatever happens, no loop device of the demo image survives the demo. bankctl's own loop
 # devices are autoclear (gone when it exits); this catches anything else.
 current="starting"
+workload_pid=
+cgroup=
+# The live patch's pieces: the workload, its cgroup, the revisions and banks mounted in this
+# mount namespace (their loop devices are autoclear: they go with the mounts).
+stop_live() {
+	local d
+	if [ -n "$workload_pid" ]; then
+		kill -9 "$workload_pid" 2>/dev/null || true
+		wait "$workload_pid" 2>/dev/null || true
+		workload_pid=
+	fi
+	if [ -n "$cgroup" ] && [ -d "$cgroup" ]; then
+		rmdir "$cgroup" 2>/dev/null || true
+	fi
+	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
+		[ -d "$d" ] && { umount "$d" 2>/dev/null || umount -l "$d" 2>/dev/null || true; }
+	done
+	return 0
+}
 detach_all() {
 	local l
 	[ -e "$img" ] || return 0
@@ -42,6 +63,7 @@ detach_all() {
 }
 finish() {
 	local rc=$?
+	stop_live
 	detach_all
 	if [ "$rc" -ne 0 ]; then
 		echo "${RED}demo failed while: $current (exit $rc)${OFF}" >&2
@@ -105,6 +127,7 @@ print(p["start"], p["size"])' "$root/var/lib/bootbank/disk.json" "bank-$1")
 
 echo "${BOLD}bootbank demo${OFF}: A/B boot banks on a sparse disk image, $demo"
 echo "${DIM}(loop devices only; no real disk is touched; bankctl runs on the sandbox root $root)${OFF}"
+stop_live
 detach_all
 rm -rf "$demo"
 mkdir -p "$root/etc/bootbank" "$demo/src"
@@ -119,32 +142,42 @@ EOF
 run disk init "$img" --boot-size 32M --bank-size 128M
 banks
 
-step "Build two small signed images: a squashfs root, a kernel and an initrd each"
+step "Build two small signed images: a squashfs root, a kernel, an initrd and a live app payload"
 bash tests/pki/make-pki.sh "$demo/pki" >/dev/null
 cp "$demo/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-for v in 1.0.0 2.0.0; do
-	s=$demo/src/$v
-	mkdir -p "$s/root/etc" "$s/root/usr/bin"
+# build_image VERSION LIVE_PATCH_FROM: a squashfs root, a kernel, an initrd and the live
+# payload app.squashfs (what the demo workload sees at its view: a stamp with the version).
+build_image() {
+	local v=$1 from=$2 s=$demo/src/$1
+	mkdir -p "$s/root/etc" "$s/root/usr/bin" "$s/app"
 	printf 'NAME="demo-os"\nVERSION="%s"\n' "$v" >"$s/root/etc/os-release"
 	printf '#!/bin/sh\necho hello from demo-os %s\n' "$v" >"$s/root/usr/bin/hello"
 	chmod +x "$s/root/usr/bin/hello"
+	echo "demo-app of demo-os $v" >"$s/app/stamp"
 	mksquashfs "$s/root" "$s/root.squashfs" -quiet -noappend -all-root >/dev/null
+	mksquashfs "$s/app" "$s/app.squashfs" -quiet -noappend -all-root >/dev/null
 	# Stand-ins for a kernel and an initrd (real ones come with the bootloader integration).
 	head -c $((6 << 20)) /dev/urandom >"$s/vmlinuz"
 	head -c $((3 << 20)) /dev/urandom >"$s/initrd.img"
 	cat >"$s/spec.json" <<EOF
 { "name": "demo-os", "version": "$v", "build": "${v//./}", "compatible": "demo-x86_64",
   "security_epoch": 1, "description": "bootbank demo image $v",
+  $([ -n "$from" ] && echo "\"live_patch\": { \"from\": [ $from ] },")
   "payloads": [
     { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
     { "name": "initrd.img", "type": "initrd", "source": "initrd.img" },
-    { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" } ] }
+    { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" },
+    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
+      "live": true, "mountpoint": "/opt/demo-app" } ] }
 EOF
 	"$BANKCTL" image build "$s/spec.json" -o "$demo/demo-os-$v.bbi" --key "$demo/pki/signer.key" \
 		--cert "$demo/pki/signer.crt" --intermediate "$demo/pki/intermediate.crt" >/dev/null
 	printf '   %s' "$CYAN"
 	"$BANKCTL" image verify "$demo/demo-os-$v.bbi" --keyring "$demo/pki/keyring.pem" | tr -d '\n'
 	printf '%s\n' "$OFF"
+}
+for v in 1.0.0 2.0.0; do
+	build_image "$v" ""
 done
 
 step "Stage 1.0.0: nothing is booted yet, so it goes into the empty bank A; activate it"
@@ -196,7 +229,58 @@ echo "   ${GREEN}both banks untouched${OFF}"
 step "The full status"
 run status
 
+step "Live patch, 1/4: the booted bank's live payload is the revision in service; a workload runs on it"
+run rev restore
+cgroot=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
+[ -n "$cgroot" ] || { echo "make demo needs a cgroup2 mount" >&2; exit 1; }
+cgroup=$cgroot/bootbank-demo-$$
+mkdir "$cgroup"
+view=$demo/view
+mkdir -p "$view"
+# The workload: its own cgroup and mount namespace, the revision bound at its view, reading the
+# stamp ten times a second (a line each time it changes).
+(
+	echo "$BASHPID" >"$cgroup/cgroup.procs"
+	exec unshare -m --propagation private sh -c '
+		mount --bind "$1" "$2" || exit 1
+		last=
+		while :; do
+			s=$(cat "$2/stamp" 2>&1)
+			[ "$s" != "$last" ] && echo "$(date +%T.%N | cut -c1-12) pid $$ reads: $s" >>"$3"
+			last=$s
+			sleep 0.1
+		done' _ "$root/run/bootbank/current" "$view" "$demo/workload.log"
+) &
+workload_pid=$!
+for _ in $(seq 1 50); do [ -s "$demo/workload.log" ] && break; sleep 0.1; done
+sed 's/^/   workload: /' "$demo/workload.log"
+run workload add demo-app --cgroup "${cgroup#"$cgroot"/}" --view "$view"
+
+step "Live patch, 2/4: build 2.1.0, live-patchable from 2.0.0, and apply it to the running workload"
+build_image 2.1.0 '"2.0.0"'
+run livepatch apply "$demo/demo-os-2.1.0.bbi"
+sleep 0.3
+echo "   the workload, never restarted (same pid), now reads the new stamp:"
+tail -n 2 "$demo/workload.log" | sed 's/^/   workload: /'
+grep -q "reads: demo-app of demo-os 2.1.0" "$demo/workload.log"
+[ "$(grep -o 'pid [0-9]*' "$demo/workload.log" | sort -u | wc -l)" -eq 1 ]
+echo "   bank A holds 2.1.0 and is activated: a reboot keeps the patch"
+banks
+
+step "Live patch, 3/4: every step was an event"
+run events -n 12
+
+step "Live patch, 4/4: roll the live patch back: 2.0.0 again, and bank B boots next again"
+run livepatch rollback
+sleep 0.3
+tail -n 1 "$demo/workload.log" | sed 's/^/   workload: /'
+tail -n 1 "$demo/workload.log" | grep -q "reads: demo-app of demo-os 2.0.0"
+banks
+current="removing the workload, its cgroup and the live patch's mounts"
+stop_live
+
 current="checking that nothing is left attached"
+for _ in $(seq 1 50); do [ -z "$(losetup -j "$img")" ] && break; sleep 0.1; done
 [ -z "$(losetup -j "$img")" ]
 printf '\n%sdemo done in %s s%s: no loop device of %s is left attached\n' "$BOLD" \
 	"$(awk "BEGIN { printf \"%.1f\", $EPOCHREALTIME - $t0 }")" "$OFF" "$img"
