@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The events log (docs/bankctl.md, "Events"): what the mutating verbs did, one JSON object per
+ * The events log (docs/banks.md, "Events"): what the mutating verbs did, one JSON object per
  * line in STATE/events.jsonl (STATE being ROOT/var/lib/bootbank), appended and fsync'ed, never
  * rewritten. When the file reaches its size bound it is renamed to events.jsonl.1 (replacing
  * the older one) and a new file starts, so the log never holds more than about twice the
