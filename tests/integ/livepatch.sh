@@ -262,7 +262,14 @@ if [ -n "$SO" ]; then
 fi
 
 # --- apply again after the rollback, then reboot into the patched bank -------------------
-expect_exit 0 "apply 1.1 again after the rollback (the stale revision of bank B is released)" bc livepatch apply "$T/img/v11.bbi"
+expect_exit 0 "apply 1.1 again after the rollback (the stale revision of bank B is released), --json" bc livepatch apply "$T/img/v11.bbi" --json
+check "--json: one document with the steps and the switch report" python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+steps = [s["step"] for s in d["steps"]]
+ok = d["ok"] and d["exit_code"] == 0 and "stage" in steps and "switch-over" in steps
+ok = ok and d["switch"]["to"] == "acme-os-1.1" and d["switch"]["workloads"][0]["frozen_us"] >= 0
+sys.exit(0 if ok else 1)' "$OUT"
 check "the workload is on 1.1" test "$(rev_of_app)" = acme-os-1.1
 kill -USR1 "$reader"
 sleep 0.3
