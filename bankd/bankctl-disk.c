@@ -30,8 +30,10 @@ static const struct bankctl_verb verb_disk = { "disk", NULL, "disk init|probe ..
 					       "partition a disk for bootbank, or show it" };
 static const struct bankctl_verb verb_init = {
 	"disk init", NULL,
-	"disk init TARGET [--bank-size SIZE] [--boot-size SIZE] [--data-size SIZE] [--force]",
-	"partition TARGET (block device or image file): boot, bank A, bank B, [data], all ext4"
+	"disk init TARGET [--bank-size SIZE] [--boot-size SIZE] [--data-size SIZE] [--bios-boot] "
+	"[--esp-size SIZE] [--force]",
+	"partition TARGET (block device or image file): boot, bank A, bank B, [data] (ext4), "
+	"[BIOS boot partition], [EFI System Partition (FAT)]"
 };
 static const struct bankctl_verb verb_probe = {
 	"disk probe", NULL, "disk probe [--usage] [--json]",
@@ -378,7 +380,7 @@ static void print_disk_text(const struct bk_disk *d, const struct part_state s[_
 		       bk_disk_is_attached(d) ? " (loop device detached when bankctl exits)" : "");
 	if (bk_disk_guid(d))
 		printf("  disk GUID  %s\n", bk_disk_guid(d));
-	printf("  %-7s %-16s %-2s %-14s %-36s %9s %-6s %-6s", "PART", "DEVICE", "#", "NAME", "UUID",
+	printf("  %-9s %-16s %-2s %-14s %-36s %9s %-6s %-6s", "PART", "DEVICE", "#", "NAME", "UUID",
 	       "SIZE", "FS", "USE");
 	if (usage)
 		printf(" %9s %9s", "USED", "FREE");
@@ -391,7 +393,7 @@ static void print_disk_text(const struct bk_disk *d, const struct part_state s[_
 			continue;
 		if (p->p.partno)
 			(void) snprintf(num, sizeof(num), "%u", p->p.partno);
-		printf("  %-7s %-16s %-2s %-14s %-36s %5llu MiB %-6s %-6s",
+		printf("  %-9s %-16s %-2s %-14s %-36s %5llu MiB %-6s %-6s",
 		       bk_part_id_to_string((enum bk_part_id) i), p->p.path, num,
 		       p->p.name ? p->p.name : "-", p->p.uuid ? p->p.uuid : "-",
 		       (unsigned long long) (p->p.size >> 20), p->fstype ? p->fstype : "-",
@@ -441,12 +443,21 @@ static int parse_size_arg(const char *opt, const char *arg, uint64_t *ret)
 
 static int disk_init(struct bankctl *ctx, int argc, char **argv)
 {
-	enum { ARG_BANK_SIZE = 0x100, ARG_BOOT_SIZE, ARG_DATA_SIZE, ARG_FORCE };
+	enum {
+		ARG_BANK_SIZE = 0x100,
+		ARG_BOOT_SIZE,
+		ARG_DATA_SIZE,
+		ARG_BIOS_BOOT,
+		ARG_ESP_SIZE,
+		ARG_FORCE
+	};
 	static const struct option longopts[] = {
 		BANKCTL_COMMON_LONGOPTS,
 		{ "bank-size", required_argument, NULL, ARG_BANK_SIZE },
 		{ "boot-size", required_argument, NULL, ARG_BOOT_SIZE },
 		{ "data-size", required_argument, NULL, ARG_DATA_SIZE },
+		{ "bios-boot", no_argument, NULL, ARG_BIOS_BOOT },
+		{ "esp-size", required_argument, NULL, ARG_ESP_SIZE },
 		{ "force", no_argument, NULL, ARG_FORCE },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -469,6 +480,13 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 			break;
 		case ARG_DATA_SIZE:
 			r = parse_size_arg("--data-size", optarg, &o.data_size);
+			break;
+		case ARG_BIOS_BOOT:
+			o.bios_boot = true;
+			r = 0;
+			break;
+		case ARG_ESP_SIZE:
+			r = parse_size_arg("--esp-size", optarg, &o.esp_size);
 			break;
 		case ARG_FORCE:
 			o.force = true;

@@ -652,6 +652,100 @@ static int mkfs_ext4(const char *dev, const char *label, struct bk_err *err)
 	return 0;
 }
 
+static int mkfs_vfat(const char *dev, struct bk_err *err)
+{
+	const char *const argv[] = { "mkfs.vfat", "-n", BK_DISK_ESP_LABEL, dev, NULL };
+	int r;
+
+	BK_DBG(DISK, "mkfs.vfat -n %s %s", BK_DISK_ESP_LABEL, dev);
+	r = run_tool(argv, err);
+	if (r < 0)
+		return bk_err_prefix(err, "cannot make FAT on '%s'", dev);
+	return 0;
+}
+
+/* Is tool an executable in PATH, /usr/sbin or /sbin (where spawn_wait() looks)? */
+static bool have_tool(const char *tool)
+{
+	_cleanup_free_ char *path = NULL;
+	const char *env = getenv("PATH");
+
+	if (asprintf(&path, "%s:/usr/sbin:/sbin", env ? env : "") < 0)
+		return false;
+	for (char *save = NULL, *dir = strtok_r(path, ":", &save); dir;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char file[PATH_MAX];
+
+		if (!dir[0])
+			continue;
+		(void) snprintf(file, sizeof(file), "%s/%s", dir, tool);
+		if (access(file, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The BIOS boot partition holds no filesystem: zero it, so nothing old is found in it. */
+static int zero_part(const char *dev, uint64_t size, struct bk_err *err)
+{
+	static const char zeros[64 * 1024];
+	_cleanup_close_ int fd = -EBADF;
+
+	fd = open(dev, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bk_err_set(err, -errno, "cannot open '%s': %m", dev);
+	for (uint64_t off = 0; off < size;) {
+		size_t n = size - off < sizeof(zeros) ? (size_t) (size - off) : sizeof(zeros);
+		ssize_t w = pwrite(fd, zeros, n, (off_t) off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return bk_err_set(err, w < 0 ? -errno : -EIO, "cannot clear '%s': %m", dev);
+		off += (uint64_t) w;
+	}
+	if (fsync(fd) < 0)
+		return bk_err_set(err, -errno, "cannot sync '%s': %m", dev);
+	return 0;
+}
+
+/* The filesystem disk init makes on a partition (NULL: none). */
+static const char *part_fs(enum bk_part_id id)
+{
+	switch (id) {
+	case BK_PART_BIOS_BOOT:
+		return NULL;
+	case BK_PART_ESP:
+		return "vfat";
+	case BK_PART_BOOT:
+	case BK_PART_BANK_A:
+	case BK_PART_BANK_B:
+	case BK_PART_DATA:
+	case _BK_PART_MAX:
+	case _BK_PART_INVALID:
+	default:
+		return "ext4";
+	}
+}
+
+static int make_fs(const struct bk_gpt_part *gp, const char *node, struct bk_err *err)
+{
+	switch (gp->id) {
+	case BK_PART_BIOS_BOOT:
+		return zero_part(node, gp->size, err);
+	case BK_PART_ESP:
+		return mkfs_vfat(node, err);
+	case BK_PART_BOOT:
+	case BK_PART_BANK_A:
+	case BK_PART_BANK_B:
+	case BK_PART_DATA:
+	case _BK_PART_MAX:
+	case _BK_PART_INVALID:
+	default:
+		return mkfs_ext4(node, bk_part_id_to_name(gp->id), err);
+	}
+}
+
 /* Is the whole disk, or any loop device of the image, claimed? Names the culprit. */
 static int check_not_busy(int fd, const char *target, bool image, struct bk_err *err)
 {
@@ -776,7 +870,7 @@ static int write_record(const struct bk_disk *d, const struct bk_disk_init_optio
 		    bk_json_add_string(e, "type", bk_part_id_to_type(p->id)) < 0 ||
 		    bk_json_add_u64(e, "start", p->start) < 0 ||
 		    bk_json_add_u64(e, "size", p->size) < 0 ||
-		    bk_json_add_string(e, "filesystem", "ext4") < 0)
+		    bk_json_add_string(e, "filesystem", part_fs(p->id)) < 0)
 			return bk_err_set(err, -ENOMEM, "out of memory");
 	}
 	return bk_json_write_atomic_at(state_dfd, BK_DISK_RECORD, rec, 0644, err);
@@ -819,6 +913,8 @@ int bk_disk_init(const struct bk_disk_init_options *o, int state_dfd, struct bk_
 	req.boot_size = o->boot_size;
 	req.bank_size = o->bank_size;
 	req.data_size = o->data_size;
+	req.bios_boot = o->bios_boot;
+	req.esp_size = o->esp_size;
 	if (image) {
 		req.disk_size = (uint64_t) st.st_size;
 		req.sector_size = 512; /* what the loop device will have */
@@ -833,6 +929,11 @@ int bk_disk_init(const struct bk_disk_init_options *o, int state_dfd, struct bk_
 	r = bk_gpt_layout_compute(&req, &l, err);
 	if (r < 0)
 		return bk_err_prefix(err, "target '%s'", o->target);
+	/* Before anything is written: a missing tool must not leave half a disk. */
+	if (o->esp_size && !have_tool("mkfs.vfat"))
+		return bk_err_set(err, -ENOENT,
+				  "cannot make the EFI System Partition: 'mkfs.vfat' not found "
+				  "(install dosfstools)");
 
 	d = disk_new(BK_DISK_SOURCE_INIT);
 	if (!d)
@@ -879,7 +980,7 @@ int bk_disk_init(const struct bk_disk_init_options *o, int state_dfd, struct bk_
 		if (set_part(&d->parts[gp->id], node, gp->partno, bk_part_id_to_name(gp->id),
 			     gp->uuid, bk_part_id_to_type(gp->id), gp->size) < 0)
 			return bk_err_set(err, -ENOMEM, "out of memory");
-		r = mkfs_ext4(node, bk_part_id_to_name(gp->id), err);
+		r = make_fs(gp, node, err);
 		if (r < 0)
 			return r;
 	}

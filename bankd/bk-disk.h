@@ -26,6 +26,9 @@
 /* How long partition device nodes may take to show up (kernel, devtmpfs, udev). */
 #define BK_DISK_NODE_TIMEOUT_MS 5000
 
+/* The FAT volume label of the ESP (at most 11 characters, upper case). */
+#define BK_DISK_ESP_LABEL "BOOTBANKESP"
+
 struct bk_disk;
 
 enum bk_disk_source {
@@ -101,6 +104,8 @@ struct bk_disk_init_options {
 	uint64_t boot_size; /* 0: default (64 MiB) */
 	uint64_t bank_size; /* 0: split what is left */
 	uint64_t data_size; /* 0: no data partition */
+	bool bios_boot;	    /* a 1 MiB BIOS boot partition (GRUB i386-pc on GPT) */
+	uint64_t esp_size;  /* 0: no EFI System Partition; else its size, made FAT (mkfs.vfat) */
 	bool force;	    /* overwrite an existing partition table or filesystem */
 };
 
@@ -110,7 +115,9 @@ struct bk_disk_init_options {
  * holds a partition table or filesystem (-EEXIST unless force) and one too small for the
  * layout (-ENOSPC). An image file is attached to a loop device with partition scanning and
  * autoclear. Writes the GPT (bk_gpt_write(), under flock), makes ext4 with mkfs.ext4
- * (posix_spawn, no shell) on every partition, labelled like the partition, and records the
+ * (posix_spawn, no shell) on boot, banks and data, labelled like the partition, zeroes the
+ * BIOS boot partition, makes FAT on the ESP with mkfs.vfat (label BK_DISK_ESP_LABEL; with
+ * esp_size, mkfs.vfat must be installed: -ENOENT before anything is written), and records the
  * result atomically in state_dfd/disk.json. *ret_disk is the new disk (source INIT), ready for
  * bk_disk_part_path(). Blocks for the mkfs runs; needs root.
  */

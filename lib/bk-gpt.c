@@ -36,6 +36,8 @@ static const struct {
 	[BK_PART_BANK_A] = { "bank-a", BK_GPT_NAME_BANK_A, BK_GPT_TYPE_BANK_A },
 	[BK_PART_BANK_B] = { "bank-b", BK_GPT_NAME_BANK_B, BK_GPT_TYPE_BANK_B },
 	[BK_PART_DATA] = { "data", BK_GPT_NAME_DATA, BK_GPT_TYPE_LINUX_FS },
+	[BK_PART_BIOS_BOOT] = { "bios-boot", BK_GPT_NAME_BIOS, BK_GPT_TYPE_BIOS_BOOT },
+	[BK_PART_ESP] = { "esp", BK_GPT_NAME_ESP, BK_GPT_TYPE_ESP },
 };
 
 const char *bk_part_id_to_string(enum bk_part_id id)
@@ -125,8 +127,15 @@ int bk_gpt_layout_compute(const struct bk_gpt_request *req, struct bk_gpt_layout
 {
 	struct bk_gpt_layout l = { 0 };
 	uint64_t ss = req->sector_size, entry_sectors, n_sectors, start, end, avail;
-	uint64_t boot, bank, data, need;
+	uint64_t boot, bank, data, bios, esp, fixed, need;
+	uint64_t sizes[_BK_PART_MAX];
+	static const enum bk_part_id physical[] = {
+		BK_PART_BIOS_BOOT, BK_PART_ESP,	   BK_PART_BOOT,
+		BK_PART_BANK_A,	   BK_PART_BANK_B, BK_PART_DATA
+	};
 	int r;
+
+	_Static_assert(BK_ELEMENTSOF(physical) == _BK_PART_MAX, "every partition has a place");
 
 	if (ss != 512 && ss != 4096)
 		return bk_err_set(err, -EINVAL, "unsupported sector size %llu",
@@ -137,10 +146,16 @@ int bk_gpt_layout_compute(const struct bk_gpt_request *req, struct bk_gpt_layout
 		r = check_min("bank", req->bank_size, err);
 	if (r >= 0 && req->data_size)
 		r = check_min("data partition", req->data_size, err);
+	if (r >= 0 && req->esp_size)
+		r = check_min("EFI System Partition", req->esp_size, err);
 	if (r < 0)
 		return r;
 	boot = sat_align_up(boot);
 	data = req->data_size ? sat_align_up(req->data_size) : 0;
+	bios = req->bios_boot ? BK_GPT_BIOS_BOOT_SIZE : 0;
+	esp = req->esp_size ? sat_align_up(req->esp_size) : 0;
+	/* Everything but the banks. */
+	fixed = sat_add(sat_add(boot, data), sat_add(bios, esp));
 
 	/* GPT: protective MBR, header, entries at the start; entries, header at the end. */
 	entry_sectors = GPT_ENTRY_BYTES / ss;
@@ -153,12 +168,10 @@ int bk_gpt_layout_compute(const struct bk_gpt_request *req, struct bk_gpt_layout
 
 	if (req->bank_size) {
 		bank = sat_align_up(req->bank_size);
-		need = sat_add(sat_add(boot, data), sat_add(bank, bank));
+		need = sat_add(fixed, sat_add(bank, bank));
 	} else {
-		need = sat_add(sat_add(boot, data), 2 * BK_GPT_MIN_PART_SIZE);
-		bank = avail > sat_add(boot, data) ?
-			       align_down((avail - boot - data) / 2, BK_GPT_ALIGN) :
-			       0;
+		need = sat_add(fixed, 2 * BK_GPT_MIN_PART_SIZE);
+		bank = avail > fixed ? align_down((avail - fixed) / 2, BK_GPT_ALIGN) : 0;
 	}
 	if (need > avail || bank < BK_GPT_MIN_PART_SIZE)
 		return bk_err_set(err, -ENOSPC,
@@ -168,20 +181,30 @@ int bk_gpt_layout_compute(const struct bk_gpt_request *req, struct bk_gpt_layout
 
 	l.disk_size = req->disk_size;
 	l.sector_size = (unsigned) ss;
+	sizes[BK_PART_BOOT] = boot;
+	sizes[BK_PART_BANK_A] = bank;
+	sizes[BK_PART_BANK_B] = bank;
+	sizes[BK_PART_DATA] = data;
+	sizes[BK_PART_BIOS_BOOT] = bios;
+	sizes[BK_PART_ESP] = esp;
+	/* Table order: the next number for each present partition. */
 	for (int i = 0; i < _BK_PART_MAX; i++) {
-		uint64_t size = i == BK_PART_BOOT ? boot : i == BK_PART_DATA ? data : bank;
-
-		if (size == 0)
+		if (sizes[i] == 0)
 			continue;
 		l.parts[l.n_parts] = (struct bk_gpt_part){
 			.id = (enum bk_part_id) i,
 			.partno = (unsigned) l.n_parts + 1,
-			.start = start,
-			.size = size,
+			.size = sizes[i],
 		};
 		l.n_parts++;
-		start += size;
 	}
+	/* Disk order: the BIOS boot partition and the ESP first, then boot, banks, data. */
+	for (size_t k = 0; k < BK_ELEMENTSOF(physical); k++)
+		for (size_t i = 0; i < l.n_parts; i++)
+			if (l.parts[i].id == physical[k]) {
+				l.parts[i].start = start;
+				start += l.parts[i].size;
+			}
 	BK_DBG(DISK, "layout for %llu bytes: %zu partitions, %llu MiB per bank",
 	       (unsigned long long) req->disk_size, l.n_parts, (unsigned long long) (bank / MIB));
 	*ret = l;

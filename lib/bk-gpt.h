@@ -16,32 +16,44 @@
 #include "bk-select.h"
 
 /* Partition type GUIDs (lowercase). The bank types are ours, generated once for bootbank. */
-#define BK_GPT_TYPE_BANK_A   "8fac4a25-9f88-4344-9db7-f999d75f48ca"
-#define BK_GPT_TYPE_BANK_B   "de5994dd-6548-4003-9e5b-cc3557945f8f"
-#define BK_GPT_TYPE_LINUX_FS "0fc63daf-8483-4772-8e79-3d69d8477de4" /* boot, data */
+#define BK_GPT_TYPE_BANK_A    "8fac4a25-9f88-4344-9db7-f999d75f48ca"
+#define BK_GPT_TYPE_BANK_B    "de5994dd-6548-4003-9e5b-cc3557945f8f"
+#define BK_GPT_TYPE_LINUX_FS  "0fc63daf-8483-4772-8e79-3d69d8477de4" /* boot, data */
+#define BK_GPT_TYPE_BIOS_BOOT "21686148-6449-6e6f-744e-656564454649" /* GRUB i386-pc core */
+#define BK_GPT_TYPE_ESP	      "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" /* EFI System Partition */
 
 /* Partition names (PARTLABEL); also the ext4 labels mkfs gives them. */
 #define BK_GPT_NAME_BOOT   "bootbank_boot"
 #define BK_GPT_NAME_BANK_A "bootbank_a"
 #define BK_GPT_NAME_BANK_B "bootbank_b"
 #define BK_GPT_NAME_DATA   "bootbank_data"
+#define BK_GPT_NAME_BIOS   "bootbank_bios"
+#define BK_GPT_NAME_ESP	   "bootbank_esp"
 
 #define BK_GPT_ALIGN		 (UINT64_C(1) << 20)  /* partitions start and end on 1 MiB */
 #define BK_GPT_DEFAULT_BOOT_SIZE (UINT64_C(64) << 20) /* partition 1 */
 #define BK_GPT_MIN_PART_SIZE	 (UINT64_C(8) << 20)  /* smallest partition we create */
 #define BK_GPT_MAX_PARTS	 128		      /* entries of the table we write */
+#define BK_GPT_BIOS_BOOT_SIZE	 (UINT64_C(1) << 20)  /* --bios-boot: GRUB's core.img */
 
-/* The partitions of a bootbank disk, in table order (partition number = id + 1). */
+/*
+ * The partitions of a bootbank disk, in table order: each present one gets the next
+ * partition number (boot 1, bank A 2, bank B 3, then data, BIOS boot, ESP when asked for).
+ * Discovery goes by name (and the banks' type), never by number.
+ */
 enum bk_part_id {
 	BK_PART_BOOT,
 	BK_PART_BANK_A,
 	BK_PART_BANK_B,
 	BK_PART_DATA,
+	BK_PART_BIOS_BOOT, /* no filesystem: GRUB for BIOS embeds its core image here */
+	BK_PART_ESP,	   /* FAT: the firmware loads EFI/BOOT/BOOTX64.EFI from it */
 	_BK_PART_MAX,
 	_BK_PART_INVALID = -EINVAL,
 };
 
-const char *bk_part_id_to_string(enum bk_part_id id); /* "boot", "bank-a", "bank-b", "data" */
+/* "boot", "bank-a", "bank-b", "data", "bios-boot", "esp" */
+const char *bk_part_id_to_string(enum bk_part_id id);
 enum bk_part_id bk_part_id_from_string(const char *s);
 const char *bk_part_id_to_name(enum bk_part_id id); /* "bootbank_boot", ... */
 const char *bk_part_id_to_type(enum bk_part_id id); /* type GUID */
@@ -54,6 +66,8 @@ struct bk_gpt_request {
 	uint64_t boot_size;   /* 0: BK_GPT_DEFAULT_BOOT_SIZE */
 	uint64_t bank_size;   /* 0: split what is left after boot and data between A and B */
 	uint64_t data_size;   /* 0: no data partition */
+	bool bios_boot;	      /* a BIOS boot partition of BK_GPT_BIOS_BOOT_SIZE */
+	uint64_t esp_size;    /* 0: no EFI System Partition */
 };
 
 struct bk_gpt_part {
@@ -73,9 +87,11 @@ struct bk_gpt_layout {
 };
 
 /*
- * Compute the layout: partitions 1 boot, 2 bank A, 3 bank B, 4 data (only with data_size),
- * contiguous from 1 MiB, each size rounded up to 1 MiB, all inside the usable area of a GPT
- * with 128 entries (and its backup at the end). Pure.
+ * Compute the layout: partitions 1 boot, 2 bank A, 3 bank B, then data (with data_size), the
+ * BIOS boot partition (with bios_boot) and the ESP (with esp_size), numbered in that order
+ * without gaps. layout->parts is in that (table) order. Physically, contiguous from 1 MiB:
+ * BIOS boot, ESP, boot, bank A, bank B, data; each size rounded up to 1 MiB, all inside the
+ * usable area of a GPT with 128 entries (and its backup at the end). Pure.
  * Returns 0; -EINVAL (sector size not 512/4096, a size below BK_GPT_MIN_PART_SIZE); -ENOSPC
  * when the disk is too small ("needs at least N MiB, has M MiB").
  */

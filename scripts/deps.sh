@@ -12,7 +12,7 @@ set -eu
 PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
 libcmocka-dev
-util-linux fdisk e2fsprogs squashfs-tools erofs-utils openssl python3 time
+util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
 libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot"
 
