@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bankctl disk init|probe on sparse image files and loop devices: the GPT layout, ext4 on every
 # partition, disk.json, refusals (existing table, busy, too small), discovery (disk.json,
-# [disk] device, [disk] bank-a/bank-b, an existing loop device), private-namespace mounts.
+# [disk] device, [disk] bank-a/bank-b, an existing loop device), private-namespace mounts,
+# --bios-boot and --esp-size (types, names, placement, FAT on the ESP, nothing in BIOS boot).
 . "$(dirname "$0")/lib.sh"
 
 bk_need_root
@@ -254,6 +255,62 @@ losetup -d "$la" "$lb"
 mkdir -p "$tmp/root3"
 expect_exit 4 "probe on an empty sandbox" "$BANKCTL" --root "$tmp/root3" disk probe
 check "nothing found: says what to do" grep -qF "no bootbank disk found: set [disk] in '$tmp/root3/etc/bootbank/system.conf' or run 'bankctl disk init TARGET'" <<<"$ERR"
+
+# --- --bios-boot and --esp-size ------------------------------------------------------------
+if command -v mkfs.vfat >/dev/null; then
+	fw=$tmp/fw.img
+	truncate -s 300M "$fw"
+	mkdir -p "$tmp/root5"
+	# Old ext4 where the BIOS boot partition goes: it must not show through.
+	mkfs.ext4 -q -F -E offset=$((1 << 20)) "$fw" 4M
+	expect_exit 0 "disk init --bios-boot --esp-size 32M (--force over old ext4)" \
+		"$BANKCTL" --root "$tmp/root5" disk init "$fw" --bios-boot --esp-size 32M --force
+	pt=$(sfdisk -J "$fw")
+	check "five partitions: boot, a, b, BIOS boot, ESP" \
+		test "$(json "' '.join(p['name'] for p in d['partitiontable']['partitions'])" <<<"$pt")" = "bootbank_boot bootbank_a bootbank_b bootbank_bios bootbank_esp"
+	check "their types" \
+		test "$(json "' '.join(p['type'].lower() for p in d['partitiontable']['partitions'])" <<<"$pt")" = \
+		"0fc63daf-8483-4772-8e79-3d69d8477de4 8fac4a25-9f88-4344-9db7-f999d75f48ca de5994dd-6548-4003-9e5b-cc3557945f8f 21686148-6449-6e6f-744e-656564454649 c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+	check "BIOS boot partition: 1 MiB at 1 MiB; ESP: 32 MiB at 2 MiB; boot at 34 MiB" \
+		test "$(json "[(p['start'],p['size']) for p in d['partitiontable']['partitions']]" <<<"$pt")" = \
+		"[(69632, 131072), (200704, 204800), (405504, 204800), (2048, 2048), (4096, 65536)]"
+	out=$(fsprobe "$fw" 5)
+	check "the ESP holds FAT (blkid)" grep -qx "TYPE=vfat" <<<"$out"
+	check "the ESP's FAT is labelled BOOTBANKESP" grep -qx "LABEL=BOOTBANKESP" <<<"$out"
+	esp_start=$(json "[p['start'] for p in d['partitiontable']['partitions'] if p['name']=='bootbank_esp'][0]" <<<"$pt")
+	dd if="$fw" of="$tmp/esp.img" bs=512 skip="$esp_start" count=65536 status=none
+	check "file -s: the ESP is a FAT boot sector" bash -c 'file -s "$1" | grep -q "FAT"' _ "$tmp/esp.img"
+	check "the BIOS boot partition holds nothing (old ext4 cleared)" \
+		test -z "$(fsprobe "$fw" 4 | grep '^TYPE=')"
+	check "the BIOS boot partition is zeroed" \
+		bash -c 'cmp -s -n 1048576 <(dd if="$1" bs=1M skip=1 count=1 status=none) /dev/zero' _ "$fw"
+	check "boot still holds ext4" grep -qx "TYPE=ext4" <<<"$(fsprobe "$fw" 1)"
+	check "disk.json: filesystems ext4, ext4, ext4, none, vfat" \
+		test "$(json "' '.join(str(p['filesystem']) for p in d['partitions'])" "$tmp/root5/var/lib/bootbank/disk.json")" = "ext4 ext4 ext4 None vfat"
+	expect_exit 0 "disk probe --json shows them" "$BANKCTL" --root "$tmp/root5" disk probe --json
+	check "probe: parts, numbers, filesystems" \
+		test "$(json "' '.join('%s:%d:%s' % (p['part'], p['partno'], p['filesystem']) for p in d['partitions'])" <<<"$OUT")" = \
+		"boot:1:ext4 bank-a:2:ext4 bank-b:3:ext4 bios-boot:4:None esp:5:vfat"
+	expect_exit 0 "disk probe --usage measures only the ext4 ones" "$BANKCTL" --root "$tmp/root5" disk probe --usage --json
+	check "probe --usage: no usage for BIOS boot and ESP" \
+		test "$(json "' '.join(str(p['used'] is not None) for p in d['partitions'])" <<<"$OUT")" = "True True True False False"
+	expect_exit 0 "disk probe (text)" "$BANKCTL" --root "$tmp/root5" disk probe
+	check "text probe shows the ESP" grep -qE '^  esp +/dev/loop[0-9]+p5 +5 +bootbank_esp .* 32 MiB vfat ' <<<"$OUT"
+	expect_exit 2 "--esp-size needs a size" "$BANKCTL" --root "$tmp/root5" disk init "$fw" --esp-size 0 --force
+	expect_exit 1 "an ESP below 8 MiB is refused" "$BANKCTL" --root "$tmp/root5" disk init "$fw" --esp-size 1M --force
+	check "says why" grep -qF "EFI System Partition size 1048576 bytes is below the minimum of 8 MiB" <<<"$ERR"
+	# Without mkfs.vfat (hidden under a non-executable /dev/null in a mount namespace of its
+	# own): refused before anything is written.
+	before=$(sfdisk -d "$fw")
+	expect_exit 4 "--esp-size without mkfs.vfat is refused (not found)" \
+		unshare -m --propagation private bash -c 'for f in "$(command -v mkfs.vfat)" /usr/sbin/mkfs.vfat /sbin/mkfs.vfat; do [ -e "$f" ] && { mount --bind /dev/null "$f" || exit 9; }; done; exec "$@"' _ \
+		"$BANKCTL" --root "$tmp/root5" disk init "$fw" --esp-size 16M --force
+	check "says what is missing" grep -qF "'mkfs.vfat' not found (install dosfstools)" <<<"$ERR"
+	check "the table is unchanged" test "$(sfdisk -d "$fw")" = "$before"
+	check "the loop device is gone" no_loop "$fw"
+else
+	echo "# skipping --esp-size: mkfs.vfat not installed"
+fi
 
 # --- init on a block device ---------------------------------------------------------------
 blk=$tmp/blk.img
