@@ -171,8 +171,9 @@ image_build() {
 
 # --- the disk -----------------------------------------------------------------------------
 # One per firmware, in $D = $W/$FW: disk.img (bankctl disk init), root/ (the sandbox bankctl
-# runs on: system.conf with bootloader = grub, the keyring, disk.json), for UEFI esp.img and
-# vars.fd. While the host works on the disk, its boot partition is mounted on root/boot, where
+# runs on: system.conf with bootloader = grub, the keyring, disk.json), for UEFI vars.fd.
+# Both firmwares get the same layout from disk init: a BIOS boot partition and an ESP besides
+# boot and the banks (docs/disk.md), as an installer for either firmware would make it. While the host works on the disk, its boot partition is mounted on root/boot, where
 # the grub backend keeps the boot state (root/boot/bootbank/grubenv).
 
 B() { "$BANKCTL" --root "$D/root" "$@"; }
@@ -234,11 +235,9 @@ disk_create() {
 	printf '[system]\ncompatible = %s\nbootloader = grub\n' "$COMPATIBLE" \
 		>"$D/root/etc/bootbank/system.conf"
 	truncate -s 192M "$D/disk.img"
-	B disk init "$D/disk.img" --boot-size 32M --bank-size 64M >"$D/disk-init.log" 2>&1 ||
+	B disk init "$D/disk.img" --boot-size 32M --bank-size 64M --bios-boot --esp-size 16M \
+		>"$D/disk-init.log" 2>&1 ||
 		die "bankctl disk init failed: $(tail -n1 "$D/disk-init.log")"
-	if [ "$FW" = bios ]; then
-		add_bios_boot_partition
-	fi
 	host_open
 	install_grub_files
 	if [ "$FW" = bios ]; then
@@ -247,21 +246,6 @@ disk_create() {
 		install_grub_uefi
 	fi
 	host_close
-}
-
-# GRUB for BIOS on a GPT disk embeds its core image in a BIOS boot partition. disk init
-# leaves the first MiB free but declares it unusable (first usable LBA 2048), so the table is
-# rewritten with first-lba 34 and a BIOS boot partition in sectors 34-2047. Everything else
-# (disk GUID, partitions, their UUIDs and contents) stays as disk init wrote it.
-add_bios_boot_partition() {
-	local dump
-	dump=$(sfdisk -d "$D/disk.img") || die "sfdisk -d failed"
-	{
-		# shellcheck disable=SC2001
-		sed 's/^first-lba: .*/first-lba: 34/' <<<"$dump"
-		echo "start=34, size=2014, type=$BIOS_BOOT_TYPE, name=\"bios_grub\""
-	} | sfdisk -q --no-reread --no-tell-kernel "$D/disk.img" >"$D/sfdisk.log" 2>&1 ||
-		die "sfdisk: cannot add a BIOS boot partition: $(tail -n1 "$D/sfdisk.log")"
 }
 
 # The bootloader-hooks/grub files on the boot partition (the layout of grub.cfg's header),
@@ -278,7 +262,11 @@ install_grub_files() {
 	EOF
 }
 
+# BIOS: grub-install finds the BIOS boot partition disk init made (type $BIOS_BOOT_TYPE) and
+# embeds its core image there; boot.img goes to the protective MBR.
 install_grub_bios() {
+	sfdisk -d "$D/disk.img" | grep -q "type=$BIOS_BOOT_TYPE, .*name=\"bootbank_bios\"" ||
+		die "disk init made no BIOS boot partition"
 	echo "(hd0) $LOOP" >"$D/root/boot/grub/device.map"
 	grub-install --target=i386-pc --boot-directory="$D/root/boot" --modules="part_gpt ext2" \
 		"$LOOP" >"$D/grub-install.log" 2>&1 ||
@@ -287,8 +275,9 @@ install_grub_bios() {
 }
 
 # UEFI: a GRUB image with its modules built in and an early config that finds the boot
-# partition by its label, in EFI/BOOT/BOOTX64.EFI of a FAT ESP (a disk of its own, built with
-# mkfs.vfat and mtools: nothing here can mount vfat), and a copy of OVMF's variable store.
+# partition by its label, in EFI/BOOT/BOOTX64.EFI of the ESP disk init made FAT (written with
+# mtools at the partition's offset: nothing here can mount vfat), and a copy of OVMF's
+# variable store.
 install_grub_uefi() {
 	cat >"$D/early.cfg" <<-'EOF'
 	search --no-floppy --label --set=root bootbank_boot
@@ -299,11 +288,19 @@ install_grub_uefi() {
 	grub-mkimage -O x86_64-efi -o "$D/BOOTX64.EFI" -p /grub -c "$D/early.cfg" \
 		$GRUB_EFI_MODULES >"$D/grub-mkimage.log" 2>&1 ||
 		die "grub-mkimage failed: $(tail -n1 "$D/grub-mkimage.log")"
-	rm -f "$D/esp.img"
-	mkfs.vfat -C -n ESP "$D/esp.img" 16384 >/dev/null || die "mkfs.vfat failed"
-	mmd -i "$D/esp.img" ::/EFI ::/EFI/BOOT || die "mmd failed"
-	mcopy -i "$D/esp.img" "$D/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI || die "mcopy failed"
+	local esp
+	esp="$D/disk.img@@$(esp_offset)" || die "no ESP in '$D/root/var/lib/bootbank/disk.json'"
+	mmd -i "$esp" ::/EFI ::/EFI/BOOT || die "mmd failed"
+	mcopy -i "$esp" "$D/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI || die "mcopy failed"
 	cp "$OVMF_VARS" "$D/vars.fd"
+}
+
+# esp_offset: the byte offset of the ESP, from the record disk init wrote.
+esp_offset() {
+	python3 -c 'import json,sys
+for p in json.load(open(sys.argv[1]))["partitions"]:
+    if p["part"] == "esp" and p["filesystem"] == "vfat": print(p["start"]); sys.exit(0)
+sys.exit(1)' "$D/root/var/lib/bootbank/disk.json"
 }
 
 # --- one boot -----------------------------------------------------------------------------
@@ -313,7 +310,7 @@ install_grub_uefi() {
 vm_boot() {
 	local name=$1 key=$2 extra=()
 	if [ "$FW" = uefi ]; then
-		extra=(--esp "$D/esp.img" --vars "$D/vars.fd" --code "$OVMF_CODE")
+		extra=(--vars "$D/vars.fd" --code "$OVMF_CODE")
 	fi
 	RES=$(python3 "$REPO/tests/boot/vm.py" --firmware "$FW" --disk "$D/disk.img" "${extra[@]}" \
 		--log "$D/$name.log" --key "$key" --timeout "${BK_BOOT_TIMEOUT:-120}")
