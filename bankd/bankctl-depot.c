@@ -71,22 +71,15 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 	_cleanup_free_ char *file = NULL;
 	bool force = false, no_check_time = false;
 	struct bk_err err = { 0 };
-	const char *path, *kpath = ctx->config.keyring;
-	char kbuf[4096];
+	const char *path;
 	int r;
 
 	r = parse(ctx, &verb_import, argc, argv, 1, &force, &no_check_time);
 	if (r != 0)
 		return r;
 	path = argv[optind];
-	if (strcmp(ctx->root, "/") != 0) {
-		(void) snprintf(kbuf, sizeof(kbuf), "%s",
-				bankctl_path(ctx, kpath + strspn(kpath, "/")));
-		kpath = kbuf;
-	}
-	r = bk_keyring_load(kpath, &keyring, &err);
+	r = bankctl_keyring_load(ctx, NULL, &keyring, &err);
 	if (r < 0) {
-		(void) bk_err_prefix(&err, "cannot load keyring '%s'", kpath);
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
 	}

@@ -126,28 +126,6 @@ static int want_args(const struct bankctl_verb *verb, int argc, char **argv, int
 	return 0;
 }
 
-/* The keyring: --keyring PATH as given, else system.conf's beneath the root. */
-static int load_keyring(struct bankctl *ctx, const struct opts *o, struct bk_keyring **ret,
-			struct bk_err *err)
-{
-	const char *path = o->keyring;
-	char buf[4096];
-	int r;
-
-	if (!path) {
-		path = ctx->config.keyring;
-		if (strcmp(ctx->root, "/") != 0) {
-			(void) snprintf(buf, sizeof(buf), "%s",
-					bankctl_path(ctx, path + strspn(path, "/")));
-			path = buf;
-		}
-	}
-	r = bk_keyring_load(path, ret, err);
-	if (r < 0)
-		return bk_err_prefix(err, "cannot load keyring '%s'", path);
-	return 0;
-}
-
 static unsigned cms_flags(struct bankctl *ctx, const struct opts *o)
 {
 	return o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
@@ -369,7 +347,7 @@ static int image_verify(struct bankctl *ctx, int argc, char **argv)
 	    want_args(&verb_verify, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
 	path = argv[optind];
-	r = load_keyring(ctx, &o, &keyring, &err);
+	r = bankctl_keyring_load(ctx, o.keyring, &keyring, &err);
 	if (r < 0) {
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
@@ -552,7 +530,7 @@ static int image_mount(struct bankctl *ctx, int argc, char **argv)
 	name = argv[optind + 1];
 	dir = argv[optind + 2];
 
-	r = load_keyring(ctx, &o, &keyring, &err);
+	r = bankctl_keyring_load(ctx, o.keyring, &keyring, &err);
 	if (r < 0) {
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;

@@ -272,27 +272,6 @@ static void progress_clear(struct progress *pr)
 
 /* ---- the verb ---------------------------------------------------------------------------- */
 
-int bankctl_keyring_load(struct bankctl *ctx, const char *arg, struct bk_keyring **ret,
-			 struct bk_err *err)
-{
-	const char *path = arg;
-	char buf[4096];
-	int r;
-
-	if (!path) {
-		path = ctx->config.keyring;
-		if (strcmp(ctx->root, "/") != 0) {
-			(void) snprintf(buf, sizeof(buf), "%s",
-					bankctl_path(ctx, path + strspn(path, "/")));
-			path = buf;
-		}
-	}
-	r = bk_keyring_load(path, ret, err);
-	if (r < 0)
-		return bk_err_prefix(err, "cannot load keyring '%s'", path);
-	return 0;
-}
-
 /*
  * The bank to write: the alternate of the booted bank; with no booted bank known (a fresh
  * install), the alternate of the bank the store says booted last; failing that an empty bank

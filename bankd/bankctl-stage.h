@@ -58,9 +58,5 @@ int bankctl_stage_run(struct bankctl *ctx, const struct bankctl_stage_opts *o,
 int bankctl_stage_target(struct bankctl *ctx, enum bk_bank_id *ret, const char **ret_why,
 			 struct bk_err *err);
 
-/* Load the keyring: path, or [keyring] path of system.conf beneath the root. */
-int bankctl_keyring_load(struct bankctl *ctx, const char *path, struct bk_keyring **ret,
-			 struct bk_err *err);
-
 /* The directory of the banks' content record copies, beneath the state directory. */
 #define BANKCTL_BANKS_CACHE_DIR "banks"

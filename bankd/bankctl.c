@@ -11,6 +11,7 @@
 
 #include "bankctl-events.h"
 #include "bankctl.h"
+#include "bk-cms.h"
 #include "bk-fs.h"
 #include "bk-lock.h"
 #include "bk-log.h"
@@ -169,6 +170,29 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err)
 		return r;
 	/* Every mutating verb first finishes what a killed one left (bankctl-recover.c). */
 	return bankctl_recover_after_lock(ctx, err);
+}
+
+/* The keyring: arg (--keyring PATH) as given, else system.conf's [keyring] path beneath the root.
+ */
+int bankctl_keyring_load(struct bankctl *ctx, const char *arg, struct bk_keyring **ret,
+			 struct bk_err *err)
+{
+	const char *path = arg;
+	char buf[4096];
+	int r;
+
+	if (!path) {
+		path = ctx->config.keyring;
+		if (strcmp(ctx->root, "/") != 0) {
+			(void) snprintf(buf, sizeof(buf), "%s",
+					bankctl_path(ctx, path + strspn(path, "/")));
+			path = buf;
+		}
+	}
+	r = bk_keyring_load(path, ret, err);
+	if (r < 0)
+		return bk_err_prefix(err, "cannot load keyring '%s'", path);
+	return 0;
 }
 
 static int load_config(struct bankctl *ctx, const char *config_arg, struct bk_err *err)

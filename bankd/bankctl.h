@@ -67,6 +67,14 @@ int bankctl_lock(struct bankctl *ctx, struct bk_err *err);
 /* "DIR/relpath" for messages (static buffer, overwritten by the next call). */
 const char *bankctl_path(struct bankctl *ctx, const char *relpath);
 
+struct bk_keyring;
+/*
+ * Load the keyring: arg (a --keyring PATH, used as given) or else system.conf's [keyring] path
+ * resolved beneath the root. Errors are prefixed "cannot load keyring 'PATH'".
+ */
+int bankctl_keyring_load(struct bankctl *ctx, const char *arg, struct bk_keyring **ret,
+			 struct bk_err *err);
+
 int bankctl_status(struct bankctl *ctx, int argc, char **argv);
 int bankctl_image(struct bankctl *ctx, int argc, char **argv);
 int bankctl_depot(struct bankctl *ctx, int argc, char **argv);
