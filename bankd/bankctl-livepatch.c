@@ -426,6 +426,7 @@ int bankctl_live_report_json(const struct bk_lp_report *rep, struct json_object 
 		    bk_json_add_bool(w, "running", it->running) < 0 ||
 		    bk_json_add_bool(w, "skipped", it->skipped) < 0 ||
 		    bk_json_add_bool(w, "switched", it->switched) < 0 ||
+		    bk_json_add_bool(w, "restarted_by_hook", it->restarted) < 0 ||
 		    bk_json_add_string(w, "mode",
 				       it->mode == BK_VIEW_BENEATH  ? "beneath" :
 				       it->mode == BK_VIEW_STACKED  ? "stacked" :
@@ -460,6 +461,12 @@ int bankctl_live_print_report(struct bankctl *ctx, const struct bk_lp_report *re
 			printf("  %-24s not running\n", it->name);
 		else if (it->skipped)
 			printf("  %-24s already on '%s'\n", it->name, rep->to);
+		else if (it->restarted)
+			printf("  %-24s not frozen, restarted by hook (%s)%s\n", it->name,
+			       it->mode == BK_VIEW_BENEATH ? "beneath" :
+			       it->mode == BK_VIEW_STACKED ? "stacked" :
+							     "attached",
+			       rep->rolled_back && !it->switched ? ", switched back" : "");
 		else if (it->frozen_ns)
 			printf("  %-24s frozen %.3f ms (%s)%s\n", it->name,
 			       (double) it->frozen_ns / 1e6,
@@ -916,7 +923,13 @@ static void live_on_step(void *userdata, const struct bk_lp_step *st)
 		for (size_t i = 0; i < st->rep->n_items; i++) {
 			const struct bk_lp_report_item *it = &st->rep->items[i];
 
-			if (it->running && !it->skipped && it->frozen_ns)
+			if (it->running && !it->skipped && it->restarted)
+				bankctl_listf(detail, sizeof(detail), &pos,
+					      "%s not frozen, restarted by hook (%s)", it->name,
+					      it->mode == BK_VIEW_BENEATH ? "beneath" :
+					      it->mode == BK_VIEW_STACKED ? "stacked" :
+									    "attached");
+			else if (it->running && !it->skipped && it->frozen_ns)
 				bankctl_listf(detail, sizeof(detail), &pos,
 					      "%s frozen %.3f ms (%s)", it->name,
 					      (double) it->frozen_ns / 1e6,
@@ -1008,7 +1021,8 @@ static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 	struct live_ud ud;
 	struct bk_err err = { 0 };
 	enum bk_bank_id target;
-	size_t n_running = 0;
+	size_t n_running = 0, n_nofsr = 0;
+	char nofsr_note[96] = "";
 	uint64_t t0, m0;
 	int c, r, n_released = 0, ret = BK_EXIT_OK;
 
@@ -1107,7 +1121,7 @@ static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 	if (r >= 0)
 		r = bk_bundle_verify_payload(b, p, &err);
 	if (r >= 0)
-		r = bk_livepatch_precheck(&live.lp, &n_running, &err);
+		r = bk_livepatch_precheck(&live.lp, &n_running, &n_nofsr, &err);
 	if (r >= 0)
 		r = bankctl_stage_target(ctx, &target, &why, &err);
 	if (r >= 0)
@@ -1123,14 +1137,17 @@ static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 	}
 	if (r < 0)
 		goto fail_precheck;
-	bankctl_task_step(&task, "pre-check", 0, NULL, t0, bk_now_ns() - m0,
-			  "%s %s signed and intact; live-patches %s%s%s%s; %zu running %s can be "
-			  "suspended; bank %s (%s)%s",
-			  m->name, m->version, current ? "'" : "nothing in service",
-			  current ? current : "", current ? "' version " : "",
-			  running_version ? running_version : "", n_running,
-			  n_running == 1 ? "workload" : "workloads", bk_bank_id_to_string(target),
-			  why, n_released ? ", its stale revisions released" : "");
+	if (n_nofsr != 0)
+		(void) snprintf(nofsr_note, sizeof(nofsr_note),
+				", %zu --no-fsr left to the scan hooks to restart", n_nofsr);
+	bankctl_task_step(
+		&task, "pre-check", 0, NULL, t0, bk_now_ns() - m0,
+		"%s %s signed and intact; live-patches %s%s%s%s; %zu running %s can be "
+		"suspended%s; bank %s (%s)%s",
+		m->name, m->version, current ? "'" : "nothing in service", current ? current : "",
+		current ? "' version " : "", running_version ? running_version : "", n_running,
+		n_running == 1 ? "workload" : "workloads", nofsr_note, bk_bank_id_to_string(target),
+		why, n_released ? ", its stale revisions released" : "");
 
 	/* 2-4. Maintenance mode, stage, activate (the stage's own checks come first). */
 	a.m = (struct bk_maint){

@@ -17,6 +17,7 @@
 #include "bk-fs.h"
 #include "bk-hooks.h"
 #include "bk-log.h"
+#include "bk-workload.h"
 
 BK_DEFINE_CLEANUP(DIR *, closedir)
 
@@ -56,6 +57,9 @@ static void result_release(struct bk_hook_result *r)
 	free(r->name);
 	free(r->out);
 	free(r->errout);
+	for (size_t i = 0; i < r->n_restarts; i++)
+		free(r->restarts[i]);
+	free(r->restarts);
 }
 
 struct bk_hook_run *bk_hook_run_free(struct bk_hook_run *run)
@@ -80,6 +84,82 @@ char *bk_hook_last_line(const char *s)
 	while (start > s && start[-1] != '\n')
 		start--;
 	return strndup(start, (size_t) (end - start));
+}
+
+static void free_names(char **names, size_t n);
+
+/* The name a "restart NAME" line [line, eol) claims: 1 and *ret (malloc'ed), 0 none, -ENOMEM. */
+static int claim_of_line(const char *line, const char *eol, char **ret)
+{
+	static const char word[] = "restart";
+	const char *p = line + strlen(word), *end = eol;
+	char *name;
+
+	if ((size_t) (eol - line) <= strlen(word) || strncmp(line, word, strlen(word)) != 0 ||
+	    (*p != ' ' && *p != '\t'))
+		return 0;
+	while (p < eol && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		end--;
+	name = strndup(p, (size_t) (end - p));
+	if (!name)
+		return -ENOMEM;
+	/* "restart the world" or a bad name: a finding, not a claim. */
+	if (!bk_workload_name_is_valid(name)) {
+		free(name);
+		return 0;
+	}
+	*ret = name;
+	return 1;
+}
+
+int bk_hook_parse_restarts(const char *out, char ***ret, size_t *ret_n)
+{
+	char **names = NULL;
+	size_t n = 0;
+
+	for (const char *line = out; line && *line;) {
+		const char *eol = strchrnul(line, '\n');
+		char *name = NULL, **nn;
+		bool dup = false;
+		int r;
+
+		r = claim_of_line(line, eol, &name);
+		line = *eol ? eol + 1 : eol;
+		if (r < 0) {
+			free_names(names, n);
+			return r;
+		}
+		if (r == 0)
+			continue;
+		for (size_t i = 0; i < n && !dup; i++)
+			dup = strcmp(names[i], name) == 0;
+		if (dup) {
+			free(name);
+			continue;
+		}
+		nn = n < BK_HOOK_RESTARTS_MAX ? realloc(names, (n + 1) * sizeof(*names)) : NULL;
+		if (!nn) {
+			free(name);
+			free_names(names, n);
+			return n < BK_HOOK_RESTARTS_MAX ? -ENOMEM : -E2BIG;
+		}
+		names = nn;
+		names[n++] = name;
+	}
+	*ret = names;
+	*ret_n = n;
+	return 0;
+}
+
+bool bk_hook_run_restarts(const struct bk_hook_run *run, const char *name)
+{
+	for (size_t i = 0; run && i < run->n_results; i++)
+		for (size_t j = 0; j < run->results[i].n_restarts; j++)
+			if (strcmp(run->results[i].restarts[j], name) == 0)
+				return true;
+	return false;
 }
 
 static bool hook_name_is_valid(const char *name)
@@ -166,6 +246,19 @@ static int list_hooks(const char *dir_path, char ***ret, size_t *ret_n, struct b
 	return 0;
 }
 
+int bk_hooks_count(const char *dir_path, struct bk_err *err)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+
+	r = list_hooks(dir_path, &names, &n, err);
+	if (r < 0)
+		return r;
+	free_names(names, n);
+	return (int) n;
+}
+
 struct capture {
 	int fd;
 	char *buf;
@@ -205,7 +298,7 @@ static int spawn_hook(const char *path, const char *name, enum bk_hook_phase pha
 	char e_phase[64], e_hook[192], e_old[320], e_new[320], e_oldv[320], e_newv[320];
 	char safe_path[] = SAFE_PATH, a_phase[16];
 	_cleanup_free_ char *a_path = strdup(path), *a_old = NULL, *a_new = NULL;
-	char *envp[] = { safe_path, e_phase, e_hook, e_old, e_new, e_oldv, e_newv, NULL };
+	_cleanup_free_ char *e_nofsr = NULL, *e_restart = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dfl;
@@ -213,7 +306,13 @@ static int spawn_hook(const char *path, const char *name, enum bk_hook_phase pha
 
 	a_old = strdup(env->old_rev ? env->old_rev : "");
 	a_new = strdup(env->new_rev ? env->new_rev : "");
-	if (!a_path || !a_old || !a_new)
+	if (asprintf(&e_nofsr, "BOOTBANK_NOFSR_WORKLOADS=%s",
+		     env->nofsr_workloads ? env->nofsr_workloads : "") < 0)
+		e_nofsr = NULL;
+	if (asprintf(&e_restart, "BOOTBANK_RESTART_WORKLOADS=%s",
+		     env->restart_workloads ? env->restart_workloads : "") < 0)
+		e_restart = NULL;
+	if (!a_path || !a_old || !a_new || !e_nofsr || !e_restart)
 		return -ENOMEM;
 	(void) snprintf(a_phase, sizeof(a_phase), "%s", bk_hook_phase_to_string(phase));
 	(void) snprintf(e_phase, sizeof(e_phase), "BOOTBANK_PHASE=%s", a_phase);
@@ -226,6 +325,8 @@ static int spawn_hook(const char *path, const char *name, enum bk_hook_phase pha
 			env->new_version ? env->new_version : "");
 	{
 		char *argv[] = { a_path, a_phase, a_old, a_new, NULL };
+		char *envp[] = { safe_path, e_phase, e_hook,  e_old,	 e_new,
+				 e_oldv,    e_newv,  e_nofsr, e_restart, NULL };
 
 		r = posix_spawn_file_actions_init(&fa);
 		if (r != 0)
@@ -422,6 +523,15 @@ int bk_hooks_run(const char *dir_path, enum bk_hook_phase phase, const struct bk
 			if (phase == BK_HOOK_SCAN)
 				break;
 			continue;
+		}
+		if (phase == BK_HOOK_SCAN) {
+			r = bk_hook_parse_restarts(res->out, &res->restarts, &res->n_restarts);
+			if (r < 0) {
+				r = bk_err_set(err, r, "scan hook '%s': cannot read its claims: %s",
+					       res->name, strerror(-r));
+				first = r;
+				break;
+			}
 		}
 		if (res->status == 0)
 			continue;

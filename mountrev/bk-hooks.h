@@ -6,11 +6,15 @@
  *
  *   argv: PATH PHASE OLD_REV NEW_REV          (PHASE: scan, apply or revert)
  *   env:  PATH (a fixed safe list), BOOTBANK_PHASE, BOOTBANK_HOOK, BOOTBANK_OLD_REV,
- *         BOOTBANK_NEW_REV, BOOTBANK_OLD_VERSION, BOOTBANK_NEW_VERSION
+ *         BOOTBANK_NEW_REV, BOOTBANK_OLD_VERSION, BOOTBANK_NEW_VERSION,
+ *         BOOTBANK_NOFSR_WORKLOADS (the running --no-fsr workloads, space-separated),
+ *         BOOTBANK_RESTART_WORKLOADS (the ones a scan hook claimed; apply and revert only)
  *
  * scan runs before a switch-over: exit 0 lets it go on; exit 10 or more vetoes it (the last
  * non-empty line of stderr is the reason); exit 1-9, a signal or a timeout is a failing hook,
- * which stops the live patch too. apply runs after a switch-over, revert after a rollback;
+ * which stops the live patch too. A scan hook claims a --no-fsr workload (it restarts it after
+ * the switch, so it need not be frozen) with a stdout line "restart NAME"; every other stdout
+ * line is a finding. apply runs after a switch-over, revert after a rollback;
  * they all run, and a failure there is reported but changes nothing.
  * Entries that do not match NN-name ([0-9][0-9]-[A-Za-z0-9._-]+), are not regular files
  * (after following a symlink) or are not executable are skipped; a hook writable by group or
@@ -44,6 +48,8 @@ struct bk_hook_env {
 	const char *new_rev;
 	const char *old_version;
 	const char *new_version;
+	const char *nofsr_workloads;   /* BOOTBANK_NOFSR_WORKLOADS, "a b"; NULL: "" */
+	const char *restart_workloads; /* BOOTBANK_RESTART_WORKLOADS; NULL: "" */
 };
 
 struct bk_hook_result {
@@ -55,6 +61,9 @@ struct bk_hook_result {
 	char *errout;	/* captured stderr */
 	bool out_truncated, err_truncated;
 	uint64_t duration_ms;
+	/* scan only: the workloads it claims ("restart NAME" lines of out), else none */
+	char **restarts;
+	size_t n_restarts;
 };
 
 struct bk_hook_run {
@@ -80,6 +89,29 @@ BK_DEFINE_CLEANUP(struct bk_hook_run *, bk_hook_run_free)
  */
 int bk_hooks_run(const char *dir_path, enum bk_hook_phase phase, const struct bk_hook_env *env,
 		 uint64_t timeout_ms, struct bk_hook_run **ret, struct bk_err *err);
+
+/*
+ * Whether some hook of run claimed workload name with a "restart NAME" line (scan only).
+ */
+bool bk_hook_run_restarts(const struct bk_hook_run *run, const char *name);
+
+/*
+ * The number of hooks in dir_path (what bk_hooks_run() would run: valid names, executable
+ * regular files); 0 when the directory does not exist. -EPERM (a hook writable by group or
+ * others), -E2BIG, -errno. Reads only.
+ */
+int bk_hooks_count(const char *dir_path, struct bk_err *err);
+
+#define BK_HOOK_RESTARTS_MAX 1024 /* "restart NAME" lines per hook */
+
+/*
+ * Parse a hook's stdout for claims: each line "restart NAME" (the word, blanks, a valid
+ * workload name, optional trailing blanks or CR) claims NAME. Other lines, and "restart"
+ * lines whose name is not a valid workload name, are findings and ignored here. Duplicates
+ * are dropped. *ret gets the malloc'ed names (NULL when none; free each, then the array),
+ * *ret_n their number. Returns 0, -ENOMEM, or -E2BIG (more than BK_HOOK_RESTARTS_MAX).
+ */
+int bk_hook_parse_restarts(const char *out, char ***ret, size_t *ret_n);
 
 /* The last non-empty line of s (without its newline), malloc'ed; "" when none. */
 char *bk_hook_last_line(const char *s);

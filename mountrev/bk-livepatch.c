@@ -185,9 +185,18 @@ static int fill_items(struct bk_lp_report *rep, const struct bk_lp_workload *lws
 	return 0;
 }
 
-/* Build the switch items of the running workloads; *ret_map[k] is the index in lws. */
-static int make_items(struct bk_lp_workload *lws, size_t n, struct bk_switch_item **ret,
-		      size_t **ret_map, size_t *ret_k)
+/* A running --no-fsr workload: never frozen; the live path needs a hook that restarts it. */
+static bool is_unfrozen(const struct bk_lp_workload *lw)
+{
+	return lw->running && lw->w.no_fsr;
+}
+
+/*
+ * Build the switch items of the running workloads that are frozen (unfrozen false) or of the
+ * running --no-fsr ones (unfrozen true); *ret_map[k] is the index in lws.
+ */
+static int make_items(struct bk_lp_workload *lws, size_t n, bool unfrozen,
+		      struct bk_switch_item **ret, size_t **ret_map, size_t *ret_k)
 {
 	struct bk_switch_item *items = calloc(n ? n : 1, sizeof(*items));
 	size_t *map = calloc(n ? n : 1, sizeof(*map));
@@ -199,7 +208,7 @@ static int make_items(struct bk_lp_workload *lws, size_t n, struct bk_switch_ite
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!lws[i].running)
+		if (!lws[i].running || is_unfrozen(&lws[i]) != unfrozen)
 			continue;
 		items[k] = (struct bk_switch_item){
 			.name = lws[i].w.name,
@@ -213,6 +222,102 @@ static int make_items(struct bk_lp_workload *lws, size_t n, struct bk_switch_ite
 	*ret_map = map;
 	*ret_k = k;
 	return 0;
+}
+
+/* The running --no-fsr workloads, space-separated ("" when none); NULL: out of memory. */
+static char *nofsr_names(const struct bk_lp_workload *lws, size_t n)
+{
+	size_t len = 1, pos = 0;
+	char *s;
+
+	for (size_t i = 0; i < n; i++)
+		if (is_unfrozen(&lws[i]))
+			len += strlen(lws[i].w.name) + 1;
+	s = malloc(len);
+	if (!s)
+		return NULL;
+	s[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (is_unfrozen(&lws[i]))
+			pos += (size_t) snprintf(s + pos, len - pos, "%s%s", pos ? " " : "",
+						 lws[i].w.name);
+	return s;
+}
+
+/*
+ * Swap the views of workloads that are never frozen (running --no-fsr ones that a scan hook
+ * restarts): a view helper each, all made ready before the first swap (so a failure there
+ * changes nothing), then each view swapped in turn, with the workload running. Views that
+ * already show `to` are skipped. undo: only the items marked switched are swapped (to is then
+ * the revision they came from), and marked not switched once back. best_effort: go on after a
+ * failing workload. Returns 0 or the first -errno (the workload named).
+ */
+static int swap_unfrozen(int run_dfd, const char *to, unsigned flags, bool undo, bool best_effort,
+			 struct bk_switch_item *items, size_t n, struct bk_err *err)
+{
+	struct bk_view_swap **swaps = NULL;
+	struct bk_err ignored = { 0 };
+	int r = 0, first = 0;
+	dev_t to_dev;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	r = bk_rev_dev(run_dfd, to, &to_dev, err);
+	if (r < 0)
+		return r;
+	swaps = calloc(n, sizeof(*swaps));
+	if (!swaps)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (undo && !items[i].switched)
+			continue;
+		if (!undo) {
+			items[i].switched = items[i].skipped = false;
+			items[i].frozen_ns = items[i].rollback_frozen_ns = 0;
+		}
+		r = bk_view_swap_prepare(run_dfd, to, items[i].mntns_fd, items[i].view, flags,
+					 &swaps[i], first < 0 ? &ignored : err);
+		if (r < 0) {
+			if (first == 0)
+				(void) bk_err_prefix(err, "workload '%s'", items[i].name);
+			first = first < 0 ? first : r;
+			if (best_effort || undo)
+				continue;
+			goto out;
+		}
+		if (!undo && bk_view_swap_old_dev(swaps[i]) == to_dev &&
+		    bk_view_swap_old_is_mount(swaps[i])) {
+			items[i].skipped = true;
+			swaps[i] = bk_view_swap_free(swaps[i]);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		enum bk_view_mode mode = 0;
+
+		if (!swaps[i])
+			continue;
+		r = bk_view_swap_commit(swaps[i], &mode, first < 0 ? &ignored : err);
+		swaps[i] = bk_view_swap_free(swaps[i]);
+		if (r < 0) {
+			if (first == 0)
+				(void) bk_err_prefix(err, "workload '%s'", items[i].name);
+			first = first < 0 ? first : r;
+			if (best_effort || undo)
+				continue;
+			goto out;
+		}
+		items[i].switched = !undo;
+		if (!undo)
+			items[i].mode = mode;
+		BK_DBG(REV, "workload '%s' %s unfrozen (%c)", items[i].name,
+		       undo ? "switched back" : "switched", (char) mode);
+	}
+out:
+	for (i = 0; i < n; i++)
+		bk_view_swap_free(swaps[i]);
+	free(swaps);
+	return first;
 }
 
 static uint64_t realtime_ns(void)
@@ -285,32 +390,74 @@ static int count_running(const struct bk_lp_workload *lws, size_t n)
 static int check_no_fsr(const struct bk_lp_workload *lws, size_t n, struct bk_err *err)
 {
 	for (size_t i = 0; i < n; i++)
-		if (lws[i].running && lws[i].w.no_fsr)
-			return bk_err_set(err, -EBUSY,
-					  "workload '%s' cannot be suspended (--no-fsr): the live "
-					  "path is blocked; stop it or use the reboot path",
-					  lws[i].w.name);
+		if (is_unfrozen(&lws[i]))
+			return bk_err_set(
+				err, -EBUSY,
+				"workload '%s' cannot be suspended (--no-fsr) and no hook "
+				"is installed to restart it: the live path is blocked; stop "
+				"it or use the reboot path",
+				lws[i].w.name);
 	return 0;
 }
 
-int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, struct bk_err *err)
+/*
+ * Early refusal: a running --no-fsr workload and no hook at all in the hook directory
+ * (nothing could claim it), so the common case fails before anything is staged or set.
+ */
+static int check_no_fsr_early(const struct bk_livepatch_ctx *c, const struct bk_lp_workload *lws,
+			      size_t n, struct bk_err *err)
+{
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!is_unfrozen(&lws[i]))
+			continue;
+		r = bk_hooks_count(c->hooks_dir, err);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		return check_no_fsr(lws, n, err);
+	}
+	return 0;
+}
+
+/* After the scan: every running --no-fsr workload was claimed by some scan hook. */
+static int check_claims(const struct bk_lp_workload *lws, size_t n, const struct bk_hook_run *scan,
+			struct bk_err *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (is_unfrozen(&lws[i]) && !bk_hook_run_restarts(scan, lws[i].w.name))
+			return bk_err_set(
+				err, -EBUSY,
+				"workload '%s' cannot be suspended (--no-fsr) and no hook "
+				"restarts it: the live path is blocked; stop it or use the "
+				"reboot path",
+				lws[i].w.name);
+	return 0;
+}
+
+int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, size_t *ret_nofsr,
+			  struct bk_err *err)
 {
 	struct bk_lp_workload *lws = NULL;
-	size_t n = 0;
+	size_t n = 0, k = 0;
 	int r;
 
 	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
 	if (r < 0)
 		return r;
-	r = check_no_fsr(lws, n, err);
+	r = check_no_fsr_early(c, lws, n, err);
+	for (size_t i = 0; i < n; i++)
+		k += is_unfrozen(&lws[i]);
 	if (r >= 0 && ret_running)
-		*ret_running = (size_t) count_running(lws, n);
+		*ret_running = (size_t) count_running(lws, n) - k;
+	if (r >= 0 && ret_nofsr)
+		*ret_nofsr = k;
 	bk_lp_workloads_free(lws, n);
 	return r;
 }
 
 static void hooks_message(const char *phase, const struct bk_hook_run *run, int r,
-			  const struct bk_err *err, char *buf, size_t len)
+			  const struct bk_err *err, const char *restart, char *buf, size_t len)
 {
 	size_t n = run ? run->n_results : 0;
 
@@ -319,24 +466,48 @@ static void hooks_message(const char *phase, const struct bk_hook_run *run, int 
 	else if (n == 0)
 		(void) snprintf(buf, len, "no %s hook", phase);
 	else
-		(void) snprintf(buf, len, "%zu %s %s", n, phase, n == 1 ? "hook" : "hooks");
+		(void) snprintf(buf, len, "%zu %s %s%s%s%s", n, phase, n == 1 ? "hook" : "hooks",
+				restart && restart[0] ? "; BOOTBANK_RESTART_WORKLOADS='" : "",
+				restart && restart[0] ? restart : "",
+				restart && restart[0] ? "'" : "");
+}
+
+/* Copy the results of the switch items (items[j] is rep->items[map[j]]); the longest freeze. */
+static uint64_t fill_results(struct bk_lp_report *rep, const struct bk_switch_item *items,
+			     const size_t *map, size_t k, bool unfrozen, int r)
+{
+	uint64_t max_frozen = 0;
+
+	for (size_t j = 0; j < k; j++) {
+		struct bk_lp_report_item *ri = &rep->items[map[j]];
+
+		ri->restarted = unfrozen;
+		ri->skipped = items[j].skipped;
+		ri->switched = items[j].switched || (r == 0 && !items[j].skipped);
+		ri->mode = items[j].skipped ? 0 : (char) items[j].mode;
+		ri->frozen_ns = items[j].frozen_ns;
+		ri->rollback_frozen_ns = items[j].rollback_frozen_ns;
+		if (items[j].frozen_ns > max_frozen)
+			max_frozen = items[j].frozen_ns;
+	}
+	return max_frozen;
 }
 
 int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct bk_lp_report **ret,
 			struct bk_err *err)
 {
 	_cleanup_(bk_lp_report_freep) struct bk_lp_report *rep = NULL;
-	_cleanup_free_ struct bk_switch_item *items = NULL;
-	_cleanup_free_ char *from_version = NULL, *to_version = NULL;
-	_cleanup_free_ size_t *map = NULL;
+	_cleanup_free_ struct bk_switch_item *items = NULL, *uitems = NULL;
+	_cleanup_free_ char *from_version = NULL, *to_version = NULL, *nofsr = NULL;
+	_cleanup_free_ size_t *map = NULL, *umap = NULL;
 	struct bk_lp_workload *lws = NULL;
 	struct bk_maint m = { 0 };
 	struct bk_hook_env env;
 	struct bk_switch_opts o;
 	char boot_id[37], reason[256], msg[600], operation[] = "livepatch";
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 0, uk = 0;
 	struct clock t0;
-	uint64_t max_frozen = 0;
+	uint64_t max_frozen = 0, u_max;
 	bool fresh;
 	dev_t dev;
 	int r;
@@ -369,12 +540,15 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, err);
 	if (r < 0)
 		return r;
-	r = check_no_fsr(lws, n, err);
+	r = check_no_fsr_early(c, lws, n, err);
 	if (r < 0)
 		goto out;
-	r = fill_items(rep, lws, n);
+	nofsr = nofsr_names(lws, n);
+	r = nofsr ? fill_items(rep, lws, n) : -ENOMEM;
 	if (r == 0)
-		r = make_items(lws, n, &items, &map, &k);
+		r = make_items(lws, n, false, &items, &map, &k);
+	if (r == 0)
+		r = make_items(lws, n, true, &uitems, &umap, &uk);
 	if (r < 0) {
 		r = bk_err_set(err, r, "out of memory");
 		goto out;
@@ -411,15 +585,21 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.new_rev = to,
 		.old_version = from_version,
 		.new_version = to_version,
+		.nofsr_workloads = nofsr,
 	};
 	t0 = clock_now();
 	r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms, &rep->scan, err);
-	hooks_message("scan", rep->scan, r, err, msg, sizeof(msg));
+	/* Every --no-fsr workload must be restarted by a hook, or the live path is vetoed. */
+	if (r >= 0)
+		r = check_claims(lws, n, rep->scan, err);
+	hooks_message("scan", rep->scan, r, err, NULL, msg, sizeof(msg));
 	report_step(c, "scan hooks", r, t0, msg, rep->scan, NULL);
 	if (r < 0) {
 		abandon(c, &m);
 		goto out;
 	}
+	/* From here on every running --no-fsr workload is claimed: apply/revert restart them. */
+	env.restart_workloads = nofsr;
 
 	/* 3. The switch-over. */
 	r = set_phase(c, &m, BK_MAINT_PHASE_SWITCHING, err);
@@ -435,32 +615,37 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.view_flags = c->view_flags,
 	};
 	t0 = clock_now();
-	r = bk_switch_run(&o, items, k, &rep->total_ns, err);
-	for (size_t j = 0; j < k; j++) {
-		struct bk_lp_report_item *ri = &rep->items[map[j]];
-
-		ri->skipped = items[j].skipped;
-		ri->switched = items[j].switched || (r == 0 && !items[j].skipped);
-		ri->mode = items[j].skipped ? 0 : (char) items[j].mode;
-		ri->frozen_ns = items[j].frozen_ns;
-		ri->rollback_frozen_ns = items[j].rollback_frozen_ns;
-		if (items[j].frozen_ns > max_frozen)
-			max_frozen = items[j].frozen_ns;
-	}
+	/*
+	 * The claimed --no-fsr workloads first, running (their hooks restart them afterwards),
+	 * then the pointer and the frozen ones. A failure of either undoes the unfrozen swaps;
+	 * bk_switch_run() undoes its own.
+	 */
+	r = swap_unfrozen(c->run_dfd, to, c->view_flags, false, false, uitems, uk, err);
+	if (r >= 0)
+		r = bk_switch_run(&o, items, k, NULL, err);
+	if (r < 0 && rep->from)
+		(void) swap_unfrozen(c->run_dfd, rep->from, c->view_flags, true, false, uitems, uk,
+				     NULL);
+	rep->total_ns = bk_now_ns() - t0.mono;
+	max_frozen = fill_results(rep, items, map, k, false, r);
+	u_max = fill_results(rep, uitems, umap, uk, true, r);
+	max_frozen = u_max > max_frozen ? u_max : max_frozen;
 	if (r < 0) {
 		rep->rolled_back = true;
 		report_step(c, "switch-over", r, t0, err->msg, NULL, rep);
 		t0 = clock_now();
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
-		hooks_message("revert", rep->revert, 0, NULL, msg, sizeof(msg));
+		hooks_message("revert", rep->revert, 0, NULL, nofsr, msg, sizeof(msg));
 		report_step(c, "revert hooks", 0, t0, msg, rep->revert, NULL);
 		abandon(c, &m);
 		goto out;
 	}
-	(void) snprintf(
-		msg, sizeof(msg), "'%s' -> '%s': %d running %s switched, longest freeze %.3f ms",
-		rep->from ? rep->from : "(none)", to, count_running(lws, n),
-		count_running(lws, n) == 1 ? "workload" : "workloads", (double) max_frozen / 1e6);
+	(void) snprintf(msg, sizeof(msg),
+			"'%s' -> '%s': %d running %s switched, longest freeze %.3f ms%s%s",
+			rep->from ? rep->from : "(none)", to, count_running(lws, n),
+			count_running(lws, n) == 1 ? "workload" : "workloads",
+			(double) max_frozen / 1e6,
+			uk ? "; not frozen (--no-fsr, restarted by hook): " : "", uk ? nofsr : "");
 	report_step(c, "switch-over", 0, t0, msg, NULL, rep);
 
 	/* 4. Committed: from here on a crash finishes rather than reverts. */
@@ -473,11 +658,11 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	t0 = clock_now();
 	if (c->rollback) {
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
-		hooks_message("revert", rep->revert, 0, NULL, msg, sizeof(msg));
+		hooks_message("revert", rep->revert, 0, NULL, nofsr, msg, sizeof(msg));
 		report_step(c, "revert hooks", 0, t0, msg, rep->revert, NULL);
 	} else {
 		run_hooks_warn(c, BK_HOOK_APPLY, &env, &rep->apply, &rep->hook_warning);
-		hooks_message("apply", rep->apply, 0, NULL, msg, sizeof(msg));
+		hooks_message("apply", rep->apply, 0, NULL, nofsr, msg, sizeof(msg));
 		report_step(c, "apply hooks", 0, t0, msg, rep->apply, NULL);
 	}
 	t0 = clock_now();
@@ -495,16 +680,16 @@ out:
 /* Which revision shows through each running workload's view, and thaw them all. */
 int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, struct bk_err *err)
 {
-	_cleanup_free_ struct bk_switch_item *items = NULL;
-	_cleanup_free_ char *from_version = NULL, *to_version = NULL;
-	_cleanup_free_ size_t *map = NULL;
+	_cleanup_free_ struct bk_switch_item *items = NULL, *uitems = NULL;
+	_cleanup_free_ char *from_version = NULL, *to_version = NULL, *nofsr = NULL;
+	_cleanup_free_ size_t *map = NULL, *umap = NULL;
 	struct bk_lp_workload *lws = NULL;
 	struct bk_maint m = { 0 };
 	struct bk_switch_opts o;
 	struct bk_hook_env env;
 	const char *target = NULL, *other;
 	char boot_id[37];
-	size_t n = 0, k = 0;
+	size_t n = 0, k = 0, uk = 0;
 	bool revert;
 	dev_t dev;
 	int r;
@@ -542,7 +727,12 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 	for (size_t i = 0; i < n; i++)
 		if (lws[i].cg)
 			(void) bk_cgroup_thaw(lws[i].cg, c->freeze_timeout_ms, NULL);
-	r = make_items(lws, n, &items, &map, &k);
+	/* Running --no-fsr workloads were claimed by a hook (or the flag would not be past
+	 * preparing): their views move unfrozen and the apply/revert hooks restart them. */
+	nofsr = nofsr_names(lws, n);
+	r = nofsr ? make_items(lws, n, false, &items, &map, &k) : -ENOMEM;
+	if (r == 0)
+		r = make_items(lws, n, true, &uitems, &umap, &uk);
 	if (r < 0) {
 		r = bk_err_set(err, r, "out of memory");
 		goto out;
@@ -555,7 +745,13 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 		.view_flags = c->view_flags,
 		.best_effort = true,
 	};
-	r = bk_switch_run(&o, items, k, NULL, err);
+	r = swap_unfrozen(c->run_dfd, target, c->view_flags, false, true, uitems, uk, err);
+	{
+		struct bk_err e2 = { 0 };
+		int r2 = bk_switch_run(&o, items, k, NULL, r < 0 ? &e2 : err);
+
+		r = r < 0 ? r : r2;
+	}
 	if (r < 0) {
 		(void) bk_err_prefix(err, "cannot recover the interrupted live patch");
 		goto out;
@@ -572,6 +768,8 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 		.new_rev = m.to,
 		.old_version = from_version,
 		.new_version = to_version,
+		.nofsr_workloads = nofsr,
+		.restart_workloads = nofsr,
 	};
 	{
 		_cleanup_(bk_hook_run_freep) struct bk_hook_run *run = NULL;

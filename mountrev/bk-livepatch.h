@@ -87,7 +87,9 @@ struct bk_lp_report_item {
 	bool running;
 	bool skipped; /* its view already showed the target */
 	bool switched;
-	char mode; /* enum bk_view_mode, 0 when nothing was done */
+	bool restarted; /* --no-fsr, claimed by a scan hook: swapped unfrozen, the hook restarts it
+			 */
+	char mode;	/* enum bk_view_mode, 0 when nothing was done */
 	uint64_t frozen_ns;
 	uint64_t rollback_frozen_ns;
 };
@@ -109,21 +111,28 @@ BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
 
 /*
  * The pre-check of the live path, before anything changes: every registered workload resolves,
- * and none that runs was added with --no-fsr (-EBUSY "workload 'x' cannot be suspended ...").
- * *ret_running (optional) gets the number of running workloads. Reads only.
+ * and a running --no-fsr workload refuses it (-EBUSY "workload 'x' cannot be suspended ...")
+ * when no hook is installed that could claim it (the scan hooks decide otherwise, in
+ * bk_livepatch_switch()). *ret_running (optional) gets the number of running workloads that
+ * will be frozen, *ret_nofsr (optional) that of running --no-fsr ones. Reads only.
  */
-int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running,
+int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, size_t *ret_nofsr,
 			  struct bk_err *err);
 
 /*
  * Live patch to revision `to` (mounted at RUN/rev/<to>, with metadata in STATE/revisions):
  *   1. pre-check: `to` is mounted; every registered workload resolves; a running --no-fsr
- *      workload blocks the live path (-EBUSY, "workload 'x' cannot be suspended ...");
+ *      workload with no hook installed blocks the live path (-EBUSY, "workload 'x' cannot be
+ *      suspended ...");
  *   2. maintenance flag (phase preparing), scan hooks (a veto: -ECANCELED, flag cleared);
- *   3. flag phase switching; bk_switch_run() (pointer, then freeze/swap/thaw per workload);
- *      on failure everything is switched back, revert hooks run, the flag is cleared;
+ *      every running --no-fsr workload must be claimed by a scan hook's "restart NAME" line,
+ *      else -EBUSY ("... and no hook restarts it"), flag cleared as for a veto;
+ *   3. flag phase switching; the claimed workloads' views are swapped without a freeze, then
+ *      bk_switch_run() (pointer, then freeze/swap/thaw per other workload); on failure
+ *      everything is switched back, revert hooks run, the flag is cleared;
  *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks (revert hooks
- *      when c->rollback); c->settle(committed); flag cleared.
+ *      when c->rollback), with BOOTBANK_RESTART_WORKLOADS naming the claimed workloads;
+ *      c->settle(committed); flag cleared.
  * A veto or a failed switch calls c->settle(not committed) before the flag is cleared.
  * A set maintenance flag on entry is -EBUSY (call bk_livepatch_recover() first), unless
  * c->maint says the caller set it.

@@ -254,15 +254,55 @@ expect_exit 0 "switch back" bc rev switch r2
 expect_exit 0 "workload remove svc" bc workload remove svc
 kill -9 "$(eval echo "\$pid_${unit//[.-]/_}")" 2>/dev/null
 
-# --- a --no-fsr workload blocks the live path --------------------------------------------------
+# --- a --no-fsr workload blocks the live path, unless a scan hook restarts it ----------------
 start_workload vm || not_ok "workload vm did not start"
 expect_exit 0 "workload add --no-fsr" bc workload add vm --cgroup "$cgname/vm" --view "$view" --no-fsr
-expect_exit 3 "a running --no-fsr workload blocks the switch: exit 3" bc rev switch r1
-check "the message names it" grep -q "workload 'vm' cannot be suspended (--no-fsr)" <<<"$ERR"
+expect_exit 3 "a running --no-fsr workload and no hook: the pre-check refuses, exit 3" bc rev switch r1
+check "the message names it" grep -q "workload 'vm' cannot be suspended (--no-fsr) and no hook is installed" <<<"$ERR"
 check "nothing moved" all_on r2
-expect_exit 0 "workload remove vm" bc workload remove vm
-check "vm is no longer registered" test ! -e "$root/var/lib/bootbank/workloads/vm.json"
-kill -9 "$pid_vm"
+
+vm_on() { # REV: vm's view shows REV
+	python3 -c '
+import json, sys
+w = [x for x in json.loads(sys.argv[1]) if x["name"] == "vm"][0]
+sys.exit(0 if w["running"] and not w["frozen"] and w.get("revision") == sys.argv[2] else 1)' \
+		"$(bc --json workload list)" "$1"
+}
+# 10-vm: records its environment per phase; claims the --no-fsr workloads when $tmp/claim exists
+cat >"$hooks/10-vm" <<EOF
+#!/bin/sh
+env | grep '^BOOTBANK_' | sort >"$tmp/env-\$1"
+echo "found: \$BOOTBANK_NOFSR_WORKLOADS cannot be suspended"
+[ "\$1" = scan ] && [ -e "$tmp/claim" ] && for w in \$BOOTBANK_NOFSR_WORKLOADS; do echo "restart \$w"; done
+exit 0
+EOF
+chmod 0755 "$hooks/10-vm"
+rm -f "$tmp/claim" "$tmp"/env-*
+expect_exit 3 "a scan hook that does not claim vm: vetoed after the scan, exit 3" bc rev switch r1
+check "the veto names vm and says no hook restarts it" grep -q "workload 'vm' cannot be suspended (--no-fsr) and no hook restarts it" <<<"$ERR"
+check "the scan hook ran and was told of vm" grep -qx "BOOTBANK_NOFSR_WORKLOADS=vm" "$tmp/env-scan"
+check "no apply hook ran" test ! -e "$tmp/env-apply"
+check "after the veto everything stays on r2" all_on r2
+check "vm stays on r2" vm_on r2
+check "after the veto the maintenance flag is cleared" test ! -e "$root/var/lib/bootbank/maintenance.json"
+
+touch "$tmp/claim"
+rm -f "$tmp"/env-*
+expect_exit 0 "a scan hook that prints 'restart vm': the switch goes on" bc --json rev switch r1
+check "every workload is on r1" all_on r1
+check "vm's view shows r1" vm_on r1
+check "vm was not frozen, it is marked restarted by hook; the others were frozen" python3 -c '
+import json, sys
+ws = {w["name"]: w for w in json.loads(sys.argv[1])["workloads"]}
+vm, w1 = ws["vm"], ws["w1"]
+sys.exit(0 if vm["restarted_by_hook"] and vm["switched"] and vm["frozen_us"] == 0 and not w1["restarted_by_hook"] and w1["switched"] and w1["frozen_us"] > 0 else 1)' "$OUT"
+check "the apply hook got BOOTBANK_RESTART_WORKLOADS=vm" grep -qx "BOOTBANK_RESTART_WORKLOADS=vm" "$tmp/env-apply"
+check "the scan hook got no restart list" grep -qx "BOOTBANK_RESTART_WORKLOADS=" "$tmp/env-scan"
+check "vm's cgroup is not frozen (cgroup.events)" grep -qx "frozen 0" "$cg/vm/cgroup.events"
+expect_exit 0 "back to r2, vm restarted by the hook again" bc rev switch r2
+check "the text report says vm was not frozen" grep -q "vm .*not frozen, restarted by hook" <<<"$OUT"
+check "vm's view shows r2" vm_on r2
+check "all on r2" all_on r2
 
 # --- a workload that cannot be frozen: everything goes back ------------------------------------
 # w2 gets a second process in uninterruptible sleep (an O_DIRECT write to a loop device whose
@@ -289,6 +329,8 @@ if command -v mkfs.ext4 >/dev/null && command -v fsfreeze >/dev/null; then
 		check "the switch was rolled back" grep -q "rolled back" <<<"$ERR"
 		check "w1 was switched back, everything is on r2" all_on r2
 		check "nothing is frozen after the rollback" none_frozen
+		check "vm (restarted by hook, swapped first) was switched back to r2" vm_on r2
+		check "the revert hook got BOOTBANK_RESTART_WORKLOADS=vm" grep -qx "BOOTBANK_RESTART_WORKLOADS=vm" "$tmp/env-revert"
 		fsfreeze -u "$tmp/frz"
 		wait "$blocked"
 		losetup -d "$dloop"
@@ -297,6 +339,11 @@ if command -v mkfs.ext4 >/dev/null && command -v fsfreeze >/dev/null; then
 		ok "# skip rollback test: cannot mount ext4"
 	fi
 fi
+
+rm -f "$hooks/10-vm" "$tmp/claim"
+expect_exit 0 "workload remove vm" bc workload remove vm
+check "vm is no longer registered" test ! -e "$root/var/lib/bootbank/workloads/vm.json"
+kill -9 "$pid_vm"
 
 # --- bankctl killed at every mutating call of a switch-over -----------------------------------
 expect_exit 0 "back to r1" bc rev switch r1

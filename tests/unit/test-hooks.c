@@ -183,9 +183,119 @@ static void test_hooks_last_line(void **state)
 	free(s);
 }
 
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void test_hooks_parse_restarts(void **state)
+{
+	char **v = NULL;
+	size_t n = 99;
+
+	/* Claims among findings; blanks, CR; duplicates dropped; bad names and lookalikes not. */
+	assert_int_equal(bk_hook_parse_restarts("found: acme busy\n"
+						"restart vm1\n"
+						"restart\t  vm2@x.y-z \r\n"
+						"restart vm1\n"
+						" restart vm3\n"
+						"restarted vm4\n"
+						"restart the world\n"
+						"restart ../etc\n"
+						"restart\n"
+						"Restart vm5\n"
+						"restart vm6",
+						&v, &n),
+			 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0], "vm1");
+	assert_string_equal(v[1], "vm2@x.y-z");
+	assert_string_equal(v[2], "vm6");
+	free_strv(v, n);
+
+	v = (char **) 1;
+	assert_int_equal(bk_hook_parse_restarts("nothing to restart\n", &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+	assert_int_equal(bk_hook_parse_restarts("", &v, &n), 0);
+	assert_int_equal(n, 0);
+}
+
+static void test_hooks_parse_restarts_bounded(void **state)
+{
+	size_t len = (BK_HOOK_RESTARTS_MAX + 1) * 16, pos = 0;
+	char *out = malloc(len), **v = NULL;
+	size_t n = 0;
+
+	assert_non_null(out);
+	for (int i = 0; i < BK_HOOK_RESTARTS_MAX; i++)
+		pos += (size_t) snprintf(out + pos, len - pos, "restart w%d\n", i);
+	assert_int_equal(bk_hook_parse_restarts(out, &v, &n), 0);
+	assert_int_equal(n, BK_HOOK_RESTARTS_MAX);
+	free_strv(v, n);
+	(void) snprintf(out + pos, len - pos, "restart one-more\n");
+	assert_int_equal(bk_hook_parse_restarts(out, &v, &n), -E2BIG);
+	free(out);
+}
+
+static void test_hooks_scan_claims_and_env(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_hook_run *run = NULL;
+	struct bk_err err = { 0 };
+	struct bk_hook_env e = env;
+
+	e.nofsr_workloads = "vm1 vm2";
+	e.restart_workloads = "vm9";
+	hook(d, "10-claim",
+	     "echo \"nofsr=$BOOTBANK_NOFSR_WORKLOADS restart=$BOOTBANK_RESTART_WORKLOADS\"; "
+	     "for w in $BOOTBANK_NOFSR_WORKLOADS; do [ $w = vm1 ] && echo \"restart $w\"; done; "
+	     "exit 0");
+	hook(d, "20-count", "ls >/dev/null");
+	assert_int_equal(bk_hooks_count(d->path, &err), 2);
+
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &e, 30000, &run, &err), 0);
+	assert_string_equal(run->results[0].out, "nofsr=vm1 vm2 restart=vm9\nrestart vm1\n");
+	assert_int_equal(run->results[0].n_restarts, 1);
+	assert_string_equal(run->results[0].restarts[0], "vm1");
+	assert_true(bk_hook_run_restarts(run, "vm1"));
+	assert_false(bk_hook_run_restarts(run, "vm2"));
+	run = bk_hook_run_free(run);
+
+	/* Only scan hooks claim: apply output is just output. */
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_APPLY, &e, 30000, &run, &err), 0);
+	assert_int_equal(run->results[0].n_restarts, 0);
+	assert_false(bk_hook_run_restarts(run, "vm1"));
+	bk_hook_run_free(run);
+}
+
+static void test_hooks_count(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_err err = { 0 };
+	char missing[128];
+
+	snprintf(missing, sizeof(missing), "%s/nope", d->path);
+	assert_int_equal(bk_hooks_count(missing, &err), 0);
+	hook(d, "README", "exit 0");
+	assert_int_equal(bk_hooks_count(d->path, &err), 0);
+	hook(d, "10-x", "exit 0");
+	assert_int_equal(bk_hooks_count(d->path, &err), 1);
+	assert_int_equal(fchmodat(d->dfd, "10-x", 0777, 0), 0);
+	assert_int_equal(bk_hooks_count(d->path, &err), -EPERM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hooks_parse_restarts),
+		cmocka_unit_test(test_hooks_parse_restarts_bounded),
+		cmocka_unit_test_setup_teardown(test_hooks_scan_claims_and_env, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_hooks_count, bk_test_dir_setup,
+						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_hooks_none, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_hooks_order_argv_env_and_output,
