@@ -35,6 +35,8 @@
 #include "bk-manifest.h"
 #include "bk-rev.h"
 #include "bk-sha256.h"
+#include "bk-switch.h"
+#include "bk-workload.h"
 
 int bankctl_live_open(struct bankctl *ctx, struct bankctl_live *live, struct bk_err *err)
 {
@@ -485,7 +487,7 @@ int bankctl_live_print_report(struct bankctl *ctx, const struct bk_lp_report *re
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
 static const struct bankctl_verb verb_livepatch = {
-	"livepatch", NULL, "livepatch apply|rollback ...",
+	"livepatch", NULL, "livepatch apply|rollback|status ...",
 	"apply a signed image's live payload to the running workloads, or go back"
 };
 static const struct bankctl_verb verb_apply = {
@@ -1324,6 +1326,167 @@ out:
 	return ret;
 }
 
+/* --- status ----------------------------------------------------------------------------- */
+
+static const struct bankctl_verb verb_lp_status = {
+	"livepatch status", NULL, "livepatch status [--json]",
+	"whether a live patch is in progress, the revisions in service and the workloads"
+};
+
+static void fmt_time(uint64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t) t;
+	struct tm tm;
+
+	if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		(void) snprintf(buf, len, "-");
+}
+
+/* A revision (by id) as JSON, with its metadata when it has some; NULL id: JSON null. */
+static int rev_json(int revs_dfd, int run_dfd, const char *id, struct json_object *parent,
+		    const char *key)
+{
+	struct bk_rev rev = { 0 };
+	struct json_object *o;
+	int r;
+
+	if (!id)
+		return bk_json_add_string(parent, key, NULL);
+	if (revs_dfd >= 0 && bk_rev_load(revs_dfd, id, &rev, NULL) >= 0) {
+		o = bk_rev_to_json(&rev);
+		bk_rev_release(&rev);
+	} else {
+		o = json_object_new_object();
+		if (o && bk_json_add_string(o, "id", id) < 0) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	r = bk_json_add(parent, key, o);
+	if (r < 0)
+		return r;
+	return bk_json_add_bool(o, "mounted", bk_rev_is_mounted(run_dfd, id));
+}
+
+static void rev_text(int revs_dfd, int run_dfd, const char *label, const char *id)
+{
+	struct bk_rev rev = { 0 };
+
+	if (!id) {
+		printf("  %-18s none\n", label);
+		return;
+	}
+	if (revs_dfd >= 0 && bk_rev_load(revs_dfd, id, &rev, NULL) >= 0) {
+		printf("  %-18s %s: %s %s%s%s, %s\n", label, id, rev.image ? rev.image : "-",
+		       rev.version ? rev.version : "-", rev.bank ? " from bank " : "",
+		       rev.bank ? rev.bank : "",
+		       bk_rev_is_mounted(run_dfd, id) ? "mounted" : "not mounted");
+		bk_rev_release(&rev);
+	} else
+		printf("  %-18s %s (no metadata)\n", label, id);
+}
+
+static int livepatch_status(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
+	_cleanup_free_ char *current = NULL, *previous = NULL;
+	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_close_ int revs_dfd = -EBADF, wl_dfd = -EBADF;
+	struct bk_maint m = { 0 };
+	struct bk_workload *wl = NULL;
+	struct bk_err err = { 0 };
+	size_t n_wl = 0;
+	bool in_maint = false;
+	int c, r, ret = BK_EXIT_OK;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_lp_status) <= 0)
+			return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_lp_status, "unexpected argument '%s'", argv[optind]);
+
+	r = bankctl_live_open(ctx, &live, &err);
+	if (r < 0)
+		goto fail;
+	r = bk_maint_get(live.state_dfd, &m, &err);
+	if (r < 0)
+		goto fail;
+	in_maint = r > 0;
+	revs_dfd = openat(live.state_dfd, BK_REVISIONS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	wl_dfd = openat(live.state_dfd, BK_WORKLOADS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (wl_dfd >= 0) {
+		r = bk_workload_list(wl_dfd, &wl, &n_wl, &err);
+		if (r < 0)
+			goto fail;
+	}
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL);
+	(void) bk_rev_pointer_get(live.run_dfd, BK_REV_PREVIOUS, &previous, NULL);
+
+	if (ctx->json) {
+		struct json_object *mo = NULL, *arr;
+
+		o = json_object_new_object();
+		arr = json_object_new_array();
+		r = -ENOMEM;
+		if (!o || bk_json_add(o, "workloads", arr) < 0)
+			goto nomem;
+		if (in_maint) {
+			mo = json_object_new_object();
+			if (bk_json_add(o, "maintenance", mo) < 0 ||
+			    bk_json_add_string(mo, "operation", m.operation) < 0 ||
+			    bk_json_add_string(mo, "reason", m.reason) < 0 ||
+			    bk_json_add_string(mo, "phase", bk_maint_phase_to_string(m.phase)) <
+				    0 ||
+			    bk_json_add_string(mo, "from", m.from) < 0 ||
+			    bk_json_add_string(mo, "to", m.to) < 0 ||
+			    bk_json_add_u64(mo, "started", m.started) < 0 ||
+			    bk_json_add_string(mo, "bank", m.bank) < 0)
+				goto nomem;
+		} else if (bk_json_add_string(o, "maintenance", NULL) < 0)
+			goto nomem;
+		if (rev_json(revs_dfd, live.run_dfd, current, o, "current") < 0 ||
+		    rev_json(revs_dfd, live.run_dfd, previous, o, "previous") < 0)
+			goto nomem;
+		for (size_t i = 0; i < n_wl; i++)
+			if (json_object_array_add(arr, bk_workload_to_json(&wl[i])) < 0)
+				goto nomem;
+		puts(bk_json_to_string(o, true));
+	} else {
+		char when[40];
+
+		if (in_maint) {
+			fmt_time(m.started, when, sizeof(when));
+			printf("live patch: in progress (partial maintenance mode since %s)\n"
+			       "  %-18s %s, phase %s\n",
+			       when, "operation", m.reason ? m.reason : "-",
+			       bk_maint_phase_to_string(m.phase));
+		} else
+			printf("live patch: idle (no partial maintenance mode)\n");
+		rev_text(revs_dfd, live.run_dfd, "current revision", current);
+		rev_text(revs_dfd, live.run_dfd, "previous revision", previous);
+		if (n_wl == 0)
+			printf("  %-18s none\n", "workloads");
+		for (size_t i = 0; i < n_wl; i++)
+			printf("  %-18s %s: view %s, %s %s%s\n", i == 0 ? "workloads" : "",
+			       wl[i].name, wl[i].view, wl[i].cgroup ? "cgroup" : "unit",
+			       wl[i].cgroup ? wl[i].cgroup : wl[i].unit,
+			       wl[i].no_fsr ? " (--no-fsr: cannot be suspended)" : "");
+	}
+	goto out;
+nomem:
+	r = bk_err_set(&err, -ENOMEM, "out of memory");
+fail:
+	ret = bankctl_fail(r, &err);
+out:
+	bk_workloads_free(wl, n_wl);
+	if (in_maint)
+		bk_maint_release(&m);
+	bankctl_live_close(&live);
+	return ret;
+}
+
 int bankctl_livepatch(struct bankctl *ctx, int argc, char **argv)
 {
 	if (argc < 2)
@@ -1332,5 +1495,7 @@ int bankctl_livepatch(struct bankctl *ctx, int argc, char **argv)
 		return livepatch_apply(ctx, argc - 1, argv + 1);
 	if (strcmp(argv[1], "rollback") == 0)
 		return livepatch_rollback(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "status") == 0)
+		return livepatch_status(ctx, argc - 1, argv + 1);
 	return bankctl_usage(&verb_livepatch, "unknown sub-command '%s'", argv[1]);
 }

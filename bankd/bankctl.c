@@ -43,7 +43,7 @@ static const struct bankctl_verb verbs[] = {
 	  "mount revisions: list, add, switch workloads over, gc, restore" },
 	{ "workload", bankctl_workload, "workload add|list|remove ...",
 	  "the workloads a live patch switches over" },
-	{ "livepatch", bankctl_livepatch, "livepatch apply IMAGE.bbi | rollback",
+	{ "livepatch", bankctl_livepatch, "livepatch apply IMAGE.bbi | rollback | status",
 	  "apply a signed image's live payload to the running workloads, or go back" },
 	{ "stage", bankctl_stage, "stage IMAGE.bbi [--activate] [--allow-downgrade] ...",
 	  "verify an image and write it into the alternate bank (hashed while written)" },

@@ -182,6 +182,16 @@ need = ["pre-check", "maintenance mode", "stage", "activate", "mount revision", 
 ok = all(s in steps for s in need) and any("hook saw scan" in e["message"] for e in ev if e["task"] == task)
 ok = ok and all(e["time"] > 1600000000000 and e["result"] == "ok" for e in ev if e["task"] == task)
 sys.exit(0 if ok else 1)' "$T/events.json"
+expect_exit 0 "livepatch status --json after the apply" bc livepatch status --json
+check "livepatch status: idle, current 1.1 from bank B (mounted), previous 1.0, the workload" python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+ok = s["maintenance"] is None and s["current"]["id"] == "acme-os-1.1" and s["current"]["bank"] == "B"
+ok = ok and s["current"]["mounted"] and s["previous"]["id"] == "acme-os-1.0"
+ok = ok and [w["name"] for w in s["workloads"]] == ["app"]
+sys.exit(0 if ok else 1)' "$OUT"
+expect_exit 0 "livepatch status (text)" bc livepatch status
+check "livepatch status text names the revision in service and its bank" grep -q "current revision   acme-os-1.1: acme-os 1.1 from bank B, mounted" <<<"$OUT"
 expect_exit 1 "applying 1.1 again: already in service" bc livepatch apply "$T/img/v11.bbi"
 check "the message says so" grep -q "revision 'acme-os-1.1' of '.*' is already in service" <<<"$ERR"
 expect_exit 3 "a second live patch while bank B holds the one in service: exit 3" bc livepatch apply "$T/img/v12.bbi"
@@ -209,6 +219,7 @@ check "status shows the flag (text)" bash -c "bc() { '$BANKCTL' --root '$root' \
 check "status --json shows it with reason, start time and operation" bash -c "'$BANKCTL' --root '$root' status --json | python3 -c '
 import json,sys; m=json.load(sys.stdin)[\"maintenance\"]
 sys.exit(0 if m[\"operation\"]==\"livepatch\" and m[\"started\"]==1700000000 and m[\"phase\"]==\"switching\" else 1)'"
+check "livepatch status shows the live patch in progress" bash -c "'$BANKCTL' --root '$root' livepatch status | grep -q \"live patch: in progress (partial maintenance mode since 2023-11-14 22:13:20 UTC)\""
 check "status shows the last error" bash -c "'$BANKCTL' --root '$root' status | grep -q 'last error .*partial maintenance mode'"
 rm "$root/var/lib/bootbank/maintenance.json"
 check "the boot state was not touched meanwhile" bash -c "test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
