@@ -12,6 +12,8 @@ SBINDIR ?= $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 VERSION := 0.1.0
@@ -117,15 +119,24 @@ demo: ensure-deps
 	@BK_BUILD='$(O)' scripts/demo.sh
 
 # --- install ------------------------------------------------------------------------------
+# The loader files go to DATADIR/bootbank; installers copy them onto the boot partition
+# (docs/grub.md, docs/uboot.md). The grub.d generator goes to SYSCONFDIR/grub.d.
 install: all
-	install -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)/bootbank'
+	install -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)/bootbank' \
+		'$(DESTDIR)$(DATADIR)/bootbank/grub' '$(DESTDIR)$(DATADIR)/bootbank/uboot' \
+		'$(DESTDIR)$(SYSCONFDIR)/grub.d'
 	install -m 0755 $(O)/bankctl '$(DESTDIR)$(SBINDIR)/bankctl'
 	install -m 0644 $(LIBBK) '$(DESTDIR)$(LIBDIR)/libbootbank.a'
-	install -m 0644 lib/*.h '$(DESTDIR)$(INCLUDEDIR)/bootbank/'
+	install -m 0644 lib/*.h images/*.h mountrev/*.h bootloader-hooks/*.h \
+		'$(DESTDIR)$(INCLUDEDIR)/bootbank/'
+	install -m 0644 bootloader-hooks/grub/*.cfg '$(DESTDIR)$(DATADIR)/bootbank/grub/'
+	install -m 0644 bootloader-hooks/uboot/boot.cmd '$(DESTDIR)$(DATADIR)/bootbank/uboot/'
+	install -m 0755 bootloader-hooks/grub/10_bootbank '$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank'
 
 uninstall:
-	rm -f '$(DESTDIR)$(SBINDIR)/bankctl' '$(DESTDIR)$(LIBDIR)/libbootbank.a'
-	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank'
+	rm -f '$(DESTDIR)$(SBINDIR)/bankctl' '$(DESTDIR)$(LIBDIR)/libbootbank.a' \
+		'$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank'
+	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank' '$(DESTDIR)$(DATADIR)/bootbank'
 
 clean:
 	rm -rf build $(CLEAN_FILES)
