@@ -239,31 +239,6 @@ static int file_load(struct bk_boot *b, struct bk_boot_data *ret, struct bk_err 
 	return 0;
 }
 
-/* Remove our own leftovers (".#bootstate.json.*") of a save that was killed. */
-static void remove_stale_temps(int dfd)
-{
-	static const char prefix[] = BK_TMP_PREFIX FILE_NAME ".";
-	_cleanup_close_ int fd = -EBADF;
-	DIR *dir;
-	struct dirent *de;
-
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	dir = fdopendir(fd);
-	if (!dir)
-		return;
-	fd = -EBADF; /* owned by dir now */
-	while ((de = readdir(dir)))
-		if (strncmp(de->d_name, prefix, sizeof(prefix) - 1) == 0) {
-			if (unlinkat(dfd, de->d_name, 0) < 0)
-				BK_DBG(BOOT, "cannot remove '%s': %m", de->d_name);
-			else
-				BK_DBG(BOOT, "removed stale '%s'", de->d_name);
-		}
-	closedir(dir);
-}
-
 static int add_bank(struct json_object *banks, enum bk_bank_id id, const struct bk_boot_data *d)
 {
 	const struct bk_bank_boot *bb = &d->state.bank[id];
@@ -317,7 +292,8 @@ static int file_save(struct bk_boot *b, const struct bk_boot_data *d, struct bk_
 	r = bk_mkdir_p_at(b->env.root_fd, FILE_DIR, 0755, &dfd, err);
 	if (r < 0)
 		return bk_err_prefix(err, "cannot save '%s'", b->location);
-	remove_stale_temps(dfd);
+	/* Our own leftovers of a save that was killed; the save goes on regardless. */
+	(void) bk_remove_temps_of_at(dfd, FILE_NAME, NULL);
 	r = bk_json_write_atomic_at(dfd, FILE_NAME, o, 0644, err);
 	if (r < 0)
 		return bk_err_prefix(err, "cannot save '%s'", b->location);

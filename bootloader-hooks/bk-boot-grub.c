@@ -250,31 +250,6 @@ static int grub_load(struct bk_boot *b, struct bk_boot_data *ret, struct bk_err 
 	return bk_boot_grub_decode(e, &ret->state, err);
 }
 
-/* Remove our own leftovers (".#grubenv.*") of a save that was killed. */
-static void remove_stale_temps(int dfd)
-{
-	static const char prefix[] = BK_TMP_PREFIX BK_BOOT_GRUB_FILE ".";
-	_cleanup_close_ int fd = -EBADF;
-	DIR *dir;
-	struct dirent *de;
-
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	dir = fdopendir(fd);
-	if (!dir)
-		return;
-	fd = -EBADF; /* owned by dir now */
-	while ((de = readdir(dir)))
-		if (strncmp(de->d_name, prefix, sizeof(prefix) - 1) == 0) {
-			if (unlinkat(dfd, de->d_name, 0) < 0)
-				BK_DBG(BOOT, "cannot remove '%s': %m", de->d_name);
-			else
-				BK_DBG(BOOT, "removed stale '%s'", de->d_name);
-		}
-	closedir(dir);
-}
-
 /*
  * FIFREEZE + FITHAW: the kernel writes every dirty metadata block to its final place, which
  * is what a reader without journal replay needs. A watchdog child thaws the filesystem if we
@@ -353,7 +328,8 @@ static int grub_save(struct bk_boot *b, const struct bk_boot_data *d, struct bk_
 	r = bk_mkdir_p_at(b->env.root_fd, BK_BOOT_GRUB_DIR, 0755, &dfd, err);
 	if (r < 0)
 		return bk_err_prefix(err, "cannot save '%s'", b->location);
-	remove_stale_temps(dfd);
+	/* Our own leftovers of a save that was killed; the save goes on regardless. */
+	(void) bk_remove_temps_of_at(dfd, BK_BOOT_GRUB_FILE, NULL);
 
 	/*
 	 * Keep the variables that are not ours. A file that is not a grubenv is left for a person

@@ -414,7 +414,9 @@ fail:
 	return r;
 }
 
-int bk_remove_stale_temps_at(int dfd, struct bk_err *err)
+/* Remove the regular files (and symlinks) of dfd whose names start with one of prefixes. */
+static int remove_prefixed(int dfd, const char *const *prefixes, size_t n_prefixes,
+			   struct bk_err *err)
 {
 	_cleanup_close_ int fd = -EBADF;
 	DIR *d;
@@ -433,9 +435,11 @@ int bk_remove_stale_temps_at(int dfd, struct bk_err *err)
 	errno = 0;
 	while ((de = readdir(d))) {
 		struct stat st;
+		bool match = false;
 
-		if (strncmp(de->d_name, BK_TMP_PREFIX, strlen(BK_TMP_PREFIX)) != 0 &&
-		    strncmp(de->d_name, BK_PARTIAL_PREFIX, strlen(BK_PARTIAL_PREFIX)) != 0)
+		for (size_t i = 0; i < n_prefixes && !match; i++)
+			match = strncmp(de->d_name, prefixes[i], strlen(prefixes[i])) == 0;
+		if (!match)
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
@@ -454,4 +458,22 @@ int bk_remove_stale_temps_at(int dfd, struct bk_err *err)
 	}
 	(void) closedir(d);
 	return r < 0 ? r : n;
+}
+
+int bk_remove_stale_temps_at(int dfd, struct bk_err *err)
+{
+	static const char *const prefixes[] = { BK_TMP_PREFIX, BK_PARTIAL_PREFIX };
+
+	return remove_prefixed(dfd, prefixes, BK_ELEMENTSOF(prefixes), err);
+}
+
+int bk_remove_temps_of_at(int dfd, const char *name, struct bk_err *err)
+{
+	char prefix[NAME_MAX + 1];
+	const char *const prefixes[] = { prefix };
+
+	if (!bk_filename_is_valid(name))
+		return bk_err_set(err, -EINVAL, "invalid file name '%s'", name ? name : "(null)");
+	(void) snprintf(prefix, sizeof(prefix), "%s%s.", BK_TMP_PREFIX, name);
+	return remove_prefixed(dfd, prefixes, BK_ELEMENTSOF(prefixes), err);
 }

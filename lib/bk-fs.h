@@ -99,5 +99,12 @@ int bk_fsync_dir(int dfd);
  */
 int bk_remove_stale_temps_at(int dfd, struct bk_err *err);
 
+/*
+ * Remove the temp files bk_write_atomic_at() leaves for (dfd, name) when it is killed
+ * (".#<name>.*"), and nothing else. Returns the number removed or -errno; fsyncs dfd when
+ * anything was removed.
+ */
+int bk_remove_temps_of_at(int dfd, const char *name, struct bk_err *err);
+
 /* Fill buf with a random lowercase hex string of len characters plus NUL (getrandom). */
 int bk_random_hex(char *buf, size_t len);

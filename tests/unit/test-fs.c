@@ -325,6 +325,27 @@ static void test_remove_stale_temps(void **state)
 	assert_int_equal(bk_remove_stale_temps_at(d->dfd, &err), 0);
 }
 
+static void test_remove_temps_of_one_file(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_err err = { 0 };
+
+	bk_test_write(d->dfd, ".#grubenv.1a2b3c4d", "x");
+	bk_test_write(d->dfd, ".#grubenv.99", "x");
+	bk_test_write(d->dfd, ".#grubenv-other.1", "keep");
+	bk_test_write(d->dfd, ".#bootstate.json.1", "keep");
+	bk_test_write(d->dfd, ".partial.rootfs", "keep");
+	bk_test_write(d->dfd, "grubenv", "keep");
+	assert_int_equal(bk_remove_temps_of_at(d->dfd, "grubenv", &err), 2);
+	assert_int_equal(bk_test_count_prefix(d->dfd, ".#grubenv."), 0);
+	assert_int_equal(faccessat(d->dfd, ".#grubenv-other.1", F_OK, 0), 0);
+	assert_int_equal(faccessat(d->dfd, ".#bootstate.json.1", F_OK, 0), 0);
+	assert_int_equal(faccessat(d->dfd, ".partial.rootfs", F_OK, 0), 0);
+	assert_int_equal(faccessat(d->dfd, "grubenv", F_OK, 0), 0);
+	assert_int_equal(bk_remove_temps_of_at(d->dfd, "grubenv", &err), 0);
+	assert_int_equal(bk_remove_temps_of_at(d->dfd, "../x", &err), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_file_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mkdir_p_and_open_beneath, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_stale_temps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_temps_of_one_file, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
