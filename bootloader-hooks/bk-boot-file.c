@@ -10,7 +10,6 @@
  *     "floor": 1, "pin": null,
  *     "last_boot": { "bank": "A", "reason": "fallback", "time": 1763800000 } }
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

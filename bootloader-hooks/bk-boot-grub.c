@@ -7,7 +7,6 @@
  * reader that does not replay the journal: GRUB reads the filesystem's main metadata only.
  * docs/grub.md describes the variables, docs/crash-safety.md why a torn write is harmless.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
