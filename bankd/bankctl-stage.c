@@ -107,7 +107,7 @@ static int cache_write(int state_dfd, enum bk_bank_id bank, const struct bk_bank
 	if (bk_bank_record_to_json(rec, &o) < 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	cache_name(bank, name, sizeof(name));
-	return bk_json_write_atomic_at(dfd, name, o, 0644, err);
+	return bk_json_write_atomic_at(dfd, name, o, 0644, 0, err);
 }
 
 /* The copy as JSON: 0 and *ret; -ENOENT when there is none or it does not parse. */

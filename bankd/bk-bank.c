@@ -361,7 +361,7 @@ int bk_bank_record_write_at(int bank_dfd, const struct bk_bank_record *r, struct
 	rr = bk_bank_record_to_json(r, &o);
 	if (rr < 0)
 		return bk_err_set(err, rr, "out of memory");
-	return bk_json_write_atomic_at(bank_dfd, BK_BANK_RECORD_FILE, o, 0644, err);
+	return bk_json_write_atomic_at(bank_dfd, BK_BANK_RECORD_FILE, o, 0644, 0, err);
 }
 
 /* ---- checking the content --------------------------------------------------------------- */

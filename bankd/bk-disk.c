@@ -873,7 +873,7 @@ static int write_record(const struct bk_disk *d, const struct bk_disk_init_optio
 		    bk_json_add_string(e, "filesystem", part_fs(p->id)) < 0)
 			return bk_err_set(err, -ENOMEM, "out of memory");
 	}
-	return bk_json_write_atomic_at(state_dfd, BK_DISK_RECORD, rec, 0644, err);
+	return bk_json_write_atomic_at(state_dfd, BK_DISK_RECORD, rec, 0644, 0, err);
 }
 
 int bk_disk_init(const struct bk_disk_init_options *o, int state_dfd, struct bk_disk **ret_disk,

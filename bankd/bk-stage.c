@@ -41,7 +41,7 @@ int bk_stage_marker_write_at(int state_dfd, const struct bk_stage_marker *m, str
 	    bk_json_add_string(o, "version", m->version) < 0 ||
 	    bk_json_add_u64(o, "pid", m->pid) < 0 || bk_json_add_u64(o, "started", m->started) < 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	return bk_json_write_atomic_at(state_dfd, BK_STAGE_MARKER_FILE, o, 0644, err);
+	return bk_json_write_atomic_at(state_dfd, BK_STAGE_MARKER_FILE, o, 0644, 0, err);
 }
 
 static int copy_field(struct json_object *o, const char *key, char *buf, size_t len,

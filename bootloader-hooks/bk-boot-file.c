@@ -293,7 +293,7 @@ static int file_save(struct bk_boot *b, const struct bk_boot_data *d, struct bk_
 		return bk_err_prefix(err, "cannot save '%s'", b->location);
 	/* Our own leftovers of a save that was killed; the save goes on regardless. */
 	(void) bk_remove_temps_of_at(dfd, FILE_NAME, NULL);
-	r = bk_json_write_atomic_at(dfd, FILE_NAME, o, 0644, err);
+	r = bk_json_write_atomic_at(dfd, FILE_NAME, o, 0644, 0, err);
 	if (r < 0)
 		return bk_err_prefix(err, "cannot save '%s'", b->location);
 	return 0;

@@ -303,7 +303,7 @@ int bk_booted_write_at(int dfd, const char *path, const struct bk_booted *b, str
 	    bk_json_add_string(o, "reason", bk_boot_reason_to_string(b->reason)) < 0 ||
 	    bk_json_add_u64(o, "time", b->time) < 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	r = bk_json_write_atomic_at(dfd, BK_BOOTED_FILE, o, 0644, err);
+	r = bk_json_write_atomic_at(dfd, BK_BOOTED_FILE, o, 0644, 0, err);
 	if (r < 0)
 		return bk_err_prefix(err, "cannot write '%s'", path);
 	return 0;

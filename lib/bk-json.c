@@ -167,7 +167,7 @@ const char *bk_json_to_string(struct json_object *o, bool pretty)
 }
 
 int bk_json_write_atomic_at(int dfd, const char *name, struct json_object *o, mode_t mode,
-			    struct bk_err *err)
+			    unsigned flags, struct bk_err *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	const char *s = bk_json_to_string(o, true);
@@ -181,7 +181,7 @@ int bk_json_write_atomic_at(int dfd, const char *name, struct json_object *o, mo
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	memcpy(buf, s, len);
 	buf[len] = '\n';
-	return bk_write_atomic_at(dfd, name, buf, len + 1, mode, 0, err);
+	return bk_write_atomic_at(dfd, name, buf, len + 1, mode, flags, err);
 }
 
 int bk_json_read_at(int dfd, const char *name, size_t max, struct json_object **ret,
@@ -199,5 +199,22 @@ int bk_json_read_at(int dfd, const char *name, size_t max, struct json_object **
 		(void) bk_err_prefix(err, "'%s'", name);
 		return r;
 	}
+	return 0;
+}
+
+int bk_json_dup_string(struct json_object *o, const char *key, bool required, char **ret,
+		       struct bk_err *err)
+{
+	const char *s = NULL;
+	char *copy;
+	int r;
+
+	r = bk_json_get_string(o, key, required, &s, err);
+	if (r != 0)
+		return r;
+	copy = strdup(s);
+	if (!copy)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	*ret = copy;
 	return 0;
 }

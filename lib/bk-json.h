@@ -49,9 +49,19 @@ int bk_json_add_bool(struct json_object *o, const char *key, bool v);
 /* Serialise (pretty: two-space indent, no escaped slashes), newline-terminated. */
 const char *bk_json_to_string(struct json_object *o, bool pretty);
 
-/* Atomically write o (pretty, with trailing newline) to (dfd, name) with bk_write_atomic_at. */
+/*
+ * Atomically write o (pretty, with trailing newline) to (dfd, name) with bk_write_atomic_at;
+ * flags as there (BK_WRITE_NOREPLACE: -EEXIST when name exists).
+ */
 int bk_json_write_atomic_at(int dfd, const char *name, struct json_object *o, mode_t mode,
-			    struct bk_err *err);
+			    unsigned flags, struct bk_err *err);
+
+/*
+ * Copy the string member key of o into *ret (malloc'ed): 0 copied, 1 absent and not required
+ * (*ret untouched), <0 as bk_json_get_string() or -ENOMEM.
+ */
+int bk_json_dup_string(struct json_object *o, const char *key, bool required, char **ret,
+		       struct bk_err *err);
 
 /* Read and parse (dfd, name), at most max bytes. */
 int bk_json_read_at(int dfd, const char *name, size_t max, struct json_object **ret,

@@ -65,7 +65,7 @@ int bk_maint_set(int state_dfd, const struct bk_maint *m, struct bk_err *err)
 	      bk_json_add_u64(o, "bank_generation", m->bank_generation) < 0 ||
 	      bk_json_add_u64(o, "bank_generation_before", m->bank_generation_before) < 0)))
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	return bk_json_write_atomic_at(state_dfd, BK_MAINT_FILE, o, 0644, err);
+	return bk_json_write_atomic_at(state_dfd, BK_MAINT_FILE, o, 0644, 0, err);
 }
 
 static int dup_field(struct json_object *o, const char *key, bool required, char **ret,

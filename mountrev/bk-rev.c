@@ -118,9 +118,6 @@ int bk_rev_save(int revs_dfd, const struct bk_rev *r, bool create, struct bk_err
 {
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
 	char fname[BK_REV_ID_MAX + sizeof(JSON_SUFFIX) + 1];
-	_cleanup_free_ char *buf = NULL;
-	const char *s;
-	size_t len;
 	int rr;
 
 	rr = bk_rev_validate(r, err);
@@ -128,35 +125,15 @@ int bk_rev_save(int revs_dfd, const struct bk_rev *r, bool create, struct bk_err
 		return rr;
 	(void) snprintf(fname, sizeof(fname), "%s" JSON_SUFFIX, r->id);
 	o = bk_rev_to_json(r);
-	s = o ? bk_json_to_string(o, true) : NULL;
-	if (!s)
+	if (!o)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	len = strlen(s);
-	buf = malloc(len + 1);
-	if (!buf)
-		return bk_err_set(err, -ENOMEM, "out of memory");
-	memcpy(buf, s, len);
-	buf[len] = '\n';
-	rr = bk_write_atomic_at(revs_dfd, fname, buf, len + 1, 0644,
-				create ? BK_WRITE_NOREPLACE : 0, err);
+	rr = bk_json_write_atomic_at(revs_dfd, fname, o, 0644, create ? BK_WRITE_NOREPLACE : 0,
+				     err);
 	if (rr == -EEXIST) {
 		bk_err_clear(err);
 		return bk_err_set(err, -EEXIST, "revision '%s' already exists", r->id);
 	}
 	return rr;
-}
-
-static int dup_string(struct json_object *o, const char *key, bool required, char **ret,
-		      struct bk_err *err)
-{
-	const char *s = NULL;
-	int r;
-
-	r = bk_json_get_string(o, key, required, &s, err);
-	if (r < 0 || !s)
-		return r;
-	*ret = strdup(s);
-	return *ret ? 0 : bk_err_set(err, -ENOMEM, "out of memory");
 }
 
 static int load_file(int dfd, const char *fname, const char *id, struct bk_rev *ret,
@@ -175,23 +152,23 @@ static int load_file(int dfd, const char *fname, const char *id, struct bk_rev *
 		return r == -EINVAL || r == -EBADMSG ? bk_err_recode(err, -ENOEXEC) : r;
 	if (!json_object_is_type(o, json_type_object))
 		return bk_err_set(err, -ENOEXEC, "'%s' is not a JSON object", fname);
-	r = dup_string(o, "id", true, &rev.id, err);
+	r = bk_json_dup_string(o, "id", true, &rev.id, err);
 	if (r >= 0)
-		r = dup_string(o, "image", false, &rev.image, err);
+		r = bk_json_dup_string(o, "image", false, &rev.image, err);
 	if (r >= 0)
-		r = dup_string(o, "version", false, &rev.version, err);
+		r = bk_json_dup_string(o, "version", false, &rev.version, err);
 	if (r >= 0)
-		r = dup_string(o, "payload", false, &rev.payload, err);
+		r = bk_json_dup_string(o, "payload", false, &rev.payload, err);
 	if (r >= 0)
-		r = dup_string(o, "fstype", true, &rev.fstype, err);
+		r = bk_json_dup_string(o, "fstype", true, &rev.fstype, err);
 	if (r >= 0)
-		r = dup_string(o, "digest", true, &rev.digest, err);
+		r = bk_json_dup_string(o, "digest", true, &rev.digest, err);
 	if (r >= 0)
-		r = dup_string(o, "parent", false, &rev.parent, err);
+		r = bk_json_dup_string(o, "parent", false, &rev.parent, err);
 	if (r >= 0)
-		r = dup_string(o, "source", true, &rev.source, err);
+		r = bk_json_dup_string(o, "source", true, &rev.source, err);
 	if (r >= 0)
-		r = dup_string(o, "bank", false, &rev.bank, err);
+		r = bk_json_dup_string(o, "bank", false, &rev.bank, err);
 	if (r >= 0)
 		r = bk_json_get_u64(o, "offset", false, UINT64_MAX, &rev.offset, err);
 	if (r >= 0)

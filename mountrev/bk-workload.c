@@ -151,9 +151,6 @@ int bk_workload_save(int dfd, const struct bk_workload *w, bool create, struct b
 {
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
 	char fname[BK_WORKLOAD_NAME_MAX + sizeof(JSON_SUFFIX) + 1];
-	_cleanup_free_ char *buf = NULL;
-	const char *s;
-	size_t len;
 	int r;
 
 	r = bk_workload_validate(w, err);
@@ -161,35 +158,14 @@ int bk_workload_save(int dfd, const struct bk_workload *w, bool create, struct b
 		return r;
 	(void) file_name(w->name, fname, sizeof(fname), err);
 	o = bk_workload_to_json(w);
-	s = o ? bk_json_to_string(o, true) : NULL;
-	if (!s)
+	if (!o)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	len = strlen(s);
-	buf = malloc(len + 1);
-	if (!buf)
-		return bk_err_set(err, -ENOMEM, "out of memory");
-	memcpy(buf, s, len);
-	buf[len] = '\n';
-	r = bk_write_atomic_at(dfd, fname, buf, len + 1, 0644, create ? BK_WRITE_NOREPLACE : 0,
-			       err);
+	r = bk_json_write_atomic_at(dfd, fname, o, 0644, create ? BK_WRITE_NOREPLACE : 0, err);
 	if (r == -EEXIST) {
 		bk_err_clear(err);
 		return bk_err_set(err, -EEXIST, "workload '%s' already exists", w->name);
 	}
 	return r;
-}
-
-static int dup_string(struct json_object *o, const char *key, bool required, char **ret,
-		      struct bk_err *err)
-{
-	const char *s = NULL;
-	int r;
-
-	r = bk_json_get_string(o, key, required, &s, err);
-	if (r < 0 || !s)
-		return r;
-	*ret = strdup(s);
-	return *ret ? 0 : bk_err_set(err, -ENOMEM, "out of memory");
 }
 
 static int load_file(int dfd, const char *fname, const char *name, struct bk_workload *ret,
@@ -208,13 +184,13 @@ static int load_file(int dfd, const char *fname, const char *name, struct bk_wor
 		return r == -EINVAL || r == -EBADMSG ? bk_err_recode(err, -ENOEXEC) : r;
 	if (!json_object_is_type(o, json_type_object))
 		return bk_err_set(err, -ENOEXEC, "'%s' is not a JSON object", fname);
-	r = dup_string(o, "name", true, &w.name, err);
+	r = bk_json_dup_string(o, "name", true, &w.name, err);
 	if (r >= 0)
-		r = dup_string(o, "cgroup", false, &w.cgroup, err);
+		r = bk_json_dup_string(o, "cgroup", false, &w.cgroup, err);
 	if (r >= 0)
-		r = dup_string(o, "unit", false, &w.unit, err);
+		r = bk_json_dup_string(o, "unit", false, &w.unit, err);
 	if (r >= 0)
-		r = dup_string(o, "view", true, &w.view, err);
+		r = bk_json_dup_string(o, "view", true, &w.view, err);
 	if (r >= 0)
 		r = bk_json_get_bool(o, "no_fsr", false, &w.no_fsr, err);
 	if (r >= 0)

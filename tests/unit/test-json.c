@@ -4,6 +4,7 @@
 #include "bk-test.h"
 #include "mocks.h"
 
+#include "bk-fs.h"
 #include "bk-json.h"
 
 static int setup(void **state)
@@ -87,6 +88,23 @@ static void test_json_typed_getters(void **state)
 	assert_int_equal(bk_json_get_bool(o, "name", true, &b, &err), -EINVAL);
 	bk_err_clear(&err);
 	assert_int_equal(bk_json_get_object(o, "list", true, &arr, &err), -EINVAL);
+	bk_err_clear(&err);
+
+	{
+		char *copy = NULL;
+
+		assert_int_equal(bk_json_dup_string(o, "name", true, &copy, &err), 0);
+		assert_string_equal(copy, "os");
+		free(copy);
+		copy = NULL;
+		assert_int_equal(bk_json_dup_string(o, "missing", false, &copy, &err), 1);
+		assert_null(copy);
+		assert_int_equal(bk_json_dup_string(o, "num", true, &copy, &err), 0);
+		free(copy);
+		copy = NULL;
+		assert_int_equal(bk_json_dup_string(o, "live", true, &copy, &err), -EINVAL);
+		assert_null(copy);
+	}
 	json_object_put(o);
 }
 
@@ -117,7 +135,11 @@ static void test_json_write_read_atomic(void **state)
 	assert_int_equal(bk_json_add_u64(o, "generation", 1ull << 40), 0);
 	assert_int_equal(bk_json_add_bool(o, "live", false), 0);
 	assert_int_equal(bk_json_add_string(o, "bad_reason", NULL), 0);
-	assert_int_equal(bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, &err), 0);
+	assert_int_equal(bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, 0, &err), 0);
+	assert_int_equal(
+		bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, BK_WRITE_NOREPLACE, &err),
+		-EEXIST);
+	bk_err_clear(&err);
 	assert_true(bk_test_read(d->dfd, "record.json", buf, sizeof(buf)) > 0);
 	assert_int_equal(buf[strlen(buf) - 1], '\n');
 
@@ -134,7 +156,7 @@ static void test_json_write_read_atomic(void **state)
 	assert_int_equal(bk_json_add_string(o, "state", "bad"), 0);
 	wrap_fsync_armed = 1;
 	will_return(__wrap_fsync, EIO);
-	assert_int_equal(bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, &err), -EIO);
+	assert_int_equal(bk_json_write_atomic_at(d->dfd, "record.json", o, 0644, 0, &err), -EIO);
 	assert_int_equal(bk_json_read_at(d->dfd, "record.json", 4096, &back, &err), 0);
 	assert_int_equal(bk_json_get_string(back, "state", true, &str, &err), 0);
 	assert_string_equal(str, "good");
