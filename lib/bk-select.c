@@ -10,10 +10,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bk-cleanup.h"
 #include "bk-fs.h"
 #include "bk-log.h"
 #include "bk-select.h"
 
+/*
+ * The name of every value of each enum, indexed by the value: one table per enum, read by the
+ * two lookups below, so a new value is one line in its table.
+ */
 static const char *const bank_names[_BK_BANK_MAX] = {
 	[BK_BANK_A] = "A",
 	[BK_BANK_B] = "B",
@@ -30,55 +35,66 @@ static const char *const reason_names[_BK_REASON_MAX] = {
 	[BK_REASON_EMERGENCY] = "emergency",
 };
 
+/* The keys of the compact text form, in the order bk_bootstate_format() writes them. */
+enum text_key { KEY_A, KEY_B, KEY_FLOOR, KEY_PIN, _KEY_MAX };
+
+static const char *const key_names[_KEY_MAX] = {
+	[KEY_A] = "A",
+	[KEY_B] = "B",
+	[KEY_FLOOR] = "floor",
+	[KEY_PIN] = "pin",
+};
+
+/* names[value], or NULL when value is outside the table (negative, the _MAX or _INVALID). */
+static const char *name_of(const char *const *names, size_t n, int value)
+{
+	if (value < 0 || (size_t) value >= n)
+		return NULL;
+	return names[value];
+}
+
+/* The value whose name is s (exact, or ignoring case), or -EINVAL (also for s NULL). */
+static int value_of(const char *const *names, size_t n, const char *s, bool ignore_case)
+{
+	if (!s)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((ignore_case ? strcasecmp(s, names[i]) : strcmp(s, names[i])) == 0)
+			return (int) i;
+	return -EINVAL;
+}
+
+#define NAME_OF(names, value)		name_of(names, BK_ELEMENTSOF(names), (int) (value))
+#define VALUE_OF(names, s, ignore_case) value_of(names, BK_ELEMENTSOF(names), s, ignore_case)
+
 const char *bk_bank_id_to_string(enum bk_bank_id id)
 {
-	if (id < 0 || id >= _BK_BANK_MAX)
-		return NULL;
-	return bank_names[id];
+	return NAME_OF(bank_names, id);
 }
 
 enum bk_bank_id bk_bank_id_from_string(const char *s)
 {
-	if (!s)
-		return _BK_BANK_INVALID;
-	for (int i = 0; i < _BK_BANK_MAX; i++)
-		if (strcasecmp(s, bank_names[i]) == 0)
-			return (enum bk_bank_id) i;
-	return _BK_BANK_INVALID;
+	return (enum bk_bank_id) VALUE_OF(bank_names, s, true);
 }
 
 const char *bk_bank_state_to_string(enum bk_bank_state s)
 {
-	if (s < 0 || s >= _BK_BANK_STATE_MAX)
-		return NULL;
-	return state_names[s];
+	return NAME_OF(state_names, s);
 }
 
 enum bk_bank_state bk_bank_state_from_string(const char *s)
 {
-	if (!s)
-		return _BK_BANK_STATE_INVALID;
-	for (int i = 0; i < _BK_BANK_STATE_MAX; i++)
-		if (strcmp(s, state_names[i]) == 0)
-			return (enum bk_bank_state) i;
-	return _BK_BANK_STATE_INVALID;
+	return (enum bk_bank_state) VALUE_OF(state_names, s, false);
 }
 
 const char *bk_boot_reason_to_string(enum bk_boot_reason r)
 {
-	if (r < 0 || r >= _BK_REASON_MAX)
-		return NULL;
-	return reason_names[r];
+	return NAME_OF(reason_names, r);
 }
 
 enum bk_boot_reason bk_boot_reason_from_string(const char *s)
 {
-	if (!s)
-		return _BK_REASON_INVALID;
-	for (int i = 0; i < _BK_REASON_MAX; i++)
-		if (strcmp(s, reason_names[i]) == 0)
-			return (enum bk_boot_reason) i;
-	return _BK_REASON_INVALID;
+	return (enum bk_boot_reason) VALUE_OF(reason_names, s, false);
 }
 
 enum bk_bank_id bk_bank_other(enum bk_bank_id id)
@@ -703,7 +719,6 @@ static int parse_bank(const char *tok, const char *value, struct bk_bank_boot *r
 
 int bk_bootstate_parse(const char *text, struct bk_bootstate *ret, struct bk_err *err)
 {
-	enum { SEEN_A = 1, SEEN_B = 2, SEEN_FLOOR = 4, SEEN_PIN = 8, SEEN_ALL = 15 };
 	struct bk_bootstate s;
 	unsigned seen = 0;
 	const char *p = text;
@@ -713,7 +728,7 @@ int bk_bootstate_parse(const char *text, struct bk_bootstate *ret, struct bk_err
 	for (;;) {
 		char tok[96];
 		char *eq;
-		unsigned bit;
+		int key;
 		size_t n;
 
 		p += strspn(p, " \t\n");
@@ -731,43 +746,37 @@ int bk_bootstate_parse(const char *text, struct bk_bootstate *ret, struct bk_err
 		if (!eq)
 			return bk_err_set(err, -EINVAL, "'%s': expected KEY=VALUE", tok);
 		*eq = '\0';
-		bit = strcmp(tok, "A") == 0	? SEEN_A :
-		      strcmp(tok, "B") == 0	? SEEN_B :
-		      strcmp(tok, "floor") == 0 ? SEEN_FLOOR :
-		      strcmp(tok, "pin") == 0	? SEEN_PIN :
-						  0;
-		if (bit == 0)
+		key = VALUE_OF(key_names, tok, false);
+		if (key < 0)
 			return bk_err_set(err, -EINVAL, "unknown boot state key '%s'", tok);
-		if (seen & bit)
+		if (seen & (1u << key))
 			return bk_err_set(err, -EINVAL, "boot state key '%s' given twice", tok);
-		seen |= bit;
+		seen |= 1u << key;
 
-		if (bit == SEEN_A || bit == SEEN_B) {
-			enum bk_bank_id id = bit == SEEN_A ? BK_BANK_A : BK_BANK_B;
+		if (key == KEY_A || key == KEY_B) {
+			enum bk_bank_id id = key == KEY_A ? BK_BANK_A : BK_BANK_B;
 
 			*eq = '=';
 			r = parse_bank(tok, eq + 1, &s.bank[id], err);
 			if (r < 0)
 				return r;
-		} else if (bit == SEEN_FLOOR) {
+		} else if (key == KEY_FLOOR) {
 			if (bk_parse_u64(eq + 1, &s.floor) < 0)
 				return bk_err_set(err, -EINVAL, "'floor=%s': not a number", eq + 1);
+		} else if (strcmp(eq + 1, "none") == 0) {
+			s.pin = _BK_BANK_INVALID;
 		} else {
-			if (strcmp(eq + 1, "none") == 0)
-				s.pin = _BK_BANK_INVALID;
-			else if (strcmp(eq + 1, "A") == 0 || strcmp(eq + 1, "B") == 0)
-				s.pin = bk_bank_id_from_string(eq + 1);
-			else
+			/* Exact names: the text form writes "A" and "B" only. */
+			s.pin = (enum bk_bank_id) VALUE_OF(bank_names, eq + 1, false);
+			if (s.pin == _BK_BANK_INVALID)
 				return bk_err_set(err, -EINVAL, "'pin=%s': expected A, B or none",
 						  eq + 1);
 		}
 	}
-	if (seen != SEEN_ALL)
-		return bk_err_set(err, -EINVAL, "boot state text lacks %s",
-				  !(seen & SEEN_A)     ? "'A='" :
-				  !(seen & SEEN_B)     ? "'B='" :
-				  !(seen & SEEN_FLOOR) ? "'floor='" :
-							 "'pin='");
+	for (int key = 0; key < _KEY_MAX; key++)
+		if (!(seen & (1u << key)))
+			return bk_err_set(err, -EINVAL, "boot state text lacks '%s='",
+					  key_names[key]);
 	r = bk_bootstate_check(&s, err);
 	if (r < 0)
 		return r;

@@ -4,6 +4,7 @@
  * docs/banks.md (plain integers, no code shared with lib/bk-select.c), over every combination
  * for two banks; plus each transition and its errors.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 
@@ -407,6 +408,106 @@ static void test_select_names(void **state)
 	assert_string_equal(bk_boot_reason_to_string(BK_REASON_EMERGENCY), "emergency");
 	assert_int_equal(bk_boot_reason_from_string("panic"), _BK_REASON_INVALID);
 	assert_null(bk_boot_reason_to_string(_BK_REASON_INVALID));
+}
+
+/*
+ * Every value of each enum through its name and back; names distinct; the value past the end,
+ * the invalid value, an unknown name, "" and NULL refused. Bank names ignore case, the others
+ * do not.
+ */
+#define ASSERT_NAMES_ROUND_TRIP(type, max, invalid, to_string, from_string, unknown) \
+	do {                                                                         \
+		for (int i = 0; i < (max); i++) {                                    \
+			const char *name = to_string((type) i);                      \
+                                                                                     \
+			assert_non_null(name);                                       \
+			assert_int_equal(from_string(name), i);                      \
+			for (int k = 0; k < i; k++)                                  \
+				assert_string_not_equal(name, to_string((type) k));  \
+		}                                                                    \
+		assert_null(to_string((type) (max)));                                \
+		assert_null(to_string(invalid));                                     \
+		assert_null(to_string((type) -1));                                   \
+		assert_int_equal(from_string(unknown), invalid);                     \
+		assert_int_equal(from_string(""), invalid);                          \
+		assert_int_equal(from_string(NULL), invalid);                        \
+	} while (0)
+
+/* name with its first letter's case flipped ("good" -> "Good", "A" -> "a") */
+static const char *flip_case(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", name);
+	buf[0] = (char) (islower((unsigned char) buf[0]) ? toupper((unsigned char) buf[0]) :
+							   tolower((unsigned char) buf[0]));
+	return buf;
+}
+
+static void test_select_names_round_trip(void **state)
+{
+	char buf[32];
+
+	ASSERT_NAMES_ROUND_TRIP(enum bk_bank_id, _BK_BANK_MAX, _BK_BANK_INVALID,
+				bk_bank_id_to_string, bk_bank_id_from_string, "C");
+	ASSERT_NAMES_ROUND_TRIP(enum bk_bank_state, _BK_BANK_STATE_MAX, _BK_BANK_STATE_INVALID,
+				bk_bank_state_to_string, bk_bank_state_from_string, "broken");
+	ASSERT_NAMES_ROUND_TRIP(enum bk_boot_reason, _BK_REASON_MAX, _BK_REASON_INVALID,
+				bk_boot_reason_to_string, bk_boot_reason_from_string, "panic");
+
+	for (int i = 0; i < _BK_BANK_MAX; i++)
+		assert_int_equal(bk_bank_id_from_string(
+					 flip_case(bk_bank_id_to_string(i), buf, sizeof(buf))),
+				 i);
+	for (int i = 0; i < _BK_BANK_STATE_MAX; i++)
+		assert_int_equal(bk_bank_state_from_string(
+					 flip_case(bk_bank_state_to_string(i), buf, sizeof(buf))),
+				 _BK_BANK_STATE_INVALID);
+	for (int i = 0; i < _BK_REASON_MAX; i++)
+		assert_int_equal(bk_boot_reason_from_string(
+					 flip_case(bk_boot_reason_to_string(i), buf, sizeof(buf))),
+				 _BK_REASON_INVALID);
+}
+
+/* The keys of the text form: each one required, in exact case; the pin in exact case too. */
+static void test_select_text_form_keys(void **state)
+{
+	static const char *const tokens[] = { "A=good:1:0:0", "B=empty:0:0:0", "floor=0",
+					      "pin=none" };
+	static const char *const keys[] = { "A", "B", "floor", "pin" };
+	struct bk_bootstate s;
+
+	for (size_t skip = 0; skip < BK_ELEMENTSOF(tokens); skip++) {
+		struct bk_err err = { 0 };
+		char text[128] = "", want[64];
+
+		for (size_t i = 0; i < BK_ELEMENTSOF(tokens); i++)
+			if (i != skip) {
+				strcat(text, tokens[i]);
+				strcat(text, " ");
+			}
+		assert_int_equal(bk_bootstate_parse(text, &s, &err), -EINVAL);
+		snprintf(want, sizeof(want), "boot state text lacks '%s='", keys[skip]);
+		assert_string_equal(err.msg, want);
+	}
+	{
+		struct bk_err err = { 0 };
+
+		assert_int_equal(
+			bk_bootstate_parse("a=good:1:0:0 B=empty:0:0:0 floor=0 pin=none", &s, &err),
+			-EINVAL);
+		assert_string_equal(err.msg, "unknown boot state key 'a'");
+		bk_err_clear(&err);
+		assert_int_equal(
+			bk_bootstate_parse("A=good:1:0:0 B=empty:0:0:0 floor=0 pin=a", &s, &err),
+			-EINVAL);
+		assert_string_equal(err.msg, "'pin=a': expected A, B or none");
+		bk_err_clear(&err);
+		assert_int_equal(
+			bk_bootstate_parse("A=good:1:0:0 B=empty:0:0:0 floor=0 pin=", &s, &err),
+			-EINVAL);
+		assert_string_equal(err.msg, "'pin=': expected A, B or none");
+	}
+	s = parse("pin=A floor=0 B=empty:0:0:0 A=good:1:0:0");
+	assert_int_equal(s.pin, BK_BANK_A);
 }
 
 static void test_select_check_rejects_invalid_states(void **state)
@@ -815,6 +916,8 @@ int main(void)
 		cmocka_unit_test(test_select_decide_matches_oracle_everywhere),
 		cmocka_unit_test(test_select_explain_and_text_everywhere),
 		cmocka_unit_test(test_select_names),
+		cmocka_unit_test(test_select_names_round_trip),
+		cmocka_unit_test(test_select_text_form_keys),
 		cmocka_unit_test(test_select_check_rejects_invalid_states),
 		cmocka_unit_test(test_select_text_form_errors),
 		cmocka_unit_test(test_select_activate),
