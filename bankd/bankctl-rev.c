@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* bankctl rev: mount revisions (list, add, switch, gc, restore). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -47,11 +48,6 @@ static const struct bankctl_verb verb_restore = {
 	"the revisions of other files again, and restore the current pointer"
 };
 
-#define LONGOPTS_END             \
-	{                        \
-		NULL, 0, NULL, 0 \
-	}
-
 static int add_nullable(struct json_object *o, const char *key, const char *s)
 {
 	if (!s)
@@ -59,17 +55,90 @@ static int add_nullable(struct json_object *o, const char *key, const char *s)
 	return bk_json_add_string(o, key, s);
 }
 
-static int parse_common_only(struct bankctl *ctx, const struct bankctl_verb *v, int argc,
-			     char **argv)
+/* A sub-verb's own option (long only) and where its value goes. */
+struct rev_option {
+	const char *name;
+	enum {
+		OPT_FLAG,   /* bool *: set to true */
+		OPT_STRING, /* const char **: points into argv */
+		OPT_STRDUP, /* char **: a copy, replacing an earlier one */
+		OPT_SIZE,   /* uint64_t *: bk_parse_size(), else "invalid WHAT 'ARG'" */
+		OPT_U64,    /* uint64_t *: bk_parse_u64(), else "invalid WHAT 'ARG'" */
+	} kind;
+	void *value;
+	const char *what;
+};
+
+#define REV_OPTIONS_MAX 8
+#define OPT_FIRST	0x100 /* getopt_long's value of opts[0]; above every short option */
+
+static int set_option(const struct bankctl_verb *v, const struct rev_option *o, const char *arg)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, LONGOPTS_END };
-	int c;
+	char **copy;
+
+	switch (o->kind) {
+	case OPT_FLAG:
+		*(bool *) o->value = true;
+		break;
+	case OPT_STRING:
+		*(const char **) o->value = arg;
+		break;
+	case OPT_STRDUP:
+		copy = o->value;
+		free(*copy);
+		*copy = strdup(arg);
+		if (!*copy)
+			return bankctl_fail(-ENOMEM, NULL);
+		break;
+	case OPT_SIZE:
+		if (bk_parse_size(arg, o->value) < 0)
+			return bankctl_usage(v, "invalid %s '%s'", o->what, arg);
+		break;
+	case OPT_U64:
+		if (bk_parse_u64(arg, o->value) < 0)
+			return bankctl_usage(v, "invalid %s '%s'", o->what, arg);
+		break;
+	}
+	return BK_EXIT_OK;
+}
+
+/*
+ * The arguments of a sub-verb: the common options (--json, --help, --wait), its own
+ * (opts[0..n_opts)), then exactly n_args operands from argv[optind] on; a wrong number is the
+ * usage error "unexpected argument 'X'" (n_args 0) or "expected <expected>". Returns
+ * BK_EXIT_OK, or the exit code after one line on stderr.
+ */
+static int parse_args(struct bankctl *ctx, const struct bankctl_verb *v,
+		      const struct rev_option *opts, size_t n_opts, int n_args,
+		      const char *expected, int argc, char **argv)
+{
+	static const struct option common[] = { BANKCTL_COMMON_LONGOPTS };
+	struct option longopts[BK_ELEMENTSOF(common) + REV_OPTIONS_MAX + 1] = { { NULL } };
+	int c, r;
+
+	assert(n_opts <= REV_OPTIONS_MAX);
+	memcpy(longopts, common, sizeof(common));
+	for (size_t i = 0; i < n_opts; i++)
+		longopts[BK_ELEMENTSOF(common) + i] =
+			(struct option){ opts[i].name,
+					 opts[i].kind == OPT_FLAG ? no_argument : required_argument,
+					 NULL, OPT_FIRST + (int) i };
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, v) <= 0)
-			return -1;
-	return 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c >= OPT_FIRST && c < OPT_FIRST + (int) n_opts) {
+			r = set_option(v, &opts[c - OPT_FIRST], optarg);
+			if (r != BK_EXIT_OK)
+				return r;
+		} else if (bankctl_common_option(ctx, c, v) <= 0) {
+			return BK_EXIT_USAGE;
+		}
+	}
+	if (n_args == 0 && optind < argc)
+		return bankctl_usage(v, "unexpected argument '%s'", argv[optind]);
+	if (argc - optind != n_args)
+		return bankctl_usage(v, "expected %s", expected);
+	return BK_EXIT_OK;
 }
 
 /* --- list ------------------------------------------------------------------------------- */
@@ -85,10 +154,9 @@ static int rev_list(struct bankctl *ctx, int argc, char **argv)
 	size_t n = 0;
 	int r, ret = BK_EXIT_OK;
 
-	if (parse_common_only(ctx, &verb_list, argc, argv) < 0)
-		return BK_EXIT_USAGE;
-	if (optind < argc)
-		return bankctl_usage(&verb_list, "unexpected argument '%s'", argv[optind]);
+	ret = parse_args(ctx, &verb_list, NULL, 0, 0, NULL, argc, argv);
+	if (ret != BK_EXIT_OK)
+		return ret;
 	r = bankctl_live_open(ctx, &live, &err);
 	if (r < 0)
 		goto fail;
@@ -157,18 +225,6 @@ out:
 
 static int rev_add(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		BANKCTL_COMMON_LONGOPTS,
-		{ "type", required_argument, NULL, 't' },
-		{ "offset", required_argument, NULL, 'o' },
-		{ "size", required_argument, NULL, 's' },
-		{ "image", required_argument, NULL, 'i' },
-		{ "version", required_argument, NULL, 'v' },
-		{ "payload", required_argument, NULL, 'p' },
-		{ "parent", required_argument, NULL, 'P' },
-		{ "digest", required_argument, NULL, 'd' },
-		LONGOPTS_END,
-	};
 	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
 	const char *type = "squashfs", *digest = NULL;
 	_cleanup_close_ int fd = -EBADF, revs_dfd = -EBADF;
@@ -176,57 +232,21 @@ static int rev_add(struct bankctl *ctx, int argc, char **argv)
 	struct bk_err err = { 0 };
 	bool saved = false;
 	struct stat st;
-	int c, r, ret = BK_EXIT_OK;
+	const struct rev_option opts[] = {
+		{ "type", OPT_STRING, &type, NULL },
+		{ "offset", OPT_SIZE, &rev.offset, "offset" },
+		{ "size", OPT_SIZE, &rev.size, "size" },
+		{ "image", OPT_STRDUP, &rev.image, NULL },
+		{ "version", OPT_STRDUP, &rev.version, NULL },
+		{ "payload", OPT_STRDUP, &rev.payload, NULL },
+		{ "parent", OPT_STRDUP, &rev.parent, NULL },
+		{ "digest", OPT_STRING, &digest, NULL },
+	};
+	int r, ret = BK_EXIT_OK;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			type = optarg;
-			break;
-		case 'o':
-			if (bk_parse_size(optarg, &rev.offset) < 0) {
-				ret = bankctl_usage(&verb_add, "invalid offset '%s'", optarg);
-				goto out;
-			}
-			break;
-		case 's':
-			if (bk_parse_size(optarg, &rev.size) < 0) {
-				ret = bankctl_usage(&verb_add, "invalid size '%s'", optarg);
-				goto out;
-			}
-			break;
-		case 'i':
-		case 'v':
-		case 'p':
-		case 'P': {
-			char **slot = c == 'i' ? &rev.image :
-				      c == 'v' ? &rev.version :
-				      c == 'p' ? &rev.payload :
-						 &rev.parent;
-
-			free(*slot);
-			*slot = strdup(optarg);
-			if (!*slot) {
-				ret = bankctl_fail(-ENOMEM, NULL);
-				goto out;
-			}
-			break;
-		}
-		case 'd':
-			digest = optarg;
-			break;
-		default:
-			if (bankctl_common_option(ctx, c, &verb_add) <= 0) {
-				ret = BK_EXIT_USAGE;
-				goto out;
-			}
-		}
-	}
-	if (argc - optind != 2) {
-		ret = bankctl_usage(&verb_add, "expected ID and FILE");
+	ret = parse_args(ctx, &verb_add, opts, BK_ELEMENTSOF(opts), 2, "ID and FILE", argc, argv);
+	if (ret != BK_EXIT_OK)
 		goto out;
-	}
 	rev.id = strdup(argv[optind]);
 	rev.fstype = strdup(type);
 	rev.source = realpath(argv[optind + 1], NULL);
@@ -311,28 +331,21 @@ out:
 
 static int rev_switch(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		BANKCTL_COMMON_LONGOPTS,
-		{ "no-beneath", no_argument, NULL, 'B' },
-		LONGOPTS_END,
-	};
 	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
 	_cleanup_(bk_lp_report_freep) struct bk_lp_report *rep = NULL;
 	_cleanup_close_ int revs_dfd = -EBADF;
 	struct bk_rev rev = { 0 };
 	struct bk_err err = { 0 };
 	bool no_beneath = false;
-	int c, r, ret = BK_EXIT_OK;
+	const struct rev_option opts[] = {
+		{ "no-beneath", OPT_FLAG, &no_beneath, NULL },
+	};
+	int r, ret = BK_EXIT_OK;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		if (c == 'B')
-			no_beneath = true;
-		else if (bankctl_common_option(ctx, c, &verb_switch) <= 0)
-			return BK_EXIT_USAGE;
-	}
-	if (argc - optind != 1)
-		return bankctl_usage(&verb_switch, "expected one revision ID");
+	ret = parse_args(ctx, &verb_switch, opts, BK_ELEMENTSOF(opts), 1, "one revision ID", argc,
+			 argv);
+	if (ret != BK_EXIT_OK)
+		return ret;
 	if (!bk_rev_id_is_valid(argv[optind]))
 		return bankctl_usage(&verb_switch, "invalid revision id '%s'", argv[optind]);
 
@@ -370,11 +383,6 @@ out:
 
 static int rev_gc(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		BANKCTL_COMMON_LONGOPTS,
-		{ "keep", required_argument, NULL, 'k' },
-		LONGOPTS_END,
-	};
 	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
 	_cleanup_(json_object_putp) struct json_object *out = NULL;
 	_cleanup_free_ char *current = NULL, *previous = NULL;
@@ -384,18 +392,14 @@ static int rev_gc(struct bankctl *ctx, int argc, char **argv)
 	struct bk_err err = { 0 };
 	uint64_t keep = 2;
 	size_t n = 0;
-	int c, r, ret = BK_EXIT_OK;
+	const struct rev_option opts[] = {
+		{ "keep", OPT_U64, &keep, "--keep" },
+	};
+	int r, ret = BK_EXIT_OK;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		if (c == 'k') {
-			if (bk_parse_u64(optarg, &keep) < 0)
-				return bankctl_usage(&verb_gc, "invalid --keep '%s'", optarg);
-		} else if (bankctl_common_option(ctx, c, &verb_gc) <= 0)
-			return BK_EXIT_USAGE;
-	}
-	if (optind < argc)
-		return bankctl_usage(&verb_gc, "unexpected argument '%s'", argv[optind]);
+	ret = parse_args(ctx, &verb_gc, opts, BK_ELEMENTSOF(opts), 0, NULL, argc, argv);
+	if (ret != BK_EXIT_OK)
+		return ret;
 
 	out = json_object_new_object();
 	removed = json_object_new_array();
@@ -625,10 +629,9 @@ static int rev_restore(struct bankctl *ctx, int argc, char **argv)
 	size_t n = 0;
 	int r, ret = BK_EXIT_OK;
 
-	if (parse_common_only(ctx, &verb_restore, argc, argv) < 0)
-		return BK_EXIT_USAGE;
-	if (optind < argc)
-		return bankctl_usage(&verb_restore, "unexpected argument '%s'", argv[optind]);
+	ret = parse_args(ctx, &verb_restore, NULL, 0, 0, NULL, argc, argv);
+	if (ret != BK_EXIT_OK)
+		return ret;
 	r = bankctl_live_open(ctx, &live, &err);
 	if (r >= 0)
 		r = bankctl_live_lock_and_recover(ctx, &live, &err);
