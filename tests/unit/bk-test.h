@@ -3,6 +3,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,15 +22,31 @@ struct bk_test_dir {
 	int dfd;
 };
 
+/* A fresh mkdtemp() directory in *d, opened; for fixtures that embed a struct bk_test_dir. */
+static inline void bk_test_dir_open(struct bk_test_dir *d)
+{
+	snprintf(d->path, sizeof(d->path), "/tmp/bk-unit-XXXXXX");
+	assert_non_null(mkdtemp(d->path));
+	d->dfd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(d->dfd >= 0);
+}
+
+/* Close d and remove its directory with everything in it. */
+static inline void bk_test_dir_close(struct bk_test_dir *d)
+{
+	char cmd[128];
+
+	close(d->dfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->path);
+	assert_int_equal(system(cmd), 0);
+}
+
 static inline int bk_test_dir_setup(void **state)
 {
 	struct bk_test_dir *d = calloc(1, sizeof(*d));
 
 	assert_non_null(d);
-	snprintf(d->path, sizeof(d->path), "/tmp/bk-unit-XXXXXX");
-	assert_non_null(mkdtemp(d->path));
-	d->dfd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	assert_true(d->dfd >= 0);
+	bk_test_dir_open(d);
 	*state = d;
 	return 0;
 }
@@ -37,13 +54,25 @@ static inline int bk_test_dir_setup(void **state)
 static inline int bk_test_dir_teardown(void **state)
 {
 	struct bk_test_dir *d = *state;
-	char cmd[128];
 
-	close(d->dfd);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->path);
-	assert_int_equal(system(cmd), 0);
+	bk_test_dir_close(d);
 	free(d);
 	return 0;
+}
+
+/* mkdir -p beneath dfd: each component of path, 0755; one that exists already is kept. */
+static inline void bk_test_mkdir_p(int dfd, const char *path)
+{
+	char buf[256];
+
+	assert_true(strlen(path) < sizeof(buf));
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		assert_true(mkdirat(dfd, buf, 0755) == 0 || errno == EEXIST);
+		*p = '/';
+	}
+	assert_true(mkdirat(dfd, buf, 0755) == 0 || errno == EEXIST);
 }
 
 /* Number of directory entries whose name starts with prefix. */

@@ -5,65 +5,23 @@
  */
 #include <errno.h>
 
-#include "bk-test.h"
-#include "mocks.h"
-
-#include "bk-boot.h"
-#include "bk-config.h"
+#include "bk-test-boot.h"
 
 #define STATE_DIR  "var/lib/bootbank"
 #define STATE_FILE "var/lib/bootbank/bootstate.json"
 
-struct fixture {
-	struct bk_test_dir dir;
-	struct bk_config config;
-	struct bk_boot *boot;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct bk_test_dir *d;
-	struct bk_boot_env env;
+	struct bk_test_boot *f = bk_test_boot_new();
 	struct bk_err err = { 0 };
-	void *p;
 
-	wrap_reset();
-	assert_non_null(f);
-	bk_test_dir_setup(&p);
-	d = p;
-	f->dir = *d;
-	free(d);
-	assert_int_equal(bk_config_init(&f->config), 0);
-	env = (struct bk_boot_env){ f->dir.dfd, f->dir.path, &f->config };
-	assert_int_equal(bk_boot_open("file", &env, &f->boot, &err), 0);
+	assert_int_equal(bk_test_boot_open(f, "file", &f->boot, &err), 0);
 	*state = f;
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	struct bk_test_dir *d = malloc(sizeof(*d));
-
-	wrap_reset();
-	f->boot = bk_boot_free(f->boot);
-	bk_config_release(&f->config);
-	assert_non_null(d);
-	*d = f->dir;
-	free(f);
-	return bk_test_dir_teardown((void **) &d);
-}
-
-static void mkdirs(struct fixture *f)
-{
-	assert_int_equal(mkdirat(f->dir.dfd, "var", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "var/lib", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, STATE_DIR, 0755), 0);
-}
-
 /* Temp files ".#..." left in the state directory. */
-static int count_temps(struct fixture *f)
+static int count_temps(struct bk_test_boot *f)
 {
 	int dfd = openat(f->dir.dfd, STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int n;
@@ -91,7 +49,7 @@ static struct bk_boot_data sample(void)
 
 static void test_boot_registry(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_env env = { f->dir.dfd, f->dir.path, &f->config };
 	struct bk_boot *b = (struct bk_boot *) 0x1;
 	struct bk_err err = { 0 };
@@ -126,7 +84,7 @@ static void test_boot_registry(void **state)
 
 static void test_boot_file_missing_means_empty(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d;
 	struct bk_err err = { 0 };
 	char text[BK_BOOTSTATE_TEXT_MAX];
@@ -141,14 +99,14 @@ static void test_boot_file_missing_means_empty(void **state)
 	assert_int_equal(bk_test_count_prefix(f->dir.dfd, ""), 2); /* "." and ".." */
 
 	/* The directory alone, without the file: empty as well. */
-	mkdirs(f);
+	bk_test_mkdir_p(f->dir.dfd, STATE_DIR);
 	assert_int_equal(bk_boot_load(f->boot, &d, &err), 0);
 	assert_false(bk_err_is_set(&err));
 }
 
 static void test_boot_file_roundtrip(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d = sample(), back;
 	struct bk_err err = { 0 };
 	char buf[4096];
@@ -234,9 +192,9 @@ static void test_boot_file_corrupt_is_an_error(void **state)
 		{ "}\n", "} []\n", "invalid JSON at offset" },
 		{ "{ \"format\": 1,", "[ 1 ] ", "invalid JSON" },
 	};
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 
-	mkdirs(f);
+	bk_test_mkdir_p(f->dir.dfd, STATE_DIR);
 	for (size_t i = 0; i < BK_ELEMENTSOF(cases); i++) {
 		char doc[1024], back[1024], want[256];
 		struct bk_boot_data d;
@@ -292,7 +250,7 @@ static void test_boot_file_corrupt_is_an_error(void **state)
 
 static void test_boot_file_save_refuses_invalid_data(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d = sample();
 	struct bk_err err = { 0 };
 
@@ -312,7 +270,7 @@ static void test_boot_file_save_refuses_invalid_data(void **state)
 
 static void test_boot_file_save_failures_keep_the_old_state(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d = sample(), back;
 	struct bk_err err = { 0 };
 	char before[4096], after[4096];
@@ -345,12 +303,12 @@ static void test_boot_file_save_failures_keep_the_old_state(void **state)
 
 static void test_boot_file_save_removes_its_stale_temps(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d = sample();
 	struct bk_err err = { 0 };
 	int dfd;
 
-	mkdirs(f);
+	bk_test_mkdir_p(f->dir.dfd, STATE_DIR);
 	bk_test_write(f->dir.dfd, STATE_DIR "/.#bootstate.json.1a2b3c", "half");
 	bk_test_write(f->dir.dfd, STATE_DIR "/.#depot.json.1a2b3c", "someone else's");
 	assert_int_equal(bk_boot_save(f->boot, &d, &err), 0);
@@ -417,7 +375,7 @@ static void test_boot_cmdline(void **state)
 
 static void test_boot_booted_record(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_booted b = { BK_BANK_B, BK_REASON_EMERGENCY, 1763800001 }, back;
 	struct bk_err err = { 0 };
 	char buf[256];
@@ -447,21 +405,23 @@ static void test_boot_booted_record(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_boot_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_boot_registry, setup, bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_boot_file_missing_means_empty, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_boot_file_roundtrip, setup, teardown),
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_boot_file_roundtrip, setup,
+						bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_boot_file_corrupt_is_an_error, setup,
-						teardown),
+						bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_boot_file_save_refuses_invalid_data, setup,
-						teardown),
+						bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_boot_file_save_failures_keep_the_old_state,
-						setup, teardown),
+						setup, bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_boot_file_save_removes_its_stale_temps, setup,
-						teardown),
+						bk_test_boot_teardown),
 		cmocka_unit_test(test_boot_bad_reason_text),
 		cmocka_unit_test(test_boot_cmdline),
-		cmocka_unit_test_setup_teardown(test_boot_booted_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_boot_booted_record, setup,
+						bk_test_boot_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

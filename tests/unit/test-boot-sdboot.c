@@ -9,108 +9,24 @@
  */
 #include <errno.h>
 
-#include "bk-test.h"
-#include "mocks.h"
-
-#include "bk-boot.h"
-#include "bk-config.h"
+#include "bk-test-boot.h"
 
 #define ESP	"boot/efi"
 #define ENTRIES ESP "/loader/entries"
 
-struct fixture {
-	struct bk_test_dir dir;
-	struct bk_config config;
-	struct bk_boot *boot;
-};
-
-static void mkdir_p(int dfd, const char *path)
-{
-	char buf[256];
-
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *p = buf; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		(void) mkdirat(dfd, buf, 0755);
-		*p = '/';
-	}
-	(void) mkdirat(dfd, buf, 0755);
-}
-
-static int open_backend(struct fixture *f, struct bk_boot **ret, struct bk_err *err)
-{
-	struct bk_boot_env env = { f->dir.dfd, f->dir.path, &f->config };
-
-	return bk_boot_open("systemd-boot", &env, ret, err);
-}
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct bk_test_dir *d;
+	struct bk_test_boot *f = bk_test_boot_new();
 	struct bk_err err = { 0 };
-	void *p;
 
-	wrap_reset();
-	assert_non_null(f);
-	bk_test_dir_setup(&p);
-	d = p;
-	f->dir = *d;
-	free(d);
-	assert_int_equal(bk_config_init(&f->config), 0);
-	mkdir_p(f->dir.dfd, ESP "/loader");
-	assert_int_equal(open_backend(f, &f->boot, &err), 0);
+	bk_test_mkdir_p(f->dir.dfd, ESP "/loader");
+	assert_int_equal(bk_test_boot_open(f, "systemd-boot", &f->boot, &err), 0);
 	*state = f;
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	struct bk_test_dir *d = malloc(sizeof(*d));
-
-	wrap_reset();
-	f->boot = bk_boot_free(f->boot);
-	bk_config_release(&f->config);
-	assert_non_null(d);
-	*d = f->dir;
-	free(f);
-	return bk_test_dir_teardown((void **) &d);
-}
-
-static struct bk_boot_data data_of(const char *text)
-{
-	struct bk_boot_data d;
-	struct bk_err err = { 0 };
-
-	bk_boot_data_init(&d);
-	assert_int_equal(bk_bootstate_parse(text, &d.state, &err), 0);
-	return d;
-}
-
-static void save_ok(struct fixture *f, const char *text)
-{
-	struct bk_boot_data d = data_of(text);
-	struct bk_err err = { 0 };
-
-	if (bk_boot_save(f->boot, &d, &err) < 0)
-		fail_msg("save '%s' failed: %s", text, err.msg);
-}
-
-static void assert_state(struct fixture *f, const char *want)
-{
-	struct bk_boot_data d;
-	struct bk_err err = { 0 };
-	char text[BK_BOOTSTATE_TEXT_MAX];
-
-	if (bk_boot_load(f->boot, &d, &err) < 0)
-		fail_msg("load failed: %s", err.msg);
-	assert_int_equal(bk_bootstate_format(&d.state, text, sizeof(text)), 0);
-	assert_string_equal(text, want);
-}
-
 /* The names in the entries directory, sorted, joined by blanks. */
-static void entry_names(struct fixture *f, char *buf, size_t len)
+static void entry_names(struct bk_test_boot *f, char *buf, size_t len)
 {
 	int dfd = openat(f->dir.dfd, ENTRIES, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent **list;
@@ -133,7 +49,7 @@ static void entry_names(struct fixture *f, char *buf, size_t len)
 	close(dfd);
 }
 
-static void assert_names(struct fixture *f, const char *want)
+static void assert_names(struct bk_test_boot *f, const char *want)
 {
 	char names[512];
 
@@ -141,7 +57,7 @@ static void assert_names(struct fixture *f, const char *want)
 	assert_string_equal(names, want);
 }
 
-static void entry_rename(struct fixture *f, const char *from, const char *to)
+static void entry_rename(struct bk_test_boot *f, const char *from, const char *to)
 {
 	char a[128], b[128];
 
@@ -150,7 +66,7 @@ static void entry_rename(struct fixture *f, const char *from, const char *to)
 	assert_int_equal(renameat(f->dir.dfd, a, f->dir.dfd, b), 0);
 }
 
-static void read_entry(struct fixture *f, const char *name, char *buf, size_t len)
+static void read_entry(struct bk_test_boot *f, const char *name, char *buf, size_t len)
 {
 	char path[128];
 
@@ -162,27 +78,27 @@ static void read_entry(struct fixture *f, const char *name, char *buf, size_t le
 
 static void test_sdboot_no_esp(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
 	char cmd[128];
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s/boot'", f->dir.path);
 	assert_int_equal(system(cmd), 0);
-	assert_int_equal(open_backend(f, &b, &err), 0);
+	assert_int_equal(bk_test_boot_open(f, "systemd-boot", &b, &err), 0);
 	assert_non_null(strstr(bk_boot_location(b), "no ESP with a loader/ directory"));
 	assert_int_equal(bk_boot_load(b, &d, &err), 0);
 	assert_int_equal(d.state.bank[BK_BANK_A].state, BK_BANK_EMPTY);
-	d = data_of("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+	d = bk_test_boot_data("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 	assert_int_equal(bk_boot_save(b, &d, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "install systemd-boot first (bootctl install"));
 	bk_boot_free(b);
 
 	/* ROOT/efi comes first. */
-	mkdir_p(f->dir.dfd, "efi/loader");
-	mkdir_p(f->dir.dfd, ESP "/loader");
-	assert_int_equal(open_backend(f, &b, &err), 0);
+	bk_test_mkdir_p(f->dir.dfd, "efi/loader");
+	bk_test_mkdir_p(f->dir.dfd, ESP "/loader");
+	assert_int_equal(bk_test_boot_open(f, "systemd-boot", &b, &err), 0);
 	snprintf(cmd, sizeof(cmd), "%s/efi/loader/entries", f->dir.path);
 	assert_string_equal(bk_boot_location(b), cmd);
 	bk_boot_free(b);
@@ -214,20 +130,20 @@ static void test_sdboot_names(void **state)
 		{ "A=good:4294967295:0:4294967295 B=empty:0:0:0 floor=4294967295 pin=none",
 		  "bootbank-a.conf", NULL },
 	};
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 
 	for (size_t i = 0; i < BK_ELEMENTSOF(cases); i++) {
-		save_ok(f, cases[i].state);
+		bk_test_boot_save(f->boot, cases[i].state);
 		assert_names(f, cases[i].names);
-		assert_state(f, cases[i].back ? cases[i].back : cases[i].state);
+		bk_test_boot_assert_state(f->boot, cases[i].back ? cases[i].back : cases[i].state);
 	}
 }
 
 /* The body: generation in version, pin in sort-key, epoch and reason in comments. */
 static void test_sdboot_contents(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:3:0:2 B=bad:4:0:3 floor=2 pin=A"), back;
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:3:0:2 B=bad:4:0:3 floor=2 pin=A"), back;
 	struct bk_err err = { 0 };
 	char buf[2048];
 
@@ -274,46 +190,46 @@ static void test_sdboot_contents(void **state)
  */
 static void test_sdboot_loader_renames(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 
-	save_ok(f, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf bootbank-b+3.conf");
 	entry_rename(f, "bootbank-b+3.conf", "bootbank-b+2-1.conf"); /* a boot of B */
-	assert_state(f, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
 	entry_rename(f, "bootbank-b+2-1.conf", "bootbank-b+1-2.conf"); /* and another */
-	assert_state(f, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
 	entry_rename(f, "bootbank-b+1-2.conf", "bootbank-b+0-2.conf"); /* bless-boot bad */
-	assert_state(f, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
 	entry_rename(f, "bootbank-b+0-2.conf", "bootbank-b.conf"); /* bless-boot good */
-	assert_state(f, "A=good:1:0:1 B=good:2:0:1 floor=1 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=good:2:0:1 floor=1 pin=none");
 
 	/* bankctl's mark-bad keeps DONE, so bless-boot's view of the same boot agrees. */
-	save_ok(f, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 	entry_rename(f, "bootbank-b+3.conf", "bootbank-b+2-1.conf");
-	save_ok(f, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf bootbank-b+0-1.conf");
 	/* a try taken by bankctl (boot --simulate) moves DONE like systemd-boot does */
-	save_ok(f, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
-	save_ok(f, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf bootbank-b+2-1.conf");
-	save_ok(f, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf bootbank-b+1-2.conf");
 	/* stage begin: the entry goes */
-	save_ok(f, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf");
 }
 
 /* The installer's template, its lines kept across saves, bootbank.bank= ours. */
 static void test_sdboot_template(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	char buf[2048];
 
 	bk_test_write(f->dir.dfd, ESP "/loader/bootbank-a.template",
 		      "title Acme OS (bank A)\nlinux /acme/a/Image\ninitrd /acme/a/initrd\n"
 		      "devicetree /acme/a/board.dtb\n"
 		      "options root=PARTLABEL=bootbank_a quiet bootbank.bank=B\nversion 99\n");
-	save_ok(f, "A=staged:1:3:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_save(f->boot, "A=staged:1:3:1 B=empty:0:0:0 floor=0 pin=none");
 	read_entry(f, "bootbank-a+3.conf", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "\ntitle Acme OS (bank A)\n"));
 	assert_non_null(strstr(buf, "\ndevicetree /acme/a/board.dtb\n"));
@@ -330,7 +246,7 @@ static void test_sdboot_template(void **state)
 		*strstr(edited, "quiet") = 'Q';
 		bk_test_write(f->dir.dfd, ENTRIES "/bootbank-a+3.conf", edited);
 	}
-	save_ok(f, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=A");
+	bk_test_boot_save(f->boot, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=A");
 	read_entry(f, "bootbank-a+2-1.conf", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "Quiet bootbank.bank=A\n"));
 	assert_non_null(strstr(buf, "\nsort-key bootbank-0\n"));
@@ -352,7 +268,7 @@ static void test_sdboot_malformed(void **state)
 		{ "bootbank-a+2.conf", "version 1\n# bootbank-epoch 1\n",
 		  "two entries for bank A: 'bootbank-a" },
 	};
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 
 	for (size_t i = 0; i < BK_ELEMENTSOF(cases); i++) {
 		struct bk_boot_data d;
@@ -361,14 +277,14 @@ static void test_sdboot_malformed(void **state)
 
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", f->dir.path, ENTRIES);
 		assert_int_equal(system(cmd), 0);
-		save_ok(f, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+		bk_test_boot_save(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 		snprintf(path, sizeof(path), "%s/%s", ENTRIES, cases[i].name);
 		bk_test_write(f->dir.dfd, path, cases[i].content);
 		assert_int_equal(bk_boot_load(f->boot, &d, &err), -ENOEXEC);
 		if (!strstr(err.msg, cases[i].msg) || !strstr(err.msg, "corrupt boot state"))
 			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].msg);
 		/* never rewritten over */
-		d = data_of("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+		d = bk_test_boot_data("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 		bk_err_clear(&err);
 		assert_int_equal(bk_boot_save(f->boot, &d, &err), -ENOEXEC);
 	}
@@ -380,10 +296,10 @@ static void test_sdboot_malformed(void **state)
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", f->dir.path, ENTRIES);
 		assert_int_equal(system(cmd), 0);
 	}
-	save_ok(f, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 	bk_test_write(f->dir.dfd, ENTRIES "/debian-6.1.conf", "title Debian\n");
 	bk_test_write(f->dir.dfd, ENTRIES "/bootbank-ab.conf", "title not ours\n");
-	assert_state(f, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 
 	/* The side file. */
 	bk_test_write(f->dir.dfd, ESP "/loader/bootbank.state", "format 1\nfloor 1\npin C\n");
@@ -399,18 +315,18 @@ static void test_sdboot_malformed(void **state)
 /* A write that fails leaves the previous state, and no temp file. */
 static void test_sdboot_failing_write(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 	struct bk_err err = { 0 };
 	int dfd;
 
-	save_ok(f, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
+	bk_test_boot_save(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
 	wrap_fsync_armed = 1;
 	will_return(__wrap_fsync, EIO);
 	assert_int_equal(bk_boot_save(f->boot, &d, &err), -EIO);
 	assert_non_null(strstr(err.msg, "cannot save '"));
 	wrap_reset();
-	assert_state(f, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
+	bk_test_boot_assert_state(f->boot, "A=good:1:0:1 B=empty:0:0:0 floor=1 pin=none");
 	assert_names(f, "bootbank-a.conf");
 	dfd = openat(f->dir.dfd, ENTRIES, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_int_equal(bk_test_count_prefix(dfd, ".#"), 0);
@@ -420,13 +336,16 @@ static void test_sdboot_failing_write(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_sdboot_no_esp, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_contents, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_loader_renames, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_template, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_malformed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdboot_failing_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_no_esp, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_names, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_contents, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_loader_renames, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_template, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_malformed, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_sdboot_failing_write, setup,
+						bk_test_boot_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

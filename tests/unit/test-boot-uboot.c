@@ -13,63 +13,39 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 
-#include "bk-test.h"
-#include "mocks.h"
+#include "bk-test-boot.h"
 
 #include "bk-boot-uboot.h"
-#include "bk-boot.h"
-#include "bk-config.h"
 
 #define ENV_DIR	 "var/lib/bootbank/uboot"
 #define ENV0	 ENV_DIR "/env.0"
 #define ENV1	 ENV_DIR "/env.1"
 #define ENV_SIZE 0x4000
 
-struct fixture {
-	struct bk_test_dir dir;
-	struct bk_config config;
-	char host_config[128]; /* the same copies with host paths, for fw_printenv -c */
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct bk_test_dir *d;
-	void *p;
+	struct bk_test_boot *f = bk_test_boot_new();
 
-	wrap_reset();
-	assert_non_null(f);
-	bk_test_dir_setup(&p);
-	d = p;
-	f->dir = *d;
-	free(d);
-	assert_int_equal(bk_config_init(&f->config), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "etc", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "etc/bootbank", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "var", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "var/lib", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, "var/lib/bootbank", 0755), 0);
-	assert_int_equal(mkdirat(f->dir.dfd, ENV_DIR, 0755), 0);
-	snprintf(f->host_config, sizeof(f->host_config), "%s/host-fw_env.config", f->dir.path);
+	bk_test_mkdir_p(f->dir.dfd, "etc/bootbank");
+	bk_test_mkdir_p(f->dir.dfd, ENV_DIR);
 	*state = f;
 	return 0;
 }
 
-static int teardown(void **state)
+/*
+ * ROOT/host-fw_env.config: the same copies with host paths, for fw_printenv -c (in a static
+ * buffer, valid until the next call).
+ */
+static const char *host_config(struct bk_test_boot *f)
 {
-	struct fixture *f = *state;
-	struct bk_test_dir *d = malloc(sizeof(*d));
+	static char path[128];
 
-	wrap_reset();
-	bk_config_release(&f->config);
-	assert_non_null(d);
-	*d = f->dir;
-	free(f);
-	return bk_test_dir_teardown((void **) &d);
+	snprintf(path, sizeof(path), "%s/host-fw_env.config", f->dir.path);
+	return path;
 }
 
 /* An env file of size bytes, every byte fill (0x00 or 0xff: never written). */
-static void make_env(struct fixture *f, const char *name, size_t size, int fill)
+static void make_env(struct bk_test_boot *f, const char *name, size_t size, int fill)
 {
 	char *buf = malloc(size);
 	int fd;
@@ -84,7 +60,7 @@ static void make_env(struct fixture *f, const char *name, size_t size, int fill)
 }
 
 /* ROOT/etc/fw_env.config with n copies (1 or 2) of size bytes, and the host-path twin. */
-static void write_config(struct fixture *f, int n, size_t size)
+static void write_config(struct bk_test_boot *f, int n, size_t size)
 {
 	char text[512], host[512];
 
@@ -102,7 +78,7 @@ static void write_config(struct fixture *f, int n, size_t size)
 }
 
 /* The usual sandbox: two blank copies and the board's default environment. */
-static void redundant_store(struct fixture *f)
+static void redundant_store(struct bk_test_boot *f)
 {
 	write_config(f, 2, ENV_SIZE);
 	make_env(f, ENV0, ENV_SIZE, 0);
@@ -112,55 +88,13 @@ static void redundant_store(struct fixture *f)
 		      "bootdelay=2\n");
 }
 
-static int open_backend(struct fixture *f, struct bk_boot **ret, struct bk_err *err)
-{
-	struct bk_boot_env env = { f->dir.dfd, f->dir.path, &f->config };
-
-	return bk_boot_open("uboot", &env, ret, err);
-}
-
-static struct bk_boot *open_ok(struct fixture *f)
+static struct bk_boot *open_ok(struct bk_test_boot *f)
 {
 	struct bk_boot *b = NULL;
 	struct bk_err err = { 0 };
 
-	assert_int_equal(open_backend(f, &b, &err), 0);
+	assert_int_equal(bk_test_boot_open(f, "uboot", &b, &err), 0);
 	return b;
-}
-
-static struct bk_boot_data data_of(const char *text)
-{
-	struct bk_boot_data d;
-	struct bk_err err = { 0 };
-
-	bk_boot_data_init(&d);
-	assert_int_equal(bk_bootstate_parse(text, &d.state, &err), 0);
-	return d;
-}
-
-static void assert_state(struct bk_boot *b, const char *want)
-{
-	struct bk_boot_data d;
-	struct bk_err err = { 0 };
-	char text[BK_BOOTSTATE_TEXT_MAX];
-	int r;
-
-	r = bk_boot_load(b, &d, &err);
-	if (r < 0)
-		fail_msg("load failed: %s", err.msg);
-	assert_int_equal(bk_bootstate_format(&d.state, text, sizeof(text)), 0);
-	assert_string_equal(text, want);
-}
-
-static void save_ok(struct bk_boot *b, const char *text)
-{
-	struct bk_boot_data d = data_of(text);
-	struct bk_err err = { 0 };
-	int r;
-
-	r = bk_boot_save(b, &d, &err);
-	if (r < 0)
-		fail_msg("save failed: %s", err.msg);
 }
 
 /* Run argv (no shell), stdout into out; returns the exit status, -1 when it cannot run. */
@@ -210,9 +144,9 @@ static bool have_tool(const char *name)
 }
 
 /* fw_printenv -c HOSTCONFIG -n NAME into out (trailing newline removed); its exit status. */
-static int fw_printenv(struct fixture *f, const char *name, char *out, size_t len)
+static int fw_printenv(struct bk_test_boot *f, const char *name, char *out, size_t len)
 {
-	const char *argv[] = { "fw_printenv", "-c", f->host_config, "-n", name, NULL };
+	const char *argv[] = { "fw_printenv", "-c", host_config(f), "-n", name, NULL };
 	int r = run(argv, out, len);
 
 	out[strcspn(out, "\n")] = '\0';
@@ -220,9 +154,9 @@ static int fw_printenv(struct fixture *f, const char *name, char *out, size_t le
 }
 
 /* Whether fw_printenv lists NAME (fw_printenv -n prints nothing and succeeds when it is not). */
-static bool fw_has(struct fixture *f, const char *name)
+static bool fw_has(struct bk_test_boot *f, const char *name)
 {
-	const char *argv[] = { "fw_printenv", "-c", f->host_config, NULL };
+	const char *argv[] = { "fw_printenv", "-c", host_config(f), NULL };
 	char out[8192], key[128];
 
 	assert_int_equal(run(argv, out, sizeof(out)), 0);
@@ -231,9 +165,9 @@ static bool fw_has(struct fixture *f, const char *name)
 }
 
 /* fw_setenv -c HOSTCONFIG NAME [VALUE] (no value: delete); its exit status. */
-static int fw_setenv(struct fixture *f, const char *name, const char *value)
+static int fw_setenv(struct bk_test_boot *f, const char *name, const char *value)
 {
-	const char *argv[] = { "fw_setenv", "-c", f->host_config, name, value, NULL };
+	const char *argv[] = { "fw_setenv", "-c", host_config(f), name, value, NULL };
 	char out[256];
 
 	return run(argv, out, sizeof(out));
@@ -243,7 +177,7 @@ static int fw_setenv(struct fixture *f, const char *name, const char *value)
 
 static void test_uboot_registry_and_location(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot *b;
 	char want[256];
 
@@ -276,7 +210,7 @@ static void test_uboot_config_errors(void **state)
 		{ "relative 0 4000\n", -EINVAL, "device 'relative' is not an absolute path" },
 		{ "/../../../etc/passwd 0 4000\n", -EXDEV, "cannot open the U-Boot environment" },
 	};
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 
 	for (size_t i = 0; i < BK_ELEMENTSOF(cases); i++) {
 		struct bk_boot *b = (struct bk_boot *) 0x1;
@@ -285,7 +219,7 @@ static void test_uboot_config_errors(void **state)
 		(void) unlinkat(f->dir.dfd, "etc/fw_env.config", 0);
 		if (cases[i].text)
 			bk_test_write(f->dir.dfd, "etc/fw_env.config", cases[i].text);
-		assert_int_equal(open_backend(f, &b, &err), cases[i].code);
+		assert_int_equal(bk_test_boot_open(f, "uboot", &b, &err), cases[i].code);
 		if (!strstr(err.msg, cases[i].msg))
 			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].msg);
 		assert_ptr_equal(b, (struct bk_boot *) 0x1);
@@ -294,8 +228,8 @@ static void test_uboot_config_errors(void **state)
 
 static void test_uboot_absent_and_blank(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
 	char buf[64];
@@ -303,7 +237,7 @@ static void test_uboot_absent_and_blank(void **state)
 	write_config(f, 2, ENV_SIZE);
 	/* The devices do not exist: two empty banks, and nothing is created. */
 	b = open_ok(f);
-	assert_state(b, "A=empty:0:0:0 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_assert_state(b, "A=empty:0:0:0 B=empty:0:0:0 floor=0 pin=none");
 	assert_int_equal(bk_boot_save(b, &d, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "env.0' does not exist"));
 	assert_int_equal(faccessat(f->dir.dfd, ENV0, F_OK, 0), -1);
@@ -316,13 +250,13 @@ static void test_uboot_absent_and_blank(void **state)
 	assert_int_equal(bk_boot_load(b, &d, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "env.1' does not exist"));
 	bk_boot_free(b);
-	d = data_of("A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
+	d = bk_test_boot_data("A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
 
 	/* Never written (zeros, or 0xff like erased flash): two empty banks. */
 	make_env(f, ENV0, ENV_SIZE, 0);
 	make_env(f, ENV1, ENV_SIZE, 0xff);
 	b = open_ok(f);
-	assert_state(b, "A=empty:0:0:0 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_assert_state(b, "A=empty:0:0:0 B=empty:0:0:0 floor=0 pin=none");
 	/* No default environment: refused, the store is left blank. */
 	bk_err_clear(&err);
 	assert_int_equal(bk_boot_save(b, &d, &err), -ENOENT);
@@ -335,7 +269,7 @@ static void test_uboot_absent_and_blank(void **state)
 	bk_test_write(f->dir.dfd, BK_BOOT_UBOOT_DEFAULT_ENV, "bootcmd=run distro_bootcmd\n");
 	bk_err_clear(&err);
 	assert_int_equal(bk_boot_save(b, &d, &err), 0);
-	assert_state(b, "A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_assert_state(b, "A=staged:0:0:1 B=empty:0:0:0 floor=0 pin=none");
 	bk_boot_free(b);
 	if (have_tool("fw_printenv")) {
 		assert_int_equal(fw_printenv(f, "bootcmd", buf, sizeof(buf)), 0);
@@ -345,8 +279,8 @@ static void test_uboot_absent_and_blank(void **state)
 
 static void test_uboot_roundtrip_and_copies(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:3:0:2 B=bad:4:0:3 floor=2 pin=A"), back;
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:3:0:2 B=bad:4:0:3 floor=2 pin=A"), back;
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
 	unsigned char c0[5], c1[5];
@@ -390,22 +324,22 @@ static void test_uboot_roundtrip_and_copies(void **state)
 	assert_string_equal(back.bad_reason[BK_BANK_B], "");
 	assert_int_equal(back.state.pin, _BK_BANK_INVALID);
 	assert_false(back.has_last);
-	assert_state(b, "A=good:3:0:2 B=good:4:0:3 floor=2 pin=none");
+	bk_test_boot_assert_state(b, "A=good:3:0:2 B=good:4:0:3 floor=2 pin=none");
 	bk_boot_free(b);
 }
 
 /* A torn write of the new copy (power cut): the other copy still holds the previous state. */
 static void test_uboot_torn_write_keeps_old_state(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot *b;
 	int fd;
 
 	redundant_store(f);
 	b = open_ok(f);
-	save_ok(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none"); /* copy 1 */
-	save_ok(b, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none"); /* copy 0 */
-	assert_state(b, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
+	bk_test_boot_save(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none"); /* copy 1 */
+	bk_test_boot_save(b, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none"); /* copy 0 */
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
 
 	/* Copy 0 half written: its tail is what an erase left. */
 	fd = openat(f->dir.dfd, ENV0, O_WRONLY | O_CLOEXEC);
@@ -418,26 +352,26 @@ static void test_uboot_torn_write_keeps_old_state(void **state)
 		assert_int_equal(pwrite(fd, "X", 1, 6), 1);
 	}
 	close(fd);
-	assert_state(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 
 	/* The next save writes the broken copy again, and the state moves on. */
-	save_ok(b, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
-	assert_state(b, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
+	bk_test_boot_save(b, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=trying:2:1:1 floor=1 pin=none");
 	bk_boot_free(b);
 }
 
 /* A write that fails: the error names the store, and the previous state still loads. */
 static void test_uboot_failing_write(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none");
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
 	int fd, flags = FS_IMMUTABLE_FL, r;
 
 	redundant_store(f);
 	b = open_ok(f);
-	save_ok(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none"); /* copy 1 current */
+	bk_test_boot_save(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none"); /* copy 1 current */
 
 	/* Copy 0, the one the next save writes, cannot be opened for writing. */
 	fd = openat(f->dir.dfd, ENV0, O_RDONLY | O_CLOEXEC);
@@ -455,7 +389,7 @@ static void test_uboot_failing_write(void **state)
 	assert_true(r < 0);
 	assert_non_null(strstr(err.msg, "cannot save '"));
 	assert_non_null(strstr(err.msg, "cannot write the U-Boot environment"));
-	assert_state(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 
 	/* The backend's own flush fails: reported (the new copy may or may not be durable). */
 	wrap_fsync_armed = 1;
@@ -470,8 +404,8 @@ static void test_uboot_failing_write(void **state)
 /* The variables do not fit: -ENOSPC, nothing written. */
 static void test_uboot_full(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
 	struct bk_err err = { 0 };
 	char reason[BK_BOOT_BAD_REASON_MAX + 1];
 	struct bk_boot *b;
@@ -481,20 +415,20 @@ static void test_uboot_full(void **state)
 	make_env(f, ENV1, 0x180, 0);
 	bk_test_write(f->dir.dfd, BK_BOOT_UBOOT_DEFAULT_ENV, "bootdelay=0\n");
 	b = open_ok(f);
-	save_ok(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
+	bk_test_boot_save(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
 	memset(reason, 'r', BK_BOOT_BAD_REASON_MAX);
 	reason[BK_BOOT_BAD_REASON_MAX] = '\0';
 	assert_int_equal(bk_boot_data_set_bad_reason(&d, BK_BANK_B, reason, &err), 0);
 	assert_int_equal(bk_boot_save(b, &d, &err), -ENOSPC);
 	assert_non_null(strstr(err.msg, "do not fit the 384-byte U-Boot environment"));
-	assert_state(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=none");
 	bk_boot_free(b);
 }
 
 static void test_uboot_corrupt(void **state)
 {
-	struct fixture *f = *state;
-	struct bk_boot_data d = data_of("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
+	struct bk_test_boot *f = *state;
+	struct bk_boot_data d = bk_test_boot_data("A=good:1:0:1 B=empty:0:0:0 floor=0 pin=none");
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
 	char buf[8];
@@ -533,7 +467,7 @@ static void test_uboot_malformed_values(void **state)
 		{ "bootbank_A_tries", "101", "tries_left 101 is above 100" },
 		{ "bootbank_floor", "4294967296", "floor" },
 	};
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot *b;
 
 	if (!have_tool("fw_setenv"))
@@ -544,7 +478,7 @@ static void test_uboot_malformed_values(void **state)
 		struct bk_boot_data d;
 		struct bk_err err = { 0 };
 
-		save_ok(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
+		bk_test_boot_save(b, "A=good:1:0:1 B=staged:2:3:1 floor=1 pin=none");
 		assert_int_equal(fw_setenv(f, cases[i].name, cases[i].value), 0);
 		assert_int_equal(bk_boot_load(b, &d, &err), -ENOEXEC);
 		if (!strstr(err.msg, cases[i].msg) || !strstr(err.msg, "corrupt boot state '"))
@@ -556,7 +490,7 @@ static void test_uboot_malformed_values(void **state)
 /* fw_printenv reads what the backend writes, the backend what fw_setenv writes. */
 static void test_uboot_fw_tools_interop(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot_data d;
 	struct bk_err err = { 0 };
 	struct bk_boot *b;
@@ -566,7 +500,7 @@ static void test_uboot_fw_tools_interop(void **state)
 		skip();
 	redundant_store(f);
 	b = open_ok(f);
-	d = data_of("A=good:1:0:1 B=bad:2:0:1 floor=1 pin=B");
+	d = bk_test_boot_data("A=good:1:0:1 B=bad:2:0:1 floor=1 pin=B");
 	assert_int_equal(bk_boot_data_set_bad_reason(&d, BK_BANK_B, "no tries left", &err), 0);
 	d.has_last = true;
 	d.last = (struct bk_booted){ BK_BANK_B, BK_REASON_FALLBACK, 42 };
@@ -586,7 +520,7 @@ static void test_uboot_fw_tools_interop(void **state)
 	assert_int_equal(fw_printenv(f, "bootdelay", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "2");
 	/* No pin, no reason: the variables are gone (U-Boot has no empty values). */
-	d = data_of("A=good:1:0:1 B=good:2:0:1 floor=1 pin=none");
+	d = bk_test_boot_data("A=good:1:0:1 B=good:2:0:1 floor=1 pin=none");
 	assert_int_equal(bk_boot_save(b, &d, &err), 0);
 	assert_false(fw_has(f, "bootbank_pin"));
 	assert_false(fw_has(f, "bootbank_B_bad_reason"));
@@ -599,20 +533,20 @@ static void test_uboot_fw_tools_interop(void **state)
 	assert_int_equal(fw_setenv(f, "bootbank_pin", "A"), 0);
 	assert_int_equal(fw_setenv(f, "bootbank_key", "rollback"), 0);
 	assert_int_equal(bk_boot_load(b, &d, &err), 0);
-	assert_state(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=A");
+	bk_test_boot_assert_state(b, "A=good:1:0:1 B=bad:2:0:1 floor=1 pin=A");
 	assert_string_equal(d.bad_reason[BK_BANK_B], "marked at the prompt");
 	/* A save drops the operator's one-boot key. */
 	assert_int_equal(bk_boot_save(b, &d, &err), 0);
 	assert_false(fw_has(f, "bootbank_key"));
 	assert_int_equal(fw_setenv(f, "bootbank_A_state", NULL), 0); /* deleted: empty bank */
-	assert_state(b, "A=empty:1:0:1 B=bad:2:0:1 floor=1 pin=A");
+	bk_test_boot_assert_state(b, "A=empty:1:0:1 B=bad:2:0:1 floor=1 pin=A");
 	bk_boot_free(b);
 }
 
 /* One copy (a board without CONFIG_SYS_REDUNDAND_ENVIRONMENT): works, with fw_printenv too. */
 static void test_uboot_single_copy(void **state)
 {
-	struct fixture *f = *state;
+	struct bk_test_boot *f = *state;
 	struct bk_boot *b;
 	char buf[64], want[128];
 
@@ -622,8 +556,8 @@ static void test_uboot_single_copy(void **state)
 	b = open_ok(f);
 	snprintf(want, sizeof(want), "%s/%s", f->dir.path, ENV0);
 	assert_string_equal(bk_boot_location(b), want);
-	save_ok(b, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=none");
-	assert_state(b, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_save(b, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=none");
+	bk_test_boot_assert_state(b, "A=trying:1:2:1 B=empty:0:0:0 floor=0 pin=none");
 	if (have_tool("fw_printenv")) {
 		assert_int_equal(fw_printenv(f, "bootbank_A_tries", buf, sizeof(buf)), 0);
 		assert_string_equal(buf, "2");
@@ -634,18 +568,26 @@ static void test_uboot_single_copy(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_uboot_registry_and_location, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_config_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_absent_and_blank, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_roundtrip_and_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_registry_and_location, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_config_errors, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_absent_and_blank, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_roundtrip_and_copies, setup,
+						bk_test_boot_teardown),
 		cmocka_unit_test_setup_teardown(test_uboot_torn_write_keeps_old_state, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_failing_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_corrupt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_malformed_values, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_fw_tools_interop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uboot_single_copy, setup, teardown),
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_failing_write, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_full, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_corrupt, setup, bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_malformed_values, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_fw_tools_interop, setup,
+						bk_test_boot_teardown),
+		cmocka_unit_test_setup_teardown(test_uboot_single_copy, setup,
+						bk_test_boot_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
