@@ -270,7 +270,7 @@ static void decision_init(struct bk_boot_decision *d, const struct bk_bootstate 
 	d->next = *s;
 }
 
-static bool bootstate_equal(const struct bk_bootstate *a, const struct bk_bootstate *b)
+bool bk_bootstate_equal(const struct bk_bootstate *a, const struct bk_bootstate *b)
 {
 	for (int i = 0; i < _BK_BANK_MAX; i++)
 		if (a->bank[i].state != b->bank[i].state ||
@@ -322,7 +322,7 @@ int bk_select_decide(const struct bk_bootstate *s, bool rollback_key, struct bk_
 		}
 	}
 
-	d.changed = !bootstate_equal(s, &d.next);
+	d.changed = !bk_bootstate_equal(s, &d.next);
 	BK_DBG(SELECT, "decide%s: bank %s reason %s%s%s", rollback_key ? " (rollback key)" : "",
 	       d.bank == _BK_BANK_INVALID ? "-" : bank_names[d.bank], reason_names[d.reason],
 	       d.try_taken ? ", try taken" : "", d.changed ? ", changed" : "");

@@ -86,6 +86,9 @@ void bk_bootstate_init(struct bk_bootstate *s);
  */
 int bk_bootstate_check(const struct bk_bootstate *s, struct bk_err *err);
 
+/* Whether a and b hold the same boot state: each bank's four fields, the floor and the pin. */
+bool bk_bootstate_equal(const struct bk_bootstate *a, const struct bk_bootstate *b);
+
 /*
  * Why a bank is not eligible (rule 1): a set of flags, 0 when the bank is eligible. More than
  * one can apply ("bad" and "epoch below floor").

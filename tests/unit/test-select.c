@@ -510,6 +510,36 @@ static void test_select_text_form_keys(void **state)
 	assert_int_equal(s.pin, BK_BANK_A);
 }
 
+/* Equal to itself and to a copy; a change in any one field makes it differ. */
+static void test_select_bootstate_equal(void **state)
+{
+	const struct bk_bootstate s = parse("A=trying:2:1:1 B=good:1:0:1 floor=1 pin=B");
+	struct bk_bootstate t = s;
+
+	assert_true(bk_bootstate_equal(&s, &s));
+	assert_true(bk_bootstate_equal(&s, &t));
+	for (int i = 0; i < _BK_BANK_MAX; i++) {
+		t = s;
+		t.bank[i].state = BK_BANK_BAD;
+		assert_false(bk_bootstate_equal(&s, &t));
+		t = s;
+		t.bank[i].generation++;
+		assert_false(bk_bootstate_equal(&s, &t));
+		t = s;
+		t.bank[i].tries_left++;
+		assert_false(bk_bootstate_equal(&s, &t));
+		t = s;
+		t.bank[i].epoch++;
+		assert_false(bk_bootstate_equal(&t, &s));
+	}
+	t = s;
+	t.floor = 0;
+	assert_false(bk_bootstate_equal(&s, &t));
+	t = s;
+	t.pin = _BK_BANK_INVALID;
+	assert_false(bk_bootstate_equal(&s, &t));
+}
+
 static void test_select_check_rejects_invalid_states(void **state)
 {
 	struct bk_bootstate s;
@@ -918,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_select_names),
 		cmocka_unit_test(test_select_names_round_trip),
 		cmocka_unit_test(test_select_text_form_keys),
+		cmocka_unit_test(test_select_bootstate_equal),
 		cmocka_unit_test(test_select_check_rejects_invalid_states),
 		cmocka_unit_test(test_select_text_form_errors),
 		cmocka_unit_test(test_select_activate),
