@@ -34,14 +34,9 @@
 #include <unistd.h>
 
 #include "bk-boot-grub.h"
-#include "bk-boot.h"
-#include "bk-config.h"
-#include "bk-err.h"
 #include "bk-fs.h"
 #include "bk-grubenv.h"
-#include "bk-select.h"
-
-#define LINE_MAX_LEN 512
+#include "bk-tool.h"
 
 static int usage(void)
 {
@@ -53,8 +48,7 @@ static int usage(void)
 
 static int fail(const char *what, int r, const struct bk_err *err)
 {
-	fprintf(stderr, "bk-model: %s: %s\n", what, err && err->code < 0 ? err->msg : strerror(-r));
-	return bk_exit_code_from_errno(r);
+	return tool_fail("bk-model", what, r, err);
 }
 
 /* --- enumerate ------------------------------------------------------------------------- */
@@ -83,17 +77,6 @@ static uint64_t state_hash(const struct bk_bootstate *s)
 	for (size_t i = 0; i < BK_ELEMENTSOF(f); i++)
 		h = (h ^ f[i]) * 1099511628211ull;
 	return h;
-}
-
-static bool state_equal(const struct bk_bootstate *a, const struct bk_bootstate *b)
-{
-	for (int i = 0; i < _BK_BANK_MAX; i++)
-		if (a->bank[i].state != b->bank[i].state ||
-		    a->bank[i].generation != b->bank[i].generation ||
-		    a->bank[i].tries_left != b->bank[i].tries_left ||
-		    a->bank[i].epoch != b->bank[i].epoch)
-			return false;
-	return a->floor == b->floor && a->pin == b->pin;
 }
 
 static int set_grow(struct state_set *set)
@@ -125,7 +108,7 @@ static int set_add(struct state_set *set, const struct bk_bootstate *s)
 		return -ENOMEM;
 	k = state_hash(s) & (set->n_slots - 1);
 	while (set->slots[k]) {
-		if (state_equal(&set->v[set->slots[k] - 1], s))
+		if (bk_bootstate_equal(&set->v[set->slots[k] - 1], s))
 			return 0;
 		k = (k + 1) & (set->n_slots - 1);
 	}
@@ -269,7 +252,6 @@ static int cmd_enumerate(int argc, char **argv)
 
 	for (size_t i = 0; i < set.n; i++) {
 		struct bk_bootstate s = set.v[i];
-		char text[BK_BOOTSTATE_TEXT_MAX];
 
 		for (int b = 0; b < _BK_BANK_MAX; b++) {
 			s.bank[b].generation = map_gen(scale, s.bank[b].generation);
@@ -277,10 +259,9 @@ static int cmd_enumerate(int argc, char **argv)
 			s.bank[b].tries_left = map_tries(scale, s.bank[b].tries_left);
 		}
 		s.floor = map_epoch(scale, s.floor);
-		r = bk_bootstate_format(&s, text, sizeof(text));
+		r = tool_print_state(NULL, &s);
 		if (r < 0)
 			return fail("format", r, NULL);
-		printf("%s\n", text);
 	}
 	free(set.v);
 	free(set.slots);
@@ -289,23 +270,9 @@ static int cmd_enumerate(int argc, char **argv)
 
 /* --- decide, write-env, read-env -------------------------------------------------------- */
 
-/* Split "WORD REST" at the first blank: *rest gets REST (the state text). */
-static int split_word(char *line, char **rest)
-{
-	char *sp;
-
-	line[strcspn(line, "\n")] = '\0';
-	sp = strchr(line, ' ');
-	if (!sp)
-		return -EINVAL;
-	*sp = '\0';
-	*rest = sp + 1;
-	return 0;
-}
-
 static int cmd_decide(void)
 {
-	char line[LINE_MAX_LEN];
+	char line[TOOL_LINE_MAX];
 	unsigned lineno = 0;
 
 	while (fgets(line, sizeof(line), stdin)) {
@@ -317,7 +284,7 @@ static int cmd_decide(void)
 		int r;
 
 		lineno++;
-		if (split_word(line, &key) < 0 || split_word(key, &state) < 0 ||
+		if (tool_split_word(line, &key) < 0 || tool_split_word(key, &state) < 0 ||
 		    (strcmp(key, "0") != 0 && strcmp(key, "1") != 0)) {
 			fprintf(stderr, "bk-model: stdin:%u: expected 'ID KEY STATE'\n", lineno);
 			return BK_EXIT_USAGE;
@@ -342,7 +309,7 @@ static int cmd_write_env(int argc, char **argv)
 {
 	_cleanup_(bk_grubenv_freep) struct bk_grubenv *extra = NULL;
 	_cleanup_close_ int dfd = -EBADF;
-	char line[LINE_MAX_LEN];
+	char line[TOOL_LINE_MAX];
 	unsigned lineno = 0;
 
 	if (argc != 2 && argc != 3)
@@ -378,7 +345,7 @@ static int cmd_write_env(int argc, char **argv)
 		int r;
 
 		lineno++;
-		if (split_word(line, &state) < 0) {
+		if (tool_split_word(line, &state) < 0) {
 			fprintf(stderr, "bk-model: stdin:%u: expected 'ID STATE'\n", lineno);
 			return BK_EXIT_USAGE;
 		}
@@ -457,38 +424,11 @@ static int cmd_read_env(int argc, char **argv)
 
 /* --- the backend itself ------------------------------------------------------------------ */
 
-static int open_backend(const char *root, int *ret_fd, struct bk_config *config,
-			struct bk_boot **ret, struct bk_err *err)
-{
-	struct bk_boot_env env;
-	int fd, r;
-
-	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot open '%s': %m", root);
-	r = bk_config_init(config);
-	if (r < 0) {
-		(void) close(fd);
-		return bk_err_set(err, r, "out of memory");
-	}
-	env = (struct bk_boot_env){ .root_fd = fd, .root = root, .config = config };
-	r = bk_boot_open("grub", &env, ret, err);
-	if (r < 0) {
-		(void) close(fd);
-		bk_config_release(config);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
 static int cmd_save(int argc, char **argv)
 {
-	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
 	struct bk_err err = { 0 };
-	struct bk_config config;
 	struct bk_boot_data d;
-	int fd = -EBADF, r;
+	int r;
 
 	if (argc != 3)
 		return usage();
@@ -496,13 +436,7 @@ static int cmd_save(int argc, char **argv)
 	r = bk_bootstate_parse(argv[2], &d.state, &err);
 	if (r < 0)
 		return fail("save", r, &err);
-	r = open_backend(argv[1], &fd, &config, &b, &err);
-	if (r < 0)
-		return fail("save", r, &err);
-	r = bk_boot_save(b, &d, &err);
-	b = bk_boot_free(b);
-	bk_config_release(&config);
-	(void) close(fd);
+	r = tool_save("grub", argv[1], false, &d, &err);
 	if (r < 0)
 		return fail("save", r, &err);
 	return 0;
@@ -510,28 +444,18 @@ static int cmd_save(int argc, char **argv)
 
 static int cmd_load(int argc, char **argv)
 {
-	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
 	struct bk_err err = { 0 };
-	char text[BK_BOOTSTATE_TEXT_MAX];
-	struct bk_config config;
 	struct bk_boot_data d;
-	int fd = -EBADF, r;
+	int r;
 
 	if (argc != 2)
 		return usage();
-	r = open_backend(argv[1], &fd, &config, &b, &err);
+	r = tool_load("grub", argv[1], false, &d, &err);
 	if (r < 0)
 		return fail("load", r, &err);
-	r = bk_boot_load(b, &d, &err);
-	b = bk_boot_free(b);
-	bk_config_release(&config);
-	(void) close(fd);
-	if (r < 0)
-		return fail("load", r, &err);
-	r = bk_bootstate_format(&d.state, text, sizeof(text));
+	r = tool_print_state(NULL, &d.state);
 	if (r < 0)
 		return fail("load", r, NULL);
-	printf("%s\n", text);
 	return 0;
 }
 

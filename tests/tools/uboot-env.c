@@ -19,20 +19,11 @@
  *                read states from stdin; save each through backend NAME beneath ROOT, load it
  *                back with a new handle and print "STATE LOADED" (one process for many states)
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bk-boot-uboot.h"
-#include "bk-boot.h"
-#include "bk-config.h"
-#include "bk-err.h"
-#include "bk-select.h"
-
-#define LINE_MAX_LEN 512
+#include "bk-tool.h"
 
 static int usage(void)
 {
@@ -44,33 +35,28 @@ static int usage(void)
 
 static int fail(const char *what, int r, const struct bk_err *err)
 {
-	fprintf(stderr, "uboot-env: %s: %s\n", what,
-		err && err->code < 0 ? err->msg : strerror(-r));
-	return bk_exit_code_from_errno(r);
+	return tool_fail("uboot-env", what, r, err);
 }
 
 static int cmd_setenv(void)
 {
-	char line[LINE_MAX_LEN];
+	char line[TOOL_LINE_MAX];
 	unsigned lineno = 0;
 
 	while (fgets(line, sizeof(line), stdin)) {
 		struct bk_boot_uboot_var vars[BK_BOOT_UBOOT_N_VARS];
 		struct bk_err err = { 0 };
 		struct bk_boot_data d;
-		char *sp;
+		char *state;
 		int r;
 
 		lineno++;
-		line[strcspn(line, "\n")] = '\0';
-		sp = strchr(line, ' ');
-		if (!sp) {
+		if (tool_split_word(line, &state) < 0) {
 			fprintf(stderr, "uboot-env: stdin:%u: expected 'ID STATE'\n", lineno);
 			return BK_EXIT_USAGE;
 		}
-		*sp = '\0';
 		bk_boot_data_init(&d);
-		r = bk_bootstate_parse(sp + 1, &d.state, &err);
+		r = bk_bootstate_parse(state, &d.state, &err);
 		if (r < 0)
 			return fail(line, r, &err);
 		r = bk_boot_uboot_encode(&d, vars, &err);
@@ -89,44 +75,11 @@ static int cmd_setenv(void)
 	return 0;
 }
 
-static int open_backend(const char *name, const char *root, int *ret_fd, struct bk_config *config,
-			struct bk_boot **ret, struct bk_err *err)
-{
-	struct bk_boot_env env;
-	int fd, r;
-
-	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot open '%s': %m", root);
-	r = bk_config_init(config);
-	if (r >= 0)
-		r = bk_config_load_at(config, fd, "etc/bootbank/system.conf",
-				      "etc/bootbank/system.conf", err);
-	if (r == -ENOENT)
-		r = 0;
-	if (r < 0) {
-		(void) close(fd);
-		bk_config_release(config);
-		return r;
-	}
-	env = (struct bk_boot_env){ .root_fd = fd, .root = root, .config = config };
-	r = bk_boot_open(name, &env, ret, err);
-	if (r < 0) {
-		(void) close(fd);
-		bk_config_release(config);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
-}
-
 static int cmd_save(const char *backend, int argc, char **argv)
 {
-	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
 	struct bk_err err = { 0 };
-	struct bk_config config;
 	struct bk_boot_data d;
-	int fd = -EBADF, r;
+	int r;
 
 	if (argc < 3)
 		return usage();
@@ -143,13 +96,7 @@ static int cmd_save(const char *backend, int argc, char **argv)
 		if (r < 0)
 			return fail("save", r, &err);
 	}
-	r = open_backend(backend, argv[1], &fd, &config, &b, &err);
-	if (r < 0)
-		return fail("save", r, &err);
-	r = bk_boot_save(b, &d, &err);
-	b = bk_boot_free(b);
-	bk_config_release(&config);
-	(void) close(fd);
+	r = tool_save(backend, argv[1], true, &d, &err);
 	if (r < 0)
 		return fail("save", r, &err);
 	return 0;
@@ -157,28 +104,18 @@ static int cmd_save(const char *backend, int argc, char **argv)
 
 static int cmd_load(const char *backend, int argc, char **argv)
 {
-	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
 	struct bk_err err = { 0 };
-	char text[BK_BOOTSTATE_TEXT_MAX];
-	struct bk_config config;
 	struct bk_boot_data d;
-	int fd = -EBADF, r;
+	int r;
 
 	if (argc != 2)
 		return usage();
-	r = open_backend(backend, argv[1], &fd, &config, &b, &err);
+	r = tool_load(backend, argv[1], true, &d, &err);
 	if (r < 0)
 		return fail("load", r, &err);
-	r = bk_boot_load(b, &d, &err);
-	b = bk_boot_free(b);
-	bk_config_release(&config);
-	(void) close(fd);
-	if (r < 0)
-		return fail("load", r, &err);
-	r = bk_bootstate_format(&d.state, text, sizeof(text));
+	r = tool_print_state(NULL, &d.state);
 	if (r < 0)
 		return fail("load", r, NULL);
-	printf("%s\n", text);
 	for (int i = 0; i < _BK_BANK_MAX; i++)
 		if (d.bad_reason[i][0] != '\0')
 			printf("%s=%s\n", bk_bank_id_to_string((enum bk_bank_id) i),
@@ -186,46 +123,31 @@ static int cmd_load(const char *backend, int argc, char **argv)
 	return 0;
 }
 
+/* Save each state, then load it back through a new handle: a reopened store, as at a boot. */
 static int cmd_roundtrip(const char *backend, int argc, char **argv)
 {
-	char line[LINE_MAX_LEN];
+	char line[TOOL_LINE_MAX];
 
 	if (argc != 2)
 		return usage();
 	while (fgets(line, sizeof(line), stdin)) {
-		_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
 		struct bk_err err = { 0 };
-		char text[BK_BOOTSTATE_TEXT_MAX];
-		struct bk_config config;
 		struct bk_boot_data d;
-		int fd = -EBADF, r;
+		int r;
 
 		line[strcspn(line, "\n")] = '\0';
 		bk_boot_data_init(&d);
 		r = bk_bootstate_parse(line, &d.state, &err);
 		if (r < 0)
 			return fail(line, r, &err);
-		r = open_backend(backend, argv[1], &fd, &config, &b, &err);
-		if (r < 0)
-			return fail(line, r, &err);
-		r = bk_boot_save(b, &d, &err);
-		b = bk_boot_free(b);
-		if (r >= 0) {
-			bk_config_release(&config);
-			(void) close(fd);
-			r = open_backend(backend, argv[1], &fd, &config, &b, &err);
-		}
+		r = tool_save(backend, argv[1], true, &d, &err);
 		if (r >= 0)
-			r = bk_boot_load(b, &d, &err);
-		b = bk_boot_free(b);
-		bk_config_release(&config);
-		(void) close(fd);
+			r = tool_load(backend, argv[1], true, &d, &err);
 		if (r < 0)
 			return fail(line, r, &err);
-		r = bk_bootstate_format(&d.state, text, sizeof(text));
+		r = tool_print_state(line, &d.state);
 		if (r < 0)
 			return fail(line, r, NULL);
-		printf("%s %s\n", line, text);
 	}
 	return 0;
 }
