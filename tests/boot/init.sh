@@ -8,6 +8,9 @@
 #   BOOTBANK-BOOTED bank=B reason=primary image=2.0.0 behaviour=good
 #   BOOTBANK-GRUBENV A=good:1:0:1 B=trying:2:2:1 floor=1 pin=none   (what GRUB saved)
 #   BOOTBANK-BANK bank=B version=2.0.0                 (bank.json of the partition booted)
+#   BOOTBANK-REVISION id=bootbank-test-2.0.0 version=2.0.0
+#                      (after `bankctl rev restore`: the revision in service, and the
+#                       "version" file of the live payload it shows)
 #   BOOTBANK-MARK-GOOD rc=0 | BOOTBANK-FAIL on purpose: not marking good
 #   BOOTBANK-ERROR what                                 (anything unexpected)
 #   BOOTBANK-POWEROFF
@@ -28,6 +31,9 @@ say() { echo "$*" >/dev/console; }
 error() { say "BOOTBANK-ERROR $*"; }
 finish() {
 	sync
+	for m in /run/bootbank/rev/* /run/bootbank/bank/*; do
+		umount "$m" 2>/dev/null
+	done
 	umount /bank 2>/dev/null
 	umount /boot 2>/dev/null
 	say "BOOTBANK-POWEROFF"
@@ -87,6 +93,16 @@ if [ -n "$label" ] && d=$(find_label "$label") && mount -t ext4 -o ro "$d" /bank
 	umount /bank
 else
 	error "cannot mount the partition of bank '$bank'"
+fi
+
+# The live payload comes back after the boot, as a host's boot sequence would bring it back
+# (docs/livepatch.md, `rev restore`): from the booted bank's copy, as the revision in service.
+if bankctl rev restore >/tmp/rev.out 2>&1; then
+	cur=$(readlink /run/bootbank/current)
+	say "BOOTBANK-REVISION id=${cur#rev/} version=$(cat /run/bootbank/current/version 2>/dev/null || echo none)"
+else
+	sed 's/^/bankctl: /' /tmp/rev.out >/dev/console
+	error "bankctl rev restore failed"
 fi
 
 if [ "$BEHAVIOUR" = good ]; then

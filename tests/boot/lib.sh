@@ -14,9 +14,10 @@ COMPATIBLE=bootbank-boot-x86_64
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 BIOS_BOOT_TYPE=21686148-6449-6E6F-744E-656564454649
-# The modules the initramfs loads to reach an ext4 filesystem on a virtio disk (the Debian
-# kernel builds them as modules), with everything they depend on.
-KMODS="crc32c_generic virtio_pci virtio_blk ext4"
+# The modules the initramfs loads to reach an ext4 filesystem on a virtio disk, and to mount
+# the live payload from the booted bank (loop, squashfs), with everything they depend on (the
+# Debian kernel builds them all as modules).
+KMODS="crc32c_generic virtio_pci virtio_blk ext4 loop squashfs"
 # The GRUB modules built into the UEFI image (no module directory is needed on disk).
 GRUB_EFI_MODULES="normal configfile echo test eval regexp loadenv keystatus sleep search
 search_label search_fs_uuid part_gpt part_msdos ext2 fat linux boot halt reboot efi_gop"
@@ -64,7 +65,7 @@ same() {
 # fetched with apt-get download (never installed on the host) and only these files are kept.
 kernel_prepare() {
 	local k=$W/kernel x meta pkg
-	if [ -f "$k/ready" ]; then
+	if [ -f "$k/ready" ] && [ "$(cat "$k/kmods" 2>/dev/null)" = "$KMODS" ]; then
 		KVER=$(cat "$k/ready")
 		return 0
 	fi
@@ -90,6 +91,7 @@ kernel_prepare() {
 		module_add "$x/lib/modules/$KVER" "$m" || die "kernel $KVER: no module '$m'"
 	done
 	rm -rf "$x" "$k/deb"
+	echo "$KMODS" >"$k/kmods"
 	echo "$KVER" >"$k/ready"
 }
 
@@ -144,24 +146,31 @@ pki_prepare() {
 	bash "$REPO/tests/pki/make-pki.sh" "$W/pki" >/dev/null 2>&1 || die "cannot make the test PKI"
 }
 
-# image_build VERSION BEHAVIOUR: $W/images/bootbank-test-VERSION.bbi, a signed image whose
-# payloads are the Debian kernel (vmlinuz), the initramfs (initrd.img) and a small squashfs
-# root (root.squashfs).
+# image_build VERSION BEHAVIOUR [FROM]: $W/images/bootbank-test-VERSION.bbi, a signed image
+# whose payloads are the Debian kernel (vmlinuz), the initramfs (initrd.img), a small squashfs
+# root (root.squashfs) and a live payload (app.squashfs, a file "version" holding VERSION,
+# mounted by live patching at /opt/bootbank-test); FROM: the version it can live-patch.
 image_build() {
-	local ver=$1 beh=$2 d=$W/images/src-$1
+	local ver=$1 beh=$2 from=${3:-} d=$W/images/src-$1 lp=""
 	rm -rf "$d"
-	mkdir -p "$d/tree/etc"
+	mkdir -p "$d/tree/etc" "$d/app"
 	cp "$W/kernel/vmlinuz" "$d/vmlinuz"
 	initramfs_build "$ver" "$beh" "$d/initrd.img"
 	printf 'NAME=bootbank-test\nVERSION=%s\n' "$ver" >"$d/tree/etc/os-release"
+	echo "$ver" >"$d/app/version"
 	mksquashfs "$d/tree" "$d/root.squashfs" -quiet -noappend -all-root >/dev/null ||
 		die "mksquashfs failed"
+	mksquashfs "$d/app" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null ||
+		die "mksquashfs failed"
+	[ -z "$from" ] || lp="\"live_patch\": { \"from\": [ \"$from\" ] },"
 	cat >"$d/spec.json" <<-EOF
 	{ "name": "bootbank-test", "version": "$ver", "build": "check-boot", "compatible": "$COMPATIBLE",
-	  "security_epoch": 1, "payloads": [
+	  "security_epoch": 1, $lp "payloads": [
 	    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
 	    { "name": "initrd.img", "type": "initrd", "source": "initrd.img" },
-	    { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" } ] }
+	    { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" },
+	    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
+	      "live": true, "mountpoint": "/opt/bootbank-test" } ] }
 	EOF
 	"$BANKCTL" image build "$d/spec.json" -o "$W/images/bootbank-test-$ver.bbi" \
 		--key "$W/pki/signer.key" --cert "$W/pki/signer.crt" \

@@ -3,19 +3,20 @@
 """Boot the check-boot disk once in QEMU (TCG) and report what happened.
 
 tests/boot/vm.py --firmware bios|uefi --disk DISK [--vars VARS [--code OVMF_CODE]] [--esp ESP] --log LOG
-                 [--key none|r|shift-r|ctrl] [--timeout SECONDS]
+                 [--key none|r|shift-r|ctrl|ctrl-r] [--timeout SECONDS]
 
 The serial console (firmware, GRUB, kernel, the initramfs of tests/boot/init.sh) is copied to
 LOG as it arrives. The operator's key is typed through QMP, like a person at the keyboard:
   r, shift-r  QMP send-key once the GRUB menu shows its "Roll back to bank" entries (the
               countdown is running);
   ctrl        QMP input-send-event: Ctrl goes down when GRUB prints the plan ("bootbank: bank
-              B (primary); hold Ctrl for bank A ...", on UEFI "...; r or Shift+R ...") and
-              comes up when GRUB says "booting bank" (held through GRUB's Ctrl window).
+              B (primary); hold Ctrl for bank A ...", on UEFI "...; Ctrl+R for bank A ...")
+              and comes up when GRUB says "booting bank" (held through GRUB's Ctrl window);
+  ctrl-r      the same, and R is pressed and released while Ctrl is down (Ctrl+R).
 UEFI boots the disk's own ESP (EFI/BOOT/BOOTX64.EFI), or --esp, an image of its own, first.
 The VM powers itself off (init.sh); on timeout it is killed. The result is one JSON object on
 stdout: what the initramfs printed (bank, reason, image version, the grubenv GRUB left, the
-booted partition's version, mark-good), the timings, and the errors seen. Exit status 0 when
+booted partition's version, the revision in service after rev restore, mark-good), the timings, and the errors seen. Exit status 0 when
 the VM powered off by itself after reporting, 1 otherwise (the JSON says why).
 """
 import argparse
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 
-PLAN = re.compile(rb"bootbank: bank [AB] \([a-z]+\); (hold Ctrl|r or Shift\+R)")
+PLAN = re.compile(rb"bootbank: bank [AB] \([a-z]+\); (hold Ctrl|Ctrl\+R|r or Shift\+R)")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>78c]")
 
 
@@ -105,7 +106,7 @@ def main():
     p.add_argument("--vars")
     p.add_argument("--code", default="/usr/share/OVMF/OVMF_CODE_4M.fd")
     p.add_argument("--log", required=True)
-    p.add_argument("--key", choices=("none", "r", "shift-r", "ctrl"), default="none")
+    p.add_argument("--key", choices=("none", "r", "shift-r", "ctrl", "ctrl-r"), default="none")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--memory", type=int, default=512)
     a = p.parse_args()
@@ -114,7 +115,8 @@ def main():
 
     res = {"firmware": a.firmware, "key": a.key, "key_sent": False, "bank": None,
            "reason": None, "image": None, "behaviour": None, "grubenv": None,
-           "bank_version": None, "mark_good_rc": None, "failed_on_purpose": False,
+           "bank_version": None, "revision": None, "revision_version": None,
+           "mark_good_rc": None, "failed_on_purpose": False,
            "powered_off": False, "timed_out": False, "errors": [], "grub_messages": [],
            "seconds": None,
            "seconds_to_grub": None, "seconds_to_kernel": None, "seconds_to_init": None,
@@ -166,14 +168,17 @@ def main():
 
             if b"Welcome to GRUB" in text and once("grub"):
                 res["seconds_to_grub"] = round(t, 2)
-            # The plan line: "bootbank: bank B (primary); hold Ctrl for bank A ..." (BIOS), or
-            # "...; r or Shift+R at the menu for bank A" (UEFI: no Ctrl window, Ctrl is held
-            # all the same, to show that it changes nothing there).
+            # The plan line: "bootbank: bank B (primary); hold Ctrl for bank A ..." (BIOS),
+            # "...; Ctrl+R for bank A ..." (UEFI), or "...; r or Shift+R at the menu for bank
+            # A" (the Ctrl window turned off).
             if PLAN.search(text) and once("ctrl-window"):
-                if a.key == "ctrl":
+                if a.key in ("ctrl", "ctrl-r"):
                     qmp.key("ctrl", True)
                     ctrl_down = True
                     res["key_sent"] = True
+                if a.key == "ctrl-r":
+                    qmp.key("r", True)
+                    qmp.key("r", False)
             if a.key in ("r", "shift-r") and b"Roll back to bank" in text and once("menu"):
                 if a.key == "r":
                     qmp.send_key("r")
@@ -228,6 +233,9 @@ def main():
         m = re.match(r"BOOTBANK-BANK bank=\S+ version=(\S+)", line)
         if m:
             res["bank_version"] = m.group(1)
+        m = re.match(r"BOOTBANK-REVISION id=(\S+) version=(\S+)", line)
+        if m:
+            res["revision"], res["revision_version"] = m.groups()
         m = re.match(r"BOOTBANK-MARK-GOOD rc=(\d+)", line)
         if m:
             res["mark_good_rc"] = int(m.group(1))
@@ -244,7 +252,7 @@ def main():
         if m:
             msg = m.group(1).strip()
             res["grub_messages"].append(msg)
-            if not re.match(r"bootbank: (booting bank [AB] \(|bank [AB] \([a-z]+\); (hold Ctrl|r or Shift\+R))", msg):
+            if not re.match(r"bootbank: (booting bank [AB] \(|bank [AB] \([a-z]+\); (hold Ctrl|Ctrl\+R|r or Shift\+R))", msg):
                 res["errors"].append("GRUB: " + msg)
         if "Kernel panic" in line:
             res["errors"].append(line)
