@@ -14,7 +14,7 @@ libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libu
 libcmocka-dev
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
-libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot"
+libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace"
 
 # make check-boot only. The Debian kernel it boots is fetched with `apt-get download`
 # into build/check-boot (never installed on the host).
