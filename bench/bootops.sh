@@ -36,21 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 root=$run/root
-mkdir -p "$root/etc/bootbank" "$run/src/tree"
-tests/pki/make-pki.sh "$run/pki" >/dev/null
-cp "$run/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-echo bench >"$run/src/tree/f"
-mksquashfs "$run/src/tree" "$run/src/root.squashfs" -quiet -noappend -all-root >/dev/null
-head -c 1000000 /dev/urandom >"$run/src/vmlinuz"
-for v in 1.0 2.0; do
-	cat >"$run/src/$v.json" <<JSON
-{ "name": "bench-os", "version": "$v", "build": "1", "compatible": "bench", "security_epoch": 1,
-  "payloads": [ { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
-                { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" } ] }
-JSON
-	"$BANKCTL" image build "$run/src/$v.json" -o "$run/$v.bbi" --key "$run/pki/signer.key" \
-		--cert "$run/pki/signer.crt" --intermediate "$run/pki/intermediate.crt" >/dev/null
-done
+. bench/lib/images.sh
+bench_images "$run" "$root"
 B() { "$BANKCTL" --root "$root" "$@" >/dev/null; }
 
 # setup BACKEND: a fresh disk and sandbox state for BACKEND (file or grub): A good and booted,
