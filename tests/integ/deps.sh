@@ -24,8 +24,22 @@ export FAKE_APT_LOG=$T/apt.log
 cat >"$T/bin/apt-get" <<'EOF'
 #!/usr/bin/python3
 # A fake apt-get: records its arguments and when it ran, takes the locks as apt does.
-import fcntl, os, sys, time
+# When the file $FAKE_APT_RACE exists, it plays the race an apt-get update can lose: another
+# apt takes the lists lock (for 2 s) just as this one starts, so it fails as apt would.
+import fcntl, os, subprocess, sys, time
 args = sys.argv[1:]
+race = os.environ.get("FAKE_APT_RACE")
+if race and os.path.exists(race):
+    os.unlink(race)
+    lists = [l for l in os.environ["BK_APT_LOCKS"].split() if l.endswith("lists-lock")][0]
+    subprocess.Popen(["python3", "-c", "import fcntl, sys, time\n"
+                      "f = open(sys.argv[1], 'r+'); fcntl.lockf(f, fcntl.LOCK_EX)\n"
+                      "open(sys.argv[2], 'w').close(); time.sleep(2)", lists, race + ".held"],
+                     start_new_session=True, stdout=subprocess.DEVNULL)
+    while not os.path.exists(race + ".held"):
+        time.sleep(0.02)
+    print("E: Could not get lock %s. It is held by another process" % lists, file=sys.stderr)
+    sys.exit(100)
 timeout = 0
 for i, a in enumerate(args):
     if a == "-o" and i + 1 < len(args) and args[i + 1].startswith("DPkg::Lock::Timeout="):
@@ -130,6 +144,16 @@ wait "$HOLDER"
 check "lists lock held 2 s: deps.sh install waits and succeeds (exit $RC, $SECS s)" [ "$RC" -eq 0 ]
 check "lists lock held: the wait names the lists lock" grep -q "$T/locks/lists-lock is held by process" "$T/lists.err"
 check "lists lock held: update and install both ran" [ "$(calls | grep -c -e ' update ' -e ' install ')" -eq 2 ]
+
+# 3b. apt-get update loses the race for the lists lock (taken between the wait and its
+# start): deps.sh waits again within the bound and tries again.
+: >"$T/race"
+FAKE_APT_RACE=$T/race run race install
+check "lists lock taken as apt-get update starts: deps.sh install succeeds (exit $RC, $SECS s)" [ "$RC" -eq 0 ]
+check "the lost race is announced" grep -q "deps.sh: apt-get update failed (exit 100) while another apt or dpkg holds a lock: waiting to try again" "$T/race.err"
+check "it waited for the lists lock, then update and install ran once each" \
+	[ "$(grep -c "$T/locks/lists-lock is held by process" "$T/race.err") $(calls | grep -c ' update ') $(calls | grep -c ' install ')" = "1 1 1" ]
+sed 's/^/# /' "$T/race.err"
 
 # 4. ensure-boot (make check-boot) with the dpkg lock held: the same wait.
 hold "$T/locks/lock" 2 || not_ok "the helper could not take the lock"
