@@ -16,8 +16,10 @@ OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 BIOS_BOOT_TYPE=21686148-6449-6E6F-744E-656564454649
 # A boot is given up when its console prints nothing for BOOT_STALL seconds, or after
 # BOOT_CAP seconds in all (a hard cap for a boot that keeps printing but never ends): a boot
-# on a loaded machine is slow but keeps printing.
-BOOT_STALL=${BK_BOOT_STALL_TIMEOUT:-60}
+# on a loaded machine is slow but keeps printing. Its longest silence is GRUB loading the
+# kernel and initramfs, then the quiet kernel and /init until its first line: about 5.5 s on
+# a quiet machine, up to 53 s seen at a load of 8-24 on 2 cores (docs/check-boot.md), so 180 s.
+BOOT_STALL=${BK_BOOT_STALL_TIMEOUT:-180}
 BOOT_CAP=${BK_BOOT_TIMEOUT:-900}
 # The modules the initramfs loads to reach an ext4 filesystem on a virtio disk, and to mount
 # the live payload from the booted bank (loop, squashfs), with everything they depend on (the

@@ -15,7 +15,7 @@ LOG as it arrives. The operator's key is typed through QMP, like a person at the
   ctrl-r      the same, and R is pressed and released while Ctrl is down (Ctrl+R).
 UEFI boots the disk's own ESP (EFI/BOOT/BOOTX64.EFI), or --esp, an image of its own, first.
 The VM powers itself off (init.sh). It is killed when its console stalls: no output at all for
---stall seconds (default 60; a boot on a loaded machine is slow but keeps printing, a hung one
+--stall seconds (default 180; a boot on a loaded machine is slow but keeps printing, a hung one
 does not), or, progressing or not, after --timeout seconds (default 900, a hard cap).
 tests/integ/boot-vm.sh checks this with tests/boot/fake-qemu.py as qemu-system-x86_64 on PATH.
 The result is one JSON object on
@@ -120,7 +120,7 @@ def main():
     p.add_argument("--code", default="/usr/share/OVMF/OVMF_CODE_4M.fd")
     p.add_argument("--log", required=True)
     p.add_argument("--key", choices=("none", "r", "shift-r", "ctrl", "ctrl-r"), default="none")
-    p.add_argument("--stall", type=float, default=60,
+    p.add_argument("--stall", type=float, default=180,
                    help="give up after this many seconds without console output")
     p.add_argument("--timeout", type=float, default=900,
                    help="give up after this many seconds in all (a hard cap)")
