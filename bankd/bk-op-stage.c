@@ -246,6 +246,7 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	struct bk_disk_part part;
 	struct bk_disk *disk;
 	size_t mlen;
+	unsigned cms_flags;
 	uint64_t t0;
 	int booted_r, r;
 
@@ -263,11 +264,10 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
-	wo.keyring = o->keyring;
-	wo.cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
+	cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 	r = bk_bundle_open_fd(fd, &b, err);
 	if (r >= 0)
-		r = bk_bundle_verify_signature(b, o->keyring, wo.cms_flags, err);
+		r = bk_bundle_verify_signature(b, o->keyring, cms_flags, err);
 	if (r >= 0)
 		r = bk_bundle_load_manifest(b, err);
 	if (r < 0)
