@@ -287,6 +287,19 @@ int bk_cgroup_get_state(struct bk_cgroup *cg, bool *ret_frozen, bool *ret_popula
 	return 0;
 }
 
+/*
+ * Whether the process of pidfd still runs: a pidfd polls readable once its process has exited
+ * (a zombie too, which has no namespace left), and signal 0 fails with ESRCH once it is reaped.
+ */
+static bool pid_is_alive(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	if (poll(&pfd, 1, 0) > 0)
+		return false;
+	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
+}
+
 /* Open /proc/PID/ns/mnt and make sure PID was still the same process afterwards. */
 static int open_mntns_of(pid_t pid, int *ret_nsfd, struct stat *ret_st)
 {
@@ -300,8 +313,19 @@ static int open_mntns_of(pid_t pid, int *ret_nsfd, struct stat *ret_st)
 	pidfd = (int) fd;
 	(void) snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int) pid);
 	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0)
-		return -errno;
+	if (nsfd < 0) {
+		int r = -errno;
+
+		/*
+		 * A process reaped between pidfd_open() and here makes /proc/PID/ns/mnt fail with
+		 * EACCES (the kernel's answer when the task of a /proc entry is gone), not ESRCH
+		 * (issue 16 item 5). Whatever the error, the pidfd tells whether it has exited:
+		 * then it is "gone", never a failure of the switch or the recovery.
+		 */
+		if (!pid_is_alive(pidfd))
+			return -ESRCH;
+		return r;
+	}
 	/* Signal 0 through the pidfd: fails with ESRCH if the process is gone (pid recycled). */
 	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
 		return -errno;
