@@ -19,6 +19,7 @@ BK_BUILD=${BK_BUILD:-build/cc}
 BANKCTL=$(realpath "$BK_BUILD/bankctl")
 SWITCHES=${SWITCHES:-40}
 WORKLOADS=${WORKLOADS:-1 10 50}
+SIZES=${SIZES:-64m 1g}
 cache=build/bench
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -52,8 +53,7 @@ make_payload() { # name size_in_MiB stamp
 }
 make_payload 64m-a 64 a
 make_payload 64m-b 64 b
-make_payload 1g-a 1024 a
-make_payload 1g-b 1024 b
+case " $SIZES " in *" 1g "*) make_payload 1g-a 1024 a; make_payload 1g-b 1024 b ;; esac
 
 run=$(mktemp -d /tmp/bk-bench-switch.XXXXXX)
 cgname=bk-bench-$$
@@ -81,7 +81,7 @@ printf '%-8s %-10s %12s %12s %12s %14s %12s\n' payload workloads "frozen p50" "f
 
 missed=0
 declare -A switch_p50
-for size in 64m 1g; do
+for size in $SIZES; do
 	for nw in $WORKLOADS; do
 		root=$run/root-$size-$nw
 		view=$run/view
@@ -145,7 +145,8 @@ done
 
 echo
 for nw in $WORKLOADS; do
-	a=${switch_p50[64m-$nw]} b=${switch_p50[1g-$nw]}
+	a=${switch_p50[64m-$nw]:-} b=${switch_p50[1g-$nw]:-}
+	[ -n "$a" ] && [ -n "$b" ] || continue
 	awk -v n="$nw" -v a="$a" -v b="$b" 'BEGIN { printf "switch time 1 GiB / 64 MiB, %s workloads: %.2fx\n", n, b / a }'
 done
 if [ "$missed" -ne 0 ]; then

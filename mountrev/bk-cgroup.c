@@ -271,6 +271,37 @@ int bk_cgroup_thaw(struct bk_cgroup *cg, uint64_t timeout_ms, struct bk_err *err
 	return 0;
 }
 
+int bk_cgroup_set_frozen(struct bk_cgroup *cg, bool frozen, struct bk_err *err)
+{
+	int r;
+
+	r = write_freeze(cg->freeze_fd, frozen ? '1' : '0');
+	if (r < 0)
+		return bk_err_set(err, r, "cannot %s cgroup '%s': %s", frozen ? "freeze" : "thaw",
+				  cg->path, strerror(-r));
+	return 0;
+}
+
+int bk_cgroup_wait_frozen(struct bk_cgroup *cg, bool frozen, uint64_t timeout_ms,
+			  struct bk_err *err)
+{
+	int r;
+
+	r = wait_frozen(cg, frozen, timeout_ms);
+	if (r == -ETIMEDOUT)
+		return bk_err_set(err, r, "cgroup '%s' did not %s within %llu ms", cg->path,
+				  frozen ? "freeze" : "thaw", (unsigned long long) timeout_ms);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot read '%s/cgroup.events': %s", cg->path,
+				  strerror(-r));
+	return 0;
+}
+
+int bk_cgroup_events_fd(const struct bk_cgroup *cg)
+{
+	return cg->events_fd;
+}
+
 int bk_cgroup_get_state(struct bk_cgroup *cg, bool *ret_frozen, bool *ret_populated,
 			struct bk_err *err)
 {

@@ -4,7 +4,7 @@
 # failure (tests/crash/bk-fault.so) of the freeze, the view swap or the thaw of the first,
 # the middle and the last of three workloads. After each failed switch every workload shows
 # the old revision, nothing is frozen, the pointer is the old one, and the next switch works.
-# Also: a mount a workload made inside its view refuses the switch (issue 16 item 7).
+# Also: a mount a workload made inside its view refuses the switch, naming it (issue 16 item 7).
 . "$(dirname "$0")/lib.sh"
 bk_need_root
 B=${BK_BUILD:-build/cc}
@@ -118,5 +118,17 @@ sys.exit(0 if d["rolled_back"] and not w[sys.argv[2]]["switched"] else 1)' "$OUT
 		expect_exit 0 "$step of $w: back to r1" bc rev switch r1
 	done
 done
+
+# --- a mount the workload made inside its view (issue 16 item 7) --------------------------------
+# Detaching the old revision at the swap would take it along: the switch is refused, naming it.
+nsenter -m -t "$pid_w2" mount -t tmpfs bk-faults-sub "$view/d" || not_ok "cannot mount inside w2's view"
+expect_exit 3 "a mount inside w2's view refuses the switch (exit 3)" bc rev switch r2
+check "the refusal names w2, its view and the mount" \
+	grep -q "workload 'w2': 1 mount beneath its view '$view' would vanish with the old revision: '$view/d'; unmount it first" <<<"$ERR"
+check "after the refusal every workload shows r1, nothing frozen" all_on r1 rev=a
+check "w2's mount is still there" nsenter -m -t "$pid_w2" mountpoint -q "$view/d"
+nsenter -m -t "$pid_w2" umount "$view/d"
+expect_exit 0 "once it is unmounted the switch works" bc rev switch r2
+check "all on r2" all_on r2 rev=b
 
 bk_done

@@ -139,7 +139,8 @@ static void test_cgroup_mntns_live_process_eacces(void **state)
 	will_return(__wrap_open64, EACCES);
 	assert_int_equal(bk_cgroup_open_mntns(cg, &nsfd, NULL, &err), -EACCES);
 	(void) snprintf(want, sizeof(want),
-			"cannot open the mount namespace of pid %d: Permission denied", (int) victim);
+			"cannot open the mount namespace of pid %d: Permission denied",
+			(int) victim);
 	assert_string_equal(err.msg, want);
 	assert_int_equal(nsfd, -EBADF);
 }
