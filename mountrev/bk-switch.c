@@ -476,12 +476,11 @@ static const char *step_name(int step)
 	return step_names[step];
 }
 
-int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
-			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err)
+int bk_view_swap_fork(int run_dfd, const char *id, int mntns_fd, const char *view, unsigned flags,
+		      struct bk_view_swap **ret, struct bk_err *err)
 {
 	_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
 	char relpath[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
-	struct helper_msg m;
 	int sv[2], r;
 
 	if (!bk_rev_id_is_valid(id))
@@ -513,12 +512,20 @@ int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *
 	}
 	(void) close(sv[1]);
 	s->sock = sv[0];
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+int bk_view_swap_wait_ready(struct bk_view_swap *s, struct bk_err *err)
+{
+	struct helper_msg m;
+	int r;
 
 	r = read_msg(s->sock, &m);
 	if (r < 0)
-		return bk_err_set(err, r, "view helper for '%s' died", view);
+		return bk_err_set(err, r, "view helper for '%s' died", s->view);
 	if (m.r < 0)
-		return bk_err_set(err, m.r, "view '%s': %s failed: %s", view, step_name(m.step),
+		return bk_err_set(err, m.r, "view '%s': %s failed: %s", s->view, step_name(m.step),
 				  strerror(-m.r));
 	s->old_dev = (dev_t) m.dev;
 	s->new_dev = (dev_t) m.new_dev;
@@ -526,9 +533,24 @@ int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *
 	s->n_sub = m.n_sub;
 	memcpy(s->sub, m.sub, sizeof(s->sub));
 	s->sub[sizeof(s->sub) - 1] = '\0';
-	BK_DBG(REV, "view helper %d ready for '%s' (%s, dev %u:%u)", (int) s->pid, view,
+	BK_DBG(REV, "view helper %d ready for '%s' (%s, dev %u:%u)", (int) s->pid, s->view,
 	       s->old_is_mount ? "mount point" : "plain directory", major(s->old_dev),
 	       minor(s->old_dev));
+	return 0;
+}
+
+int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
+			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err)
+{
+	_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
+	int r;
+
+	r = bk_view_swap_fork(run_dfd, id, mntns_fd, view, flags, &s, err);
+	if (r < 0)
+		return r;
+	r = bk_view_swap_wait_ready(s, err);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -1103,16 +1125,26 @@ int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, 
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	}
 
-	/* 1. Everything that can fail without changing anything: one ready helper each. */
+	/*
+	 * 1. Everything that can fail without changing anything: one ready helper each, all
+	 * forked first, so their setup runs side by side.
+	 */
+	for (i = 0; i < n; i++) {
+		items[i].switched = items[i].skipped = false;
+		items[i].frozen_ns = items[i].rollback_frozen_ns = 0;
+		cg_fds[i] = bk_cgroup_dfd(items[i].cg);
+		r = bk_view_swap_fork(o->run_dfd, o->to, items[i].mntns_fd, items[i].view,
+				      o->view_flags, &swaps[i], err);
+		if (r < 0) {
+			(void) bk_err_prefix(err, "workload '%s'", items[i].name);
+			goto out;
+		}
+	}
 	for (i = 0; i < n; i++) {
 		const char *sub;
 		unsigned n_sub;
 
-		items[i].switched = items[i].skipped = false;
-		items[i].frozen_ns = items[i].rollback_frozen_ns = 0;
-		cg_fds[i] = bk_cgroup_dfd(items[i].cg);
-		r = bk_view_swap_prepare(o->run_dfd, o->to, items[i].mntns_fd, items[i].view,
-					 o->view_flags, &swaps[i], err);
+		r = bk_view_swap_wait_ready(swaps[i], err);
 		if (r < 0) {
 			(void) bk_err_prefix(err, "workload '%s'", items[i].name);
 			goto out;

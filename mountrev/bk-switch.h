@@ -78,6 +78,16 @@ struct bk_view_swap;
 int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
 			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err);
 
+/*
+ * The two halves of bk_view_swap_prepare(), to prepare several views at once:
+ * bk_view_swap_fork() forks the helper and returns at once (*ret is owned by the caller even
+ * before it is ready); bk_view_swap_wait_ready() blocks until the helper reports back and
+ * returns as prepare does.
+ */
+int bk_view_swap_fork(int run_dfd, const char *id, int mntns_fd, const char *view, unsigned flags,
+		      struct bk_view_swap **ret, struct bk_err *err);
+int bk_view_swap_wait_ready(struct bk_view_swap *s, struct bk_err *err);
+
 /* What the view showed when the helper got ready: its st_dev and whether it is a mount. */
 dev_t bk_view_swap_old_dev(const struct bk_view_swap *s);
 bool bk_view_swap_old_is_mount(const struct bk_view_swap *s);
