@@ -11,7 +11,9 @@ bk_need_root
 B=${BK_BUILD:-build/cc}
 FAULT_SO=$(realpath "$B/tests/crash/bk-fault.so" 2>/dev/null) || bk_skip "no bk-fault.so (make tests)"
 command -v mksquashfs >/dev/null || bk_skip "mksquashfs missing"
-ldd "$BANKCTL" | grep -q libasan && bk_skip "bankctl is built with AddressSanitizer: no LD_PRELOAD"
+# The sanitizer runtime must come first: an LD_PRELOAD injector cannot be loaded.
+asan=0
+ldd "$BANKCTL" | grep -q libasan && asan=1
 CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
 [ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
 NW=3
@@ -98,7 +100,9 @@ expect_exit 0 "and back" bc rev switch r1
 check "all workloads on r1 again" all_on r1 rev=a
 
 # --- the fault matrix: freeze, swap, thaw of the first, middle and last workload --------------
+[ "$asan" -eq 0 ] || ok "# skip the fault matrix: bankctl is built with AddressSanitizer"
 for step in freeze swap thaw; do
+	[ "$asan" -eq 0 ] || break
 	for k in 1 2 3; do
 		w=w$k
 		case $step in
