@@ -362,6 +362,7 @@ static void find_submounts(const char *view, struct helper_msg *m)
 	_cleanup_free_ char *line = NULL;
 	size_t cap = 0, vl = strlen(view), used = 0;
 	char target[PATH_MAX];
+	bool full = false;
 	FILE *f;
 
 	while (vl > 1 && view[vl - 1] == '/')
@@ -376,11 +377,14 @@ static void find_submounts(const char *view, struct helper_msg *m)
 		    strncmp(target, view, vl) != 0 || target[vl] != '/')
 			continue;
 		m->n_sub++;
+		if (full)
+			continue;
 		k = snprintf(m->sub + used, sizeof(m->sub) - used, "%s'%s'", used ? ", " : "",
 			     target);
-		if (k < 0 || (size_t) k >= sizeof(m->sub) - used)
-			m->sub[used] = '\0'; /* no room: the count still tells */
-		else
+		if (k < 0 || (size_t) k >= sizeof(m->sub) - used) {
+			m->sub[used] = '\0'; /* no room for more: the count still tells */
+			full = true;
+		} else
 			used += (size_t) k;
 	}
 	(void) fclose(f);
@@ -583,6 +587,9 @@ bool bk_view_swap_shows_new(const struct bk_view_swap *s)
 	dev_t dev;
 	bool is_mount;
 
+	/* A view on the target's device already (not as its mount): nothing to tell apart. */
+	if (s->old_dev == s->new_dev)
+		return false;
 	/* The helper's root is the workload's: its /proc root shows the view as they see it. */
 	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int) s->pid, s->view) >=
 	    (int) sizeof(path))

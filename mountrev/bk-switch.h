@@ -118,7 +118,8 @@ int bk_view_swap_finish(struct bk_view_swap *s, enum bk_view_mode *ret_mode, boo
  * Whether the view, seen from outside through the helper's /proc/PID/root, shows the target
  * revision yet: after bk_view_swap_start() it does as soon as the swap took effect, before
  * the helper's umount2() returns (it then waits for an RCU grace period). No system call but
- * a statx(); false on any error.
+ * a statx(); false on any error, and always when the view showed the target's device before
+ * (then only the helper's answer tells).
  */
 bool bk_view_swap_shows_new(const struct bk_view_swap *s);
 
