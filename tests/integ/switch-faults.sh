@@ -34,7 +34,12 @@ faults_cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 	fsfreeze -u "$tmp/frz" 2>/dev/null
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	for d in "$cg"/*/; do [ -d "$d" ] && echo 0 >"$d/cgroup.freeze" 2>/dev/null; done
+	# every process left in our cgroups (the workloads' second sleep)
+	for d in "$cg"/*/; do
+		[ -d "$d" ] || continue
+		echo 0 >"$d/cgroup.freeze" 2>/dev/null
+		for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+	done
 	sleep 0.1
 	for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
 	rmdir "$cg" 2>/dev/null
