@@ -310,22 +310,33 @@ static int scan_string(struct scan *s, bool key, struct key_ref *ret)
 	return 0;
 }
 
+/* Orders by length, then bytes (any total order finds duplicates). */
 static int cmp_key(const void *a, const void *b)
 {
 	const struct key_ref *x = a, *y = b;
-	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
 
-	if (c != 0)
-		return c;
-	return x->len < y->len ? -1 : x->len > y->len;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->s, y->s, x->len);
+}
+
+static int duplicate_key(struct scan *s, const struct key_ref *k)
+{
+	return bk_err_set(s->err, -ENOEXEC, "duplicate key '%.*s'",
+			  (int) (k->len > 64 ? 64 : k->len), k->s);
 }
 
 static int scan_value(struct scan *s, unsigned depth);
 
+/* Keys of an object; the first KEYS_INLINE on the stack (a manifest object has at most 10). */
+#define KEYS_INLINE 32
+
 static int scan_object(struct scan *s, unsigned depth)
 {
-	_cleanup_free_ struct key_ref *keys = NULL;
-	size_t n = 0, cap = 0;
+	struct key_ref inline_keys[KEYS_INLINE];
+	_cleanup_free_ struct key_ref *heap = NULL;
+	struct key_ref *keys = inline_keys;
+	size_t n = 0, cap = KEYS_INLINE;
 	int r;
 
 	s->pos++;
@@ -336,13 +347,14 @@ static int scan_object(struct scan *s, unsigned depth)
 	}
 	for (;;) {
 		if (n == cap) {
-			struct key_ref *k;
+			struct key_ref *k = reallocarray(heap, cap * 2, sizeof(*keys));
 
-			cap = cap ? cap * 2 : 16;
-			k = reallocarray(keys, cap, sizeof(*keys));
 			if (!k)
 				return bk_err_set(s->err, -ENOMEM, "out of memory");
-			keys = k;
+			if (!heap)
+				memcpy(k, inline_keys, sizeof(inline_keys));
+			heap = keys = k;
+			cap *= 2;
 		}
 		scan_ws(s);
 		r = scan_string(s, true, &keys[n]);
@@ -367,11 +379,18 @@ static int scan_object(struct scan *s, unsigned depth)
 		}
 		return scan_fail(s, "expected ',' or '}'");
 	}
+	/* Few keys: compare every pair; many (a hostile object): sort, then neighbours. */
+	if (n <= KEYS_INLINE) {
+		for (size_t i = 1; i < n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (cmp_key(&keys[j], &keys[i]) == 0)
+					return duplicate_key(s, &keys[i]);
+		return 0;
+	}
 	qsort(keys, n, sizeof(*keys), cmp_key);
 	for (size_t i = 1; i < n; i++)
 		if (cmp_key(&keys[i - 1], &keys[i]) == 0)
-			return bk_err_set(s->err, -ENOEXEC, "duplicate key '%.*s'",
-					  (int) (keys[i].len > 64 ? 64 : keys[i].len), keys[i].s);
+			return duplicate_key(s, &keys[i]);
 	return 0;
 }
 
