@@ -108,7 +108,7 @@ struct bk_stage_progress {
 	uint64_t payload_size;
 	uint64_t done;	/* bytes of every payload written so far */
 	uint64_t total; /* bytes of every payload */
-	bool end;	/* this payload is complete (written, fsync'ed, renamed) */
+	bool end;	/* this payload is complete (written, renamed) */
 };
 
 typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *userdata);
@@ -116,7 +116,7 @@ typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *us
 struct bk_stage_write_options {
 	/*
 	 * Called by the calling thread when a payload starts, after each chunk (1 MiB) of it is
-	 * hashed and written, and when it ends (written, fsync'ed, renamed): the callback
+	 * hashed and written, and when it ends (written, renamed): the callback
 	 * throttles what it shows. NULL: no progress.
 	 */
 	bk_stage_progress_fn progress;
@@ -131,8 +131,10 @@ struct bk_stage_write_options {
  *   1. bk_bank_clear_at(): bank.json first, then the old content;
  *   2. each payload in manifest order: ".partial.<name>" created O_EXCL, filled while the
  *      same bytes are hashed (read once from the bundle's fd into private buffers: one
- *      thread reads, the caller hashes, one thread writes), fsync'ed, closed, renamed to
- *      <name> when the digest matches the manifest; then the directory is fsync'ed;
+ *      thread reads, the caller hashes, one thread writes; a payload of one chunk is done
+ *      by the caller alone), closed, renamed to <name> when the digest matches the manifest
+ *      (bk_bundle_check_digest()); then one syncfs() makes every payload durable (no fsync
+ *      per payload: issue 17, item 8);
  *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature that
  *      verified, as read once by bk_bundle_open_fd(): never re-read), each atomically;
  *   4. bank.json last (atomically), then syncfs().

@@ -14,6 +14,8 @@
 #include <sys/types.h>
 
 extern int wrap_fsync_armed, wrap_fsync_skip;
+/* Every call to fsync, failed or passed through (wrap_reset() zeroes it). */
+extern unsigned wrap_fsync_calls;
 extern int wrap_write_armed, wrap_write_skip;
 extern int wrap_renameat_armed, wrap_renameat_skip;
 extern int wrap_renameat2_armed, wrap_renameat2_skip;

@@ -2,6 +2,7 @@
 #include "mocks.h"
 
 int wrap_fsync_armed, wrap_fsync_skip;
+unsigned wrap_fsync_calls;
 int wrap_write_armed, wrap_write_skip;
 int wrap_renameat_armed, wrap_renameat_skip;
 int wrap_renameat2_armed, wrap_renameat2_skip;
@@ -13,6 +14,7 @@ void (*wrap_open64_before)(const char *path);
 void wrap_reset(void)
 {
 	wrap_fsync_armed = wrap_fsync_skip = 0;
+	wrap_fsync_calls = 0;
 	wrap_write_armed = wrap_write_skip = 0;
 	wrap_renameat_armed = wrap_renameat_skip = 0;
 	wrap_renameat2_armed = wrap_renameat2_skip = 0;
