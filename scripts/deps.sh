@@ -11,6 +11,7 @@ set -eu
 
 PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
+libsystemd-dev
 libcmocka-dev
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
