@@ -135,7 +135,7 @@ install: all
 	install -m 0755 bootloader-hooks/grub/10_bootbank '$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank'
 	install -d '$(DESTDIR)$(DATADIR)/dbus-1/system.d' '$(DESTDIR)$(DATADIR)/dbus-1/system-services' \
 		'$(DESTDIR)$(UNITDIR)'
-	install -m 0755 $(O)/bankd '$(DESTDIR)$(SBINDIR)/bankd'
+	install -m 0755 $(O)/bin/bankd '$(DESTDIR)$(SBINDIR)/bankd'
 	install -m 0644 data/dbus/org.bootbank.Manager1.conf '$(DESTDIR)$(DATADIR)/dbus-1/system.d/'
 	install -m 0644 data/dbus/org.bootbank.Manager1.service \
 		'$(DESTDIR)$(DATADIR)/dbus-1/system-services/'
