@@ -24,13 +24,11 @@
 #include "bk-op-live.h"
 #include "bk-op-recover.h"
 #include "bk-op-stage.h"
-#include "bk-op-status.h"
 #include "bk-op.h"
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
 static const char *const op_names[_BANKD_OP_MAX] = {
-	[BANKD_OP_STATUS] = "status",
 	[BANKD_OP_STAGE] = "stage",
 	[BANKD_OP_ACTIVATE] = "activate",
 	[BANKD_OP_MARK_GOOD] = "mark-good",
@@ -49,11 +47,6 @@ const char *bankd_op_to_string(enum bankd_op op)
 	if (op < 0 || op >= _BANKD_OP_MAX)
 		return NULL;
 	return op_names[op];
-}
-
-bool bankd_op_is_mutating(enum bankd_op op)
-{
-	return op != BANKD_OP_STATUS;
 }
 
 void bankd_request_release(struct bankd_request *req)
@@ -199,16 +192,6 @@ static void fd_name(int fd, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
-static int run_status(struct bk_op_ctx *ctx, struct json_object **ret)
-{
-	struct bk_op_status v;
-
-	bk_op_status_load(ctx, &v);
-	*ret = bk_op_status_to_json(ctx, &v);
-	bk_op_status_release(&v);
-	return *ret ? 0 : -ENOMEM;
-}
-
 static int run_stage(struct bk_op_ctx *ctx, const struct bankd_request *req,
 		     struct json_object **ret, struct bk_err *err)
 {
@@ -266,7 +249,6 @@ static int run_boot(struct bk_op_ctx *ctx, const struct bankd_request *req,
 	case BANKD_OP_ROLL_FORWARD:
 		r = bk_op_roll(ctx, req->op == BANKD_OP_ROLLBACK, &res, err);
 		break;
-	case BANKD_OP_STATUS:
 	case BANKD_OP_STAGE:
 	case BANKD_OP_RECOVER:
 	case BANKD_OP_DEPOT_IMPORT:
@@ -372,8 +354,6 @@ static int run(struct bk_op_ctx *ctx, const struct bankd_request *req, struct js
 	       struct bk_err *err)
 {
 	switch (req->op) {
-	case BANKD_OP_STATUS:
-		return run_status(ctx, ret);
 	case BANKD_OP_STAGE:
 		return run_stage(ctx, req, ret, err);
 	case BANKD_OP_ACTIVATE:
@@ -442,7 +422,7 @@ void bankd_child_main(const char *root, const char *config, const struct bankd_r
 	if (o && (bk_json_add_u64(o, "exit_code", (uint64_t) code) < 0 ||
 		  bk_op_json_add_nullable(o, "error", bk_exit_code_to_dbus_error(code)) < 0 ||
 		  bk_json_add_string(o, "message", r < 0 ? err.msg : "") < 0 ||
-		  bk_json_add(o, "result", TAKE_PTR(result)) < 0)) {
+		  json_object_object_add(o, "result", TAKE_PTR(result)) < 0)) {
 		json_object_put(o);
 		o = NULL;
 	}

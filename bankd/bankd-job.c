@@ -152,9 +152,8 @@ static uint64_t ju64(struct json_object *o, const char *key)
 
 static void changed(struct bankd_job *j, const char *prop)
 {
-	if (j->exported)
-		(void) sd_bus_emit_properties_changed(j->manager->bus, j->path, BANKD_JOB_IFACE,
-						      prop, NULL);
+	(void) sd_bus_emit_properties_changed(j->manager->bus, j->path, BANKD_JOB_IFACE, prop,
+					      NULL);
 }
 
 static void handle_line(struct bankd_job *j, const char *line, size_t len)
@@ -176,12 +175,10 @@ static void handle_line(struct bankd_job *j, const char *line, size_t len)
 		       jstr(o, "message"));
 		(void) set_str(&j->step, jstr(o, "step"));
 		changed(j, "Step");
-		if (j->exported)
-			(void) sd_bus_emit_signal(
-				j->manager->bus, j->path, BANKD_JOB_IFACE, "StepFinished", "ssstts",
-				jstr(o, "task"), jstr(o, "step"), jstr(o, "result"),
-				ju64(o, "start_ns") / 1000, ju64(o, "duration_ns") / 1000,
-				jstr(o, "message"));
+		(void) sd_bus_emit_signal(j->manager->bus, j->path, BANKD_JOB_IFACE, "StepFinished",
+					  "ssstts", jstr(o, "task"), jstr(o, "step"),
+					  jstr(o, "result"), ju64(o, "start_ns") / 1000,
+					  ju64(o, "duration_ns") / 1000, jstr(o, "message"));
 	} else if (strcmp(type, "progress") == 0) {
 		j->done = ju64(o, "done");
 		j->total = ju64(o, "total");
@@ -264,7 +261,6 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	struct bankd_job *j = userdata;
 	struct bankd_manager *m = j->manager;
 	const char *err_name;
-	bool mutating = bankd_op_is_mutating(j->op);
 	char msg[128];
 
 	j->pid = 0;
@@ -293,7 +289,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	       bankd_op_to_string(j->op), j->state, j->message && j->message[0] ? ": " : "",
 	       j->message ? j->message : "");
 
-	if (j->exported) {
+	{
 		(void) sd_bus_emit_properties_changed(m->bus, j->path, BANKD_JOB_IFACE, "State",
 						      "ExitCode", "ErrorName", "Message", "Result",
 						      NULL);
@@ -315,11 +311,10 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	j->child_source = sd_event_source_disable_unref(j->child_source);
 	if (m->current == j)
 		m->current = NULL;
-	if (mutating)
-		bankd_manager_state_changed(m);
+	bankd_manager_state_changed(m);
 
 	/* A finished job stays on the bus a while for clients that look late. */
-	if (j->exported && !m->exiting &&
+	if (!m->exiting &&
 	    sd_event_add_time_relative(m->event, &j->linger_source, CLOCK_MONOTONIC,
 				       BANKD_JOB_LINGER_USEC, 0, on_linger_end, j) >= 0)
 		return 0;
@@ -327,9 +322,8 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	return 0;
 }
 
-int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, bool exported,
-		    enum bankd_reply reply_mode, sd_bus_message *call, struct bankd_job **ret,
-		    sd_bus_error *error)
+int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, enum bankd_reply reply_mode,
+		    sd_bus_message *call, struct bankd_job **ret, sd_bus_error *error)
 {
 	struct bankd_job *j, **jobs;
 	int pfd[2];
@@ -348,7 +342,6 @@ int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, bool exp
 	j->pipe_fd = -EBADF;
 	j->op = req->op;
 	j->id = ++m->next_job_id;
-	j->exported = exported;
 	j->reply_mode = reply_mode;
 	(void) snprintf(j->path, sizeof(j->path), BANKD_JOB_PREFIX "/%u", j->id);
 	if (set_str(&j->state, "running") < 0 || set_str(&j->step, "") < 0 ||
@@ -391,7 +384,7 @@ int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, bool exp
 	/* Lines before the end: the pipe is read before the child's exit is handled. */
 	if (r >= 0)
 		r = sd_event_source_set_priority(j->child_source, SD_EVENT_PRIORITY_NORMAL + 1);
-	if (r >= 0 && exported)
+	if (r >= 0)
 		r = sd_bus_add_object_vtable(m->bus, &j->vtable_slot, j->path, BANKD_JOB_IFACE,
 					     job_vtable, j);
 	if (r < 0) {
@@ -404,12 +397,10 @@ int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, bool exp
 	}
 	if (call)
 		j->call = sd_bus_message_ref(call);
-	if (exported && bankd_op_is_mutating(j->op))
-		m->current = j;
+	m->current = j;
 	bk_log(LOG_INFO, "job %u: %s started (pid %d)", j->id, bankd_op_to_string(j->op),
 	       (int) pid);
-	if (exported)
-		bankd_manager_state_changed(m);
+	bankd_manager_state_changed(m);
 	*ret = j;
 	return 0;
 }

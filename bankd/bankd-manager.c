@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "bk-op-boot.h"
 #include "bk-op-depot.h"
 #include "bk-op-live.h"
+#include "bk-op-status.h"
 #include "bk-op.h"
 
 #ifndef FUSE_SUPER_MAGIC
@@ -257,8 +259,8 @@ static int start(struct bankd_manager *m, sd_bus_message *msg, struct bankd_requ
 	struct bankd_job *j = NULL;
 	int r;
 
-	r = bankd_job_start(m, req, true, reply_mode, reply_mode == BANKD_REPLY_RESULT ? msg : NULL,
-			    &j, error);
+	r = bankd_job_start(m, req, reply_mode, reply_mode == BANKD_REPLY_RESULT ? msg : NULL, &j,
+			    error);
 	if (r < 0)
 		return r;
 	if (reply_mode == BANKD_REPLY_PATH)
@@ -382,7 +384,6 @@ static int method_short(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	case BANKD_OP_ROLLBACK:
 	case BANKD_OP_ROLL_FORWARD:
 	case BANKD_OP_RECOVER:
-	case BANKD_OP_STATUS:
 	case BANKD_OP_STAGE:
 	case BANKD_OP_DEPOT_IMPORT:
 	case BANKD_OP_LIVEPATCH_APPLY:
@@ -413,23 +414,51 @@ static int method_short(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	return start(m, msg, &req, BANKD_REPLY_RESULT, error);
 }
 
-/*
- * Status reads each bank's record, which may mean mounting a bank (bk_op_bank_content()): a
- * mount would move the daemon into a private mount namespace for good, and a later live patch
- * forked from it could not make host-visible mounts. So status runs in a child too (no job
- * object, no lock), answered when it ends.
- */
-static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *error)
-{
-	struct bankd_request req = { .op = BANKD_OP_STATUS, .fd = -EBADF };
-	struct bankd_job *j = NULL;
-	int r;
+/* ---- reads answered inline ------------------------------------------------------------- */
 
-	r = bankd_job_start(userdata, &req, false, BANKD_REPLY_RESULT, msg, &j, error);
-	return r < 0 ? r : 1;
+/*
+ * Release a context used inline. Status may mount a bank to read its record when the copy in
+ * the state directory is missing (bk_op_bank_content()), and the first mount moves the process
+ * into a private mount namespace for good (bk_op_mount_part()). The daemon must stay in the
+ * host's: a live patch forked later makes mounts the host must see. So it goes back at once
+ * (setns to the namespace it started in; the private one, and the bank's mount in it, vanish
+ * with their last user). If it cannot, it stops rather than serve from the wrong namespace.
+ */
+static void ctx_end(struct bankd_manager *m, struct bk_op_ctx *ctx)
+{
+	bool private = ctx->ns_private;
+
+	bk_op_ctx_release(ctx);
+	if (!private)
+		return;
+	if (setns(m->host_mntns_fd, CLONE_NEWNS) < 0) {
+		bk_log(LOG_CRIT, "cannot return to the host's mount namespace: %m; stopping");
+		m->exiting = true;
+		(void) sd_event_exit(m->event, BK_EXIT_FAILURE);
+		return;
+	}
+	BK_DBG(MOUNT, "bankd: back in the host's mount namespace");
 }
 
-/* ---- reads answered inline (boot state, events, depot, live patch: no mounts) ------------- */
+static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	struct bankd_manager *m = userdata;
+	struct bk_op_ctx ctx;
+	struct bk_op_status v;
+	struct json_object *o;
+	int r;
+
+	r = ctx_open(m, &ctx, error);
+	if (r >= 0) {
+		bk_op_status_load(&ctx, &v);
+		o = bk_op_status_to_json(&ctx, &v);
+		r = reply_json(msg, o);
+		json_object_put(o);
+		bk_op_status_release(&v);
+	}
+	ctx_end(m, &ctx);
+	return r;
+}
 
 static int method_explain(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
@@ -451,7 +480,7 @@ static int method_explain(sd_bus_message *msg, void *userdata, sd_bus_error *err
 		r = reply_json(msg, o);
 		json_object_put(o);
 	}
-	bk_op_ctx_release(&ctx);
+	ctx_end(userdata, &ctx);
 	return r;
 }
 
@@ -489,7 +518,7 @@ static int method_events(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 		json_object_put(arr);
 		bk_events_free(evs, n);
 	}
-	bk_op_ctx_release(&ctx);
+	ctx_end(userdata, &ctx);
 	return r;
 }
 
@@ -514,7 +543,7 @@ static int method_depot_list(sd_bus_message *msg, void *userdata, sd_bus_error *
 		json_object_put(o);
 		bk_depot_entries_free(v, n);
 	}
-	bk_op_ctx_release(&ctx);
+	ctx_end(userdata, &ctx);
 	return r;
 }
 
@@ -534,7 +563,7 @@ static int method_livepatch_status(sd_bus_message *msg, void *userdata, sd_bus_e
 	if (r >= 0)
 		r = reply_json(msg, o);
 	json_object_put(o);
-	bk_op_ctx_release(&ctx);
+	ctx_end(userdata, &ctx);
 	return r;
 }
 
@@ -570,7 +599,7 @@ static int prop_state(sd_bus *bus, const char *path, const char *interface, cons
 			on = true;
 			bk_maint_release(&mt);
 		}
-		bk_op_ctx_release(&ctx);
+		ctx_end(m, &ctx);
 		return sd_bus_message_append(reply, "b", on);
 	}
 	if (r >= 0 && ctx.configured && strcmp(property, "BootedBank") == 0) {
@@ -598,7 +627,7 @@ static int prop_state(sd_bus *bus, const char *path, const char *interface, cons
 		}
 	}
 	r = sd_bus_message_append(reply, "s", s ? s : "");
-	bk_op_ctx_release(&ctx);
+	ctx_end(userdata, &ctx);
 	return r;
 }
 

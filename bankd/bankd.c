@@ -192,7 +192,8 @@ static int on_term(sd_event_source *s, const struct signalfd_siginfo *si, void *
 
 int main(int argc, char *argv[])
 {
-	struct bankd_manager m = { .next_job_id = 0 };
+	struct bankd_manager m = { .host_mntns_fd = -EBADF };
+	_cleanup_free_ char *root = NULL, *config = NULL;
 	sigset_t mask;
 	int r;
 
@@ -200,10 +201,32 @@ int main(int argc, char *argv[])
 	r = parse_argv(argc, argv);
 	if (r <= 0)
 		return r < 0 ? BK_EXIT_USAGE : BK_EXIT_OK;
-	m.root = arg_root;
-	m.config = arg_config;
+	/* Absolute: the working directory is "/" (and setns() would reset it anyway). */
+	root = realpath(arg_root, NULL);
+	if (!root) {
+		bk_log(LOG_ERR, "cannot resolve root '%s': %m", arg_root);
+		return BK_EXIT_USAGE;
+	}
+	m.root = root;
+	if (arg_config) {
+		config = realpath(arg_config, NULL);
+		if (!config) {
+			bk_log(LOG_ERR, "cannot resolve configuration '%s': %m", arg_config);
+			return BK_EXIT_USAGE;
+		}
+	}
+	m.config = config;
 	m.admin_group = arg_admin_group;
 	umask(0022);
+	if (chdir("/") < 0) {
+		bk_log(LOG_ERR, "cannot change to '/': %m");
+		return BK_EXIT_FAILURE;
+	}
+	m.host_mntns_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (m.host_mntns_fd < 0) {
+		bk_log(LOG_ERR, "cannot open our mount namespace: %m");
+		return BK_EXIT_FAILURE;
+	}
 
 	/* sd-event takes these as event sources; children unblock them again. */
 	(void) sigemptyset(&mask);
@@ -259,5 +282,6 @@ out:
 		m.bus = sd_bus_flush_close_unref(m.bus);
 	}
 	m.event = sd_event_unref(m.event);
-	return r < 0 ? BK_EXIT_FAILURE : BK_EXIT_OK;
+	(void) close(m.host_mntns_fd);
+	return r != 0 ? BK_EXIT_FAILURE : BK_EXIT_OK;
 }

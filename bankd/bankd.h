@@ -2,7 +2,8 @@
 /*
  * bankd, the daemon front end of the operations layer (docs/dbus-api.md): one manager object
  * (bankd-manager.c), job objects (bankd-job.c), the operations run in forked children
- * (bankd-child.c), the main loop (bankd.c). Program-internal: nothing here is in libbootbank.
+ * (bankd-child.c), the main loop (bankd.c). Every operation that changes something runs in a
+ * forked child; reads run inline. Program-internal: nothing here is in libbootbank.
  */
 #pragma once
 
@@ -27,7 +28,6 @@
 
 /* What a child runs: one operation with its arguments (bankd-child.c). */
 enum bankd_op {
-	BANKD_OP_STATUS,
 	BANKD_OP_STAGE,
 	BANKD_OP_ACTIVATE,
 	BANKD_OP_MARK_GOOD,
@@ -59,9 +59,6 @@ void bankd_request_release(struct bankd_request *req);
 /* "stage", "activate", ...: the operation's name as bankctl's verb. */
 const char *bankd_op_to_string(enum bankd_op op);
 
-/* True for operations that change something (they take the lock and need an administrator). */
-bool bankd_op_is_mutating(enum bankd_op op);
-
 struct bankd_manager;
 
 /* How the method that started a job is answered. */
@@ -75,7 +72,6 @@ struct bankd_job {
 	uint32_t id;
 	char path[64];
 	enum bankd_op op;
-	bool exported; /* has an object on the bus */
 	enum bankd_reply reply_mode;
 	sd_bus_message *call; /* BANKD_REPLY_RESULT: the call to answer */
 
@@ -108,7 +104,8 @@ struct bankd_manager {
 	const char *config;
 	const char *admin_group;
 	uint32_t next_job_id;
-	struct bankd_job *current; /* the running mutating job (at most one) */
+	int host_mntns_fd;	   /* the mount namespace bankd started in (ctx_end()) */
+	struct bankd_job *current; /* the running job (at most one) */
 	struct bankd_job **jobs;   /* every job with a child or an object on the bus */
 	size_t n_jobs;
 	bool exiting;
@@ -125,14 +122,13 @@ void bankd_manager_state_changed(struct bankd_manager *m);
 /* ---- bankd-job.c ------------------------------------------------------------------------ */
 
 /*
- * Fork a child running req (taken over: released here), with a pipe for its JSON Lines; track
- * it in m->jobs. An exported job gets its object and becomes m->current when mutating.
- * reply_mode BANKD_REPLY_RESULT: call is answered when the child ends. *ret is borrowed.
- * Returns 0 or a negative errno (error filled).
+ * Fork a child running req (taken over: released here), with a pipe for its JSON Lines; export
+ * its job object, track it in m->jobs and make it m->current. reply_mode BANKD_REPLY_RESULT:
+ * call is answered when the child ends. *ret is borrowed. Returns 0 or a negative errno
+ * (error filled).
  */
-int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, bool exported,
-		    enum bankd_reply reply_mode, sd_bus_message *call, struct bankd_job **ret,
-		    sd_bus_error *error);
+int bankd_job_start(struct bankd_manager *m, struct bankd_request *req, enum bankd_reply reply_mode,
+		    sd_bus_message *call, struct bankd_job **ret, sd_bus_error *error);
 
 /* SIGKILL every running child and reap it (daemon shutdown); free every job. */
 void bankd_jobs_kill_all(struct bankd_manager *m);
