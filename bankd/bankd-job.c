@@ -180,9 +180,13 @@ static void handle_line(struct bankd_job *j, const char *line, size_t len)
 					  jstr(o, "result"), ju64(o, "start_ns") / 1000,
 					  ju64(o, "duration_ns") / 1000, jstr(o, "message"));
 	} else if (strcmp(type, "progress") == 0) {
-		j->done = ju64(o, "done");
-		j->total = ju64(o, "total");
-		j->percent = j->total ? (uint32_t) (j->done * 100 / j->total) : 0;
+		uint64_t done = ju64(o, "done"), total = ju64(o, "total");
+
+		if (done == j->done && total == j->total)
+			return;
+		j->done = done;
+		j->total = total;
+		j->percent = total ? (uint32_t) (done * 100 / total) : 0;
 		changed(j, "Progress");
 	} else if (strcmp(type, "detail") == 0) {
 		bk_log(LOG_INFO, "job %u:   %s", j->id, jstr(o, "text"));

@@ -6,12 +6,16 @@
 #   bankd-client.py ADDR call METHOD [ARG...]      typed by the method's signature; "@PATH" for
 #                                                  an `h` argument opens PATH read-only; JSON
 #                                                  object for an a{sv} argument
-#     -> {"ok": true, "value": ...} or {"ok": false, "error": NAME, "message": TEXT}; exit 0/1
+#     -> {"ok": true, "value": ...} or {"ok": false, "error": NAME, "message": TEXT}, with "ms" the
+#     call's round trip; exit 0/1
+#   bankd-client.py ADDR calls METHOD [ARG...] -- METHOD [ARG...] ...: one right after the other
+#     on one connection; a JSON list of the answers
 #   bankd-client.py ADDR job METHOD [ARG...] [--kill-on STEP_OR_PROGRESS:PID] [--timeout S]
 #     subscribes to the job signals first, calls, then prints every signal of the job in order
 #     ({"signal": "StepFinished", ...}, {"signal": "Progress", ...}, {"signal": "Completed", ...})
 #     as one JSON list; --kill-on progress:PID sends SIGKILL to PID at the first progress with
-#     bytes done, --kill-on step=NAME:PID when step NAME finished; exits when Completed came,
+#     bytes done, --kill-on step=NAME:PID when step NAME finished (PID may be child-of-PID: the
+#     child process of PID at that moment); exits when Completed came,
 #     the job vanished (bankd killed) or after the timeout (default 120 s).
 #   bankd-client.py ADDR get PROPERTY             a Manager1 property
 #   bankd-client.py ADDR bench N                  N Status calls: {"p50_ms", "p99_ms", ...}
@@ -87,20 +91,55 @@ def connect(addr, mainloop=False):
     return dbus.bus.BusConnection(addr)
 
 
-def call(addr, method, args):
-    bus = connect(addr)
+def call1(bus, method, args):
     obj = bus.get_object(NAME, PATH, introspect=False)
     a, keep = typed(method, args)
+    t0 = time.perf_counter()
     try:
         v = obj.get_dbus_method(method, IFACE)(*a, timeout=300)
-        print(json.dumps({"ok": True, "value": plain(v)}))
-        return 0
+        return {"ok": True, "value": plain(v), "ms": (time.perf_counter() - t0) * 1000}
     except dbus.exceptions.DBusException as e:
-        print(json.dumps({"ok": False, "error": e.get_dbus_name(), "message": e.get_dbus_message()}))
-        return 1
+        return {"ok": False, "error": e.get_dbus_name(), "message": e.get_dbus_message(),
+                "ms": (time.perf_counter() - t0) * 1000}
     finally:
         for fd in keep:
             os.close(fd)
+
+
+def call(addr, method, args):
+    r = call1(connect(addr), method, args)
+    print(json.dumps(r))
+    return 0 if r["ok"] else 1
+
+
+def calls(addr, rest):
+    """Several calls, one right after the other, on one connection: M1 ARGS -- M2 ARGS ..."""
+    bus = connect(addr)
+    out, cur = [], []
+    for a in rest + ["--"]:
+        if a == "--":
+            out.append(call1(bus, cur[0], cur[1:]))
+            cur = []
+        else:
+            cur.append(a)
+    print(json.dumps(out))
+    return 0
+
+
+def resolve(pid):
+    """PID, or "child-of-PID": the (first) child process of PID."""
+    if not str(pid).startswith("child-of-"):
+        return int(pid)
+    parent = pid[len("child-of-"):]
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = open("/proc/%s/stat" % p).read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == parent:
+                return int(p)
+    raise SystemExit("no child of %s" % parent)
 
 
 def job(addr, method, args, kill_on, timeout):
@@ -122,7 +161,7 @@ def job(addr, method, args, kill_on, timeout):
                   "duration_usec": int(sargs[4]), "message": str(sargs[5])}
             seen.append(ev)
             if kill_on and kill_on[0] == "step" and kill_on[1] == ev["step"] and not state["killed"]:
-                os.kill(kill_on[2], signal.SIGKILL)
+                os.kill(resolve(kill_on[2]), signal.SIGKILL)
                 state["killed"] = True
         elif iface == JOB_IFACE and member == "Completed":
             seen.append({"signal": "Completed", "exit_code": int(sargs[0]), "error": str(sargs[1]),
@@ -135,7 +174,7 @@ def job(addr, method, args, kill_on, timeout):
                 p = plain(ch["Progress"])
                 seen.append({"signal": "Progress", "percent": p[0], "done": p[1], "total": p[2]})
                 if kill_on and kill_on[0] == "progress" and p[1] > 0 and not state["killed"]:
-                    os.kill(kill_on[2], signal.SIGKILL)
+                    os.kill(resolve(kill_on[2]), signal.SIGKILL)
                     state["killed"] = True
                     seen.append({"signal": "Killed", "at_done": p[1], "total": p[2]})
 
@@ -192,6 +231,8 @@ def main(argv):
     rest = argv[3:]
     if verb == "call":
         return call(addr, rest[0], rest[1:])
+    if verb == "calls":
+        return calls(addr, rest)
     if verb == "get":
         bus = connect(addr)
         v = bus.get_object(NAME, PATH, introspect=False).Get(IFACE, rest[0],
@@ -206,7 +247,7 @@ def main(argv):
         while i < len(rest):
             if rest[i] == "--kill-on":
                 what, pid = rest[i + 1].rsplit(":", 1)
-                kill_on = ("progress", None, int(pid)) if what == "progress" else ("step", what[5:], int(pid))
+                kill_on = ("progress", None, pid) if what == "progress" else ("step", what[5:], pid)
                 i += 2
             elif rest[i] == "--timeout":
                 timeout = float(rest[i + 1])
