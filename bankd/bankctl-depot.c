@@ -11,6 +11,8 @@
 #include "bk-depot.h"
 #include "bk-json.h"
 #include "bk-log.h"
+#include "bk-op-depot.h"
+#include "bk-op.h"
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
@@ -56,18 +58,11 @@ static int parse(struct bankctl *ctx, const struct bankctl_verb *verb, int argc,
 	return 0;
 }
 
-/* The depot directory beneath the root (system.conf [depot] path). */
-static int open_depot(struct bankctl *ctx, bool create, int *ret_fd, struct bk_err *err)
-{
-	const char *rel = ctx->config.depot + strspn(ctx->config.depot, "/");
-
-	return bankctl_open_dir(ctx, rel, create, ret_fd, err);
-}
-
 static int depot_import(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
-	_cleanup_close_ int fd = -EBADF, dfd = -EBADF;
+	struct bk_op_depot_import_opts io;
+	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *file = NULL;
 	bool force = false, no_check_time = false;
 	struct bk_err err = { 0 };
@@ -78,30 +73,24 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 	if (r != 0)
 		return r;
 	path = argv[optind];
-	r = bankctl_keyring_load(ctx, NULL, &keyring, &err);
+	r = bk_op_keyring_load(&ctx->op, NULL, &keyring, &err);
 	if (r < 0) {
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		r = bk_err_set(&err, -errno, "cannot open '%s': %m", path);
-		return bankctl_fail(r, &err);
-	}
-
-	r = bankctl_lock(ctx, &err);
+	r = bankctl_open_bundle(path, &fd, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
-	r = open_depot(ctx, true, &dfd, &err);
+	io = (struct bk_op_depot_import_opts){
+		.fd = fd,
+		.path = path,
+		.keyring = keyring,
+		.force = force,
+		.no_check_time = no_check_time,
+	};
+	r = bk_op_depot_import(&ctx->op, &io, &file, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
-	r = bk_depot_import(dfd, fd, keyring,
-			    no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0,
-			    force, &file, &err);
-	if (r < 0) {
-		(void) bk_err_prefix(&err, "'%s'", path);
-		return bankctl_fail(r, &err);
-	}
 	if (ctx->json) {
 		_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 
@@ -116,7 +105,6 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 static int depot_list(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *arr = NULL;
-	_cleanup_close_ int dfd = -EBADF;
 	struct bk_depot_entry *v = NULL;
 	struct bk_err err = { 0 };
 	size_t n = 0;
@@ -125,91 +113,47 @@ static int depot_list(struct bankctl *ctx, int argc, char **argv)
 	r = parse(ctx, &verb_list, argc, argv, 0, NULL, NULL);
 	if (r != 0)
 		return r;
-	r = open_depot(ctx, false, &dfd, &err);
-	if (r == -ENOENT)
-		n = 0; /* no depot yet: empty */
-	else if (r < 0)
+	r = bk_op_depot_list(&ctx->op, &v, &n, &err);
+	if (r < 0)
 		return bankctl_fail(r, &err);
-	else {
-		r = bk_depot_list(dfd, &v, &n, &err);
-		if (r < 0)
-			return bankctl_fail(r, &err);
-	}
 
-	arr = json_object_new_array();
-	if (!arr)
-		goto oom;
-	if (!ctx->json && n > 0)
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].manifest)
+			bk_log(LOG_WARNING, "depot file '%s': %s, ignoring", v[i].file, v[i].error);
+	if (ctx->json) {
+		arr = bk_op_depot_list_to_json(v, n);
+		bk_depot_entries_free(v, n);
+		return bankctl_print_json(arr) < 0 ? bankctl_fail(-ENOMEM, NULL) : BK_EXIT_OK;
+	}
+	if (n > 0)
 		printf("%-24s %-16s %-16s %-20s %5s  %s\n", "NAME", "VERSION", "BUILD",
 		       "COMPATIBLE", "EPOCH", "LIVE-PATCHES");
 	for (size_t i = 0; i < n; i++) {
 		const struct bk_manifest *m = v[i].manifest;
-		struct json_object *o, *from;
 
-		if (!m) {
-			bk_log(LOG_WARNING, "depot file '%s': %s, ignoring", v[i].file, v[i].error);
+		if (!m)
 			continue;
-		}
-		if (!ctx->json) {
-			printf("%-24s %-16s %-16s %-20s %5llu  ", m->name, m->version, m->build,
-			       m->compatible, (unsigned long long) m->security_epoch);
-			for (size_t j = 0; j < m->n_live_patch_from; j++)
-				printf("%s%s", j ? "," : "", m->live_patch_from[j]);
-			printf("%s\n", m->n_live_patch_from ? "" : "-");
-			continue;
-		}
-		o = json_object_new_object();
-		if (!o || json_object_array_add(arr, o) < 0) {
-			json_object_put(o);
-			goto oom;
-		}
-		from = json_object_new_array();
-		if (bk_json_add_string(o, "name", m->name) < 0 ||
-		    bk_json_add_string(o, "version", m->version) < 0 ||
-		    bk_json_add_string(o, "build", m->build) < 0 ||
-		    bk_json_add_string(o, "compatible", m->compatible) < 0 ||
-		    bk_json_add_u64(o, "security_epoch", m->security_epoch) < 0 ||
-		    bk_json_add(o, "live_patch_from", from) < 0 ||
-		    bk_json_add_string(o, "file", v[i].file) < 0 ||
-		    bk_json_add_u64(o, "size", v[i].size) < 0)
-			goto oom;
+		printf("%-24s %-16s %-16s %-20s %5llu  ", m->name, m->version, m->build,
+		       m->compatible, (unsigned long long) m->security_epoch);
 		for (size_t j = 0; j < m->n_live_patch_from; j++)
-			if (json_object_array_add(
-				    from, json_object_new_string(m->live_patch_from[j])) < 0)
-				goto oom;
+			printf("%s%s", j ? "," : "", m->live_patch_from[j]);
+		printf("%s\n", m->n_live_patch_from ? "" : "-");
 	}
-	if (ctx->json)
-		puts(bk_json_to_string(arr, true));
-	else if (n == 0)
+	if (n == 0)
 		printf("the depot is empty\n");
 	bk_depot_entries_free(v, n);
 	return BK_EXIT_OK;
-oom:
-	bk_depot_entries_free(v, n);
-	return bankctl_fail(-ENOMEM, NULL);
 }
 
 static int depot_remove(struct bankctl *ctx, int argc, char **argv)
 {
-	_cleanup_close_ int dfd = -EBADF;
 	struct bk_err err = { 0 };
 	int r;
 
 	r = parse(ctx, &verb_remove, argc, argv, 2, NULL, NULL);
 	if (r != 0)
 		return r;
-	r = bankctl_lock(ctx, &err);
-	if (r < 0)
-		return bankctl_fail(r, &err);
-	r = open_depot(ctx, false, &dfd, &err);
-	if (r == -ENOENT) {
-		bk_log(LOG_ERR, "no image '%s' version '%s' in the depot", argv[optind],
-		       argv[optind + 1]);
-		return BK_EXIT_NOT_FOUND;
-	}
-	if (r < 0)
-		return bankctl_fail(r, &err);
-	r = bk_depot_remove(dfd, argv[optind], argv[optind + 1], &err);
+	r = bk_op_depot_remove(&ctx->op, argv[optind], argv[optind + 1], &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	if (!ctx->json)

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * bankctl disk init|probe, and the disk every bank verb uses: found once per process
- * (bankctl_get_disk()) and its partitions mounted in a private mount namespace of bankctl
- * (bankctl_mount_part()), so temporary mounts never leak and vanish when bankctl exits.
+ * bankctl disk init|probe: partition a disk for bootbank, or show the one the operations use
+ * (bk_op_get_disk(), bk_op_mount_part()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +23,6 @@
 #include "bk-mount.h"
 #include "bk-probe.h"
 
-#define MNT_DIR BANKCTL_RUN_DIR "/mnt"
-
 static const struct bankctl_verb verb_disk = { "disk", NULL, "disk init|probe ...",
 					       "partition a disk for bootbank, or show it" };
 static const struct bankctl_verb verb_init = {
@@ -40,174 +37,6 @@ static const struct bankctl_verb verb_probe = {
 	"show the bootbank disk: each partition's device, name, UUID, size, filesystem, use; "
 	"--usage mounts each ext4 read-only (privately) to measure it"
 };
-
-/* Per process: the disk, and which partitions this process mounted (and how). */
-static struct bk_disk *disk_cache;
-static bool ns_private;
-static struct {
-	bool mounted;
-	bool rw;
-} mounts[_BK_PART_MAX];
-
-static bool root_is_host(struct bankctl *ctx)
-{
-	struct stat a, b;
-
-	if (fstat(ctx->root_fd, &a) < 0 || stat("/", &b) < 0)
-		return false;
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-int bankctl_get_disk(struct bankctl *ctx, struct bk_disk **ret, struct bk_err *err)
-{
-	_cleanup_close_ int state_dfd = -EBADF;
-	char state_path[4096];
-	struct bk_disk_where w = {
-		.root_fd = ctx->root_fd,
-		.root = ctx->root,
-		.root_is_host = root_is_host(ctx),
-		.config = ctx->configured ? &ctx->config : NULL,
-		.config_path = ctx->config_path,
-		.state_dfd = -EBADF,
-		.state_path = state_path,
-	};
-	int r;
-
-	if (disk_cache) {
-		*ret = disk_cache;
-		return 0;
-	}
-	(void) snprintf(state_path, sizeof(state_path), "%s", bankctl_path(ctx, BANKCTL_STATE_DIR));
-	r = bankctl_open_dir(ctx, BANKCTL_STATE_DIR, false, &state_dfd, NULL);
-	if (r < 0 && r != -ENOENT)
-		return bk_err_set(err, r, "cannot open '%s': %m", state_path);
-	w.state_dfd = state_dfd;
-	r = bk_disk_open(&w, &disk_cache, err);
-	if (r < 0)
-		return r;
-	*ret = disk_cache;
-	return 0;
-}
-
-/*
- * Once per process, before the first temporary mount: a mount namespace of our own, with "/"
- * made rprivate so nothing propagates back to the host. Must run before any thread starts
- * (unshare(CLONE_NEWNS) fails with EINVAL in a multi-threaded process).
- * The kernel moves our root and cwd into the new namespace, but open fds keep pointing into
- * the old one: ctx->root_fd is reopened (same number, checked to be the same directory) so
- * lookups beneath the root see the mounts we make.
- */
-static int enter_private_namespace(struct bankctl *ctx, struct bk_err *err)
-{
-	_cleanup_close_ int fd = -EBADF;
-	struct stat a, b;
-
-	if (ns_private)
-		return 0;
-	if (unshare(CLONE_NEWNS) < 0)
-		return bk_err_set(err, -errno, "cannot create a private mount namespace: %m");
-	ns_private = true;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return bk_err_set(err, -errno,
-				  "cannot make '/' private in our mount namespace: %m");
-
-	fd = open(ctx->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot reopen root '%s': %m", ctx->root);
-	if (fstat(fd, &a) < 0 || fstat(ctx->root_fd, &b) < 0)
-		return bk_err_set(err, -errno, "cannot stat root '%s': %m", ctx->root);
-	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
-		return bk_err_set(err, -ESTALE, "root '%s' changed while bankctl ran", ctx->root);
-	if (dup3(fd, ctx->root_fd, O_CLOEXEC) < 0)
-		return bk_err_set(err, -errno, "cannot reopen root '%s': %m", ctx->root);
-	BK_DBG(MOUNT, "entered a private mount namespace");
-	return 0;
-}
-
-/* The mount of part at relpath must be the root of that partition's filesystem. */
-static int open_mounted(struct bankctl *ctx, const char *relpath, const char *dev, int *ret_fd,
-			struct bk_err *err)
-{
-	_cleanup_close_ int fd = -EBADF;
-	struct statx stx;
-	struct stat dst;
-
-	fd = bk_open_beneath(ctx->root_fd, relpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, true);
-	if (fd < 0)
-		return bk_err_set(err, fd, "cannot open '%s': %m", bankctl_path(ctx, relpath));
-	if (stat(dev, &dst) < 0)
-		return bk_err_set(err, -errno, "cannot stat '%s': %m", dev);
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) < 0)
-		return bk_err_set(err, -errno, "cannot stat '%s': %m", bankctl_path(ctx, relpath));
-	if (makedev(stx.stx_dev_major, stx.stx_dev_minor) != dst.st_rdev ||
-	    ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-	     !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)))
-		return bk_err_set(err, -ESTALE, "'%s' is not the mount of '%s'",
-				  bankctl_path(ctx, relpath), dev);
-	*ret_fd = TAKE_FD(fd);
-	return 0;
-}
-
-int bankctl_mount_part(struct bankctl *ctx, enum bk_part_id part, bool rw, int *ret_dirfd,
-		       struct bk_err *err)
-{
-	_cleanup_close_ int dfd = -EBADF;
-	struct bk_disk *disk;
-	char relpath[128], target[4096];
-	const char *dev;
-	int r;
-
-	if (part < 0 || part >= _BK_PART_MAX)
-		return bk_err_set(err, -EINVAL, "invalid partition %d", (int) part);
-	r = bankctl_get_disk(ctx, &disk, err);
-	if (r < 0)
-		return r;
-	dev = bk_disk_part_path(disk, part);
-	if (!dev)
-		return bk_err_set(err, -ENOENT, "the disk has no %s partition ('%s')",
-				  bk_part_id_to_string(part), bk_part_id_to_name(part));
-	(void) snprintf(relpath, sizeof(relpath), "%s/%s", MNT_DIR, bk_part_id_to_string(part));
-	(void) snprintf(target, sizeof(target), "%s", bankctl_path(ctx, relpath));
-
-	if (mounts[part].mounted && mounts[part].rw != rw) {
-		r = bankctl_umount_part(ctx, part, err);
-		if (r < 0)
-			return r;
-	}
-	if (!mounts[part].mounted) {
-		r = enter_private_namespace(ctx, err);
-		if (r < 0)
-			return r;
-		r = bankctl_open_dir(ctx, relpath, true, &dfd, err);
-		if (r < 0)
-			return r;
-		r = bk_mount(dev, target, "ext4",
-			     rw ? BK_MOUNT_NOSUID_NODEV : BK_MOUNT_RDONLY | BK_MOUNT_NOSUID_NODEV,
-			     NULL, err);
-		if (r < 0)
-			return bk_err_prefix(err, "%s partition", bk_part_id_to_string(part));
-		mounts[part].mounted = true;
-		mounts[part].rw = rw;
-	}
-	return open_mounted(ctx, relpath, dev, ret_dirfd, err);
-}
-
-int bankctl_umount_part(struct bankctl *ctx, enum bk_part_id part, struct bk_err *err)
-{
-	char relpath[128];
-	int r;
-
-	if (part < 0 || part >= _BK_PART_MAX)
-		return bk_err_set(err, -EINVAL, "invalid partition %d", (int) part);
-	if (!mounts[part].mounted)
-		return 0;
-	(void) snprintf(relpath, sizeof(relpath), "%s/%s", MNT_DIR, bk_part_id_to_string(part));
-	r = bk_umount(bankctl_path(ctx, relpath), 0, err);
-	if (r < 0)
-		return r;
-	mounts[part].mounted = false;
-	return 0;
-}
 
 /* --- output ------------------------------------------------------------------------------- */
 
@@ -264,7 +93,7 @@ static int measure_usage(struct bankctl *ctx, enum bk_part_id id, struct part_st
 
 	if (!s->fstype || strcmp(s->fstype, "ext4") != 0)
 		return 0;
-	r = bankctl_mount_part(ctx, id, false, &dfd, err);
+	r = bk_op_mount_part(&ctx->op, id, false, &dfd, err);
 	if (r < 0)
 		return r;
 	if (fstatvfs(dfd, &sv) < 0)
@@ -274,7 +103,7 @@ static int measure_usage(struct bankctl *ctx, enum bk_part_id id, struct part_st
 	s->used = (uint64_t) (sv.f_blocks - sv.f_bfree) * sv.f_frsize;
 	s->avail = (uint64_t) sv.f_bavail * sv.f_frsize;
 	closep(&dfd);
-	return bankctl_umount_part(ctx, id, err);
+	return bk_op_umount_part(&ctx->op, id, err);
 }
 
 static int collect(struct bankctl *ctx, const struct bk_disk *d, bool usage,
@@ -318,21 +147,21 @@ static struct json_object *part_to_json(enum bk_part_id id, const struct part_st
 	if (r >= 0)
 		r = bk_json_add_u64(e, "partno", s->p.partno);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "name", s->p.name);
+		r = bk_op_json_add_nullable(e, "name", s->p.name);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "uuid", s->p.uuid);
+		r = bk_op_json_add_nullable(e, "uuid", s->p.uuid);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "type", s->p.type);
+		r = bk_op_json_add_nullable(e, "type", s->p.type);
 	if (r >= 0)
 		r = bk_json_add_u64(e, "size", s->p.size);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "filesystem", s->fstype);
+		r = bk_op_json_add_nullable(e, "filesystem", s->fstype);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "label", s->fslabel);
+		r = bk_op_json_add_nullable(e, "label", s->fslabel);
 	if (r >= 0)
 		r = bk_json_add_bool(e, "busy", s->busy);
 	if (r >= 0)
-		r = bankctl_json_add_nullable(e, "mountpoint", s->mountpoint);
+		r = bk_op_json_add_nullable(e, "mountpoint", s->mountpoint);
 	if (r >= 0)
 		r = add_u64_or_null(e, "used", s->has_usage, s->used);
 	if (r >= 0)
@@ -349,10 +178,10 @@ static struct json_object *disk_to_json(const struct bk_disk *d,
 	if (!o || !parts)
 		return NULL;
 	if (bk_json_add_string(o, "source", bk_disk_source_to_string(bk_disk_get_source(d))) < 0 ||
-	    bankctl_json_add_nullable(o, "device", bk_disk_device(d)) < 0 ||
-	    bankctl_json_add_nullable(o, "image", bk_disk_image(d)) < 0 ||
-	    bankctl_json_add_nullable(o, "disk_guid", bk_disk_guid(d)) < 0 ||
-	    bankctl_json_add_nullable(o, "record", record) < 0)
+	    bk_op_json_add_nullable(o, "device", bk_disk_device(d)) < 0 ||
+	    bk_op_json_add_nullable(o, "image", bk_disk_image(d)) < 0 ||
+	    bk_op_json_add_nullable(o, "disk_guid", bk_disk_guid(d)) < 0 ||
+	    bk_op_json_add_nullable(o, "record", record) < 0)
 		return NULL;
 	for (int i = 0; i < _BK_PART_MAX; i++) {
 		struct json_object *e;
@@ -462,7 +291,6 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_(bk_disk_freep) struct bk_disk *disk = NULL;
-	_cleanup_close_ int state_dfd = -EBADF;
 	struct bk_disk_init_options o = { 0 };
 	struct bk_err err = { 0 };
 	char record[4096];
@@ -505,16 +333,10 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&verb_init, "unexpected argument '%s'", argv[optind]);
 
-	r = bankctl_lock(ctx, &err);
+	r = bk_op_disk_init(&ctx->op, &o, &disk, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
-	r = bankctl_open_dir(ctx, BANKCTL_STATE_DIR, true, &state_dfd, &err);
-	if (r < 0)
-		return bankctl_fail(r, &err);
-	r = bk_disk_init(&o, state_dfd, &disk, &err);
-	if (r < 0)
-		return bankctl_fail(r, &err);
-	(void) snprintf(record, sizeof(record), "%s/%s", bankctl_path(ctx, BANKCTL_STATE_DIR),
+	(void) snprintf(record, sizeof(record), "%s/%s", bk_op_path(&ctx->op, BK_OP_STATE_DIR),
 			BK_DISK_RECORD);
 	if (!ctx->json)
 		printf("initialised '%s'\n", o.target);
@@ -547,7 +369,7 @@ static int disk_probe(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&verb_probe, "unexpected argument '%s'", argv[optind]);
 
-	r = bankctl_get_disk(ctx, &disk, &err);
+	r = bk_op_get_disk(&ctx->op, &disk, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	r = print_disk(ctx, disk, usage, NULL, &err);

@@ -128,7 +128,7 @@ static int want_args(const struct bankctl_verb *verb, int argc, char **argv, int
 
 static unsigned cms_flags(struct bankctl *ctx, const struct opts *o)
 {
-	return o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
+	return o->no_check_time || !ctx->op.config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 }
 
 static int open_bundle_file(const char *path, int *ret_fd, struct bk_err *err)
@@ -347,7 +347,7 @@ static int image_verify(struct bankctl *ctx, int argc, char **argv)
 	    want_args(&verb_verify, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
 	path = argv[optind];
-	r = bankctl_keyring_load(ctx, o.keyring, &keyring, &err);
+	r = bk_op_keyring_load(&ctx->op, o.keyring, &keyring, &err);
 	if (r < 0) {
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
@@ -530,7 +530,7 @@ static int image_mount(struct bankctl *ctx, int argc, char **argv)
 	name = argv[optind + 1];
 	dir = argv[optind + 2];
 
-	r = bankctl_keyring_load(ctx, o.keyring, &keyring, &err);
+	r = bk_op_keyring_load(&ctx->op, o.keyring, &keyring, &err);
 	if (r < 0) {
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;

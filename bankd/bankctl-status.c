@@ -1,49 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* bankctl status: what is configured, the banks and the boot state. */
+/* bankctl status: what is configured, the banks and the boot state (bankd/bk-op-status.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include <fcntl.h>
-
 #include "bankctl.h"
-#include "bk-events.h"
-#include "bk-fs.h"
+#include "bk-boot.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-maint.h"
+#include "bk-op-status.h"
+#include "bk-op.h"
 #include "bk-select.h"
 
 static const struct bankctl_verb verb = { "status", NULL, "status [--json]", "" };
-
-/* What status learned about the boot state; each part may be missing. */
-struct boot_view {
-	struct bk_boot *boot;
-	struct bk_boot_data data;
-	int load_r; /* <0: the boot state could not be read (load_err says why) */
-	struct bk_err load_err;
-	int booted_r; /* 0: booted known, 1: unknown, <0: booted_err */
-	struct bk_booted booted;
-	enum bankctl_booted_source booted_source;
-	struct bk_err booted_err;
-	int maint_r; /* 1: partial maintenance mode (maint), 0: off, <0: maint_err */
-	struct bk_maint maint;
-	struct bk_err maint_err;
-	int event_r; /* 1: the last failed event (last_error), 0: none */
-	struct bk_event last_error;
-};
-
-/*
- * The content record of a bank (name, version, build, manifest digest: bank.json in the bank
- * partition, written by `bankctl stage`). Returns 0 and a new object in *ret, or 1 when there
- * is no content record.
- */
-static int bank_content_record(struct bankctl *ctx, enum bk_bank_id bank, struct json_object **ret)
-{
-	return bankctl_bank_content(ctx, bank, ret);
-}
 
 static void format_time(uint64_t t, char *buf, size_t len)
 {
@@ -55,64 +27,7 @@ static void format_time(uint64_t t, char *buf, size_t len)
 		snprintf(buf, len, "at an unknown time");
 }
 
-static void view_load(struct bankctl *ctx, struct boot_view *v)
-{
-	v->load_r = bankctl_boot_load(ctx, &v->boot, &v->data, &v->load_err);
-	v->booted_r = bankctl_booted(ctx, &v->booted, &v->booted_source, &v->booted_err);
-}
-
-/* The maintenance flag and the last failed operation (read-only, no lock). */
-static void view_load_state(struct bankctl *ctx, struct boot_view *v)
-{
-	_cleanup_close_ int dfd = -EBADF;
-
-	dfd = bk_open_beneath(ctx->root_fd, BANKCTL_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-			      0, false);
-	if (dfd < 0)
-		return;
-	v->maint_r = bk_maint_get(dfd, &v->maint, &v->maint_err);
-	v->event_r = bk_events_last_failure(dfd, &v->last_error, NULL);
-}
-
-static void view_release(struct boot_view *v)
-{
-	v->boot = bk_boot_free(v->boot);
-	if (v->maint_r > 0)
-		bk_maint_release(&v->maint);
-	if (v->event_r > 0)
-		bk_event_release(&v->last_error);
-}
-
-static int add_state_json(struct json_object *o, struct boot_view *v)
-{
-	struct json_object *m;
-
-	if (v->maint_r > 0) {
-		m = json_object_new_object();
-		if (bk_json_add(o, "maintenance", m) < 0 ||
-		    bk_json_add_string(m, "operation", v->maint.operation) < 0 ||
-		    bankctl_json_add_nullable(m, "reason", v->maint.reason) < 0 ||
-		    bk_json_add_string(m, "phase", bk_maint_phase_to_string(v->maint.phase)) < 0 ||
-		    bk_json_add_u64(m, "started", v->maint.started) < 0 ||
-		    bankctl_json_add_nullable(m, "from", v->maint.from) < 0 ||
-		    bankctl_json_add_nullable(m, "to", v->maint.to) < 0 ||
-		    bankctl_json_add_nullable(m, "bank", v->maint.bank) < 0 ||
-		    bk_json_add_u64(m, "pid", v->maint.pid) < 0)
-			return -ENOMEM;
-	} else if (v->maint_r < 0) {
-		m = json_object_new_object();
-		if (bk_json_add(o, "maintenance", m) < 0 ||
-		    bk_json_add_string(m, "error", v->maint_err.msg) < 0)
-			return -ENOMEM;
-	} else if (json_object_object_add(o, "maintenance", NULL) < 0) {
-		return -ENOMEM;
-	}
-	if (v->event_r > 0)
-		return bk_json_add(o, "last_error", bk_event_to_json(&v->last_error));
-	return json_object_object_add(o, "last_error", NULL) < 0 ? -ENOMEM : 0;
-}
-
-static void print_state_text(struct boot_view *v)
+static void print_state_text(struct bk_op_status *v)
 {
 	char when[64];
 
@@ -136,87 +51,7 @@ static void print_state_text(struct boot_view *v)
 	}
 }
 
-static int add_boot_json(struct bankctl *ctx, struct json_object *o, struct boot_view *v)
-{
-	struct json_object *boot, *banks = NULL, *booted;
-
-	if (v->load_r < 0) {
-		boot = json_object_new_object();
-		if (bk_json_add(o, "boot", boot) < 0 ||
-		    bk_json_add_string(boot, "backend", ctx->config.bootloader) < 0 ||
-		    bk_json_add_string(boot, "error", v->load_err.msg) < 0)
-			return -ENOMEM;
-		return 0;
-	}
-	boot = bankctl_bootstate_json(&v->data);
-	if (bk_json_add(o, "boot", boot) < 0 ||
-	    bk_json_add_string(boot, "backend", bk_boot_name(v->boot)) < 0 ||
-	    bk_json_add_string(boot, "location", bk_boot_location(v->boot)) < 0 ||
-	    json_object_object_add(boot, "error", NULL) < 0)
-		return -ENOMEM;
-
-	if (!json_object_object_get_ex(boot, "banks", &banks) || !banks)
-		return -ENOMEM;
-	for (int i = 0; i < _BK_BANK_MAX; i++) {
-		struct json_object *b = NULL, *content = NULL;
-
-		if (!json_object_object_get_ex(banks, bk_bank_id_to_string((enum bk_bank_id) i),
-					       &b) ||
-		    !b)
-			return -ENOMEM;
-		if (bank_content_record(ctx, (enum bk_bank_id) i, &content) != 0)
-			content = NULL;
-		if (json_object_object_add(b, "content", content) < 0)
-			return -ENOMEM;
-	}
-
-	if (v->booted_r == 0) {
-		booted = json_object_new_object();
-		if (bk_json_add(boot, "booted", booted) < 0 ||
-		    bk_json_add_string(booted, "bank", bk_bank_id_to_string(v->booted.bank)) < 0 ||
-		    bankctl_json_add_nullable(booted, "reason",
-					      bk_boot_reason_to_string(v->booted.reason)) < 0 ||
-		    bk_json_add_string(booted, "source",
-				       bankctl_booted_source_to_string(ctx, v->booted_source)) < 0)
-			return -ENOMEM;
-	} else if (json_object_object_add(boot, "booted", NULL) < 0) {
-		return -ENOMEM;
-	}
-	if (bankctl_json_add_nullable(boot, "booted_error",
-				      v->booted_r < 0 ? v->booted_err.msg : NULL) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
-static int print_json(struct bankctl *ctx, struct boot_view *v)
-{
-	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-	struct json_object *cfg;
-
-	if (!o)
-		return -ENOMEM;
-	if (bk_json_add_string(o, "root", ctx->root) < 0 ||
-	    bk_json_add_string(o, "config", ctx->config_path) < 0 ||
-	    bk_json_add_bool(o, "configured", ctx->configured) < 0)
-		return -ENOMEM;
-	if (ctx->configured) {
-		cfg = json_object_new_object();
-		if (bk_json_add(o, "system", cfg) < 0 ||
-		    bankctl_json_add_nullable(cfg, "compatible", ctx->config.compatible) < 0 ||
-		    bk_json_add_string(cfg, "bootloader", ctx->config.bootloader) < 0 ||
-		    bk_json_add_string(cfg, "keyring", ctx->config.keyring) < 0 ||
-		    bk_json_add_string(cfg, "depot", ctx->config.depot) < 0)
-			return -ENOMEM;
-		if (add_boot_json(ctx, o, v) < 0 || add_state_json(o, v) < 0)
-			return -ENOMEM;
-	} else if (json_object_object_add(o, "boot", NULL) < 0) {
-		return -ENOMEM;
-	}
-	puts(bk_json_to_string(o, true));
-	return 0;
-}
-
-static void print_bank(struct bankctl *ctx, struct boot_view *v, enum bk_bank_id id,
+static void print_bank(struct bankctl *ctx, struct bk_op_status *v, enum bk_bank_id id,
 		       const struct bk_boot_decision *next)
 {
 	const struct bk_bank_boot *b = &v->data.state.bank[id];
@@ -228,13 +63,13 @@ static void print_bank(struct bankctl *ctx, struct boot_view *v, enum bk_bank_id
 		snprintf(tries, sizeof(tries), "%" PRIu64 " %s left", b->tries_left,
 			 b->tries_left == 1 ? "try" : "tries");
 	if (v->booted_r == 0 && v->booted.bank == id)
-		bankctl_listf(notes, sizeof(notes), &pos, "booted");
+		bk_op_listf(notes, sizeof(notes), &pos, "booted");
 	if (next->bank == id)
-		bankctl_listf(notes, sizeof(notes), &pos, "boots next");
+		bk_op_listf(notes, sizeof(notes), &pos, "boots next");
 	if (v->data.state.pin == id)
-		bankctl_listf(notes, sizeof(notes), &pos, "rollback pin");
+		bk_op_listf(notes, sizeof(notes), &pos, "rollback pin");
 	if (b->state != BK_BANK_EMPTY && b->epoch < v->data.state.floor)
-		bankctl_listf(notes, sizeof(notes), &pos, "below the security floor");
+		bk_op_listf(notes, sizeof(notes), &pos, "below the security floor");
 
 	snprintf(line, sizeof(line),
 		 "  bank %s   %-7s generation %-3" PRIu64 " epoch %-3" PRIu64 " %s",
@@ -250,16 +85,16 @@ static void print_bank(struct bankctl *ctx, struct boot_view *v, enum bk_bank_id
 	if (b->state == BK_BANK_BAD)
 		printf("           why bad   %s\n",
 		       v->data.bad_reason[id][0] ? v->data.bad_reason[id] : "(not recorded)");
-	if (bank_content_record(ctx, id, &content) == 0) {
+	content = v->content[id];
+	if (content) {
 		printf("           content   %s\n",
 		       bankctl_bank_content_text(content, line, sizeof(line)));
-		json_object_put(content);
 	} else if (b->state != BK_BANK_EMPTY) {
 		printf("           content   no content record yet\n");
 	}
 }
 
-static void print_boot_text(struct bankctl *ctx, struct boot_view *v)
+static void print_boot_text(struct bankctl *ctx, struct bk_op_status *v)
 {
 	struct bk_boot_decision next;
 	char when[64];
@@ -278,7 +113,7 @@ static void print_boot_text(struct bankctl *ctx, struct boot_view *v)
 		       bk_bank_id_to_string(v->booted.bank),
 		       v->booted.reason >= 0 ? bk_boot_reason_to_string(v->booted.reason) :
 					       "reason not given",
-		       bankctl_booted_source_to_string(ctx, v->booted_source));
+		       bk_op_booted_source_to_string(&ctx->op, v->booted_source));
 	else if (v->booted_r > 0)
 		printf("  booted         unknown (no boot record, no bootbank.bank= from a loader)\n");
 	else
@@ -304,22 +139,23 @@ static void print_boot_text(struct bankctl *ctx, struct boot_view *v)
 	}
 }
 
-static void print_text(struct bankctl *ctx, struct boot_view *v)
+static void print_text(struct bankctl *ctx, struct bk_op_status *v)
 {
-	if (!ctx->configured) {
+	if (!ctx->op.configured) {
 		printf("bootbank: nothing is configured under '%s'\n"
 		       "  no configuration at '%s'\n"
 		       "  start with 'bankctl disk init TARGET' or write that file "
 		       "(see docs/configuration.md)\n",
-		       ctx->root, ctx->config_path);
+		       ctx->op.root, ctx->op.config_path);
 		return;
 	}
-	printf("bootbank on '%s'\n", ctx->root);
-	printf("  configuration  %s\n", ctx->config_path);
-	printf("  compatible     %s\n", ctx->config.compatible ? ctx->config.compatible : "(any)");
-	printf("  bootloader     %s\n", ctx->config.bootloader);
-	printf("  keyring        %s\n", ctx->config.keyring);
-	printf("  depot          %s\n", ctx->config.depot);
+	printf("bootbank on '%s'\n", ctx->op.root);
+	printf("  configuration  %s\n", ctx->op.config_path);
+	printf("  compatible     %s\n",
+	       ctx->op.config.compatible ? ctx->op.config.compatible : "(any)");
+	printf("  bootloader     %s\n", ctx->op.config.bootloader);
+	printf("  keyring        %s\n", ctx->op.config.keyring);
+	printf("  depot          %s\n", ctx->op.config.depot);
 	if (v->load_r < 0)
 		printf("  boot state     unreadable (see the error below)\n");
 	else
@@ -330,7 +166,7 @@ static void print_text(struct bankctl *ctx, struct boot_view *v)
 int bankctl_status(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
-	struct boot_view v = { 0 };
+	struct bk_op_status v = { 0 };
 	int c, r;
 
 	optind = 0;
@@ -340,24 +176,22 @@ int bankctl_status(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
 
-	/* Unconfigured: nothing to read (and status must not create anything). */
-	if (ctx->configured) {
-		view_load(ctx, &v);
-		view_load_state(ctx, &v);
-	}
-
+	bk_op_status_load(&ctx->op, &v);
 	if (ctx->json) {
-		r = print_json(ctx, &v);
+		_cleanup_(json_object_putp) struct json_object *o =
+			bk_op_status_to_json(&ctx->op, &v);
+
+		r = bankctl_print_json(o);
 		if (r < 0) {
-			view_release(&v);
+			bk_op_status_release(&v);
 			return bankctl_fail(r, NULL);
 		}
 	} else
 		print_text(ctx, &v);
-	view_release(&v);
+	bk_op_status_release(&v);
 
 	/* A boot state that cannot be read is an error, after showing everything else. */
-	if (ctx->configured && v.load_r < 0)
+	if (ctx->op.configured && v.load_r < 0)
 		return bankctl_fail(v.load_r, &v.load_err);
 	return BK_EXIT_OK;
 }

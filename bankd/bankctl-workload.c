@@ -10,11 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bankctl-livepatch.h"
+#include "bankctl.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-maint.h"
+#include "bk-op-live.h"
+#include "bk-op-rev.h"
+#include "bk-op.h"
 #include "bk-workload.h"
 
 BK_DEFINE_CLEANUP(DIR *, closedir)
@@ -36,11 +39,6 @@ static const struct bankctl_verb verb_list = {
 static const struct bankctl_verb verb_remove = { "workload remove", NULL, "workload remove NAME",
 						 "forget a workload" };
 
-static int open_dir(struct bankctl_live *live, int *ret, struct bk_err *err)
-{
-	return bk_mkdir_p_at(live->state_dfd, BK_WORKLOADS_DIR, 0755, ret, err);
-}
-
 static int workload_add(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -51,10 +49,7 @@ static int workload_add(struct bankctl *ctx, int argc, char **argv)
 		{ "no-fsr", no_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
 	const char *cgroup = NULL, *unit = NULL, *view = NULL;
-	_cleanup_(bk_cgroup_freep) struct bk_cgroup *cg = NULL;
-	_cleanup_close_ int wdfd = -EBADF;
 	struct bk_workload w = { 0 };
 	struct bk_err err = { 0 };
 	int c, r, ret = BK_EXIT_OK;
@@ -113,18 +108,7 @@ static int workload_add(struct bankctl *ctx, int argc, char **argv)
 		goto out;
 	}
 
-	r = bankctl_live_open(ctx, &live, &err);
-	if (r >= 0)
-		r = bankctl_live_lock_and_recover(ctx, &live, &err);
-	if (r >= 0)
-		r = bk_maint_check(live.state_dfd, "workload add", &err);
-	/* A cgroup given by path must exist; a unit may be registered before it starts. */
-	if (r >= 0 && w.cgroup)
-		r = bk_cgroup_open(NULL, w.cgroup, &cg, &err);
-	if (r >= 0)
-		r = open_dir(&live, &wdfd, &err);
-	if (r >= 0)
-		r = bk_workload_save(wdfd, &w, true, &err);
+	r = bk_op_workload_add(&ctx->op, &w, &err);
 	if (r < 0) {
 		ret = bankctl_fail(r, &err);
 		goto out;
@@ -135,7 +119,6 @@ static int workload_add(struct bankctl *ctx, int argc, char **argv)
 		       w.no_fsr ? ", cannot be suspended (blocks live patches)" : "");
 out:
 	bk_workload_release(&w);
-	bankctl_live_close(&live);
 	return ret;
 }
 
@@ -168,7 +151,7 @@ static char *rev_of_dev(int run_dfd, dev_t dev)
 static int workload_list(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
-	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	struct bk_op_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
 	_cleanup_(json_object_putp) struct json_object *arr = NULL;
 	struct bk_lp_workload *lws = NULL;
 	struct bk_err err = { 0 };
@@ -182,7 +165,7 @@ static int workload_list(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&verb_list, "unexpected argument '%s'", argv[optind]);
 
-	r = bankctl_live_open(ctx, &live, &err);
+	r = bk_op_live_open(&ctx->op, &live, &err);
 	if (r >= 0)
 		r = bk_lp_workloads_open(live.state_dfd, &lws, &n, &err);
 	if (r < 0) {
@@ -233,15 +216,13 @@ static int workload_list(struct bankctl *ctx, int argc, char **argv)
 		puts(bk_json_to_string(arr, true));
 out:
 	bk_lp_workloads_free(lws, n);
-	bankctl_live_close(&live);
+	bk_op_live_close(&live);
 	return ret;
 }
 
 static int workload_remove(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
-	struct bankctl_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
-	_cleanup_close_ int wdfd = -EBADF;
 	struct bk_err err = { 0 };
 	int c, r, ret = BK_EXIT_OK;
 
@@ -254,18 +235,11 @@ static int workload_remove(struct bankctl *ctx, int argc, char **argv)
 	if (!bk_workload_name_is_valid(argv[optind]))
 		return bankctl_usage(&verb_remove, "invalid workload name '%s'", argv[optind]);
 
-	r = bankctl_live_open(ctx, &live, &err);
-	if (r >= 0)
-		r = bankctl_live_lock_and_recover(ctx, &live, &err);
-	if (r >= 0)
-		r = open_dir(&live, &wdfd, &err);
-	if (r >= 0)
-		r = bk_workload_remove(wdfd, argv[optind], &err);
+	r = bk_op_workload_remove(&ctx->op, argv[optind], &err);
 	if (r < 0)
 		ret = bankctl_fail(r, &err);
 	else if (!ctx->json)
 		printf("workload '%s' removed\n", argv[optind]);
-	bankctl_live_close(&live);
 	return ret;
 }
 

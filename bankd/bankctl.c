@@ -7,14 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "bankctl-events.h"
 #include "bankctl.h"
-#include "bk-cms.h"
 #include "bk-fs.h"
-#include "bk-lock.h"
+#include "bk-json.h"
 #include "bk-log.h"
+#include "bk-op.h"
+#include "bk-select.h"
 
 static const struct bankctl_verb verbs[] = {
 	{ "status", bankctl_status, "status [--json]",
@@ -106,7 +107,7 @@ int bankctl_common_option(struct bankctl *ctx, int c, const struct bankctl_verb 
 		ctx->json = true;
 		return 1;
 	case 'w':
-		ctx->wait = true;
+		ctx->op.wait = true;
 		return 1;
 	case 'h':
 		printf("usage: bankctl %s\n%s\n", verb->usage, verb->help);
@@ -130,101 +131,74 @@ int bankctl_fail(int r, const struct bk_err *err)
 	return bk_exit_code_from_errno(r);
 }
 
-const char *bankctl_path(struct bankctl *ctx, const char *relpath)
+/* Messages of the operations: one log line each. */
+static void on_message(void *userdata, int level, const char *text)
 {
-	static char buf[4096];
-	const char *sep = ctx->root[strlen(ctx->root) - 1] == '/' ? "" : "/";
-
-	(void) snprintf(buf, sizeof(buf), "%s%s%s", ctx->root, sep, relpath);
-	return buf;
+	bk_log(level, "%s", text);
 }
 
-int bankctl_open_dir(struct bankctl *ctx, const char *relpath, bool create, int *ret_fd,
-		     struct bk_err *err)
+static void format_clock(uint64_t ns, char *buf, size_t len)
+{
+	time_t s = (time_t) (ns / 1000000000u);
+	struct tm tm;
+
+	if (!localtime_r(&s, &tm) || strftime(buf, len, "%H:%M:%S", &tm) == 0)
+		(void) snprintf(buf, len, "--:--:--");
+	else
+		(void) snprintf(buf + strlen(buf), len - strlen(buf), ".%03u",
+				(unsigned) (ns / 1000000u % 1000u));
+}
+
+static void on_step(void *userdata, const struct bk_op_step *st)
+{
+	char when[32];
+
+	format_clock(st->start_ns, when, sizeof(when));
+	printf("  %s  %-18s %-7s %9.3f ms  %s\n", when, st->step, st->result,
+	       (double) st->duration_ns / 1e6, st->message);
+	fflush(stdout);
+}
+
+static void on_detail(void *userdata, const char *text)
+{
+	printf("                %s\n", text);
+}
+
+void bankctl_print_steps(struct bankctl *ctx)
+{
+	ctx->op.obs.step = on_step;
+	ctx->op.obs.detail = on_detail;
+}
+
+int bankctl_open_bundle(const char *path, int *ret_fd, struct bk_err *err)
 {
 	int fd;
 
-	if (create)
-		return bk_mkdir_p_at(ctx->root_fd, relpath, 0755, ret_fd, err);
-	fd = bk_open_beneath(ctx->root_fd, relpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return bk_err_set(err, fd, "cannot open '%s': %m", bankctl_path(ctx, relpath));
+		return bk_err_set(err, -errno, "cannot open '%s': %m", path);
 	*ret_fd = fd;
 	return 0;
 }
 
-int bankctl_lock(struct bankctl *ctx, struct bk_err *err)
+void bankctl_print_next(const struct bk_bootstate *s)
 {
-	_cleanup_close_ int dfd = -EBADF;
-	char path[4096];
-	int r;
+	struct bk_boot_decision d;
 
-	if (ctx->lock_fd >= 0)
-		return 0;
-	r = bankctl_open_dir(ctx, BANKCTL_RUN_DIR, true, &dfd, err);
-	if (r < 0)
-		return r;
-	(void) snprintf(path, sizeof(path), "%s", bankctl_path(ctx, BANKCTL_RUN_DIR));
-	r = bk_lock_acquire(dfd, path, ctx->wait, &ctx->lock_fd, err);
-	if (r < 0)
-		return r;
-	/* Every mutating verb first finishes what a killed one left (bankctl-recover.c). */
-	return bankctl_recover_after_lock(ctx, err);
+	if (bk_select_decide(s, false, &d, NULL) < 0)
+		return;
+	if (d.reason == BK_REASON_NONE)
+		printf("  next boot: nothing (both banks are empty)\n");
+	else
+		printf("  next boot: bank %s (%s)\n", bk_bank_id_to_string(d.bank),
+		       bk_boot_reason_to_string(d.reason));
 }
 
-/* The keyring: arg (--keyring PATH) as given, else system.conf's [keyring] path beneath the root.
- */
-int bankctl_keyring_load(struct bankctl *ctx, const char *arg, struct bk_keyring **ret,
-			 struct bk_err *err)
+int bankctl_print_json(struct json_object *o)
 {
-	const char *path = arg;
-	char buf[4096];
-	int r;
-
-	if (!path) {
-		path = ctx->config.keyring;
-		if (strcmp(ctx->root, "/") != 0) {
-			(void) snprintf(buf, sizeof(buf), "%s",
-					bankctl_path(ctx, path + strspn(path, "/")));
-			path = buf;
-		}
-	}
-	r = bk_keyring_load(path, ret, err);
-	if (r < 0)
-		return bk_err_prefix(err, "cannot load keyring '%s'", path);
-	return 0;
-}
-
-static int load_config(struct bankctl *ctx, const char *config_arg, struct bk_err *err)
-{
-	_cleanup_close_ int dfd = -EBADF;
-	int r;
-
-	if (config_arg) {
-		ctx->config_path = strdup(config_arg);
-		if (!ctx->config_path)
-			return bk_err_set(err, -ENOMEM, "out of memory");
-		r = bk_config_load_at(&ctx->config, AT_FDCWD, config_arg, config_arg, err);
-		if (r == -ENOENT)
-			return bk_err_set(err, r, "configuration '%s' does not exist", config_arg);
-	} else {
-		ctx->config_path = strdup(bankctl_path(ctx, BANKCTL_ETC_DIR "/" BK_CONFIG_NAME));
-		if (!ctx->config_path)
-			return bk_err_set(err, -ENOMEM, "out of memory");
-		dfd = bk_open_beneath(ctx->root_fd, BANKCTL_ETC_DIR,
-				      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
-		if (dfd == -ENOENT)
-			return 0;
-		if (dfd < 0)
-			return bk_err_set(err, dfd, "cannot open '%s': %m",
-					  bankctl_path(ctx, BANKCTL_ETC_DIR));
-		r = bk_config_load_at(&ctx->config, dfd, BK_CONFIG_NAME, ctx->config_path, err);
-		if (r == -ENOENT)
-			return 0;
-	}
-	if (r < 0)
-		return r;
-	ctx->configured = true;
+	if (!o)
+		return -ENOMEM;
+	puts(bk_json_to_string(o, true));
 	return 0;
 }
 
@@ -240,10 +214,11 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bankctl ctx = { .root = "/", .root_fd = -EBADF, .lock_fd = -EBADF };
+	struct bankctl ctx = { 0 };
 	const struct bankctl_verb *verb;
-	const char *config_arg = NULL;
+	const char *config_arg = NULL, *root = "/";
 	struct bk_err err = { 0 };
+	bool json = false, wait = false;
 	const char *env;
 	int c, r, ret;
 
@@ -261,16 +236,16 @@ int main(int argc, char **argv)
 			printf("bankctl %s\n", BK_VERSION);
 			return BK_EXIT_OK;
 		case 'j':
-			ctx.json = true;
+			json = true;
 			break;
 		case 'c':
 			config_arg = optarg;
 			break;
 		case 'r':
-			ctx.root = optarg;
+			root = optarg;
 			break;
 		case 'w':
-			ctx.wait = true;
+			wait = true;
 			break;
 		case 'L':
 			r = bk_log_level_from_string(optarg);
@@ -288,20 +263,16 @@ int main(int argc, char **argv)
 	if (!verb)
 		return bankctl_usage(NULL, "unknown verb '%s'", argv[optind]);
 
-	if (ctx.root[0] == '\0')
+	if (root[0] == '\0')
 		return bankctl_usage(NULL, "--root must not be empty");
-	ctx.root_fd = open(ctx.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ctx.root_fd < 0) {
-		bk_log(LOG_ERR, "cannot open root '%s': %m", ctx.root);
-		return errno == ENOENT || errno == ENOTDIR ? BK_EXIT_USAGE : BK_EXIT_FAILURE;
-	}
-
-	if (bk_config_init(&ctx.config) < 0) {
-		bk_log(LOG_ERR, "out of memory");
-		return BK_EXIT_FAILURE;
-	}
-	r = load_config(&ctx, config_arg, &err);
-	if (r < 0) {
+	r = bk_op_ctx_open(&ctx.op, root, config_arg, &err);
+	ctx.json = json;
+	ctx.op.wait = wait;
+	ctx.op.obs.message = on_message;
+	if (r < 0 && ctx.op.root_fd < 0) {
+		bk_log(LOG_ERR, "%s", err.msg);
+		ret = r == -ENOENT || r == -ENOTDIR ? BK_EXIT_USAGE : BK_EXIT_FAILURE;
+	} else if (r < 0) {
 		/* Every configuration problem is a usage/config error (exit 2), one line. */
 		bk_log(LOG_ERR, "%s", err.msg);
 		ret = r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
@@ -310,10 +281,7 @@ int main(int argc, char **argv)
 		ret = verb->run(&ctx, argc - optind + 1, argv + optind - 1);
 	}
 
-	bk_lock_release(ctx.lock_fd);
-	bk_config_release(&ctx.config);
-	free(ctx.config_path);
-	(void) close(ctx.root_fd);
+	bk_op_ctx_release(&ctx.op);
 	if (fflush(stdout) != 0 && ret == BK_EXIT_OK) {
 		bk_log(LOG_ERR, "cannot write output: %m");
 		ret = BK_EXIT_IO;

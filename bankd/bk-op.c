@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The operations layer's context: root, configuration, lock, messages (bankd/bk-op.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bk-cms.h"
+#include "bk-fs.h"
+#include "bk-json.h"
+#include "bk-lock.h"
+#include "bk-op-recover.h"
+#include "bk-op.h"
+
+static int load_config(struct bk_op_ctx *ctx, const char *config_arg, struct bk_err *err)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	int r;
+
+	if (config_arg) {
+		ctx->config_path = strdup(config_arg);
+		if (!ctx->config_path)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+		r = bk_config_load_at(&ctx->config, AT_FDCWD, config_arg, config_arg, err);
+		if (r == -ENOENT)
+			return bk_err_set(err, r, "configuration '%s' does not exist", config_arg);
+	} else {
+		ctx->config_path = strdup(bk_op_path(ctx, BK_OP_ETC_DIR "/" BK_CONFIG_NAME));
+		if (!ctx->config_path)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+		dfd = bk_open_beneath(ctx->root_fd, BK_OP_ETC_DIR,
+				      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
+		if (dfd == -ENOENT)
+			return 0;
+		if (dfd < 0)
+			return bk_err_set(err, dfd, "cannot open '%s': %m",
+					  bk_op_path(ctx, BK_OP_ETC_DIR));
+		r = bk_config_load_at(&ctx->config, dfd, BK_CONFIG_NAME, ctx->config_path, err);
+		if (r == -ENOENT)
+			return 0;
+	}
+	if (r < 0)
+		return r;
+	ctx->configured = true;
+	return 0;
+}
+
+int bk_op_ctx_open(struct bk_op_ctx *ctx, const char *root, const char *config_arg,
+		   struct bk_err *err)
+{
+	int r;
+
+	*ctx = (struct bk_op_ctx){ .root = root, .root_fd = -EBADF, .lock_fd = -EBADF };
+	r = bk_config_init(&ctx->config);
+	if (r < 0)
+		return bk_err_set(err, r, "out of memory");
+	if (root[0] == '\0')
+		return bk_err_set(err, -EINVAL, "--root must not be empty");
+	ctx->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->root_fd < 0)
+		return bk_err_set(err, -errno, "cannot open root '%s': %m", root);
+	return load_config(ctx, config_arg, err);
+}
+
+void bk_op_ctx_release(struct bk_op_ctx *ctx)
+{
+	ctx->lock_fd = bk_lock_release(ctx->lock_fd);
+	ctx->disk = bk_disk_free(ctx->disk);
+	ctx->last_recovery = bk_op_recovery_free(ctx->last_recovery);
+	bk_config_release(&ctx->config);
+	free(ctx->config_path);
+	ctx->config_path = NULL;
+	closep(&ctx->root_fd);
+}
+
+void bk_op_log(struct bk_op_ctx *ctx, int level, const char *fmt, ...)
+{
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+	int n;
+
+	if (!ctx->obs.message)
+		return;
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n >= 0)
+		ctx->obs.message(ctx->obs.userdata, level, msg);
+}
+
+const char *bk_op_path(struct bk_op_ctx *ctx, const char *relpath)
+{
+	static char buf[4096];
+	const char *sep = ctx->root[strlen(ctx->root) - 1] == '/' ? "" : "/";
+
+	(void) snprintf(buf, sizeof(buf), "%s%s%s", ctx->root, sep, relpath);
+	return buf;
+}
+
+int bk_op_open_dir(struct bk_op_ctx *ctx, const char *relpath, bool create, int *ret_fd,
+		   struct bk_err *err)
+{
+	int fd;
+
+	if (create)
+		return bk_mkdir_p_at(ctx->root_fd, relpath, 0755, ret_fd, err);
+	fd = bk_open_beneath(ctx->root_fd, relpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, false);
+	if (fd < 0)
+		return bk_err_set(err, fd, "cannot open '%s': %m", bk_op_path(ctx, relpath));
+	*ret_fd = fd;
+	return 0;
+}
+
+int bk_op_lock(struct bk_op_ctx *ctx, struct bk_err *err)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	char path[4096];
+	int r;
+
+	if (ctx->lock_fd >= 0)
+		return 0;
+	r = bk_op_open_dir(ctx, BK_OP_RUN_DIR, true, &dfd, err);
+	if (r < 0)
+		return r;
+	(void) snprintf(path, sizeof(path), "%s", bk_op_path(ctx, BK_OP_RUN_DIR));
+	r = bk_lock_acquire(dfd, path, ctx->wait, &ctx->lock_fd, err);
+	if (r < 0)
+		return r;
+	/* Every mutating operation first finishes what a killed one left (bk-op-recover.c). */
+	return bk_op_recover_after_lock(ctx, err);
+}
+
+int bk_op_keyring_load(struct bk_op_ctx *ctx, const char *arg, struct bk_keyring **ret,
+		       struct bk_err *err)
+{
+	const char *path = arg;
+	char buf[4096];
+	int r;
+
+	if (!path) {
+		path = ctx->config.keyring;
+		if (strcmp(ctx->root, "/") != 0) {
+			(void) snprintf(buf, sizeof(buf), "%s",
+					bk_op_path(ctx, path + strspn(path, "/")));
+			path = buf;
+		}
+	}
+	r = bk_keyring_load(path, ret, err);
+	if (r < 0)
+		return bk_err_prefix(err, "cannot load keyring '%s'", path);
+	return 0;
+}
+
+uint64_t bk_op_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+int bk_op_json_add_nullable(struct json_object *o, const char *key, const char *s)
+{
+	if (!s)
+		return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+	return bk_json_add_string(o, key, s);
+}
+
+void bk_op_listf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+{
+	const char *sep = *pos > 0 ? "; " : "";
+	va_list ap;
+	int n;
+
+	if (*pos + 1 >= len)
+		return;
+	n = snprintf(buf + *pos, len - *pos, "%s", sep);
+	if (n < 0)
+		return;
+	*pos = (size_t) n < len - *pos ? *pos + (size_t) n : len - 1;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *pos, len - *pos, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	*pos = (size_t) n < len - *pos ? *pos + (size_t) n : len - 1;
+}
