@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -278,6 +279,13 @@ static int run_recover(struct bk_op_ctx *ctx, struct json_object **ret, struct b
 	r = bk_op_recover(ctx, &rec, err);
 	if (r < 0)
 		return r;
+	/* bk_op_recover() leaves the report to its caller: one message line for the log. */
+	if (bk_op_recovery_did_something(rec)) {
+		char what[1024];
+
+		bk_op_recovery_describe(rec, what, sizeof(what));
+		bk_op_log(ctx, LOG_NOTICE, "recovered: %s", what);
+	}
 	*ret = bk_op_recovery_to_json(rec);
 	return *ret ? 0 : bk_err_set(err, -ENOMEM, "out of memory");
 }

@@ -21,6 +21,7 @@
 
 #include "bankd.h"
 #include "bk-err.h"
+#include "bk-json.h"
 #include "bk-log.h"
 
 static const char *arg_root = "/";
@@ -129,6 +130,21 @@ static int connect_bus(sd_bus **ret)
 	return 0;
 }
 
+static void log_recovery_line(const char *line, size_t len)
+{
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
+	struct json_object *type = NULL, *text = NULL;
+
+	if (bk_json_parse(line, len, &o, NULL) < 0 || !json_object_object_get_ex(o, "type", &type))
+		return;
+	if (strcmp(json_object_get_string(type), "message") == 0 &&
+	    json_object_object_get_ex(o, "text", &text))
+		bk_log(LOG_NOTICE, "recovery at start: %s", json_object_get_string(text));
+	else if (strcmp(json_object_get_string(type), "result") == 0 &&
+		 json_object_object_get_ex(o, "message", &text) && json_object_get_string(text)[0])
+		bk_log(LOG_NOTICE, "recovery at start: %s", json_object_get_string(text));
+}
+
 /*
  * What a killed stage or live patch left, recovered before the name is taken (the event loop
  * is not serving yet, so waiting here blocks nobody). A held lock means someone else is
@@ -138,7 +154,8 @@ static void recover_at_start(struct bankd_manager *m)
 {
 	struct bankd_request req = { .op = BANKD_OP_RECOVER, .fd = -EBADF };
 	int pfd[2], status = 0;
-	char buf[4096];
+	char buf[8192];
+	size_t len = 0;
 	pid_t pid;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -157,20 +174,25 @@ static void recover_at_start(struct bankd_manager *m)
 		bankd_child_main(m->root, m->config, &req, pfd[1]);
 	}
 	(void) close(pfd[1]);
+	/* What the recovery did or why it failed goes to the log, as one line each. */
 	for (;;) {
-		ssize_t n = read(pfd[0], buf, sizeof(buf));
+		ssize_t n = read(pfd[0], buf + len, sizeof(buf) - 1 - len);
+		char *line, *nl;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		/* The lines (a recovery says what it did in a "message" line) go to the log. */
-		for (char *line = buf, *nl; (nl = memchr(line, '\n', (size_t) (buf + n - line)));
-		     line = nl + 1) {
+		len += (size_t) n;
+		buf[len] = '\0';
+		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
 			*nl = '\0';
-			if (strstr(line, "\"type\":\"message\"") || strstr(line, "\"error\":\"org"))
-				bk_log(LOG_INFO, "recovery: %s", line);
+			log_recovery_line(line, (size_t) (nl - line));
 		}
+		len = strlen(line);
+		memmove(buf, line, len);
+		if (len == sizeof(buf) - 1)
+			len = 0; /* a line longer than that is not ours */
 	}
 	(void) close(pfd[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

@@ -10,12 +10,12 @@
 #     call's round trip; exit 0/1
 #   bankd-client.py ADDR calls METHOD [ARG...] -- METHOD [ARG...] ...: one right after the other
 #     on one connection; a JSON list of the answers
-#   bankd-client.py ADDR job METHOD [ARG...] [--kill-on STEP_OR_PROGRESS:PID] [--timeout S]
+#   bankd-client.py ADDR job METHOD [ARG...] [--kill-on|--term-on STEP_OR_PROGRESS:PID] [--timeout S]
 #     subscribes to the job signals first, calls, then prints every signal of the job in order
 #     ({"signal": "StepFinished", ...}, {"signal": "Progress", ...}, {"signal": "Completed", ...})
 #     as one JSON list; --kill-on progress:PID sends SIGKILL to PID at the first progress with
 #     bytes done, --kill-on step=NAME:PID when step NAME finished (PID may be child-of-PID: the
-#     child process of PID at that moment); exits when Completed came,
+#     child process of PID at that moment; --term-on sends SIGTERM); exits when Completed came,
 #     the job vanished (bankd killed) or after the timeout (default 120 s).
 #   bankd-client.py ADDR get PROPERTY             a Manager1 property
 #   bankd-client.py ADDR bench N                  N Status calls: {"p50_ms", "p99_ms", ...}
@@ -161,7 +161,7 @@ def job(addr, method, args, kill_on, timeout):
                   "duration_usec": int(sargs[4]), "message": str(sargs[5])}
             seen.append(ev)
             if kill_on and kill_on[0] == "step" and kill_on[1] == ev["step"] and not state["killed"]:
-                os.kill(resolve(kill_on[2]), signal.SIGKILL)
+                os.kill(resolve(kill_on[2]), kill_on[3])
                 state["killed"] = True
         elif iface == JOB_IFACE and member == "Completed":
             seen.append({"signal": "Completed", "exit_code": int(sargs[0]), "error": str(sargs[1]),
@@ -174,7 +174,7 @@ def job(addr, method, args, kill_on, timeout):
                 p = plain(ch["Progress"])
                 seen.append({"signal": "Progress", "percent": p[0], "done": p[1], "total": p[2]})
                 if kill_on and kill_on[0] == "progress" and p[1] > 0 and not state["killed"]:
-                    os.kill(resolve(kill_on[2]), signal.SIGKILL)
+                    os.kill(resolve(kill_on[2]), kill_on[3])
                     state["killed"] = True
                     seen.append({"signal": "Killed", "at_done": p[1], "total": p[2]})
 
@@ -245,9 +245,10 @@ def main(argv):
         kill_on, timeout, args = None, 120.0, []
         i = 1
         while i < len(rest):
-            if rest[i] == "--kill-on":
+            if rest[i] in ("--kill-on", "--term-on"):
                 what, pid = rest[i + 1].rsplit(":", 1)
-                kill_on = ("progress", None, pid) if what == "progress" else ("step", what[5:], pid)
+                sig = signal.SIGKILL if rest[i] == "--kill-on" else signal.SIGTERM
+                kill_on = ("progress", None, pid, sig) if what == "progress" else ("step", what[5:], pid, sig)
                 i += 2
             elif rest[i] == "--timeout":
                 timeout = float(rest[i + 1])

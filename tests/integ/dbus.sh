@@ -289,6 +289,16 @@ dcall "Status after the stage shows bank A's content" Status
 check "Status shows bank A's content record (version 1.0.0)" test "$(json "d['boot']['banks']['A']['content']['version']" <<<"$OUT")" = 1.0.0
 check "  ... and still equals bankctl's document" same_json "$OUT" "$(B --json status)"
 
+# Without the banks' record copies, Status mounts the banks to read bank.json: bankd goes back to
+# the mount namespace it started in (a later live patch must make mounts the host sees).
+mv "$root/var/lib/bootbank/banks" "$root/var/lib/bootbank/banks.off"
+dcall "Status without the record copies (bankd mounts bank A to read its record)" Status
+check "  ... bank A's content read from bank.json" test "$(json "d['boot']['banks']['A']['content']['version']" <<<"$OUT")" = 1.0.0
+check "  ... the same document as bankctl's" same_json "$OUT" "$(B --json status)"
+mv "$root/var/lib/bootbank/banks.off" "$root/var/lib/bootbank/banks"
+check "  ... bankd is back in the mount namespace it started in" test "$(readlink "/proc/$bankd_pid/ns/mnt")" = "$(readlink /proc/self/ns/mnt)"
+check "  ... no bank mount is left in it" bash -c "! findmnt -rn -o TARGET | grep -q '^$root/'"
+
 # --- activate, rollback, roll-forward, mark-bad, recover ---------------------------------------------
 djob "Stage(v2) without activate" Stage "@$img/demo-os-2.0.0.bbi" '{}'
 check "effect: B staged, not activated" test "$(bankstate B)" = staged
@@ -414,13 +424,30 @@ check "bankd killed at the stage's first progress (no Completed)" test "$(json "
 check "  ... its job child died with it (the lock is free)" lock_free "$root"
 check "  ... the stage was cut: a staging marker is there" test -e "$root/var/lib/bootbank/staging.json"
 start_bankd "$root"
-check "the next bankd starts and recovers before taking its name" grep -q "recover" "$T/bankd.log"
+check "the next bankd starts and recovers before taking its name" grep -q "recovery at start: recovered: .*stage" "$T/bankd.log"
 check "  ... no staging marker, partial or temp file" no_leftovers "$root"
 check "  ... bank A (good, booted) byte-identical and still good" bash -c "test '$(hashp A)' = '$h' && test '$(bankstate A)' = good"
 check "  ... the boot state parses; A boots next" test "$(B explain-next-boot --json | json "d['next']['bank']")" = A
 dcall "  ... and Status answers" Status
 
-# --- SIGTERM: a clean stop ---------------------------------------------------------------------------
+# --- SIGTERM in the middle of a stage: the job ends as a killed bankctl; the next start recovers -----
+h=$(hashp A)
+pid=$bankd_pid
+JOB=$(C job Stage "@$img/demo-os-3.0.0.bbi" '{}' --term-on "progress:$pid")
+for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+wait "$pid"
+rc=$?
+bankd_pid=
+check "SIGTERM in the middle of a stage job: bankd exits 0 (no leak under ASan)" test "$rc" -eq 0
+check "  ... it said it killed the job" grep -q "job [0-9]*: stage killed (shutting down)" "$T/bankd.log"
+check "  ... the job's child is gone (the lock is free), the stage cut (marker there)" bash -c "$(declare -f lock_free); lock_free '$root' && test -e '$root/var/lib/bootbank/staging.json'"
+n0=$(grep -c "recovery at start: recovered" "$T/bankd.log")
+start_bankd "$root"
+check "the next bankd recovers it at start" test "$(grep -c "recovery at start: recovered" "$T/bankd.log")" -gt "$n0"
+check "  ... bank A byte-identical and good, nothing left behind" bash -c "test '$(hashp A)' = '$h' && test '$(bankstate A)' = good"
+check "  ... no marker, partial or temp file" no_leftovers "$root"
+
+# --- SIGTERM when idle: a clean stop -----------------------------------------------------------------
 stop_bankd
 check "SIGTERM stops bankd with exit 0 (no leak under ASan)" test $? -eq 0
 
