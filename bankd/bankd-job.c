@@ -175,6 +175,11 @@ static void handle_line(struct bankd_job *j, const char *line, size_t len)
 		       jstr(o, "message"));
 		(void) set_str(&j->step, jstr(o, "step"));
 		changed(j, "Step");
+		/* A single-step operation begins no task: its step names it. */
+		if (j->task && !j->task[0] && *jstr(o, "task")) {
+			(void) set_str(&j->task, jstr(o, "task"));
+			changed(j, "Task");
+		}
 		(void) sd_bus_emit_signal(j->manager->bus, j->path, BANKD_JOB_IFACE, "StepFinished",
 					  "ssstts", jstr(o, "task"), jstr(o, "step"),
 					  jstr(o, "result"), ju64(o, "start_ns") / 1000,

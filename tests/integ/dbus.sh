@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bankd on a private system-type dbus-daemon (its config written here, with the shipped policy
 # file included), serving sandbox roots on loop-backed disks with real signed bundles; the
-# clients are busctl and tests/integ/bankd-client.py (python3-dbus; bundles passed as fds).
+# clients are busctl and tests/integ/bankd-client.py (python3-dbus: busctl 252 cannot send an
+# `h`, "UNIX file descriptor not supported as type").
 # Every method: its result and its effect, checked against bankctl on the same root; a stage
 # job's signals in order; a corrupt bundle through the API (verification error: both banks
 # byte-identical; corrupt payload: the booted bank byte-identical); an unprivileged caller
@@ -277,6 +278,9 @@ ok = ok and d["job"].startswith("/org/bootbank/Manager1/job/")
 ok or print("# signals:", json.dumps(s), file=sys.stderr)
 sys.exit(0 if ok else 1)' "$JOB"
 check "Completed carries the stage result: bank A, activated" test "$(completed "['result']" | json "d['bank'], d['activated']")" = "('A', True)"
+task=$(json "[x['task'] for x in d['signals'] if x['signal'] == 'StepFinished'][0]" <<<"$JOB")
+check "StepFinished's task is the job's Task property" test "$(busctl --address="$A" get-property org.bootbank.Manager1 "$(json "d['job']" <<<"$JOB")" org.bootbank.Job1 Task)" = "s \"$task\""
+check "  ... and the task of the 'stage' event bankctl events shows" test "$(B events --json | json "[e['operation'] for e in d if e['task'] == '$task']")" = "['stage']"
 check "effect: bankctl status shows A staged and activated" test "$(B status --json | json "d['boot']['text']")" = "A=staged:1:3:1 B=empty:0:0:0 floor=0 pin=none"
 check "property NextBank is A" test "$(C get NextBank)" = '"A"'
 B boot --simulate >/dev/null
