@@ -547,50 +547,12 @@ static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int ba
 	return 0;
 }
 
-/*
- * The signature to keep beside the manifest: read from the bundle's own fd (the bytes the
- * header names) and verified again, so manifest.sig is one that verifies the manifest even if
- * the file changed since it was opened.
- */
-static int read_signature(struct bk_bundle *b, const struct bk_stage_write_options *o,
-			  uint8_t **ret, size_t *ret_len, struct bk_err *err)
-{
-	const struct bk_bundle_header *h = bk_bundle_get_header(b);
-	_cleanup_free_ uint8_t *der = NULL;
-	const char *manifest;
-	size_t mlen;
-	ssize_t n;
-	int r;
-
-	if (!o->keyring)
-		return bk_err_set(err, -EINVAL, "no keyring to check the signature with");
-	if (h->signature_size == 0 || h->signature_size > BK_CMS_MAX_DER)
-		return bk_err_set(err, -ENOEXEC, "signature size %llu out of range",
-				  (unsigned long long) h->signature_size);
-	der = malloc(h->signature_size);
-	if (!der)
-		return bk_err_set(err, -ENOMEM, "out of memory");
-	n = bk_pread_full(bk_bundle_get_fd(b), der, h->signature_size, h->signature_offset);
-	if (n < 0)
-		return bk_err_set(err, (int) n, "cannot read the signature: %m");
-	if ((uint64_t) n != h->signature_size)
-		return bk_err_set(err, -ENOEXEC, "signature: truncated");
-	manifest = bk_bundle_get_manifest_bytes(b, &mlen);
-	r = bk_cms_verify(manifest, mlen, der, h->signature_size, o->keyring, o->cms_flags, NULL,
-			  err);
-	if (r < 0)
-		return bk_err_prefix(err, "signature");
-	*ret_len = h->signature_size;
-	*ret = TAKE_PTR(der);
-	return 0;
-}
-
 int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage_write_options *o,
 			struct bk_bank_record **ret_record, struct bk_err *err)
 {
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
 	const struct bk_manifest *m = bk_bundle_get_manifest(b);
-	_cleanup_free_ uint8_t *sig = NULL;
+	const uint8_t *sig;
 	struct bk_stage_progress pr = { 0 };
 	uint64_t before = 0;
 	const char *manifest;
@@ -607,10 +569,11 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 			       o->staged_time ? o->staged_time : (uint64_t) time(NULL), &rec, err);
 	if (r < 0)
 		return r;
-	/* Read and check the signature before anything is removed. */
-	r = read_signature(b, o, &sig, &slen, err);
-	if (r < 0)
-		return r;
+	/*
+	 * The signature that verified, from memory (issue 17): the file may have changed since
+	 * it was read, and nothing can refuse between the caller's checks and the first write.
+	 */
+	sig = bk_bundle_get_signature_bytes(b, &slen);
 
 	r = bk_bank_clear_at(bank_dfd, err);
 	if (r < 0)

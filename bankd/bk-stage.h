@@ -121,9 +121,6 @@ struct bk_stage_write_options {
 	 */
 	bk_stage_progress_fn progress;
 	void *userdata;
-	/* To check that the signature written to the bank is one that verifies. */
-	const struct bk_keyring *keyring;
-	unsigned cms_flags;
 	uint64_t staged_time; /* for the record; 0: now */
 };
 
@@ -136,13 +133,13 @@ struct bk_stage_write_options {
  *      same bytes are hashed (read once from the bundle's fd into private buffers: one
  *      thread reads, the caller hashes, one thread writes), fsync'ed, closed, renamed to
  *      <name> when the digest matches the manifest; then the directory is fsync'ed;
- *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature, read from
- *      the bundle's fd and verified again against o->keyring), each atomically;
+ *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature that
+ *      verified, as read once by bk_bundle_open_fd(): never re-read), each atomically;
  *   4. bank.json last (atomically), then syncfs().
  * On failure the ".partial." file of the payload being written is removed; what was written
  * before stays (the bank has no bank.json, so it is incomplete). *ret_record (optional) gets
  * the record written. Returns 0; -EUCLEAN a payload does not match the manifest; -ENOSPC;
- * -EIO; -EBADMSG etc. from the signature check; other -errno. Blocks on fsync.
+ * -EIO; -EPERM when b's signature was not verified; other -errno. Blocks on fsync.
  */
 int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage_write_options *o,
 			struct bk_bank_record **ret_record, struct bk_err *err);

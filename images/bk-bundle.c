@@ -329,6 +329,13 @@ const char *bk_bundle_get_manifest_bytes(const struct bk_bundle *b, size_t *ret_
 	return b->manifest_bytes;
 }
 
+const uint8_t *bk_bundle_get_signature_bytes(const struct bk_bundle *b, size_t *ret_len)
+{
+	if (ret_len)
+		*ret_len = b->header.signature_size;
+	return b->signature;
+}
+
 const char *bk_bundle_get_signer(const struct bk_bundle *b)
 {
 	return b->signature_verified ? b->signer : NULL;

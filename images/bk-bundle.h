@@ -97,6 +97,12 @@ const struct bk_bundle_header *bk_bundle_get_header(const struct bk_bundle *b);
 uint64_t bk_bundle_get_size(const struct bk_bundle *b);
 /* The manifest bytes the signature covers (len in *ret_len); owned by b. */
 const char *bk_bundle_get_manifest_bytes(const struct bk_bundle *b, size_t *ret_len);
+/*
+ * The DER signature bytes, read once at bk_bundle_open_fd() (len in *ret_len); owned by b.
+ * After bk_bundle_verify_signature() these are the bytes that verified: write these, never
+ * bytes read from the file again (it may have changed since).
+ */
+const uint8_t *bk_bundle_get_signature_bytes(const struct bk_bundle *b, size_t *ret_len);
 /* The signer's subject after a successful bk_bundle_verify_signature(), else NULL. */
 const char *bk_bundle_get_signer(const struct bk_bundle *b);
 bool bk_bundle_is_signature_verified(const struct bk_bundle *b);

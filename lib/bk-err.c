@@ -52,6 +52,20 @@ int bk_err_prefix(struct bk_err *err, const char *fmt, ...)
 	return err->code;
 }
 
+int bk_err_suffix(struct bk_err *err, const char *fmt, ...)
+{
+	size_t len;
+	va_list ap;
+
+	if (!err || err->code >= 0)
+		return -EINVAL;
+	len = strnlen(err->msg, sizeof(err->msg) - 1);
+	va_start(ap, fmt);
+	(void) vsnprintf(err->msg + len, sizeof(err->msg) - len, fmt, ap);
+	va_end(ap);
+	return err->code;
+}
+
 void bk_err_clear(struct bk_err *err)
 {
 	if (!err)

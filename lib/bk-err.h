@@ -56,6 +56,12 @@ int bk_err_set(struct bk_err *err, int r, const char *fmt, ...) _printf_(3, 4);
  */
 int bk_err_prefix(struct bk_err *err, const char *fmt, ...) _printf_(2, 3);
 
+/*
+ * Append to the recorded message ("<old message>; what followed"), cut at the buffer's end.
+ * Returns err->code (or -EINVAL with a NULL or empty err).
+ */
+int bk_err_suffix(struct bk_err *err, const char *fmt, ...) _printf_(2, 3);
+
 /* Reset to "no error". */
 void bk_err_clear(struct bk_err *err);
 

@@ -49,6 +49,23 @@ static void test_err_prefix_adds_context(void **state)
 	assert_int_equal(err.msg[0], 'p');
 }
 
+static void test_err_suffix_adds_what_followed(void **state)
+{
+	struct bk_err err = { 0 };
+	char longtext[600];
+
+	assert_int_equal(bk_err_suffix(&err, "; nothing to add to"), -EINVAL);
+	bk_err_set(&err, -EIO, "stage failed");
+	assert_int_equal(bk_err_suffix(&err, "; %s", "undone"), -EIO);
+	assert_string_equal(err.msg, "stage failed; undone");
+
+	memset(longtext, 's', sizeof(longtext) - 1);
+	longtext[sizeof(longtext) - 1] = '\0';
+	bk_err_suffix(&err, "%s", longtext);
+	assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+	assert_int_equal(strncmp(err.msg, "stage failed; undone", 20), 0);
+}
+
 static void test_err_recode(void **state)
 {
 	struct bk_err err = { 0 };
@@ -129,6 +146,7 @@ int main(void)
 		cmocka_unit_test(test_err_set_keeps_first_cause),
 		cmocka_unit_test(test_err_set_null_and_positive),
 		cmocka_unit_test(test_err_prefix_adds_context),
+		cmocka_unit_test(test_err_suffix_adds_what_followed),
 		cmocka_unit_test(test_err_recode),
 		cmocka_unit_test(test_exit_codes_table),
 		cmocka_unit_test(test_exit_codes_dbus_errors),

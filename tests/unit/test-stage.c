@@ -288,9 +288,9 @@ static void test_write_bank(void **state)
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL, *back = NULL;
 	_cleanup_close_ int bfd = -EBADF;
 	struct seen seen = { .monotonic = true };
-	struct bk_stage_write_options o = {
-		.progress = on_progress, .userdata = &seen, .keyring = keyring, .staged_time = 1234
-	};
+	struct bk_stage_write_options o = { .progress = on_progress,
+					    .userdata = &seen,
+					    .staged_time = 1234 };
 	struct bk_err err = { 0 };
 	const char *mbytes;
 	size_t mlen;
@@ -346,7 +346,7 @@ static void test_write_bank_corrupt_payload(void **state)
 	struct bk_test_dir *dir = *state;
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_close_ int bfd = -EBADF, fd = -EBADF;
-	struct bk_stage_write_options o = { .keyring = keyring };
+	struct bk_stage_write_options o = { 0 };
 	const struct bk_payload *p;
 	struct bk_bank_record *rec = NULL;
 	struct bk_err err = { 0 };
@@ -376,7 +376,7 @@ static void test_write_bank_truncated(void **state)
 	struct bk_test_dir *dir = *state;
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_close_ int bfd = -EBADF, fd = -EBADF;
-	struct bk_stage_write_options o = { .keyring = keyring };
+	struct bk_stage_write_options o = { 0 };
 	struct bk_err err = { 0 };
 
 	build(dir);
@@ -395,9 +395,9 @@ static void test_write_bank_truncated(void **state)
 static void test_write_bank_refusals(void **state)
 {
 	struct bk_test_dir *dir = *state;
-	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL, *v = NULL;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_close_ int bfd = -EBADF;
-	struct bk_stage_write_options o = { .keyring = keyring };
+	struct bk_stage_write_options o = { 0 };
 	struct bk_err err = { 0 };
 
 	build(dir);
@@ -406,12 +406,41 @@ static void test_write_bank_refusals(void **state)
 	b = open_bundle(dir, false);
 	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -EPERM);
 	assert_string_equal(err.msg, "refusing to stage a bundle whose signature was not verified");
-	v = open_bundle(dir, true);
-	o.keyring = NULL;
-	bk_err_clear(&err);
-	assert_int_equal(bk_stage_write_bank(v, bfd, &o, NULL, &err), -EINVAL);
 	/* Refused before anything in the bank changed. */
 	assert_int_equal(faccessat(bfd, "old-kernel", F_OK, 0), 0);
+}
+
+/*
+ * The file's signature is rewritten after it verified (issue 17 item 2): the write neither
+ * reads it again nor refuses; the bank gets the signature that verified.
+ */
+static void test_write_bank_signature_from_memory(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, fd = -EBADF;
+	struct bk_stage_write_options o = { 0 };
+	struct bk_err err = { 0 };
+	_cleanup_free_ char *written = NULL;
+	const uint8_t *sig;
+	size_t slen, wlen;
+	uint8_t zero[64] = { 0 };
+
+	build(dir);
+	b = open_bundle(dir, true);
+	sig = bk_bundle_get_signature_bytes(b, &slen);
+	assert_true(slen > sizeof(zero));
+	fd = openat(dir->dfd, "b.bbi", O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, zero, sizeof(zero),
+				(off_t) bk_bundle_get_header(b)->signature_offset + 16),
+			 (ssize_t) sizeof(zero));
+	bfd = bank_fd(dir);
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	assert_int_equal(
+		bk_read_file_at(bfd, BK_BANK_SIGNATURE_FILE, 1 << 20, &written, &wlen, &err), 0);
+	assert_int_equal(wlen, slen);
+	assert_memory_equal(written, sig, slen);
 }
 
 int main(void)
@@ -432,6 +461,8 @@ int main(void)
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_refusals, bk_test_dir_setup,
 						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_signature_from_memory,
+						bk_test_dir_setup, bk_test_dir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
