@@ -400,10 +400,11 @@ dfail org.bootbank.Error.Busy "Stage while the lock is held: Busy at once, no jo
 dfail org.bootbank.Error.Busy "Recover while the lock is held: Busy" Recover
 check "  ... nothing changed" test "$(statehash)" = "$s"
 kill "$holder"; wait "$holder" 2>/dev/null; holder=
-r=$(C calls Stage "@$img/demo-os-3.0.0.bbi" '{}' -- Activate B 0)
+r=$(C calls Stage "@$img/demo-os-3.0.0.bbi" '{}' -- Activate B 0 -- Status)
 check "Stage, then at once Activate: the stage job started" test "$(json "d[0]['ok']" <<<"$r")" = true
 check "  ... Activate while the stage job runs: org.bootbank.Error.Busy" test "$(json "d[1]['error']" <<<"$r")" = org.bootbank.Error.Busy
 check "  ... it names the running job" grep -q "busy: job [0-9]* (stage) is running" <<<"$(json "d[1]['message']" <<<"$r")"
+check "  ... Status answers meanwhile (the loop never waits for a job)" test "$(json "d[2]['ok'] and json.loads(d[2]['value'])['configured']" <<<"$r")" = true
 for _ in $(seq 600); do [ "$(C get OperationInProgress)" = '""' ] && break; sleep 0.1; done
 check "the stage job ended; OperationInProgress is empty again" test "$(C get OperationInProgress)" = '""'
 
