@@ -14,6 +14,7 @@ WRAPS_test-json := fsync
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat
+WRAPS_test-cgroup := open64
 WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
 WRAPS_test-boot-uboot := fsync

@@ -233,6 +233,15 @@ for c in "down 9 a downgrade" "epoch0 9 an epoch below the floor" "reserved 6 a 
 	check "  ... the workload is on 1.0" test "$(rev_of_app)" = acme-os-1.0
 done
 
+# A failure after the stage (the revision's mount point is taken): the live patch is undone
+# and the one line says so, not "recovered: ..." about this run's own work (issue 17 item 7).
+mkdir -p "$root/run/bootbank/rev"
+: >"$root/run/bootbank/rev/acme-os-1.1b"
+expect_exit 1 "a failure after the stage (the mount point is a file)" bc livepatch apply "$T/img/v11.bbi" --id acme-os-1.1b
+check "  ... one line: the failure and that the live patch was undone" bash -c "test \$(wc -l <<<\"\$0\") -eq 1 && grep -q 'the live patch was undone' <<<\"\$0\" && ! grep -q recovered <<<\"\$0\"" "$ERR"
+check "  ... no flag left, 1.0 in service, bank A boots next, B staged not activated" bash -c "test ! -e '$root/var/lib/bootbank/maintenance.json' && test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.0 && test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
+rm -f "$root/run/bootbank/rev/acme-os-1.1b"
+
 # --- partial maintenance mode that cannot be recovered: the bank verbs refuse --------------
 cat >"$root/var/lib/bootbank/maintenance.json" <<EOF2
 { "operation": "livepatch", "reason": "live patch from 'gone' to 'acme-os-1.0'", "from": "gone",
