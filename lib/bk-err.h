@@ -74,5 +74,11 @@ int bk_exit_code_from_errno(int r);
 /* A short lowercase name for an exit code ("busy"), NULL when out of range. */
 const char *bk_exit_code_to_string(int code);
 
+/*
+ * The D-Bus error name bankd replies with for an exit code ("org.bootbank.Error.Busy"), one
+ * per exit code (docs/dbus-api.md); NULL for BK_EXIT_OK and codes out of range.
+ */
+const char *bk_exit_code_to_dbus_error(int code);
+
 /* Replace the recorded code by r (keeping the message); returns r. err may be NULL. */
 int bk_err_recode(struct bk_err *err, int r);

@@ -26,7 +26,8 @@ esac
 
 PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
-libcmocka-dev
+libsystemd-dev
+libcmocka-dev dbus python3-dbus python3-gi
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
 libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace"
