@@ -389,37 +389,6 @@ static int run(struct bk_op_ctx *ctx, const struct bankd_request *req, struct js
 	}
 }
 
-/*
- * The operations that are one step (stage, activate, mark, rollback, depot, recover) record one
- * event and report no observer step; their job still gets its task log line: the event they
- * appended, read back while the lock is still ours (nobody else can have appended since), when
- * it is not older than the job.
- */
-static void emit_event_as_step(struct out *out, struct bk_op_ctx *ctx, uint64_t t0_ms)
-{
-	struct bk_event *evs = NULL;
-	struct json_object *o;
-	size_t n = 0;
-
-	if (out->n_steps > 0 || ctx->lock_fd < 0 || bk_op_events(ctx, 1, &evs, &n, NULL) < 0)
-		return;
-	if (n == 1 && evs[0].time_ms >= t0_ms) {
-		o = json_object_new_object();
-		if (!o || bk_op_json_add_nullable(o, "task", evs[0].task) < 0 ||
-		    bk_op_json_add_nullable(o, "operation", evs[0].operation) < 0 ||
-		    bk_op_json_add_nullable(o, "step", evs[0].step) < 0 ||
-		    bk_op_json_add_nullable(o, "result", evs[0].result) < 0 ||
-		    bk_json_add_u64(o, "start_ns", evs[0].time_ms * 1000000u) < 0 ||
-		    bk_json_add_u64(o, "duration_ns", evs[0].duration_us * 1000u) < 0 ||
-		    bk_op_json_add_nullable(o, "message", evs[0].message) < 0) {
-			json_object_put(o);
-			o = NULL;
-		}
-		emit(out, "step", o);
-	}
-	bk_events_free(evs, n);
-}
-
 void bankd_child_main(const char *root, const char *config, const struct bankd_request *req,
 		      int out_fd)
 {
@@ -427,7 +396,6 @@ void bankd_child_main(const char *root, const char *config, const struct bankd_r
 	struct bk_op_ctx ctx = { 0 };
 	struct bk_err err = { 0 };
 	struct json_object *result = NULL, *o;
-	uint64_t t0_ms = bk_op_realtime_ns() / 1000000u;
 	sigset_t all;
 	int r, code;
 
@@ -457,7 +425,6 @@ void bankd_child_main(const char *root, const char *config, const struct bankd_r
 			.userdata = &out,
 		};
 		r = run(&ctx, req, &result, &err);
-		emit_event_as_step(&out, &ctx, t0_ms);
 	}
 	if (r < 0 && !bk_err_is_set(&err))
 		(void) bk_err_set(&err, r, "%s failed: %m", bankd_op_to_string(req->op));

@@ -14,12 +14,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "bankd.h"
+#include "bk-bundle.h"
 #include "bk-err.h"
 #include "bk-events.h"
 #include "bk-json.h"
@@ -30,10 +30,6 @@
 #include "bk-op-live.h"
 #include "bk-op-status.h"
 #include "bk-op.h"
-
-#ifndef FUSE_SUPER_MAGIC
-#define FUSE_SUPER_MAGIC 0x65735546
-#endif
 
 /* A context for one inline read; the caller releases it even after a failure. */
 static int ctx_open(struct bankd_manager *m, struct bk_op_ctx *ctx, sd_bus_error *error)
@@ -148,39 +144,21 @@ static int check_not_busy(struct bankd_manager *m, sd_bus_error *error)
 /*
  * The caller's bundle: the daemon reads exactly the bytes behind this fd, long after the
  * checks (a stage copies them, a depot import keeps them), so only root may be able to change
- * them: a regular file owned by root, writable by nobody else, not on FUSE (whose process
- * serves any bytes), and not open for writing anywhere (a read lease is granted only then).
- * With an fd, the directories above do not matter: renaming or replacing the file does not
- * change the inode we read. Refused with org.bootbank.Error.Refused.
+ * them: bk_bundle_check_trusted() without a path (renaming or replacing the file does not
+ * change the inode we read), the rule every verb that trusts a bundle applies
+ * (docs/bundle-format.md, "Trust in the bundle file"). Refused with org.bootbank.Error.Refused
+ * (Malformed when it is not a regular file).
  */
 static int check_bundle_fd(int fd, sd_bus_error *error)
 {
-	struct stat st;
-	struct statfs sfs;
+	struct bk_err err = { 0 };
+	int r;
 
-	if (fstat(fd, &st) < 0)
-		return sd_bus_error_set_errnof(error, errno, "cannot stat the bundle: %m");
-	if (!S_ISREG(st.st_mode))
-		return sd_bus_error_set(error, "org.bootbank.Error.Malformed",
-					"the bundle is not a regular file");
-	if (fstatfs(fd, &sfs) < 0)
-		return sd_bus_error_set_errnof(error, errno,
-					       "cannot stat the bundle's filesystem: %m");
-	if (sfs.f_type == FUSE_SUPER_MAGIC)
-		return sd_bus_error_set(error, "org.bootbank.Error.Refused",
-					"refusing a bundle on a FUSE filesystem: its process could "
-					"change it after it is verified");
-	if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
-		return sd_bus_error_setf(error, "org.bootbank.Error.Refused",
-					 "refusing a bundle that %s can write (owner uid %u, mode "
-					 "%04o): only root may be able to write a bundle",
-					 st.st_uid != 0 ? "its owner" : "a group or others",
-					 (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
-	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
-		(void) fcntl(fd, F_SETLEASE, F_UNLCK);
-	else if (errno == EAGAIN || errno == EBUSY)
-		return sd_bus_error_set(error, "org.bootbank.Error.Refused",
-					"refusing a bundle another process has open for writing");
+	r = bk_bundle_check_trusted(fd, NULL, &err);
+	if (r == -ENOEXEC)
+		return sd_bus_error_set(error, "org.bootbank.Error.Malformed", err.msg);
+	if (r < 0)
+		return sd_bus_error_set(error, "org.bootbank.Error.Refused", err.msg);
 	return 0;
 }
 

@@ -186,7 +186,8 @@ void bk_op_task_detail(struct bk_op_task *t, const char *fmt, ...) _printf_(2, 3
 
 /*
  * One event for an operation that is a single step (activate, mark-good, ...): result from r,
- * the message from err when r < 0, else from fmt. Needs the lock.
+ * the message from err when r < 0, else from fmt; the same line goes to obs.step (its task
+ * log). Needs the lock.
  */
 void bk_op_event(struct bk_op_ctx *ctx, const char *operation, int r, const struct bk_err *err,
 		 const char *fmt, ...) _printf_(5, 6);
