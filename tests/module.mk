@@ -11,6 +11,7 @@ TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 # Symbols each binary wraps (-Wl,--wrap=SYM): fault injection only.
 WRAPS_test-fs := fsync write renameat renameat2 close
 WRAPS_test-json := fsync
+WRAPS_test-bank := unlinkat
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat

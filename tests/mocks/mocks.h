@@ -16,6 +16,7 @@ extern int wrap_write_armed, wrap_write_skip;
 extern int wrap_renameat_armed, wrap_renameat_skip;
 extern int wrap_renameat2_armed, wrap_renameat2_skip;
 extern int wrap_close_armed, wrap_close_skip;
+extern int wrap_unlinkat_armed, wrap_unlinkat_skip;
 
 void wrap_reset(void);
 
@@ -31,3 +32,5 @@ int __wrap_renameat2(int olddfd, const char *oldname, int newdfd, const char *ne
 		     unsigned flags);
 int __real_close(int fd);
 int __wrap_close(int fd);
+int __real_unlinkat(int dfd, const char *name, int flags);
+int __wrap_unlinkat(int dfd, const char *name, int flags);

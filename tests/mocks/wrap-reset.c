@@ -6,6 +6,7 @@ int wrap_write_armed, wrap_write_skip;
 int wrap_renameat_armed, wrap_renameat_skip;
 int wrap_renameat2_armed, wrap_renameat2_skip;
 int wrap_close_armed, wrap_close_skip;
+int wrap_unlinkat_armed, wrap_unlinkat_skip;
 
 void wrap_reset(void)
 {
@@ -14,4 +15,5 @@ void wrap_reset(void)
 	wrap_renameat_armed = wrap_renameat_skip = 0;
 	wrap_renameat2_armed = wrap_renameat2_skip = 0;
 	wrap_close_armed = wrap_close_skip = 0;
+	wrap_unlinkat_armed = wrap_unlinkat_skip = 0;
 }
