@@ -59,7 +59,7 @@ static int clean_dir(struct bankctl *ctx, const char *relpath, int *ret_dfd, str
 	}
 	if (r < 0)
 		return r;
-	r = bk_remove_stale_temps_at(dfd, err);
+	r = bk_remove_temps_tree_at(dfd, BK_TEMPS_TREE_MAX_DEPTH, err);
 	if (r < 0)
 		return bk_err_prefix(err, "'%s'", bankctl_path(ctx, relpath));
 	last.stale += r;
