@@ -12,6 +12,7 @@ TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 WRAPS_test-fs := fsync write renameat renameat2 close
 WRAPS_test-json := fsync
 WRAPS_test-bank := unlinkat
+WRAPS_test-stage := write pwrite64 fsync
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat

@@ -17,6 +17,7 @@ extern int wrap_renameat_armed, wrap_renameat_skip;
 extern int wrap_renameat2_armed, wrap_renameat2_skip;
 extern int wrap_close_armed, wrap_close_skip;
 extern int wrap_unlinkat_armed, wrap_unlinkat_skip;
+extern int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
 
 void wrap_reset(void);
 
@@ -34,3 +35,5 @@ int __real_close(int fd);
 int __wrap_close(int fd);
 int __real_unlinkat(int dfd, const char *name, int flags);
 int __wrap_unlinkat(int dfd, const char *name, int flags);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t offset);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t offset);
