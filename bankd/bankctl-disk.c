@@ -181,6 +181,11 @@ int bankctl_mount_part(struct bankctl *ctx, enum bk_part_id part, bool rw, int *
 		r = bankctl_open_dir(ctx, relpath, true, &dfd, err);
 		if (r < 0)
 			return r;
+		if (rw)
+			r = bk_disk_part_wait_unused(disk, part, BK_DISK_TEARDOWN_TIMEOUT_MS, NULL,
+						     err);
+		if (r < 0)
+			return bk_err_prefix(err, "%s partition", bk_part_id_to_string(part));
 		r = bk_mount(dev, target, "ext4",
 			     rw ? BK_MOUNT_NOSUID_NODEV : BK_MOUNT_RDONLY | BK_MOUNT_NOSUID_NODEV,
 			     NULL, err);

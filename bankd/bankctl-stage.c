@@ -413,13 +413,10 @@ static int stage(struct bankctl *ctx, const struct bankctl_stage_opts *o,
 	if (r < 0)
 		return bk_err_set(err, r, "the disk has no bank %s",
 				  bk_bank_id_to_string(res->bank));
-	r = bk_blockdev_is_busy(part.path, err);
+	r = bk_disk_part_wait_unused(disk, bk_part_id_from_bank(res->bank),
+				     BK_DISK_TEARDOWN_TIMEOUT_MS, NULL, err);
 	if (r < 0)
-		return r;
-	if (r > 0)
-		return bk_err_set(err, -EBUSY,
-				  "bank %s ('%s') is in use: mounted or claimed elsewhere",
-				  bk_bank_id_to_string(res->bank), part.path);
+		return bk_err_prefix(err, "bank %s", bk_bank_id_to_string(res->bank));
 	r = bankctl_mount_part(ctx, bk_part_id_from_bank(res->bank), false, &bank_dfd, err);
 	if (r < 0)
 		return r;
