@@ -7,6 +7,7 @@ int wrap_renameat_armed, wrap_renameat_skip;
 int wrap_renameat2_armed, wrap_renameat2_skip;
 int wrap_close_armed, wrap_close_skip;
 int wrap_unlinkat_armed, wrap_unlinkat_skip;
+int wrap_read_armed, wrap_read_skip;
 int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
 
 void wrap_reset(void)
@@ -17,5 +18,6 @@ void wrap_reset(void)
 	wrap_renameat2_armed = wrap_renameat2_skip = 0;
 	wrap_close_armed = wrap_close_skip = 0;
 	wrap_unlinkat_armed = wrap_unlinkat_skip = 0;
+	wrap_read_armed = wrap_read_skip = 0;
 	wrap_pwrite64_armed = wrap_pwrite64_skip = wrap_pwrite64_errno = 0;
 }

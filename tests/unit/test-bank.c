@@ -340,6 +340,35 @@ static void test_clear_fails_after_record(void **state)
 	assert_int_equal(bk_test_count_prefix(dir->dfd, ""), 2);
 }
 
+/*
+ * The bank's filesystem fails a read with EBADMSG (an ext4 checksum error): an I/O error saying
+ * the filesystem is damaged, not "verification failed" (issue 16, item 3).
+ */
+static void test_read_fs_error(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	struct bk_bank_record *r = NULL;
+	struct bk_err err = { 0 };
+
+	write_bank(dir);
+	wrap_reset();
+	wrap_read_armed = 1;
+	will_return(__wrap_read, EBADMSG);
+	assert_int_equal(bk_bank_record_read_at(dir->dfd, &r, &err), -EIO);
+	assert_null(r);
+	assert_string_equal(err.msg, "the bank's filesystem is damaged (run fsck.ext4 on it): "
+				     "cannot read 'bank.json': Bad message");
+	bk_err_clear(&err);
+	assert_int_equal(bk_bank_record_read_at(dir->dfd, &rec, &err), 0);
+	wrap_read_armed = 1;
+	will_return(__wrap_read, EUCLEAN);
+	assert_int_equal(bk_bank_check(dir->dfd, rec, 0, &err), -EIO);
+	wrap_reset();
+	assert_non_null(strstr(err.msg, "the bank's filesystem is damaged"));
+	assert_non_null(strstr(err.msg, "manifest.json"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +388,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clear, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_clear_fails_after_record, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_read_fs_error, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};
 
