@@ -70,7 +70,8 @@ static void test_config_remediation_live_patch_mode(void **state)
 	assert_int_equal(bk_config_load_string(&c, "[remediation]\nlive-patch-mode = never\n",
 					       "t.conf", &err),
 			 -EINVAL);
-	assert_string_equal(err.msg, "'t.conf':2: remediation.live-patch-mode: unknown value 'never'");
+	assert_string_equal(err.msg,
+			    "'t.conf':2: remediation.live-patch-mode: unknown value 'never'");
 	bk_config_release(&c);
 	assert_null(c.live_patch_mode);
 }
