@@ -329,6 +329,7 @@ int bankctl_remediate(struct bankctl *ctx, int argc, char **argv)
 	fflush(stdout);
 	r = bk_op_remediate(&ctx->op, &o, &res, &err);
 	ret = bk_op_remediate_exit_code(&res, r, &err);
+	fflush(stdout); /* the task log first, then the error */
 	if (r < 0)
 		bk_log(LOG_ERR, "%s", err.msg);
 	if (ctx->json) {

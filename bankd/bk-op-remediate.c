@@ -35,7 +35,6 @@
 #include "bk-switch.h"
 #include "bk-version.h"
 
-
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
 static const char *const lp_modes[_BK_LP_MODE_MAX] = {
@@ -147,15 +146,15 @@ int bk_op_desired_get(struct bk_op_ctx *ctx, struct bk_op_desired *ret, struct b
 	    bk_json_get_string(o, "name", true, &name, err) < 0 ||
 	    bk_json_get_string(o, "version", true, &version, err) < 0 ||
 	    bk_json_get_string(o, "live_patch_mode", true, &mode, err) < 0 ||
-	    bk_json_get_u64(o, "set", false, UINT64_MAX, &d.set, err) < 0)
-	{
+	    bk_json_get_u64(o, "set", false, UINT64_MAX, &d.set, err) < 0) {
 		(void) bk_err_prefix(err, "corrupt desired state '%s'", BK_DESIRED_FILE);
 		return -ENOEXEC;
 	}
 	d.mode = bk_lp_mode_from_string(mode);
 	if (format != 1 || d.mode < 0 || strlen(name) >= sizeof(d.name) ||
 	    strlen(version) >= sizeof(d.version))
-		return bk_err_set(err, -ENOEXEC, "corrupt desired state '%s': bad format, mode, name or version",
+		return bk_err_set(err, -ENOEXEC,
+				  "corrupt desired state '%s': bad format, mode, name or version",
 				  BK_DESIRED_FILE);
 	(void) snprintf(d.name, sizeof(d.name), "%s", name);
 	(void) snprintf(d.version, sizeof(d.version), "%s", version);
@@ -204,8 +203,8 @@ int bk_op_desired_set(struct bk_op_ctx *ctx, const char *name, const char *versi
 	r = bk_op_depot_list(ctx, &v, &n, err);
 	if (r >= 0 && depot_find(v, n, name, version, &i) < 0)
 		r = bk_err_set(err, -ENOENT,
-			       "no image '%s %s' in the depot (bankctl depot import IMAGE.bbi)", name,
-			       version);
+			       "no image '%s %s' in the depot (bankctl depot import IMAGE.bbi)",
+			       name, version);
 	bk_depot_entries_free(v, n);
 	if (r < 0)
 		goto out;
@@ -225,8 +224,8 @@ out:
 	if (r < 0)
 		bk_op_event(ctx, "desired", r, err, "%s", "");
 	else
-		bk_op_event(ctx, "desired", 0, NULL, "desired image %s %s, live-patch mode %s", name,
-			    version, bk_lp_mode_to_string(mode));
+		bk_op_event(ctx, "desired", 0, NULL, "desired image %s %s, live-patch mode %s",
+			    name, version, bk_lp_mode_to_string(mode));
 	if (r >= 0 && ret)
 		*ret = d;
 	return r < 0 ? r : 0;
@@ -457,22 +456,25 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		live = true;
 		in_name = rev.image;
 		in_version = rev.version;
-		if (rb >= 0 && res->banks[rb].known && strcmp(res->banks[rb].version, rev.version) == 0)
+		if (rb >= 0 && res->banks[rb].known &&
+		    strcmp(res->banks[rb].version, rev.version) == 0)
 			(void) snprintf(res->in_service, sizeof(res->in_service), "%s",
 					res->banks[rb].image);
 		else
-			(void) snprintf(res->in_service, sizeof(res->in_service), "%s %s", rev.image,
-					rev.version);
+			(void) snprintf(res->in_service, sizeof(res->in_service), "%s %s",
+					rev.image, rev.version);
 		(void) snprintf(res->in_service_how, sizeof(res->in_service_how),
 				"live-patched: revision '%s'%s%s, booted bank %s", rev.id,
 				rev.bank ? " from bank " : "", rev.bank ? rev.bank : "",
 				bk_bank_id_to_string(res->booted));
 	}
 	nb = res->next >= 0 ? &res->banks[res->next] : NULL;
-	if (strcmp(in_name, res->desired.name) == 0 && strcmp(in_version, res->desired.version) == 0) {
+	if (strcmp(in_name, res->desired.name) == 0 &&
+	    strcmp(in_version, res->desired.version) == 0) {
 		if (nb && nb->desired) {
 			res->state = BK_COMPLIANT;
-			set_reason(res, "%s is in service (%s); bank %s, which boots next, holds it%s",
+			set_reason(res,
+				   "%s is in service (%s); bank %s, which boots next, holds it%s",
 				   res->in_service, res->in_service_how,
 				   bk_bank_id_to_string(res->next),
 				   !live && res->banks[res->booted].state == BK_BANK_TRYING ?
@@ -480,20 +482,22 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 					   "");
 		} else {
 			res->state = BK_NON_COMPLIANT;
-			set_reason(res, "%s is in service (%s), but the next boot would boot %s%s%s",
-				   res->in_service, res->in_service_how,
-				   nb ? "bank " : "nothing", nb ? bk_bank_id_to_string(res->next) : "",
+			set_reason(res,
+				   "%s is in service (%s), but the next boot would boot %s%s%s",
+				   res->in_service, res->in_service_how, nb ? "bank " : "nothing",
+				   nb ? bk_bank_id_to_string(res->next) : "",
 				   nb && nb->known ? nb->image : "");
 		}
 		goto out;
 	}
 	if (nb && nb->desired && res->next != res->booted && nb->state == BK_BANK_STAGED) {
 		res->state = BK_COMPLIANT_PENDING_REBOOT;
-		set_reason(res,
-			   "%s is staged and activated in bank %s, which boots next; in service: %s "
-			   "(%s): a reboot brings it",
-			   nb->image, bk_bank_id_to_string(res->next), res->in_service,
-			   res->in_service_how);
+		set_reason(
+			res,
+			"%s is staged and activated in bank %s, which boots next; in service: %s "
+			"(%s): a reboot brings it",
+			nb->image, bk_bank_id_to_string(res->next), res->in_service,
+			res->in_service_how);
 		goto out;
 	}
 	if (bk_op_stage_target(ctx, &target, &twhy, NULL) < 0)
@@ -508,7 +512,8 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		const char *other = res->booted == BK_BANK_A ? "B" : "A";
 		const struct bk_op_scan_bank *ob = &res->banks[res->booted == BK_BANK_A];
 
-		set_reason(res, "%s differs: in service %s (%s), desired %s %s; bank %s holds %s%s%s",
+		set_reason(res,
+			   "%s differs: in service %s (%s), desired %s %s; bank %s holds %s%s%s",
 			   strcmp(in_name, res->desired.name) != 0 ? "name" : "version",
 			   res->in_service, res->in_service_how, res->desired.name,
 			   res->desired.version, other,
@@ -539,8 +544,8 @@ struct json_object *bk_op_scan_to_json(const struct bk_op_scan_result *res)
 		    0 ||
 	    bk_op_json_add_nullable(o, "in_service_how",
 				    res->in_service_how[0] ? res->in_service_how : NULL) < 0 ||
-	    bk_op_json_add_nullable(o, "booted",
-				    res->has_booted ? bk_bank_id_to_string(res->booted) : NULL) < 0 ||
+	    bk_op_json_add_nullable(
+		    o, "booted", res->has_booted ? bk_bank_id_to_string(res->booted) : NULL) < 0 ||
 	    bk_op_json_add_nullable(o, "next", bk_bank_id_to_string(res->next)) < 0)
 		return NULL;
 	for (enum bk_bank_id b = 0; res->has_booted && b < _BK_BANK_MAX; b++) {
@@ -672,10 +677,10 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 	if (!m)
 		add_check(res, "live-patch base", true, BK_CHECK_SKIP, "no manifest");
 	else if (!has_live)
-		add_check(res, "live-patch base", true, BK_CHECK_FAIL,
-			  "%s %s has no live payload", m->name, m->version);
-	else if (bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &cur, NULL) < 0 ||
-		 revs_dfd < 0 || bk_rev_load(revs_dfd, cur, &rev, NULL) < 0 || !rev.version)
+		add_check(res, "live-patch base", true, BK_CHECK_FAIL, "%s %s has no live payload",
+			  m->name, m->version);
+	else if (bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &cur, NULL) < 0 || revs_dfd < 0 ||
+		 bk_rev_load(revs_dfd, cur, &rev, NULL) < 0 || !rev.version)
 		add_check(res, "live-patch base", true, BK_CHECK_FAIL,
 			  "no revision in service to live-patch (bankctl rev restore mounts the "
 			  "booted bank's)");
@@ -708,7 +713,8 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 	else if (r == 0)
 		add_check(res, "scan hooks", true, BK_CHECK_PASS, "no hooks installed");
 	else if (!base || !m)
-		add_check(res, "scan hooks", true, BK_CHECK_SKIP, "no live patch to ask them about");
+		add_check(res, "scan hooks", true, BK_CHECK_SKIP,
+			  "no live patch to ask them about");
 	else {
 		_cleanup_(bk_hook_run_freep) struct bk_hook_run *run = NULL;
 		_cleanup_free_ char *new_id = NULL;
@@ -738,7 +744,7 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 		id = NULL;
 	if (m && target >= 0 && id) {
 		if (revs_dfd >= 0 && bk_rev_load(revs_dfd, id, &old, NULL) == 0 &&
-			 (!old.bank || strcmp(old.bank, bk_bank_id_to_string(target)) != 0))
+		    (!old.bank || strcmp(old.bank, bk_bank_id_to_string(target)) != 0))
 			add_check(res, "revision room", true, BK_CHECK_FAIL,
 				  "revision '%s' exists and does not come from bank %s", id,
 				  bk_bank_id_to_string(target));
@@ -776,35 +782,37 @@ static bool staged_intact(int bank_dfd, const struct bk_boot_data *d, enum bk_ba
 static void verdicts(struct bk_op_precheck_result *res)
 {
 	const char *mode = bk_lp_mode_to_string(res->mode);
+	size_t live_pos = 0, reboot_pos = 0;
 
 	res->live_possible = res->reboot_possible = true;
+	res->live_why[0] = res->reboot_why[0] = '\0';
+	/* Every failing check of a path, in order: the reasons a refusal gives. */
 	for (size_t i = 0; i < res->n_checks; i++) {
 		const struct bk_op_check *c = &res->checks[i];
 
 		if (c->result != BK_CHECK_FAIL)
 			continue;
-		if (res->live_possible)
-			(void) snprintf(res->live_why, sizeof(res->live_why), "%s: %s", c->name,
-					c->reason);
+		bk_op_listf(res->live_why, sizeof(res->live_why), &live_pos, "%s: %s", c->name,
+			    c->reason);
 		res->live_possible = false;
-		if (!c->live_only && res->reboot_possible) {
-			(void) snprintf(res->reboot_why, sizeof(res->reboot_why), "%s: %s",
-					c->name, c->reason);
+		if (!c->live_only) {
+			bk_op_listf(res->reboot_why, sizeof(res->reboot_why), &reboot_pos, "%s: %s",
+				    c->name, c->reason);
 			res->reboot_possible = false;
 		}
 	}
 	switch (res->mode) {
 	case BK_LP_MODE_ENFORCE:
 		res->chosen = res->live_possible ? 1 : -1;
-		(void) snprintf(res->chosen_why, sizeof(res->chosen_why),
-				"live-patch mode %s: %s", mode,
+		(void) snprintf(res->chosen_why, sizeof(res->chosen_why), "live-patch mode %s: %s",
+				mode,
 				res->live_possible ? "the live path" :
 						     "the live path is impossible, refused");
 		break;
 	case BK_LP_MODE_DISABLE:
 		res->chosen = res->reboot_possible ? 0 : -1;
-		(void) snprintf(res->chosen_why, sizeof(res->chosen_why),
-				"live-patch mode %s: %s", mode,
+		(void) snprintf(res->chosen_why, sizeof(res->chosen_why), "live-patch mode %s: %s",
+				mode,
 				res->reboot_possible ? "the reboot path" :
 						       "the reboot path is impossible, refused");
 		break;
@@ -812,11 +820,11 @@ static void verdicts(struct bk_op_precheck_result *res)
 	case _BK_LP_MODE_MAX:
 	case _BK_LP_MODE_INVALID:
 		res->chosen = res->live_possible ? 1 : res->reboot_possible ? 0 : -1;
-		(void) snprintf(res->chosen_why, sizeof(res->chosen_why),
-				"live-patch mode %s: %s", mode,
-				res->live_possible   ? "the live path (possible)" :
-				res->reboot_possible ? "the reboot path (the live path is impossible)" :
-						       "neither path is possible, refused");
+		(void) snprintf(
+			res->chosen_why, sizeof(res->chosen_why), "live-patch mode %s: %s", mode,
+			res->live_possible   ? "the live path (possible)" :
+			res->reboot_possible ? "the reboot path (the live path is impossible)" :
+					       "neither path is possible, refused");
 		break;
 	}
 }
@@ -854,8 +862,8 @@ int bk_op_precheck(struct bk_op_ctx *ctx, enum bk_lp_mode mode, const struct bk_
 		goto done;
 	}
 	res->mode = mode >= 0 ? mode : des.mode;
-	add_check(res, "desired image", false, BK_CHECK_PASS, "%s %s, live-patch mode %s",
-		  des.name, des.version, bk_lp_mode_to_string(res->mode));
+	add_check(res, "desired image", false, BK_CHECK_PASS, "%s %s, live-patch mode %s", des.name,
+		  des.version, bk_lp_mode_to_string(res->mode));
 
 	/* The bundle, from the depot, verified completely. */
 	r = bk_op_depot_list(ctx, &v, &n, &e);
@@ -879,9 +887,9 @@ int bk_op_precheck(struct bk_op_ctx *ctx, enum bk_lp_mode mode, const struct bk_
 				r = bk_err_set(&e, -errno, "cannot open '%s': %m", v[i].file);
 		}
 		if (r >= 0)
-			r = bk_bundle_open_verified(fd, keyring,
-						    ctx->config.check_time ? 0 : BK_CMS_NO_CHECK_TIME,
-						    &b, &e);
+			r = bk_bundle_open_verified(
+				fd, keyring, ctx->config.check_time ? 0 : BK_CMS_NO_CHECK_TIME, &b,
+				&e);
 		if (r >= 0)
 			r = bk_bundle_verify_payloads(b, 0, NULL, &e);
 		if (r < 0)
@@ -901,8 +909,9 @@ int bk_op_precheck(struct bk_op_ctx *ctx, enum bk_lp_mode mode, const struct bk_
 		add_check(res, "compatible", false, BK_CHECK_FAIL,
 			  "this host has no [system] compatible");
 	else if (strcmp(m->compatible, ctx->config.compatible) != 0)
-		add_check(res, "compatible", false, BK_CHECK_FAIL, "the image is for '%s', this host is '%s'",
-			  m->compatible, ctx->config.compatible);
+		add_check(res, "compatible", false, BK_CHECK_FAIL,
+			  "the image is for '%s', this host is '%s'", m->compatible,
+			  ctx->config.compatible);
 	else
 		add_check(res, "compatible", false, BK_CHECK_PASS, "'%s'", m->compatible);
 
@@ -933,8 +942,8 @@ int bk_op_precheck(struct bk_op_ctx *ctx, enum bk_lp_mode mode, const struct bk_
 		add_check(res, "downgrade", false, BK_CHECK_FAIL,
 			  "%s is older than %s, booted: a downgrade", m->version, booted_version);
 	else
-		add_check(res, "downgrade", false, BK_CHECK_PASS, "%s after %s, booted",
-			  m->version, booted_version);
+		add_check(res, "downgrade", false, BK_CHECK_PASS, "%s after %s, booted", m->version,
+			  booted_version);
 
 	/* The alternate bank: not holding the revision in service, big enough. */
 	if (have_boot && bk_op_stage_target(ctx, &res->target, &target_why, NULL) >= 0) {
@@ -1159,12 +1168,11 @@ static int scan_step(struct bk_op_ctx *ctx, struct bk_op_task *task, const char 
 	}
 	*ret = msg.scan;
 	if (record)
-		bk_op_task_step(task, step, 0,
-				ret->state == BK_INCOMPATIBLE || ret->state == BK_UNKNOWN ?
-					"failed" :
-					NULL,
-				ret->start_ns, ret->duration_ns, "%s: %s",
-				bk_compliance_to_string(ret->state), ret->reason);
+		bk_op_task_step(
+			task, step, 0,
+			ret->state == BK_INCOMPATIBLE || ret->state == BK_UNKNOWN ? "failed" : NULL,
+			ret->start_ns, ret->duration_ns, "%s: %s",
+			bk_compliance_to_string(ret->state), ret->reason);
 	return 0;
 }
 
@@ -1175,8 +1183,8 @@ static int noop_before_write(void *userdata, enum bk_bank_id bank, const struct 
 }
 
 /* Open the desired image's bundle in the depot. */
-static int open_desired_bundle(struct bk_op_ctx *ctx, const struct bk_op_desired *des,
-			       int *ret_fd, char **ret_file, struct bk_err *err)
+static int open_desired_bundle(struct bk_op_ctx *ctx, const struct bk_op_desired *des, int *ret_fd,
+			       char **ret_file, struct bk_err *err)
 {
 	_cleanup_close_ int dfd = -EBADF;
 	_cleanup_free_ char *file = NULL;
@@ -1279,8 +1287,8 @@ struct json_object *bk_op_remediate_result_to_json(const struct bk_op_remediate_
 		    res->has_pre ? bk_op_precheck_to_json(&res->pre) : NULL) < 0 ||
 	    add_opt(o, "after", res->has_after,
 		    res->has_after ? bk_op_scan_to_json(&res->after) : NULL) < 0 ||
-	    bk_json_add(o, "steps", res->steps ? json_object_get(res->steps) : json_object_new_array()) <
-		    0)
+	    bk_json_add(o, "steps",
+			res->steps ? json_object_get(res->steps) : json_object_new_array()) < 0)
 		return NULL;
 	if (res->rep && bk_op_live_report_json(res->rep, &sw) < 0)
 		return NULL;
@@ -1300,11 +1308,10 @@ static void detail_checks(struct bk_op_task *t, const struct bk_op_precheck_resu
 	bk_op_task_detail(t, "live path: %s%s%s%s", pre->live_possible ? "possible" : "impossible",
 			  pre->live_possible ? "" : " (", pre->live_possible ? "" : pre->live_why,
 			  pre->live_possible ? "" : ")");
-	bk_op_task_detail(t, "reboot path: %s%s%s%s",
-			  pre->reboot_possible ? "possible" : "impossible",
-			  pre->reboot_possible ? "" : " (",
-			  pre->reboot_possible ? "" : pre->reboot_why,
-			  pre->reboot_possible ? "" : ")");
+	bk_op_task_detail(
+		t, "reboot path: %s%s%s%s", pre->reboot_possible ? "possible" : "impossible",
+		pre->reboot_possible ? "" : " (", pre->reboot_possible ? "" : pre->reboot_why,
+		pre->reboot_possible ? "" : ")");
 }
 
 static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,

@@ -60,11 +60,11 @@ struct json_object *bk_op_desired_to_json(const struct bk_op_desired *d);
 /* ---- compliance scan --------------------------------------------------------------------- */
 
 enum bk_compliance {
-	BK_COMPLIANT,		      /* the image in service (booted or live-patched) is desired */
+	BK_COMPLIANT,		     /* the image in service (booted or live-patched) is desired */
 	BK_COMPLIANT_PENDING_REBOOT, /* the desired image is staged and activated, not booted */
-	BK_NON_COMPLIANT,	      /* something else is in service (what differs is said) */
-	BK_INCOMPATIBLE,	      /* the desired image cannot be applied (why is said) */
-	BK_UNKNOWN,		      /* the state cannot be read (why is said) */
+	BK_NON_COMPLIANT,	     /* something else is in service (what differs is said) */
+	BK_INCOMPATIBLE,	     /* the desired image cannot be applied (why is said) */
+	BK_UNKNOWN,		     /* the state cannot be read (why is said) */
 	_BK_COMPLIANCE_MAX,
 	_BK_COMPLIANCE_INVALID = -EINVAL,
 };
@@ -76,21 +76,23 @@ const char *bk_compliance_to_string(enum bk_compliance c);
  * The exit code of `bankctl scan` for a state (docs/remediation.md): 0 compliant, 20
  * non-compliant, 21 compliant-pending-reboot, 22 incompatible, 23 unknown.
  */
-#define BK_EXIT_NON_COMPLIANT	20
-#define BK_EXIT_PENDING_REBOOT	21 /* also remediate's "reboot required" */
-#define BK_EXIT_INCOMPATIBLE	22
-#define BK_EXIT_UNKNOWN		23
-#define BK_EXIT_PRECHECK_FAILED 24 /* remediate refused: the path the policy needs is impossible */
+#define BK_EXIT_NON_COMPLIANT  20
+#define BK_EXIT_PENDING_REBOOT 21 /* also remediate's "reboot required" */
+#define BK_EXIT_INCOMPATIBLE   22
+#define BK_EXIT_UNKNOWN	       23
+#define BK_EXIT_PRECHECK_FAILED                                          \
+	24 /* remediate refused: the path the policy needs is impossible \
+	    */
 int bk_compliance_exit_code(enum bk_compliance c);
 
 /* What one bank holds, for the scan. */
 struct bk_op_scan_bank {
 	enum bk_bank_state state;
-	bool known;	    /* content record read */
-	char image[192];    /* "acme-os 1.1 (build 1)" or "" */
-	char version[64];   /* its version */
-	bool desired;	    /* it holds the desired image */
-	bool booted, next;  /* booted now; boots next */
+	bool known;	   /* content record read */
+	char image[192];   /* "acme-os 1.1 (build 1)" or "" */
+	char version[64];  /* its version */
+	bool desired;	   /* it holds the desired image */
+	bool booted, next; /* booted now; boots next */
 };
 
 /* Plain data (no pointers), so it can cross a pipe from a child. */
@@ -99,7 +101,7 @@ struct bk_op_scan_result {
 	char reason[1024]; /* one line: why, what differs */
 	bool has_desired;
 	struct bk_op_desired desired;
-	char in_service[192]; /* "acme-os 1.0 (build 1)", "" when unknown */
+	char in_service[192];	  /* "acme-os 1.0 (build 1)", "" when unknown */
 	char in_service_how[128]; /* "booted from bank A", "live-patched (revision x, bank B)" */
 	bool has_booted;
 	enum bk_bank_id booted, next;
@@ -127,8 +129,8 @@ const char *bk_check_result_to_string(enum bk_check_result r); /* "pass", "fail"
 #define BK_OP_CHECKS_MAX 24
 
 struct bk_op_check {
-	char name[32];	  /* "signature", "workloads", ... */
-	bool live_only;	  /* applies to the live path only (else to both) */
+	char name[32];	/* "signature", "workloads", ... */
+	bool live_only; /* applies to the live path only (else to both) */
 	enum bk_check_result result;
 	char reason[256]; /* one line */
 };
@@ -138,11 +140,11 @@ struct bk_op_precheck_result {
 	struct bk_op_check checks[BK_OP_CHECKS_MAX];
 	size_t n_checks;
 	bool live_possible, reboot_possible;
-	char live_why[256], reboot_why[256]; /* the first failed check of each path */
-	enum bk_lp_mode mode;		     /* the mode that applies */
-	int chosen;			     /* 1 live, 0 reboot, -1 neither: refused */
+	char live_why[1024], reboot_why[1024]; /* every failed check of each path, "; " between */
+	enum bk_lp_mode mode;		       /* the mode that applies */
+	int chosen;			       /* 1 live, 0 reboot, -1 neither: refused */
 	char chosen_why[256];
-	bool staged_intact;	 /* the desired image is staged, intact, in the target bank */
+	bool staged_intact;	/* the desired image is staged, intact, in the target bank */
 	enum bk_bank_id target; /* the bank a stage would write */
 	uint64_t start_ns, duration_ns;
 };
@@ -182,7 +184,7 @@ struct bk_op_remediate_result {
 	char task[17];
 	struct json_object *steps; /* every step as an event object */
 	enum bk_remediate_outcome outcome;
-	const char *path;	   /* "live", "reboot", NULL */
+	const char *path; /* "live", "reboot", NULL */
 	struct bk_op_scan_result before, after;
 	bool has_after;
 	struct bk_op_precheck_result pre;

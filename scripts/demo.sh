@@ -302,6 +302,7 @@ stop_live
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 run boot --simulate
 run mark-good
+run rev restore
 
 step "Remediation, 7/7: with auto, remediate takes the reboot path: stage, activate, reboot required"
 expect 21 remediate --live-patch-mode auto
