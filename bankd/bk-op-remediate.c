@@ -1356,11 +1356,17 @@ static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,
 	}
 	t0 = bk_op_realtime_ns();
 	m0 = bk_now_ns();
+	ctx->events_in_task = true; /* one task: this step is the activation's event */
 	r = bk_op_activate(ctx, res->pre.target, 0, &bres, err);
-	bk_op_task_step(task, "activate", r, NULL, t0, bk_now_ns() - m0, "%s%s%s",
-			r < 0 ? err->msg : "bank ",
-			r < 0 ? "" : bk_bank_id_to_string(res->pre.target),
-			r < 0 ? "" : " boots next");
+	ctx->events_in_task = false;
+	if (r < 0)
+		bk_op_task_step(task, "activate", r, NULL, t0, bk_now_ns() - m0, "%s", err->msg);
+	else
+		bk_op_task_step(task, "activate", 0, NULL, t0, bk_now_ns() - m0,
+				"bank %s boots next: generation %llu, %llu tries",
+				bk_bank_id_to_string(res->pre.target),
+				(unsigned long long) bres.d.state.bank[res->pre.target].generation,
+				(unsigned long long) bres.tries);
 	return r;
 }
 

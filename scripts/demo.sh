@@ -298,8 +298,12 @@ run depot import "$demo/demo-os-3.0.0.bbi"
 run desired set demo-os 3.0.0 --live-patch-mode enforce
 expect 24 remediate
 echo "   reboot into bank A (2.1.0, the live patch) first: bank A holds the revision in service"
-stop_live
-find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+# A reboot: the workload and every mount go, /run is empty again.
+reboot_sim() {
+	stop_live
+	find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+}
+reboot_sim
 run boot --simulate
 run mark-good
 run rev restore
@@ -309,6 +313,7 @@ expect 21 remediate --live-patch-mode auto
 expect 21 scan
 banks
 echo "   the reboot (simulated) and mark-good finish it:"
+reboot_sim
 run boot --simulate
 run mark-good
 expect 0 scan

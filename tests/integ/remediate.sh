@@ -328,12 +328,13 @@ check "task log: entering and exiting partial maintenance mode" bash -c "grep -q
 check "task log: hook messages" grep -q "hook saw apply" <<<"$log"
 check "task log: the last line says compliant" bash -c "tail -n1 <<<\"\$0\" | grep -q '^compliant: acme-os 1.1 (build b1.1) is in service (live-patched'" "$log"
 check "the running workload switched (same pid) to 1.1" bash -c "test \"$(rev_of_app)\" = acme-os-1.1 && grep -qx '$pid0' '$cg/app/cgroup.procs'"
+bc events --json -n 0 >"$T/events.json"
 check "every step is an event of one task" python3 -c '
 import json, sys
-ev = json.loads(sys.argv[1])[int(sys.argv[2]):]
+ev = json.load(open(sys.argv[1]))[int(sys.argv[2]):]
 tasks = set(e["task"] for e in ev)
 steps = [e["step"] for e in ev]
-sys.exit(0 if len(tasks) == 1 and "compliance scan" in steps and "switch-over" in steps and "compliance check" in steps else 1)' "$(bc events --json -n 0)" "$n0"
+sys.exit(0 if len(tasks) == 1 and "compliance scan" in steps and "switch-over" in steps and "compliance check" in steps else 1)' "$T/events.json" "$n0"
 expect_exit 0 "scan: compliant, exit 0" bc scan
 check "  ... live-patched, bank B boots next and holds it" grep -q "acme-os 1.1 (build b1.1) is in service (live-patched: revision 'acme-os-1.1' from bank B, booted bank A); bank B, which boots next, holds it" <<<"$OUT"
 n0=$(nevents)
@@ -406,8 +407,15 @@ EOF2
 	bc remediate >/dev/null 2>&1 # now 2.1 is staged: 2.0 below is a fresh stage
 fi
 bc desired set acme-os 2.0 --live-patch-mode auto >/dev/null
+n0=$(nevents)
 expect_exit 21 "remediate 2.0 (auto, not live-patchable): the reboot path, exit 21" bc remediate
 log=$OUT
+bc events --json -n 0 >"$T/events.json"
+check "the reboot path's events: one task, stage and activate among them" python3 -c '
+import json, sys
+ev = json.load(open(sys.argv[1]))[int(sys.argv[2]):]
+steps = [e["step"] for e in ev]
+sys.exit(0 if len(set(e["task"] for e in ev)) == 1 and "stage" in steps and "activate" in steps and "reboot required" in steps else 1)' "$T/events.json" "$n0"
 for s in "compliance scan" pre-check stage activate "compliance check" "reboot required"; do
 	check "task log: step '$s'" grep -Eq "^  [0-9:.]{12}  $s +ok " <<<"$log"
 done
