@@ -483,10 +483,11 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		} else {
 			res->state = BK_NON_COMPLIANT;
 			set_reason(res,
-				   "%s is in service (%s), but the next boot would boot %s%s%s",
+				   "%s is in service (%s), but the next boot would boot %s%s%s%s%s",
 				   res->in_service, res->in_service_how, nb ? "bank " : "nothing",
 				   nb ? bk_bank_id_to_string(res->next) : "",
-				   nb && nb->known ? nb->image : "");
+				   nb && nb->known ? " (" : "", nb && nb->known ? nb->image : "",
+				   nb && nb->known ? ")" : "");
 		}
 		goto out;
 	}

@@ -453,4 +453,7 @@ res = lines[-1]
 ok = res["event"] == "result" and res["exit_code"] == 21 and res["outcome"] == "reboot required" and res["path"] == "reboot"
 ok = ok and steps.get("stage") == "skipped" and steps.get("activate") == "ok" and res["after"]["state"] == "compliant-pending-reboot"
 sys.exit(0 if ok else 1)' "$OUT"
+bc desired set acme-os 2.0 >/dev/null
+expect_exit 20 "desired 2.0 in service, but bank B (2.1) boots next: non-compliant, exit 20" bc scan
+check "  ... says so" grep -q "acme-os 2.0 (build b2.0) is in service (booted from bank A), but the next boot would boot bank B (acme-os 2.1 (build b2.1))" <<<"$OUT"
 bk_done
