@@ -10,13 +10,10 @@
 #include <time.h>
 
 #include "bankctl.h"
-#include "bk-cms.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-op-remediate.h"
 #include "bk-op.h"
-
-BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
 static const struct bankctl_verb verb_desired = {
 	"desired", NULL,
