@@ -50,6 +50,15 @@ static void fmt_utc(uint64_t t, char *buf, size_t len)
 		(void) snprintf(buf, len, "-");
 }
 
+/* Print a document and free it; exit code ok, or the failure for out of memory. */
+static int print_doc(struct json_object *o, int ok_code)
+{
+	int r = bankctl_print_json(o);
+
+	json_object_put(o);
+	return r < 0 ? bankctl_fail(-ENOMEM, NULL) : ok_code;
+}
+
 /* ---- desired ------------------------------------------------------------------------------ */
 
 static int desired_set(struct bankctl *ctx, int argc, char **argv)
@@ -80,9 +89,7 @@ static int desired_set(struct bankctl *ctx, int argc, char **argv)
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	if (ctx->json)
-		return bankctl_print_json(bk_op_desired_to_json(&d)) < 0 ?
-			       bankctl_fail(-ENOMEM, NULL) :
-			       BK_EXIT_OK;
+		return print_doc(bk_op_desired_to_json(&d), BK_EXIT_OK);
 	printf("desired image: %s %s, live-patch mode %s\n", d.name, d.version,
 	       bk_lp_mode_to_string(d.mode));
 	return BK_EXIT_OK;
@@ -110,9 +117,7 @@ static int desired_show(struct bankctl *ctx, int argc, char **argv)
 			puts("null");
 			return BK_EXIT_OK;
 		}
-		return bankctl_print_json(bk_op_desired_to_json(&d)) < 0 ?
-			       bankctl_fail(-ENOMEM, NULL) :
-			       BK_EXIT_OK;
+		return print_doc(bk_op_desired_to_json(&d), BK_EXIT_OK);
 	}
 	if (r > 0) {
 		printf("desired image: none (bankctl desired set NAME VERSION)\n");
@@ -191,11 +196,9 @@ int bankctl_scan(struct bankctl *ctx, int argc, char **argv)
 	if (optind < argc)
 		return bankctl_usage(&verb_scan, "unexpected argument '%s'", argv[optind]);
 	bk_op_scan(&ctx->op, &s);
-	if (ctx->json) {
-		if (bankctl_print_json(bk_op_scan_to_json(&s)) < 0)
-			return bankctl_fail(-ENOMEM, NULL);
-	} else
-		print_scan(&s);
+	if (ctx->json)
+		return print_doc(bk_op_scan_to_json(&s), bk_compliance_exit_code(s.state));
+	print_scan(&s);
 	return bk_compliance_exit_code(s.state);
 }
 
@@ -246,11 +249,10 @@ int bankctl_precheck(struct bankctl *ctx, int argc, char **argv)
 	r = bk_op_precheck(&ctx->op, mode, NULL, &p, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
-	if (ctx->json) {
-		if (bankctl_print_json(bk_op_precheck_to_json(&p)) < 0)
-			return bankctl_fail(-ENOMEM, NULL);
-	} else
-		print_precheck(&p);
+	if (ctx->json)
+		return print_doc(bk_op_precheck_to_json(&p),
+				 p.chosen < 0 ? BK_EXIT_PRECHECK_FAILED : BK_EXIT_OK);
+	print_precheck(&p);
 	return p.chosen < 0 ? BK_EXIT_PRECHECK_FAILED : BK_EXIT_OK;
 }
 
