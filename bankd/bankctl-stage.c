@@ -18,6 +18,7 @@
 #include "bk-cms.h"
 #include "bk-json.h"
 #include "bk-log.h"
+#include "bk-op-remediate.h"
 #include "bk-op-stage.h"
 #include "bk-op.h"
 #include "bk-sha256.h"
@@ -26,8 +27,8 @@ BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
 static const struct bankctl_verb verb = {
 	"stage", NULL,
-	"stage IMAGE.bbi [--activate] [--allow-downgrade] [--ignore-compatible] [--keyring PATH] "
-	"[--no-check-time] [--json]",
+	"stage IMAGE.bbi|--desired [--activate] [--allow-downgrade] [--ignore-compatible] "
+	"[--keyring PATH] [--no-check-time] [--json]",
 	""
 };
 
@@ -203,6 +204,7 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		OPT_IGNORE_COMPATIBLE,
 		OPT_KEYRING,
 		OPT_NO_CHECK_TIME,
+		OPT_DESIRED,
 	};
 	static const struct option longopts[] = {
 		BANKCTL_COMMON_LONGOPTS,
@@ -211,8 +213,11 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		{ "ignore-compatible", no_argument, NULL, OPT_IGNORE_COMPATIBLE },
 		{ "keyring", required_argument, NULL, OPT_KEYRING },
 		{ "no-check-time", no_argument, NULL, OPT_NO_CHECK_TIME },
+		{ "desired", no_argument, NULL, OPT_DESIRED },
 		{ NULL, 0, NULL, 0 },
 	};
+	_cleanup_free_ char *desired_file = NULL;
+	bool desired = false;
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
 	struct bk_op_stage_opts o = { 0 };
 	struct bk_op_stage_result res = { .bank = _BK_BANK_INVALID };
@@ -241,14 +246,18 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		case OPT_NO_CHECK_TIME:
 			o.no_check_time = true;
 			break;
+		case OPT_DESIRED:
+			desired = true;
+			break;
 		default:
 			if (bankctl_common_option(ctx, c, &verb) <= 0)
 				return BK_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc)
+	if (optind >= argc && !desired)
 		return bankctl_usage(&verb, "missing IMAGE.bbi");
-	o.path = argv[optind++];
+	if (!desired)
+		o.path = argv[optind++];
 	if (optind < argc)
 		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
 	if (!ctx->op.configured)
@@ -271,8 +280,12 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		ctx->op.obs.progress = progress_cb;
 		ctx->op.obs.userdata = &pr;
 	}
-	r = bankctl_open_bundle(o.path, &fd, &err);
+	/* --desired: the desired image from the depot (vLCM's stage; docs/remediation.md). */
+	r = desired ? bk_op_desired_open(&ctx->op, &fd, &desired_file, NULL, &err) :
+		      bankctl_open_bundle(o.path, &fd, &err);
 	if (r >= 0) {
+		if (desired)
+			o.path = desired_file;
 		o.fd = fd;
 		r = bk_op_stage(&ctx->op, &o, &res, &err);
 	}

@@ -85,6 +85,10 @@ int bankctl_mark_good(struct bankctl *ctx, int argc, char **argv);
 int bankctl_mark_bad(struct bankctl *ctx, int argc, char **argv);
 int bankctl_rollback(struct bankctl *ctx, int argc, char **argv);
 int bankctl_roll_forward(struct bankctl *ctx, int argc, char **argv);
+int bankctl_desired(struct bankctl *ctx, int argc, char **argv);
+int bankctl_scan(struct bankctl *ctx, int argc, char **argv);
+int bankctl_precheck(struct bankctl *ctx, int argc, char **argv);
+int bankctl_remediate(struct bankctl *ctx, int argc, char **argv);
 
 struct bk_lp_report;
 /* A switch-over report (livepatch, rev switch): text (frozen time per workload, hooks) or JSON. */

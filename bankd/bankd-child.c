@@ -25,6 +25,7 @@
 #include "bk-op-depot.h"
 #include "bk-op-live.h"
 #include "bk-op-recover.h"
+#include "bk-op-remediate.h"
 #include "bk-op-stage.h"
 #include "bk-op.h"
 
@@ -42,6 +43,10 @@ static const char *const op_names[_BANKD_OP_MAX] = {
 	[BANKD_OP_DEPOT_REMOVE] = "depot remove",
 	[BANKD_OP_LIVEPATCH_APPLY] = "livepatch apply",
 	[BANKD_OP_LIVEPATCH_ROLLBACK] = "livepatch rollback",
+	[BANKD_OP_DESIRED_SET] = "desired set",
+	[BANKD_OP_DESIRED_CLEAR] = "desired clear",
+	[BANKD_OP_PRECHECK] = "precheck",
+	[BANKD_OP_REMEDIATE] = "remediate",
 };
 
 const char *bankd_op_to_string(enum bankd_op op)
@@ -260,6 +265,10 @@ static int run_boot(struct bk_op_ctx *ctx, const struct bankd_request *req,
 	case BANKD_OP_DEPOT_REMOVE:
 	case BANKD_OP_LIVEPATCH_APPLY:
 	case BANKD_OP_LIVEPATCH_ROLLBACK:
+	case BANKD_OP_DESIRED_SET:
+	case BANKD_OP_DESIRED_CLEAR:
+	case BANKD_OP_PRECHECK:
+	case BANKD_OP_REMEDIATE:
 	case _BANKD_OP_MAX:
 	case _BANKD_OP_INVALID:
 	default:
@@ -362,6 +371,97 @@ static int run_livepatch(struct bk_op_ctx *ctx, const struct bankd_request *req,
 	return r;
 }
 
+/* The mode of a request: "" for the desired state's (or system.conf's). */
+static int req_mode(const struct bankd_request *req, enum bk_lp_mode *ret, struct bk_err *err)
+{
+	*ret = _BK_LP_MODE_INVALID;
+	if (!req->reason || !req->reason[0])
+		return 0;
+	*ret = bk_lp_mode_from_string(req->reason);
+	if (*ret < 0)
+		return bk_err_set(err, -EINVAL,
+				  "unknown live-patch mode '%s' (disable, auto, enforce)",
+				  req->reason);
+	return 0;
+}
+
+/*
+ * Remediation (docs/remediation.md): desired set/clear answer the desired state; precheck its
+ * document; remediate its result document, whose exit_code is bankctl's (21: reboot
+ * required). A remediation that ends compliant or with a reboot required completes; a refusal
+ * by the pre-check is org.bootbank.Error.Refused, as an incompatible image is.
+ */
+static int run_remediation(struct bk_op_ctx *ctx, const struct bankd_request *req,
+			   struct json_object **ret, struct bk_err *err)
+{
+	enum bk_lp_mode mode;
+	int r;
+
+	r = req_mode(req, &mode, err);
+	if (r < 0)
+		return r;
+	switch (req->op) {
+	case BANKD_OP_DESIRED_SET: {
+		struct bk_op_desired d;
+
+		r = bk_op_desired_set(ctx, req->name, req->version, mode, &d, err);
+		if (r >= 0)
+			*ret = bk_op_desired_to_json(&d);
+		return r;
+	}
+	case BANKD_OP_DESIRED_CLEAR:
+		r = bk_op_desired_clear(ctx, err);
+		if (r >= 0) {
+			struct json_object *o = json_object_new_object();
+
+			if (o && bk_json_add_bool(o, "cleared", r == 0) < 0) {
+				json_object_put(o);
+				o = NULL;
+			}
+			*ret = o;
+		}
+		return r < 0 ? r : 0;
+	case BANKD_OP_PRECHECK: {
+		struct bk_op_precheck_result p;
+
+		r = bk_op_precheck(ctx, mode, NULL, &p, err);
+		if (r >= 0)
+			*ret = bk_op_precheck_to_json(&p);
+		return r;
+	}
+	case BANKD_OP_REMEDIATE: {
+		struct bk_op_remediate_opts o = { .mode = mode,
+						  .reboot = req->reboot,
+						  .no_check_time = req->no_check_time };
+		struct bk_op_remediate_result res = { 0 };
+
+		r = bk_op_remediate(ctx, &o, &res, err);
+		*ret = bk_op_remediate_result_to_json(&res, bk_op_remediate_exit_code(&res, r, err),
+						      r < 0 ? err : NULL);
+		if (r == -ECANCELED && res.outcome == BK_REMEDIATE_REFUSED)
+			r = bk_err_recode(err, -EKEYREVOKED); /* org.bootbank.Error.Refused */
+		bk_op_remediate_result_release(&res);
+		return r;
+	}
+	case BANKD_OP_STAGE:
+	case BANKD_OP_ACTIVATE:
+	case BANKD_OP_MARK_GOOD:
+	case BANKD_OP_MARK_BAD:
+	case BANKD_OP_ROLLBACK:
+	case BANKD_OP_ROLL_FORWARD:
+	case BANKD_OP_RECOVER:
+	case BANKD_OP_DEPOT_IMPORT:
+	case BANKD_OP_DEPOT_REMOVE:
+	case BANKD_OP_LIVEPATCH_APPLY:
+	case BANKD_OP_LIVEPATCH_ROLLBACK:
+	case _BANKD_OP_MAX:
+	case _BANKD_OP_INVALID:
+	default:
+		break;
+	}
+	return bk_err_set(err, -EINVAL, "unknown operation");
+}
+
 static int run(struct bk_op_ctx *ctx, const struct bankd_request *req, struct json_object **ret,
 	       struct bk_err *err)
 {
@@ -382,6 +482,11 @@ static int run(struct bk_op_ctx *ctx, const struct bankd_request *req, struct js
 	case BANKD_OP_LIVEPATCH_APPLY:
 	case BANKD_OP_LIVEPATCH_ROLLBACK:
 		return run_livepatch(ctx, req, ret, err);
+	case BANKD_OP_DESIRED_SET:
+	case BANKD_OP_DESIRED_CLEAR:
+	case BANKD_OP_PRECHECK:
+	case BANKD_OP_REMEDIATE:
+		return run_remediation(ctx, req, ret, err);
 	case _BANKD_OP_MAX:
 	case _BANKD_OP_INVALID:
 	default:

@@ -28,6 +28,7 @@
 #include "bk-op-boot.h"
 #include "bk-op-depot.h"
 #include "bk-op-live.h"
+#include "bk-op-remediate.h"
 #include "bk-op-status.h"
 #include "bk-op.h"
 
@@ -217,6 +218,8 @@ static int read_options(sd_bus_message *msg, struct bankd_request *req, const ch
 				req->force = b;
 			else if (strcmp(key, "no_beneath") == 0)
 				req->no_beneath = b;
+			else if (strcmp(key, "reboot") == 0)
+				req->reboot = b;
 		}
 		r = sd_bus_message_exit_container(msg);
 		if (r < 0)
@@ -366,6 +369,10 @@ static int method_short(sd_bus_message *msg, void *userdata, sd_bus_error *error
 	case BANKD_OP_DEPOT_IMPORT:
 	case BANKD_OP_LIVEPATCH_APPLY:
 	case BANKD_OP_LIVEPATCH_ROLLBACK:
+	case BANKD_OP_DESIRED_SET:
+	case BANKD_OP_DESIRED_CLEAR:
+	case BANKD_OP_PRECHECK:
+	case BANKD_OP_REMEDIATE:
 	case _BANKD_OP_MAX:
 	case _BANKD_OP_INVALID:
 	default:
@@ -609,6 +616,97 @@ static int prop_state(sd_bus *bus, const char *path, const char *interface, cons
 	return r;
 }
 
+/* ---- remediation (docs/remediation.md) ------------------------------------------------- */
+
+/* A request with a live-patch mode ("" for the desired state's) and, for DesiredSet, an image. */
+static int method_remediation(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	static const char *const allowed[] = { "reboot", "no_check_time", NULL };
+	struct bankd_manager *m = userdata;
+	const char *member = sd_bus_message_get_member(msg);
+	const char *name = NULL, *version = NULL, *mode = "";
+	struct bankd_request req;
+	enum bankd_op op;
+	int r;
+
+	op = strcmp(member, "DesiredSet") == 0	 ? BANKD_OP_DESIRED_SET :
+	     strcmp(member, "DesiredClear") == 0 ? BANKD_OP_DESIRED_CLEAR :
+	     strcmp(member, "Precheck") == 0	 ? BANKD_OP_PRECHECK :
+						   BANKD_OP_REMEDIATE;
+	r = prepare(m, msg, op, &req, error);
+	if (r < 0)
+		return r;
+	if (op == BANKD_OP_DESIRED_SET)
+		r = sd_bus_message_read(msg, "sss", &name, &version, &mode);
+	else if (op != BANKD_OP_DESIRED_CLEAR)
+		r = sd_bus_message_read(msg, "s", &mode);
+	if (r >= 0 && op == BANKD_OP_REMEDIATE)
+		r = read_options(msg, &req, allowed, error);
+	if (r >= 0 && mode[0] && bk_lp_mode_from_string(mode) < 0)
+		r = sd_bus_error_setf(error, "org.bootbank.Error.Usage",
+				      "unknown live-patch mode '%s' (disable, auto, enforce)",
+				      mode);
+	if (r >= 0) {
+		req.reason = strdup(mode);
+		req.name = name ? strdup(name) : NULL;
+		req.version = version ? strdup(version) : NULL;
+		if (!req.reason || (name && !req.name) || (version && !req.version))
+			r = -ENOMEM;
+	}
+	if (r < 0) {
+		bankd_request_release(&req);
+		return r;
+	}
+	return start(m, msg, &req, op == BANKD_OP_REMEDIATE ? BANKD_REPLY_PATH : BANKD_REPLY_RESULT,
+		     error);
+}
+
+/* Scan: read-only and inline, as Status (it may mount a bank's record: ctx_end() returns). */
+static int method_scan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	struct bankd_manager *m = userdata;
+	struct bk_op_scan_result s;
+	struct bk_op_ctx ctx;
+	struct json_object *o;
+	int r;
+
+	r = ctx_open(m, &ctx, error);
+	if (r >= 0) {
+		bk_op_scan(&ctx, &s);
+		o = bk_op_scan_to_json(&s);
+		r = reply_json(msg, o);
+		json_object_put(o);
+	}
+	ctx_end(m, &ctx);
+	return r;
+}
+
+static int method_desired_show(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	struct bankd_manager *m = userdata;
+	struct bk_op_desired d;
+	struct bk_err err = { 0 };
+	struct bk_op_ctx ctx;
+	struct json_object *o;
+	int r;
+
+	r = ctx_open(m, &ctx, error);
+	if (r >= 0) {
+		r = bk_op_desired_get(&ctx, &d, &err);
+		if (r < 0)
+			r = reply_error(error, r, &err);
+		else if (r > 0)
+			r = sd_bus_reply_method_return(msg, "s", "null");
+		else {
+			o = bk_op_desired_to_json(&d);
+			r = reply_json(msg, o);
+			json_object_put(o);
+		}
+	}
+	ctx_end(m, &ctx);
+	return r;
+}
+
 static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_VTABLE_START(0),
 	SD_BUS_PROPERTY("Version", "s", prop_state, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -655,6 +753,20 @@ static const sd_bus_vtable manager_vtable[] = {
 				 method_livepatch_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("LivePatchStatus", "", , "s", SD_BUS_PARAM(json),
 				 method_livepatch_status, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES(
+		"DesiredSet", "sss", SD_BUS_PARAM(name) SD_BUS_PARAM(version) SD_BUS_PARAM(mode),
+		"s", SD_BUS_PARAM(json), method_remediation, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("DesiredShow", "", , "s", SD_BUS_PARAM(json), method_desired_show,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("DesiredClear", "", , "s", SD_BUS_PARAM(json), method_remediation,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Scan", "", , "s", SD_BUS_PARAM(json), method_scan,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Precheck", "s", SD_BUS_PARAM(mode), "s", SD_BUS_PARAM(json),
+				 method_remediation, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("Remediate", "sa{sv}", SD_BUS_PARAM(mode) SD_BUS_PARAM(options),
+				 "o", SD_BUS_PARAM(job), method_remediation,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_VTABLE_END,
 };
 

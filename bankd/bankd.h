@@ -39,6 +39,10 @@ enum bankd_op {
 	BANKD_OP_DEPOT_REMOVE,
 	BANKD_OP_LIVEPATCH_APPLY,
 	BANKD_OP_LIVEPATCH_ROLLBACK,
+	BANKD_OP_DESIRED_SET,
+	BANKD_OP_DESIRED_CLEAR,
+	BANKD_OP_PRECHECK,
+	BANKD_OP_REMEDIATE,
 	_BANKD_OP_MAX,
 	_BANKD_OP_INVALID = -22,
 };
@@ -47,11 +51,13 @@ struct bankd_request {
 	enum bankd_op op;
 	int fd;		/* the caller's bundle (owned: closed after the fork), or -EBADF */
 	char *bank;	/* activate, mark: "A", "B", "booted", "other" or "" */
-	char *reason;	/* mark-bad; version: depot remove */
-	char *name;	/* depot remove: name; livepatch: revision id */
-	char *version;	/* depot remove */
+	char *reason;	/* mark-bad; version: depot remove; live-patch mode: desired set,
+			 * precheck, remediate ("": the desired one's) */
+	char *name;	/* depot remove, desired set: name; livepatch: revision id */
+	char *version;	/* depot remove, desired set */
 	uint32_t tries; /* activate (0: system.conf's) */
 	bool activate, allow_downgrade, ignore_compatible, no_check_time, force, no_beneath;
+	bool reboot; /* remediate */
 };
 
 void bankd_request_release(struct bankd_request *req);

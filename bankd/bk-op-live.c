@@ -681,8 +681,8 @@ static int enter_maintenance(struct apply *a, const struct stage_msg *ready, str
 	a->flag_set = r >= 0;
 	bk_op_task_step(a->task, "maintenance mode", r, NULL, t0, bk_now_ns() - m0, "%s",
 			r < 0 ? err->msg :
-				"entered: stage, activate and rollback refuse until "
-				"it ends");
+				"entering partial maintenance mode: stage, activate and "
+				"rollback refuse until it ends");
 	return r;
 }
 
@@ -947,7 +947,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 	struct bk_op_stage_opts so = { 0 };
 	const struct bk_manifest *m = NULL;
 	const struct bk_payload *p = NULL;
-	struct bk_op_task task;
+	struct bk_op_task own_task, *task = o->task ? o->task : &own_task;
 	struct apply a = { 0 };
 	struct live_ud ud;
 	enum bk_bank_id target;
@@ -961,9 +961,10 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		return bk_err_set(err, -EINVAL, "invalid revision id '%s'", o->id);
 	if (!ctx->configured)
 		return bk_err_set(err, -EINVAL, "nothing is configured: no '%s'", ctx->config_path);
-	bk_op_task_init(&task, ctx, "livepatch", false);
-	ud = (struct live_ud){ .ctx = ctx, .live = &live, .task = &task };
-	a = (struct apply){ .ctx = ctx, .live = &live, .task = &task, .operation = "livepatch" };
+	if (!o->task)
+		bk_op_task_init(&own_task, ctx, "livepatch", false);
+	ud = (struct live_ud){ .ctx = ctx, .live = &live, .task = task };
+	a = (struct apply){ .ctx = ctx, .live = &live, .task = task, .operation = "livepatch" };
 	r = bk_op_live_open(ctx, &live, err);
 	if (r >= 0)
 		r = bk_op_lock(ctx, err);
@@ -972,7 +973,8 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 	live_ctx_hook(&live, &ud);
 	if (o->no_beneath)
 		live.lp.view_flags |= BK_VIEW_NO_BENEATH;
-	bk_op_task_begin(&task, path);
+	if (!o->task)
+		bk_op_task_begin(task, path);
 
 	/* 1. Pre-check: nothing changes before the image, the workloads and the bank qualify. */
 	t0 = bk_op_realtime_ns();
@@ -1051,7 +1053,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		(void) snprintf(nofsr_note, sizeof(nofsr_note),
 				", %zu --no-fsr left to the scan hooks to restart", n_nofsr);
 	bk_op_task_step(
-		&task, "pre-check", 0, NULL, t0, bk_now_ns() - m0,
+		task, "pre-check", 0, NULL, t0, bk_now_ns() - m0,
 		"%s %s signed and intact; live-patches %s%s%s%s; %zu running %s can be "
 		"suspended%s; bank %s (%s)%s",
 		m->name, m->version, current ? "'" : "nothing in service", current ? current : "",
@@ -1093,7 +1095,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 	t0 = bk_op_realtime_ns();
 	m0 = bk_now_ns();
 	r = mount_from_bank(&a, m, p, id, current, err);
-	bk_op_task_step(&task, "mount revision", r, NULL, t0, bk_now_ns() - m0, "%s%s%s%s%s%s",
+	bk_op_task_step(task, "mount revision", r, NULL, t0, bk_now_ns() - m0, "%s%s%s%s%s%s",
 			r < 0 ? err->msg : "'", r < 0 ? "" : id, r < 0 ? "" : "' from bank ",
 			r < 0 ? "" : a.bank, r < 0 ? "" : ": ", r < 0 ? "" : p->name);
 	if (r < 0)
@@ -1139,10 +1141,14 @@ fail_recover:
 	}
 	goto out;
 fail_precheck:
-	bk_op_task_step(&task, "pre-check", r, NULL, t0, bk_now_ns() - m0, "%s", err->msg);
+	bk_op_task_step(task, "pre-check", r, NULL, t0, bk_now_ns() - m0, "%s", err->msg);
 out:
-	result_take_task(res, &task);
-	bk_op_task_release(&task);
+	if (o->task) {
+		(void) snprintf(res->task, sizeof(res->task), "%s", task->id);
+	} else {
+		result_take_task(res, &own_task);
+		bk_op_task_release(&own_task);
+	}
 	bk_op_live_close(&live);
 	return r;
 }

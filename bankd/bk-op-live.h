@@ -64,6 +64,11 @@ struct bk_op_livepatch_opts {
 	bool no_check_time;
 	const char *id;	 /* the revision id; NULL: "<name>-<version>" */
 	bool no_beneath; /* no MOVE_MOUNT_BENEATH view swap */
+	/*
+	 * NULL: a task of its own. Else the task of a caller (remediate) that began it: the live
+	 * patch's steps and events join it, and res->steps stays NULL (they are in task->steps).
+	 */
+	struct bk_op_task *task;
 };
 
 /* What a live patch or its rollback did; also filled (task, steps, rep) when it failed. */

@@ -135,6 +135,8 @@ void bk_op_event(struct bk_op_ctx *ctx, const char *operation, int r, const stru
 	va_list ap;
 	int n;
 
+	if (ctx->events_in_task)
+		return;
 	va_start(ap, fmt);
 	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);

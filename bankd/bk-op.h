@@ -78,6 +78,11 @@ struct bk_op_ctx {
 	bool wait;   /* wait for the lock instead of failing with "busy" */
 	int lock_fd; /* >= 0 while the lock is ours */
 	struct bk_op_observer obs;
+	/*
+	 * Set by an operation that calls others as steps of its own task (remediate calls
+	 * activate): bk_op_event() records nothing, the caller's task records the step.
+	 */
+	bool events_in_task;
 
 	/* Private state (bk-op.c, bk-op-disk.c). */
 	struct bk_disk *disk;

@@ -31,6 +31,8 @@ static const char *const bootloaders[] = {
 	"file", "grub", "uboot", "systemd-boot", "custom", NULL
 };
 
+static const char *const live_patch_modes[] = { "disable", "auto", "enforce", NULL };
+
 #define FIELD(f) offsetof(struct bk_config, f)
 static const struct key keys[] = {
 	{ "system", "compatible", KEY_STRING, FIELD(compatible), 0, 0, NULL },
@@ -46,6 +48,8 @@ static const struct key keys[] = {
 	{ "boot", "custom-backend", KEY_PATH, FIELD(custom_backend), 0, 0, NULL },
 	{ "livepatch", "hook-timeout-sec", KEY_U64, FIELD(hook_timeout_sec), 1, 3600, NULL },
 	{ "livepatch", "freeze-timeout-ms", KEY_U64, FIELD(freeze_timeout_ms), 1, 60000, NULL },
+	{ "remediation", "live-patch-mode", KEY_ENUM, FIELD(live_patch_mode), 0, 0,
+	  live_patch_modes },
 };
 
 struct parse_state {
@@ -73,7 +77,8 @@ int bk_config_init(struct bk_config *c)
 	c->freeze_timeout_ms = 2000;
 	if (set_string(&c->bootloader, "file") < 0 ||
 	    set_string(&c->keyring, "/etc/bootbank/keyring.pem") < 0 ||
-	    set_string(&c->depot, "/var/lib/bootbank/depot") < 0) {
+	    set_string(&c->depot, "/var/lib/bootbank/depot") < 0 ||
+	    set_string(&c->live_patch_mode, "auto") < 0) {
 		bk_config_release(c);
 		return -ENOMEM;
 	}

@@ -34,6 +34,9 @@ struct bk_config {
 	/* [livepatch] */
 	uint64_t hook_timeout_sec;
 	uint64_t freeze_timeout_ms;
+	/* [remediation] */
+	char *live_patch_mode; /* default live-patch mode of a desired image: disable|auto|enforce
+				*/
 };
 
 /* Fill defaults (also what an absent file yields). Returns 0 or -ENOMEM. */

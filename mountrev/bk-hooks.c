@@ -296,7 +296,7 @@ static int spawn_hook(const char *path, const char *name, enum bk_hook_phase pha
 		      const struct bk_hook_env *env, int out_fd, int err_fd, pid_t *ret_pid)
 {
 	char e_phase[64], e_hook[192], e_old[320], e_new[320], e_oldv[320], e_newv[320];
-	char safe_path[] = SAFE_PATH, a_phase[16];
+	char safe_path[] = SAFE_PATH, a_phase[16], e_dry[] = "BOOTBANK_DRY_RUN=1";
 	_cleanup_free_ char *a_path = strdup(path), *a_old = NULL, *a_new = NULL;
 	_cleanup_free_ char *e_nofsr = NULL, *e_restart = NULL;
 	posix_spawn_file_actions_t fa;
@@ -325,8 +325,11 @@ static int spawn_hook(const char *path, const char *name, enum bk_hook_phase pha
 			env->new_version ? env->new_version : "");
 	{
 		char *argv[] = { a_path, a_phase, a_old, a_new, NULL };
-		char *envp[] = { safe_path, e_phase, e_hook,  e_old,	 e_new,
-				 e_oldv,    e_newv,  e_nofsr, e_restart, NULL };
+		char *envp[] = {
+			safe_path, e_phase, e_hook,  e_old,	e_new,
+			e_oldv,	   e_newv,  e_nofsr, e_restart, env->dry_run ? e_dry : NULL,
+			NULL
+		};
 
 		r = posix_spawn_file_actions_init(&fa);
 		if (r != 0)

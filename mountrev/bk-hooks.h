@@ -8,7 +8,8 @@
  *   env:  PATH (a fixed safe list), BOOTBANK_PHASE, BOOTBANK_HOOK, BOOTBANK_OLD_REV,
  *         BOOTBANK_NEW_REV, BOOTBANK_OLD_VERSION, BOOTBANK_NEW_VERSION,
  *         BOOTBANK_NOFSR_WORKLOADS (the running --no-fsr workloads, space-separated),
- *         BOOTBANK_RESTART_WORKLOADS (the ones a scan hook claimed; apply and revert only)
+ *         BOOTBANK_RESTART_WORKLOADS (the ones a scan hook claimed; apply and revert only),
+ *         BOOTBANK_DRY_RUN=1 (only when a pre-check runs the scan hooks: nothing will follow)
  *
  * scan runs before a switch-over: exit 0 lets it go on; exit 10 or more vetoes it (the last
  * non-empty line of stderr is the reason); exit 1-9, a signal or a timeout is a failing hook,
@@ -50,6 +51,7 @@ struct bk_hook_env {
 	const char *new_version;
 	const char *nofsr_workloads;   /* BOOTBANK_NOFSR_WORKLOADS, "a b"; NULL: "" */
 	const char *restart_workloads; /* BOOTBANK_RESTART_WORKLOADS; NULL: "" */
+	bool dry_run;		       /* BOOTBANK_DRY_RUN=1: a pre-check, no switch-over follows */
 };
 
 struct bk_hook_result {

@@ -391,8 +391,11 @@ static void abandon(const struct bk_livepatch_ctx *c, const struct bk_maint *m)
 	r = settle(c, m, false, &e);
 	if (r >= 0)
 		r = bk_maint_clear(c->state_dfd, &e);
-	report_step(c, "maintenance mode", r, t0,
-		    r < 0 ? e.msg : "left: nothing of this live patch is in service", NULL, NULL);
+	report_step(
+		c, "maintenance mode", r, t0,
+		r < 0 ? e.msg :
+			"exiting partial maintenance mode: nothing of this live patch is in service",
+		NULL, NULL);
 }
 
 static int count_running(const struct bk_lp_workload *lws, size_t n)
@@ -686,7 +689,8 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = settle(c, &m, true, err);
 	if (r >= 0)
 		r = bk_maint_clear(c->state_dfd, err);
-	report_step(c, "maintenance mode", r, t0, r < 0 ? err->msg : "left", NULL, NULL);
+	report_step(c, "maintenance mode", r, t0,
+		    r < 0 ? err->msg : "exiting partial maintenance mode", NULL, NULL);
 out:
 	bk_lp_workloads_free(lws, n);
 	if (ret)

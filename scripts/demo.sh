@@ -3,8 +3,9 @@
 # make demo: bootbank's main job on a sparse disk image under build/demo, reached through loop
 # devices (no real disk is touched): partition it, build two signed images, stage, activate,
 # boot (simulated), mark good, roll back at the boot prompt, roll forward, and refuse a tampered
-# bundle; then live-patch a running demo workload (its own cgroup and mount namespace) to a
-# third image and roll the live patch back. Needs root. Everything it attaches, mounts or starts
+# bundle; then remediate (docs/remediation.md) a running demo workload (its own cgroup and mount
+# namespace) to a desired third image on the live path, and to a fourth on the reboot path.
+# Needs root. Everything it attaches, mounts or starts
 # is removed when it ends, also when it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -229,7 +230,7 @@ echo "   ${GREEN}both banks untouched${OFF}"
 step "The full status"
 run status
 
-step "Live patch, 1/4: the booted bank's live payload is the revision in service; a workload runs on it"
+step "Remediation, 0/7: the booted bank's live payload is the revision in service; a workload runs on it"
 run rev restore
 cgroot=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
 [ -n "$cgroot" ] || { echo "make demo needs a cgroup2 mount" >&2; exit 1; }
@@ -256,9 +257,29 @@ for _ in $(seq 1 50); do [ -s "$demo/workload.log" ] && break; sleep 0.1; done
 sed 's/^/   workload: /' "$demo/workload.log"
 run workload add demo-app --cgroup "${cgroup#"$cgroot"/}" --view "$view"
 
-step "Live patch, 2/4: build 2.1.0, live-patchable from 2.0.0, and apply it to the running workload"
+# expect CODE VERB...: run a verb that must end with exit code CODE (scan, precheck, remediate
+# branch on their exit codes: docs/remediation.md).
+expect() {
+	local want=$1 rc=0
+	shift
+	run "$@" || rc=$?
+	echo "   ${DIM}exit code $rc${OFF}"
+	[ "$rc" -eq "$want" ]
+}
+
+step "Remediation, 1/7: build 2.1.0, live-patchable from 2.0.0, import it into the depot, and make it the desired image with enforce live patch"
 build_image 2.1.0 '"2.0.0"'
-run livepatch apply "$demo/demo-os-2.1.0.bbi"
+run depot import "$demo/demo-os-2.1.0.bbi"
+run desired set demo-os 2.1.0 --live-patch-mode enforce
+
+step "Remediation, 2/7: compliance scan: non-compliant (what differs is said)"
+expect 20 scan
+
+step "Remediation, 3/7: pre-check: every check of both paths; the live path is possible"
+expect 0 precheck
+
+step "Remediation, 4/7: remediate: the live path (partial maintenance mode, stage, revision, hooks, switch-over), then a compliance check"
+expect 0 remediate
 sleep 0.3
 echo "   the workload, never restarted (same pid), now reads the new stamp:"
 tail -n 2 "$demo/workload.log" | sed 's/^/   workload: /'
@@ -267,15 +288,35 @@ grep -q "reads: demo-app of demo-os 2.1.0" "$demo/workload.log"
 echo "   bank A holds 2.1.0 and is activated: a reboot keeps the patch"
 banks
 
-step "Live patch, 3/4: every step was an event"
-run events -n 12
+step "Remediation, 5/7: compliance scan: compliant; every step was an event of one task"
+expect 0 scan
+run events -n 6
 
-step "Live patch, 4/4: roll the live patch back: 2.0.0 again, and bank B boots next again"
-run livepatch rollback
-sleep 0.3
-tail -n 1 "$demo/workload.log" | sed 's/^/   workload: /'
-tail -n 1 "$demo/workload.log" | grep -q "reads: demo-app of demo-os 2.0.0"
+step "Remediation, 6/7: 3.0.0 cannot be live-patched: with enforce, remediate refuses and says why"
+build_image 3.0.0 ""
+run depot import "$demo/demo-os-3.0.0.bbi"
+run desired set demo-os 3.0.0 --live-patch-mode enforce
+expect 24 remediate
+echo "   reboot into bank A (2.1.0, the live patch) first: bank A holds the revision in service"
+# A reboot: the workload and every mount go, /run is empty again.
+reboot_sim() {
+	stop_live
+	find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+}
+reboot_sim
+run boot --simulate
+run mark-good
+run rev restore
+
+step "Remediation, 7/7: with auto, remediate takes the reboot path: stage, activate, reboot required"
+expect 21 remediate --live-patch-mode auto
+expect 21 scan
 banks
+echo "   the reboot (simulated) and mark-good finish it:"
+reboot_sim
+run boot --simulate
+run mark-good
+expect 0 scan
 current="removing the workload, its cgroup and the live patch's mounts"
 stop_live
 

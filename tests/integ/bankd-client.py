@@ -38,6 +38,8 @@ SIGS = {
     "MarkBad": "ss", "Rollback": "", "RollForward": "", "Recover": "", "DepotImport": "ha{sv}",
     "DepotList": "", "DepotRemove": "ss", "Events": "u", "LivePatchApply": "ha{sv}",
     "LivePatchRollback": "", "LivePatchStatus": "",
+    "DesiredSet": "sss", "DesiredShow": "", "DesiredClear": "", "Scan": "", "Precheck": "s",
+    "Remediate": "sa{sv}",
 }
 
 

@@ -238,7 +238,8 @@ ok "bankd starts and takes org.bootbank.Manager1 on the private bus"
 busctl --address="$A" introspect org.bootbank.Manager1 /org/bootbank/Manager1 >"$T/introspect" 2>&1
 check "busctl introspect lists org.bootbank.Manager1" grep -q '^org\.bootbank\.Manager1 *interface' "$T/introspect"
 for mth in Status ExplainNextBoot Stage Activate MarkGood MarkBad Rollback RollForward Recover \
-	DepotImport DepotList DepotRemove Events LivePatchApply LivePatchRollback LivePatchStatus; do
+	DepotImport DepotList DepotRemove Events LivePatchApply LivePatchRollback LivePatchStatus \
+	DesiredSet DesiredShow DesiredClear Scan Precheck Remediate; do
 	grep -q "^\.$mth *method" "$T/introspect" || not_ok "introspect: method $mth missing"
 done
 busctl --address="$A" introspect --xml-interface org.bootbank.Manager1 /org/bootbank/Manager1 >"$T/manager.xml"
@@ -369,7 +370,8 @@ check "nobody reads the properties" test "$(U get NextBank)" = "$(C get NextBank
 denied=0
 for c in "Stage @$img/demo-os-2.0.0.bbi {}" "Activate B 0" "MarkGood A" "MarkBad A x" "Rollback" \
 	"RollForward" "Recover" "DepotImport @$img/demo-os-2.0.0.bbi {}" "DepotRemove demo-os 1.0.0" \
-	"LivePatchApply @$img/demo-os-2.0.0.bbi {}" "LivePatchRollback"; do
+	"LivePatchApply @$img/demo-os-2.0.0.bbi {}" "LivePatchRollback" "DesiredSet demo-os 1.0.0 auto" \
+	"DesiredClear" "Precheck auto"; do
 	# shellcheck disable=SC2086
 	r=$(U call $c)
 	if [ "$(json "d['ok'] is False and d['error']" <<<"$r")" = org.freedesktop.DBus.Error.AccessDenied ]; then
@@ -378,7 +380,7 @@ for c in "Stage @$img/demo-os-2.0.0.bbi {}" "Activate B 0" "MarkGood A" "MarkBad
 		not_ok "nobody: ${c%% *} not denied ($r)"
 	fi
 done
-check "nobody: all 11 mutating methods are AccessDenied" test "$denied" -eq 11
+check "nobody: all 14 mutating methods (and Precheck, which runs hooks) are AccessDenied" test "$denied" -eq 14
 check "  ... nothing changed: banks, boot state, no new event" test "$(hashp A)$(hashp B) $(statehash) $(B events --json -n 1000 | json "len(d)")" = "$h $s $ne"
 check "  ... bankd logged the refusals" grep -q "refused to uid 65534: not root, not in group '$grp'" "$T/bankd.log"
 r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --groups="$gid" $PY "$CLIENT" "$A" call Recover)
@@ -525,6 +527,46 @@ cur=$(current) nb=$(next2)
 check "  ... one revision in service, the boot choice on it ($cur, bank $nb)" bash -c "[ '$cur $nb' = 'acme-os-1.0 A' ] || [ '$cur $nb' = 'acme-os-1.1 B' ]"
 check "  ... status parses" bash -c "'$BANKCTL' --root '$root2' status --json >/dev/null"
 check "  ... MaintenanceMode is false" test "$(C get MaintenanceMode)" = false
+
+# --- remediation through the API (docs/remediation.md), on the second sandbox ------------------------
+[ "$(current)" = acme-os-1.1 ] && B2 livepatch rollback >/dev/null
+B2 depot import "$img/v11.bbi" >/dev/null || not_ok "depot import of 1.1 for the remediation"
+dfail org.bootbank.Error.NotFound "DesiredSet of an image not in the depot: NotFound" DesiredSet acme-os 9.9 ""
+dfail org.bootbank.Error.Usage "DesiredSet with an unknown mode: Usage" DesiredSet acme-os 1.1 sometimes
+dcall "DesiredSet(acme-os, 1.1, enforce)" DesiredSet acme-os 1.1 enforce
+check "  ... answers the desired state" test "$(json "d['name'], d['version'], d['live_patch_mode']" <<<"$OUT")" = "('acme-os', '1.1', 'enforce')"
+dcall "DesiredShow" DesiredShow
+check "  ... the document 'bankctl desired show --json' prints" same_json "$OUT" "$(B2 desired show --json)"
+dcall "Scan" Scan
+check "Scan: non-compliant, exit code 20" test "$(json "d['state'], d['exit_code']" <<<"$OUT")" = "('non-compliant', 20)"
+check "  ... the document 'bankctl scan --json' prints" same_json "$OUT" "$(B2 scan --json)"
+dcall "Precheck(\"\"): every check, the mode's path" Precheck ""
+check "  ... the live path possible and chosen" test "$(json "d['live']['possible'], d['chosen']" <<<"$OUT")" = "(True, 'live')"
+check "  ... the checks and verdicts 'bankctl precheck --json' gives" test "$(json "[(c['name'], c['result']) for c in d['checks']], d['reboot']['possible']" <<<"$OUT")" = "$(B2 precheck --json | json "[(c['name'], c['result']) for c in d['checks']], d['reboot']['possible']")"
+r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups $PY "$CLIENT" "$A" call Remediate "" '{}')
+check "nobody: Remediate is AccessDenied" test "$(json "d['ok'] is False and d['error']" <<<"$r")" = org.freedesktop.DBus.Error.AccessDenied
+r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups $PY "$CLIENT" "$A" call Scan)
+check "nobody: Scan answers (a read)" test "$(json "d['ok']" <<<"$r")" = true
+dfail org.bootbank.Error.Usage "Remediate with an unknown option: Usage" Remediate "" '{"bogus": true}'
+djob "Remediate(\"\", {}) runs as a job to its end" Remediate "" '{}' 
+check "its steps as StepFinished, one task: compliance scan, pre-check, the live patch, compliance check" python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])["signals"]
+steps = [x["step"] for x in s if x["signal"] == "StepFinished"]
+want = ["compliance scan", "pre-check", "maintenance mode", "stage", "switch-over", "compliance check"]
+pos = [steps.index(w) for w in want]
+ok = pos == sorted(pos) and len({x["task"] for x in s if x["signal"] == "StepFinished"}) == 1
+ok = ok and s[-1]["signal"] == "Completed" and s[-1]["exit_code"] == 0
+ok or print("# signals:", json.dumps(s), file=sys.stderr)
+sys.exit(0 if ok else 1)' "$JOB"
+check "Completed carries the remediation result: compliant on the live path" test "$(completed "['result']" | json "d['outcome'], d['path'], d['after']['state']")" = "('compliant', 'live', 'compliant')"
+check "effect: 1.1 current, bank B boots next; bankctl scan says compliant" bash -c "test '$(current) $(next2)' = 'acme-os-1.1 B' && '$BANKCTL' --root '$root2' scan >/dev/null"
+dcall "Scan after it: compliant" Scan
+check "  ... compliant, exit code 0" test "$(json "d['state'], d['exit_code']" <<<"$OUT")" = "('compliant', 0)"
+djob "Remediate again: nothing to do, the job completes" Remediate "" '{}'
+check "  ... outcome 'nothing to do', no step" test "$(completed "['result']" | json "d['outcome'], len(d['steps'])")" = "('nothing to do', 0)"
+dcall "DesiredClear" DesiredClear
+check "  ... cleared; Scan says unknown" test "$(json "d['cleared']" <<<"$OUT") $(C call Scan | json "json.loads(d['value'])['state']")" = "true unknown"
 stop_bankd
 check "SIGTERM stops the second bankd with exit 0" test $? -eq 0
 bk_done

@@ -56,6 +56,26 @@ static void test_config_full_file(void **state)
 	bk_config_release(&c);
 }
 
+static void test_config_remediation_live_patch_mode(void **state)
+{
+	struct bk_config c;
+	struct bk_err err = { 0 };
+
+	assert_int_equal(bk_config_init(&c), 0);
+	assert_string_equal(c.live_patch_mode, "auto");
+	assert_int_equal(bk_config_load_string(&c, "[remediation]\nlive-patch-mode = enforce\n",
+					       "t.conf", &err),
+			 0);
+	assert_string_equal(c.live_patch_mode, "enforce");
+	assert_int_equal(bk_config_load_string(&c, "[remediation]\nlive-patch-mode = never\n",
+					       "t.conf", &err),
+			 -EINVAL);
+	assert_string_equal(err.msg,
+			    "'t.conf':2: remediation.live-patch-mode: unknown value 'never'");
+	bk_config_release(&c);
+	assert_null(c.live_patch_mode);
+}
+
 static void expect_error(const char *text, const char *msg)
 {
 	struct bk_config c;
@@ -129,6 +149,7 @@ int main(void)
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_full_file),
 		cmocka_unit_test(test_config_errors_name_file_and_line),
+		cmocka_unit_test(test_config_remediation_live_patch_mode),
 		cmocka_unit_test_setup_teardown(test_config_load_at, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};

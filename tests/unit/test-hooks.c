@@ -70,6 +70,24 @@ static void test_hooks_order_argv_env_and_output(void **state)
 	bk_hook_run_free(run);
 }
 
+/* BOOTBANK_DRY_RUN=1 only for a pre-check's dry run (docs/remediation.md). */
+static void test_hooks_dry_run_env(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_hook_env dry = env;
+	struct bk_hook_run *run = NULL;
+	struct bk_err err = { 0 };
+
+	hook(d, "10-dry", "echo \"dry=${BOOTBANK_DRY_RUN-unset}\"");
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &env, 30000, &run, &err), 0);
+	assert_string_equal(run->results[0].out, "dry=unset\n");
+	run = bk_hook_run_free(run);
+	dry.dry_run = true;
+	assert_int_equal(bk_hooks_run(d->path, BK_HOOK_SCAN, &dry, 30000, &run, &err), 0);
+	assert_string_equal(run->results[0].out, "dry=1\n");
+	bk_hook_run_free(run);
+}
+
 static void test_hooks_scan_veto(void **state)
 {
 	struct bk_test_dir *d = *state;
@@ -311,6 +329,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hooks_group_writable_refused,
 						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test(test_hooks_last_line),
+		cmocka_unit_test_setup_teardown(test_hooks_dry_run_env, bk_test_dir_setup,
+						bk_test_dir_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bankctl desired|scan|precheck|remediate: the front end of remediation
+ * (bankd/bk-op-remediate.h, docs/remediation.md): tables, the task log as it happens, --json
+ * (JSON Lines of steps for remediate).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "bankctl.h"
+#include "bk-json.h"
+#include "bk-log.h"
+#include "bk-op-remediate.h"
+#include "bk-op.h"
+
+static const struct bankctl_verb verb_desired = {
+	"desired", NULL,
+	"desired set NAME VERSION [--live-patch-mode disable|auto|enforce] | show [--json] | clear",
+	"the desired image (from the depot) and its live-patch mode"
+};
+static const struct bankctl_verb verb_scan = { "scan", NULL, "scan [--json]",
+					       "compliance scan against the desired image" };
+static const struct bankctl_verb verb_precheck = {
+	"precheck", NULL, "precheck [--live-patch-mode M] [--json]",
+	"every check of the live and the reboot path, and the path the policy picks"
+};
+static const struct bankctl_verb verb_remediate = {
+	"remediate", NULL, "remediate [--live-patch-mode M] [--reboot] [--json]",
+	"bring the host to the desired image: scan, pre-check, live or reboot path, scan"
+};
+
+enum { OPT_MODE = 0x100, OPT_REBOOT };
+
+static int parse_mode(const struct bankctl_verb *v, const char *s, enum bk_lp_mode *ret)
+{
+	*ret = bk_lp_mode_from_string(s);
+	if (*ret < 0)
+		return bankctl_usage(v, "unknown live-patch mode '%s' (disable, auto, enforce)", s);
+	return 0;
+}
+
+static void fmt_utc(uint64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t) t;
+	struct tm tm;
+
+	if (t == 0 || !gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		(void) snprintf(buf, len, "-");
+}
+
+/* Print a document and free it; exit code ok, or the failure for out of memory. */
+static int print_doc(struct json_object *o, int ok_code)
+{
+	int r = bankctl_print_json(o);
+
+	json_object_put(o);
+	return r < 0 ? bankctl_fail(-ENOMEM, NULL) : ok_code;
+}
+
+/* ---- desired ------------------------------------------------------------------------------ */
+
+static int desired_set(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
+						  { "live-patch-mode", required_argument, NULL,
+						    OPT_MODE },
+						  { NULL, 0, NULL, 0 } };
+	enum bk_lp_mode mode = _BK_LP_MODE_INVALID;
+	struct bk_op_desired d;
+	struct bk_err err = { 0 };
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == OPT_MODE) {
+			if (parse_mode(&verb_desired, optarg, &mode) != 0)
+				return BK_EXIT_USAGE;
+		} else if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (argc - optind != 2)
+		return bankctl_usage(&verb_desired, "expected NAME VERSION");
+	if (!ctx->op.configured)
+		return bankctl_usage(&verb_desired, "nothing is configured: no '%s'",
+				     ctx->op.config_path);
+	r = bk_op_desired_set(&ctx->op, argv[optind], argv[optind + 1], mode, &d, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	if (ctx->json)
+		return print_doc(bk_op_desired_to_json(&d), BK_EXIT_OK);
+	printf("desired image: %s %s, live-patch mode %s\n", d.name, d.version,
+	       bk_lp_mode_to_string(d.mode));
+	return BK_EXIT_OK;
+}
+
+static int desired_show(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	struct bk_op_desired d;
+	struct bk_err err = { 0 };
+	char when[40];
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+			return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_desired, "unexpected argument '%s'", argv[optind]);
+	r = bk_op_desired_get(&ctx->op, &d, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	if (ctx->json) {
+		if (r > 0) {
+			puts("null");
+			return BK_EXIT_OK;
+		}
+		return print_doc(bk_op_desired_to_json(&d), BK_EXIT_OK);
+	}
+	if (r > 0) {
+		printf("desired image: none (bankctl desired set NAME VERSION)\n");
+		return BK_EXIT_OK;
+	}
+	fmt_utc(d.set, when, sizeof(when));
+	printf("desired image    %s %s\nlive-patch mode  %s\nset              %s\n", d.name,
+	       d.version, bk_lp_mode_to_string(d.mode), when);
+	return BK_EXIT_OK;
+}
+
+static int desired_clear(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	struct bk_err err = { 0 };
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+			return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_desired, "unexpected argument '%s'", argv[optind]);
+	r = bk_op_desired_clear(&ctx->op, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	if (!ctx->json)
+		printf("%s\n", r > 0 ? "no desired image was set" : "desired image cleared");
+	return BK_EXIT_OK;
+}
+
+int bankctl_desired(struct bankctl *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return bankctl_usage(&verb_desired, "missing sub-command");
+	if (strcmp(argv[1], "set") == 0)
+		return desired_set(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "show") == 0)
+		return desired_show(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "clear") == 0)
+		return desired_clear(ctx, argc - 1, argv + 1);
+	return bankctl_usage(&verb_desired, "unknown sub-command '%s'", argv[1]);
+}
+
+/* ---- scan --------------------------------------------------------------------------------- */
+
+static void print_scan(const struct bk_op_scan_result *s)
+{
+	printf("compliance       %s\n", bk_compliance_to_string(s->state));
+	printf("reason           %s\n", s->reason);
+	if (s->has_desired)
+		printf("desired          %s %s (live-patch mode %s)\n", s->desired.name,
+		       s->desired.version, bk_lp_mode_to_string(s->desired.mode));
+	if (s->in_service[0])
+		printf("in service       %s, %s\n", s->in_service, s->in_service_how);
+	for (enum bk_bank_id b = 0; s->has_booted && b < _BK_BANK_MAX; b++) {
+		const struct bk_op_scan_bank *sb = &s->banks[b];
+
+		printf("bank %s           %-8s %s%s%s%s\n", bk_bank_id_to_string(b),
+		       bk_bank_state_to_string(sb->state), sb->known ? sb->image : "-",
+		       sb->booted ? ", booted" : "", sb->next ? ", boots next" : "",
+		       sb->desired ? ", desired" : "");
+	}
+}
+
+int bankctl_scan(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
+	struct bk_op_scan_result s;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
+		if (bankctl_common_option(ctx, c, &verb_scan) <= 0)
+			return BK_EXIT_USAGE;
+	if (optind < argc)
+		return bankctl_usage(&verb_scan, "unexpected argument '%s'", argv[optind]);
+	bk_op_scan(&ctx->op, &s);
+	if (ctx->json)
+		return print_doc(bk_op_scan_to_json(&s), bk_compliance_exit_code(s.state));
+	print_scan(&s);
+	return bk_compliance_exit_code(s.state);
+}
+
+/* ---- precheck ----------------------------------------------------------------------------- */
+
+static void print_precheck(const struct bk_op_precheck_result *p)
+{
+	printf("%-5s %-18s %-6s %s\n", "RESULT", "CHECK", "PATH", "REASON");
+	for (size_t i = 0; i < p->n_checks; i++) {
+		const struct bk_op_check *c = &p->checks[i];
+
+		printf("%-6s %-18s %-6s %s\n", bk_check_result_to_string(c->result), c->name,
+		       c->live_only ? "live" : "both", c->reason);
+	}
+	if (p->live_possible)
+		printf("live path: possible\n");
+	else
+		printf("live path: impossible (%s)\n", p->live_why);
+	if (p->reboot_possible)
+		printf("reboot path: possible%s\n",
+		       p->staged_intact ? " (staged already: remediate only activates)" : "");
+	else
+		printf("reboot path: impossible (%s)\n", p->reboot_why);
+	printf("%s\n", p->chosen_why);
+}
+
+int bankctl_precheck(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
+						  { "live-patch-mode", required_argument, NULL,
+						    OPT_MODE },
+						  { NULL, 0, NULL, 0 } };
+	enum bk_lp_mode mode = _BK_LP_MODE_INVALID;
+	struct bk_op_precheck_result p;
+	struct bk_err err = { 0 };
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == OPT_MODE) {
+			if (parse_mode(&verb_precheck, optarg, &mode) != 0)
+				return BK_EXIT_USAGE;
+		} else if (bankctl_common_option(ctx, c, &verb_precheck) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (optind < argc)
+		return bankctl_usage(&verb_precheck, "unexpected argument '%s'", argv[optind]);
+	r = bk_op_precheck(&ctx->op, mode, NULL, &p, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
+	if (ctx->json)
+		return print_doc(bk_op_precheck_to_json(&p),
+				 p.chosen < 0 ? BK_EXIT_PRECHECK_FAILED : BK_EXIT_OK);
+	print_precheck(&p);
+	return p.chosen < 0 ? BK_EXIT_PRECHECK_FAILED : BK_EXIT_OK;
+}
+
+/* ---- remediate ---------------------------------------------------------------------------- */
+
+static void on_task(void *userdata, const char *operation, const char *task_id, const char *subject)
+{
+	printf("remediate to '%s' (task %s)\n", subject, task_id);
+}
+
+/* --json: one JSON line per step and detail, then the result. */
+static void json_step(void *userdata, const struct bk_op_step *st)
+{
+	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+
+	if (!o || bk_json_add_string(o, "event", "step") < 0 ||
+	    bk_json_add_string(o, "task", st->task) < 0 ||
+	    bk_json_add_string(o, "step", st->step) < 0 ||
+	    bk_json_add_string(o, "result", st->result) < 0 ||
+	    bk_json_add_u64(o, "time", st->start_ns / 1000000u) < 0 ||
+	    bk_json_add_u64(o, "duration_us", st->duration_ns / 1000u) < 0 ||
+	    bk_json_add_string(o, "message", st->message) < 0)
+		return;
+	puts(bk_json_to_string(o, false));
+	fflush(stdout);
+}
+
+static void json_detail(void *userdata, const char *text)
+{
+	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+
+	if (!o || bk_json_add_string(o, "event", "detail") < 0 ||
+	    bk_json_add_string(o, "text", text) < 0)
+		return;
+	puts(bk_json_to_string(o, false));
+}
+
+int bankctl_remediate(struct bankctl *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		BANKCTL_COMMON_LONGOPTS,
+		{ "live-patch-mode", required_argument, NULL, OPT_MODE },
+		{ "reboot", no_argument, NULL, OPT_REBOOT },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bk_op_remediate_opts o = { .mode = _BK_LP_MODE_INVALID };
+	struct bk_op_remediate_result res = { 0 };
+	struct bk_err err = { 0 };
+	int c, r, ret;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == OPT_MODE) {
+			if (parse_mode(&verb_remediate, optarg, &o.mode) != 0)
+				return BK_EXIT_USAGE;
+		} else if (c == OPT_REBOOT)
+			o.reboot = true;
+		else if (bankctl_common_option(ctx, c, &verb_remediate) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	if (optind < argc)
+		return bankctl_usage(&verb_remediate, "unexpected argument '%s'", argv[optind]);
+	if (!ctx->op.configured)
+		return bankctl_usage(&verb_remediate, "nothing is configured: no '%s'",
+				     ctx->op.config_path);
+	if (ctx->json) {
+		ctx->op.obs.step = json_step;
+		ctx->op.obs.detail = json_detail;
+	} else {
+		bankctl_print_steps(ctx);
+		ctx->op.obs.task = on_task;
+	}
+	fflush(stdout);
+	r = bk_op_remediate(&ctx->op, &o, &res, &err);
+	ret = bk_op_remediate_exit_code(&res, r, &err);
+	fflush(stdout); /* the task log first, then the error */
+	if (r < 0)
+		bk_log(LOG_ERR, "%s", err.msg);
+	if (ctx->json) {
+		_cleanup_(json_object_putp) struct json_object *doc =
+			bk_op_remediate_result_to_json(&res, ret, &err);
+
+		if (doc && bk_json_add_string(doc, "event", "result") >= 0)
+			puts(bk_json_to_string(doc, false));
+	} else if (res.outcome == BK_REMEDIATE_NOTHING)
+		printf("compliant: %s; nothing to do\n", res.before.reason);
+	else if (res.outcome == BK_REMEDIATE_DONE)
+		printf("compliant: %s\n", res.after.reason);
+	else if (res.outcome == BK_REMEDIATE_REBOOT_REQUIRED)
+		printf("reboot required: %s\n", res.has_after ? res.after.reason : "");
+	bk_op_remediate_result_release(&res);
+	return ret;
+}
