@@ -9,6 +9,7 @@
 
 T=$(bk_tmp)
 B=${BK_BUILD:-build/cc}
+export BANKCTL
 root=$T/root
 mkdir -p "$root"
 
