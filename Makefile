@@ -145,7 +145,7 @@ deb:
 	scripts/build-deb.sh build/deb
 
 check-deb: deb
-	tests/integ/deb.sh build/deb
+	@BK_DEB_DIR=build/deb BK_BUILD='$(O)' tests/run-tests.sh integ/deb
 
 clean:
 	rm -rf build $(CLEAN_FILES)

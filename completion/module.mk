@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # completion/: bash completion of bankctl, its word lists made from bankctl's table
 # (scripts/gen-cli.sh). Installed where bash-completion looks (its pkg-config completionsdir
-# under PREFIX, else DATADIR/bash-completion/completions).
+# with datadir = DATADIR, else DATADIR/bash-completion/completions; bash-completion also
+# looks under /usr/local/share).
 BASH_COMPLETION := $(O)/completion/bankctl
-BASHCOMPDIR ?= $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) \
+BASHCOMPDIR ?= $(or $(shell $(PKG_CONFIG) --define-variable=datadir=$(DATADIR) \
 	--variable=completionsdir bash-completion 2>/dev/null),$(DATADIR)/bash-completion/completions)
 
 .PHONY: install-completion uninstall-completion
@@ -21,3 +22,6 @@ install-completion: $(BASH_COMPLETION)
 
 uninstall-completion:
 	rm -f '$(DESTDIR)$(BASHCOMPDIR)/bankctl'
+
+# tests/integ/cli-help.sh checks the completion.
+tests: $(BASH_COMPLETION)

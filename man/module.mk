@@ -12,6 +12,7 @@ MAN_PAGES := $(patsubst man/%,$(O)/man/%,$(basename $(MAN_SRCS:.in=)))
 man: $(MAN_PAGES)
 ifeq ($(HAVE_SCDOC),yes)
 all: man
+tests: man
 install: install-man
 endif
 uninstall: uninstall-man

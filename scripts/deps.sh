@@ -25,7 +25,7 @@ BOOT_PACKAGES="qemu-system-x86 ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-
 mtools dosfstools busybox-static cpio gzip udev fdisk util-linux squashfs-tools openssl python3"
 
 # make deb / make check-deb only (the package's Build-Depends are in debian/control).
-DEB_PACKAGES="debhelper dpkg-dev fakeroot lintian"
+DEB_PACKAGES="debhelper dpkg-dev fakeroot lintian mmdebstrap squashfs-tools openssl"
 
 missing() { # PACKAGE...
 	for p in "$@"; do
