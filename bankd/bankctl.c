@@ -21,11 +21,6 @@
  * The one table of bankctl: dispatch, help, suggestions, the man page's synopsis and the bash
  * completion all come from it (bankctl __table prints it for scripts/gen-cli.sh).
  */
-#define END_OF_SUBS  \
-	{            \
-		NULL \
-	}
-
 static const struct bankctl_verb image_subs[] = {
 	{ "build", bankctl_image_build,
 	  "image build SPEC.json -o OUT.bbi --key KEY.pem --cert CERT.pem [--intermediate C.pem]...",
@@ -47,7 +42,7 @@ static const struct bankctl_verb image_subs[] = {
 	  "bbi - dir" },
 	{ "umount", bankctl_image_umount, "image umount DIR",
 	  "unmount a payload and detach its loop device", "", "dir" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb depot_subs[] = {
@@ -58,7 +53,7 @@ static const struct bankctl_verb depot_subs[] = {
 	  "" },
 	{ "remove", bankctl_depot_remove, "depot remove NAME VERSION",
 	  "remove a bundle from the depot", "", "depot -" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb disk_subs[] = {
@@ -73,7 +68,7 @@ static const struct bankctl_verb disk_subs[] = {
 	  "show the bootbank disk: each partition's device, name, UUID, size, filesystem, use; "
 	  "--usage mounts each ext4 read-only (privately) to measure it",
 	  "--usage", "" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb rev_subs[] = {
@@ -96,7 +91,7 @@ static const struct bankctl_verb rev_subs[] = {
 	  "after a reboot: mount the booted bank's revisions (and its image's live payload) and "
 	  "the revisions of other files again, and restore the current pointer",
 	  "", "" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb workload_subs[] = {
@@ -109,7 +104,7 @@ static const struct bankctl_verb workload_subs[] = {
 	  "list the workloads, whether they run and which revision their view shows", "", "" },
 	{ "remove", bankctl_workload_remove, "workload remove NAME", "forget a workload", "",
 	  "workload" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb livepatch_subs[] = {
@@ -126,7 +121,7 @@ static const struct bankctl_verb livepatch_subs[] = {
 	{ "status", bankctl_livepatch_status, "livepatch status [--json]",
 	  "whether a live patch is in progress, the revisions in service and the workloads", "",
 	  "" },
-	END_OF_SUBS,
+	{ NULL }, /* the end */
 };
 
 static const struct bankctl_verb verbs[] = {
