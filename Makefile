@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bootbank: one non-recursive Makefile; each folder adds itself in its module.mk.
 #
-#   make [all]            build bankctl and libbootbank.a into $(O)
+#   make [all]            build bankctl, bankd and libbootbank.a into $(O)
 #   make check            unit + integration tests (installs missing dependencies as root)
 #   make demo             the A/B cycle on a loop-backed disk image under build/
 #   make deps             install every build and test dependency with apt (root)
@@ -15,6 +15,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share
 SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 VERSION := 0.1.0
@@ -22,7 +23,7 @@ VERSION := 0.1.0
 comma := ,
 O ?= build/$(notdir $(firstword $(CC)))$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-PKGS := mount blkid fdisk libcrypto json-c inih
+PKGS := mount blkid fdisk libcrypto json-c inih libsystemd
 TEST_PKGS := cmocka
 pkgs-ok := $(shell $(PKG_CONFIG) --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
 
@@ -133,10 +134,22 @@ install: all
 	install -m 0644 bootloader-hooks/grub/*.cfg '$(DESTDIR)$(DATADIR)/bootbank/grub/'
 	install -m 0644 bootloader-hooks/uboot/boot.cmd '$(DESTDIR)$(DATADIR)/bootbank/uboot/'
 	install -m 0755 bootloader-hooks/grub/10_bootbank '$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank'
+	install -d '$(DESTDIR)$(DATADIR)/dbus-1/system.d' '$(DESTDIR)$(DATADIR)/dbus-1/system-services' \
+		'$(DESTDIR)$(UNITDIR)'
+	install -m 0755 $(O)/bin/bankd '$(DESTDIR)$(SBINDIR)/bankd'
+	install -m 0644 data/dbus/org.bootbank.Manager1.conf '$(DESTDIR)$(DATADIR)/dbus-1/system.d/'
+	install -m 0644 data/dbus/org.bootbank.Manager1.service \
+		'$(DESTDIR)$(DATADIR)/dbus-1/system-services/'
+	sed 's|^ExecStart=.*|ExecStart=$(SBINDIR)/bankd|' data/systemd/bankd.service \
+		>'$(DESTDIR)$(UNITDIR)/bankd.service'
+	chmod 0644 '$(DESTDIR)$(UNITDIR)/bankd.service'
 
 uninstall:
 	rm -f '$(DESTDIR)$(SBINDIR)/bankctl' '$(DESTDIR)$(LIBDIR)/libbootbank.a' \
-		'$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank'
+		'$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank' '$(DESTDIR)$(SBINDIR)/bankd' \
+		'$(DESTDIR)$(DATADIR)/dbus-1/system.d/org.bootbank.Manager1.conf' \
+		'$(DESTDIR)$(DATADIR)/dbus-1/system-services/org.bootbank.Manager1.service' \
+		'$(DESTDIR)$(UNITDIR)/bankd.service'
 	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank' '$(DESTDIR)$(DATADIR)/bootbank'
 
 # --- Debian package (docs/packaging.md) ----------------------------------------------------

@@ -105,14 +105,10 @@ static unsigned cms_flags(struct bankctl *ctx, const struct opts *o)
 	return o->no_check_time || !ctx->op.config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 }
 
+/* Every verb opens a bundle path this way: never blocks, refuses what is not a regular file. */
 static int open_bundle_file(const char *path, int *ret_fd, struct bk_err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot open '%s': %m", path);
-	*ret_fd = fd;
-	return 0;
+	return bk_bundle_open_path(AT_FDCWD, path, ret_fd, err);
 }
 
 /* Open the directory of path and return it with the last component in *ret_name. */
@@ -512,6 +508,13 @@ int bankctl_image_mount(struct bankctl *ctx, int argc, char **argv)
 	r = open_bundle_file(path, &fd, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
+	/*
+	 * The loop device reads the file long after it was hashed: only root may be able to
+	 * change it in between (issue 17, item 1; docs/bundle-format.md, "Trust").
+	 */
+	r = bk_bundle_check_trusted(fd, path, &err);
+	if (r < 0)
+		return bankctl_fail(r, &err);
 	r = bk_bundle_open_verified(fd, keyring, cms_flags(ctx, &o), &b, &err);
 	if (r < 0)
 		return fail_on(path, r, &err);
@@ -525,8 +528,11 @@ int bankctl_image_mount(struct bankctl *ctx, int argc, char **argv)
 		       name, bk_payload_type_to_string(p->type));
 		return BK_EXIT_FAILURE;
 	}
-	/* Verify exactly the bytes the loop device will expose, from the same open file. */
-	r = bk_bundle_verify_payload(b, p, &err);
+	/*
+	 * Every payload, as every verb does (issue 17, item 3), from the same open file the loop
+	 * device will expose.
+	 */
+	r = bk_bundle_verify_payloads(b, 0, NULL, &err);
 	if (r < 0)
 		return fail_on(path, r, &err);
 	r = bk_mount_loop_fd(bk_bundle_get_fd(b), p->offset, p->size,

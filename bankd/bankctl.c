@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bankctl.h"
+#include "bk-bundle.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
@@ -579,13 +580,8 @@ void bankctl_print_steps(struct bankctl *ctx)
 
 int bankctl_open_bundle(const char *path, int *ret_fd, struct bk_err *err)
 {
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot open '%s': %m", path);
-	*ret_fd = fd;
-	return 0;
+	/* Never blocks (a FIFO, a device), refused before any lock is taken (issue 17). */
+	return bk_bundle_open_path(AT_FDCWD, path, ret_fd, err);
 }
 
 void bankctl_print_next(const struct bk_bootstate *s)

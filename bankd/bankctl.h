@@ -75,7 +75,11 @@ int bankctl_fail(int r, const struct bk_err *err);
  */
 void bankctl_print_steps(struct bankctl *ctx);
 
-/* Open a bundle given by path for an operation (read-only). Returns 0 or -errno with err. */
+/*
+ * Open a bundle given by path for an operation, read-only, without blocking
+ * (bk_bundle_open_path(): anything but a regular file is refused, exit 6). Call it before
+ * the operation takes the lock. Returns 0 or -errno with err.
+ */
 int bankctl_open_bundle(const char *path, int *ret_fd, struct bk_err *err);
 
 /* "  next boot: bank B (primary)" (or "nothing") for the verbs that change the boot state. */

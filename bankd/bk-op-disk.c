@@ -183,19 +183,6 @@ int bk_op_umount_part(struct bk_op_ctx *ctx, enum bk_part_id part, struct bk_err
 	return 0;
 }
 
-/* --- output ------------------------------------------------------------------------------- */
-
-struct part_state {
-	bool present;
-	struct bk_disk_part p;
-	char *fstype;
-	char *fslabel;
-	char *mountpoint; /* in the caller's mount namespace */
-	bool busy;
-	bool has_usage;
-	uint64_t used, avail; /* bytes, with has_usage */
-};
-
 int bk_op_disk_init(struct bk_op_ctx *ctx, const struct bk_disk_init_options *o,
 		    struct bk_disk **ret, struct bk_err *err)
 {

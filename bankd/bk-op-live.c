@@ -880,6 +880,17 @@ static void live_on_step(void *userdata, const struct bk_lp_step *st)
 		}
 }
 
+/* The stage's checks (o: check_only), for bk_op_call_forked(). */
+static int stage_check(struct bk_op_ctx *ctx, void *userdata, struct bk_err *err)
+{
+	struct bk_op_stage_result res;
+	int r;
+
+	r = bk_op_stage(ctx, userdata, &res, err);
+	bk_op_stage_result_release(&res);
+	return r;
+}
+
 /* ---- the results ------------------------------------------------------------------------ */
 
 static void result_init(struct bk_op_livepatch_result *res)
@@ -1008,6 +1019,21 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		r = bk_livepatch_precheck(&live.lp, &n_running, &n_nofsr, err);
 	if (r >= 0)
 		r = bk_op_stage_target(ctx, &target, &why, err);
+	if (r >= 0) {
+		/*
+		 * Everything the stage can refuse for, before the first change (issue 17): its
+		 * own checks, every payload's bytes, the bank's size; in a child, whose private
+		 * mount namespace keeps the bank mounts of its space check.
+		 */
+		so = (struct bk_op_stage_opts){
+			.fd = o->fd,
+			.path = path,
+			.keyring = o->keyring,
+			.no_check_time = o->no_check_time,
+			.check_only = true,
+		};
+		r = bk_op_call_forked(ctx, stage_check, &so, err);
+	}
 	if (r >= 0)
 		r = release_bank(ctx, &live, target, current, &n_released, err);
 	if (r >= 0) {
@@ -1088,12 +1114,28 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 	goto out;
 
 fail_recover:
-	/* Whatever the step, the next run's recovery decides; run it now (it is ours). */
+	/*
+	 * Whatever the step, the next run's recovery decides; run it now (it is ours), quietly:
+	 * the one line the caller shows is this failure, with what was undone added to it.
+	 */
 	{
+		bool quiet = ctx->recovery_quiet;
 		struct bk_err e = { 0 };
 
+		ctx->recovery_quiet = true;
 		if (bk_op_recover_after_lock(ctx, &e) < 0)
-			bk_op_log(ctx, LOG_WARNING, "%s", e.msg);
+			(void) bk_err_suffix(err,
+					     "; undoing it failed (%s): partial maintenance "
+					     "mode stays until a run can",
+					     e.msg);
+		else if (ctx->last_recovery && ctx->last_recovery->live_err.code < 0)
+			(void) bk_err_suffix(err,
+					     "; undoing it failed (%s): partial maintenance "
+					     "mode stays until a run can",
+					     ctx->last_recovery->live_err.msg);
+		else
+			(void) bk_err_suffix(err, "; the live patch was undone");
+		ctx->recovery_quiet = quiet;
 	}
 	goto out;
 fail_precheck:

@@ -97,24 +97,6 @@ static void look_into_bank(struct bk_op_ctx *ctx, enum bk_bank_id bank,
 	ret->r = bk_op_umount_part(ctx, part, &ret->err);
 }
 
-static ssize_t read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *) buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t) n;
-	}
-	return (ssize_t) got;
-}
-
 /*
  * Look into the bank from a child process: mounting moves a process into a private mount
  * namespace for good (bk_op_mount_part()), and the verb that takes the lock after us (a live
@@ -147,7 +129,7 @@ static void look_into_bank_forked(struct bk_op_ctx *ctx, enum bk_bank_id bank,
 		_exit(bk_write_full(wfd, ret, sizeof(*ret)) < 0 ? 1 : 0);
 	}
 	(void) close(TAKE_FD(wfd));
-	n = read_full(rfd, ret, sizeof(*ret));
+	n = bk_read_full(rfd, ret, sizeof(*ret));
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (n != (ssize_t) sizeof(*ret)) {

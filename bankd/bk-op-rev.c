@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bk-bank.h"
+#include "bk-bundle.h"
 #include "bk-cgroup.h"
 #include "bk-fs.h"
 #include "bk-json.h"
@@ -197,7 +198,10 @@ int bk_op_rev_add(struct bk_op_ctx *ctx, struct bk_rev *rev, char **ret_mount_pa
 		r = bk_err_set(err, -EINVAL, "payload '%s' is not a regular file", rev->source);
 		goto out;
 	}
-	r = bk_rev_hash_fd(fd, rev, err);
+	/* Hashed, then mounted from the same fd: nobody but root may change it in between. */
+	r = bk_bundle_check_trusted(fd, rev->source, err);
+	if (r >= 0)
+		r = bk_rev_hash_fd(fd, rev, err);
 	if (r >= 0)
 		r = bk_rev_validate(rev, err);
 	if (r >= 0)
@@ -418,6 +422,16 @@ int bk_op_rev_restore(struct bk_op_ctx *ctx, struct json_object **ret, struct bk
 			bk_op_log(ctx, LOG_WARNING, "revision '%s': cannot open '%s': %m, ignoring",
 				  revs[i].id, revs[i].source);
 			continue;
+		}
+		if (!revs[i].bank) {
+			struct bk_err e = { 0 };
+
+			/* A file of anyone's: hashed, then mounted; root's alone (issue 17). */
+			if (bk_bundle_check_trusted(fd, revs[i].source, &e) < 0) {
+				bk_op_log(ctx, LOG_WARNING, "revision '%s': %s, ignoring",
+					  revs[i].id, e.msg);
+				continue;
+			}
 		}
 		(void) restore_one(ctx, &live, &revs[i], fd, mounted);
 	}

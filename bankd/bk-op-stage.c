@@ -246,6 +246,7 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	struct bk_disk_part part;
 	struct bk_disk *disk;
 	size_t mlen;
+	unsigned cms_flags;
 	uint64_t t0;
 	int booted_r, r;
 
@@ -263,11 +264,10 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
-	wo.keyring = o->keyring;
-	wo.cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
+	cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 	r = bk_bundle_open_fd(fd, &b, err);
 	if (r >= 0)
-		r = bk_bundle_verify_signature(b, o->keyring, wo.cms_flags, err);
+		r = bk_bundle_verify_signature(b, o->keyring, cms_flags, err);
 	if (r >= 0)
 		r = bk_bundle_load_manifest(b, err);
 	if (r < 0)
@@ -307,6 +307,12 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	r = bk_stage_check_policy(m, &policy, err);
 	if (r < 0)
 		return r;
+	if (o->check_only) {
+		/* Every byte now, as image verify does: a refusal must come before any change. */
+		r = bk_bundle_verify_payloads(b, 0, NULL, err);
+		if (r < 0)
+			return bk_err_prefix(err, "'%s'", o->path);
+	}
 
 	/* The bank must be ours alone, and big enough. */
 	r = bk_op_get_disk(ctx, &disk, err);
@@ -316,7 +322,8 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	if (r < 0)
 		return bk_err_set(err, r, "the disk has no bank %s",
 				  bk_bank_id_to_string(res->bank));
-	r = bk_blockdev_is_busy(part.path, err);
+	/* A check only never writes: the bank may still be mounted read-only (revisions). */
+	r = o->check_only ? 0 : bk_blockdev_is_busy(part.path, err);
 	if (r < 0)
 		return r;
 	if (r > 0)
@@ -332,6 +339,8 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	if (r < 0)
 		return r;
 	(void) close(TAKE_FD(bank_dfd));
+	if (o->check_only)
+		return bk_op_umount_part(ctx, bk_part_id_from_bank(res->bank), err);
 
 	if (o->before_write) {
 		r = o->before_write(o->userdata, res->bank, d, err);
@@ -418,7 +427,7 @@ int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	 * An event once the lock is ours (a refusal for "busy" has no lock: no event); a live
 	 * patch (before_write) records the stage as a step of its own task.
 	 */
-	if (ctx->lock_fd >= 0 && !o->before_write) {
+	if (ctx->lock_fd >= 0 && !o->before_write && !o->check_only) {
 		if (r < 0)
 			bk_op_event(ctx, "stage", r, err, "%s", "");
 		else

@@ -28,6 +28,13 @@ struct bk_op_stage_opts {
 	bool ignore_compatible;
 	bool no_check_time;
 	/*
+	 * Run every check a stage can refuse for (signature, policy, every payload's bytes, the
+	 * bank's size) and write nothing: no marker, no boot state, no event. The target bank is
+	 * mounted read-only in the private namespace for the space check, even when it is also
+	 * mounted elsewhere (the busy check belongs to the write).
+	 */
+	bool check_only;
+	/*
 	 * Optional: called once every check passed, right before the first write (the staging
 	 * marker), with the bank to write and the boot state; a failure stops the stage with
 	 * nothing written. A stage with before_write records no event of its own (the caller's

@@ -148,6 +148,20 @@ void bk_op_event(struct bk_op_ctx *ctx, const char *operation, int r, const stru
 		return;
 	}
 	append(ctx, &ev);
+	/* A one-step operation's task log is this one line (bankd's StepFinished). */
+	if (ctx->obs.step) {
+		struct bk_op_step st = {
+			.task = ev.task,
+			.operation = ev.operation,
+			.step = ev.step,
+			.result = ev.result,
+			.start_ns = ev.time_ms * 1000000u,
+			.duration_ns = 0,
+			.message = ev.message,
+		};
+
+		ctx->obs.step(ctx->obs.userdata, &st);
+	}
 	bk_event_release(&ev);
 }
 

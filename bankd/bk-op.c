@@ -5,7 +5,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,4 +191,49 @@ void bk_op_listf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 	if (n < 0)
 		return;
 	*pos = (size_t) n < len - *pos ? *pos + (size_t) n : len - 1;
+}
+
+/* What the child of bk_op_call_forked() sends back. */
+struct forked_answer {
+	int r;
+	struct bk_err err;
+};
+
+int bk_op_call_forked(struct bk_op_ctx *ctx,
+		      int (*fn)(struct bk_op_ctx *ctx, void *userdata, struct bk_err *err),
+		      void *userdata, struct bk_err *err)
+{
+	_cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
+	struct forked_answer a = { 0 };
+	pid_t pid, parent = getpid();
+	int pfd[2], status;
+	ssize_t n;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return bk_err_set(err, -errno, "cannot create a pipe: %m");
+	rfd = pfd[0];
+	wfd = pfd[1];
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return bk_err_set(err, -errno, "cannot fork: %m");
+	if (pid == 0) {
+		/* Our crash is the caller's crash too: never outlive it. */
+		(void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		(void) close(TAKE_FD(rfd));
+		a.r = fn(ctx, userdata, &a.err);
+		_exit(bk_write_full(wfd, &a, sizeof(a)) < 0 ? 1 : 0);
+	}
+	(void) close(TAKE_FD(wfd));
+	n = bk_read_full(rfd, &a, sizeof(a));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t) sizeof(a))
+		return bk_err_set(err, -EIO, "the process that ran a step ended without an answer");
+	if (a.r < 0 && err)
+		*err = a.err;
+	return a.r;
 }

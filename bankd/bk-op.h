@@ -128,6 +128,16 @@ struct bk_keyring;
 int bk_op_keyring_load(struct bk_op_ctx *ctx, const char *path, struct bk_keyring **ret,
 		       struct bk_err *err);
 
+/*
+ * Run fn(ctx, userdata, err) in a forked child (which dies with us) and return its result
+ * and message: for a step that must mount in a private namespace (bk_op_mount_part()) while
+ * the caller keeps making mounts where everyone sees them. The child's changes to ctx are
+ * lost. Returns fn's result, or -errno when the child could not run or answer.
+ */
+int bk_op_call_forked(struct bk_op_ctx *ctx,
+		      int (*fn)(struct bk_op_ctx *ctx, void *userdata, struct bk_err *err),
+		      void *userdata, struct bk_err *err);
+
 /* CLOCK_REALTIME in nanoseconds. */
 uint64_t bk_op_realtime_ns(void);
 
@@ -176,7 +186,8 @@ void bk_op_task_detail(struct bk_op_task *t, const char *fmt, ...) _printf_(2, 3
 
 /*
  * One event for an operation that is a single step (activate, mark-good, ...): result from r,
- * the message from err when r < 0, else from fmt. Needs the lock.
+ * the message from err when r < 0, else from fmt; the same line goes to obs.step (its task
+ * log). Needs the lock.
  */
 void bk_op_event(struct bk_op_ctx *ctx, const char *operation, int r, const struct bk_err *err,
 		 const char *fmt, ...) _printf_(5, 6);

@@ -108,7 +108,7 @@ struct bk_stage_progress {
 	uint64_t payload_size;
 	uint64_t done;	/* bytes of every payload written so far */
 	uint64_t total; /* bytes of every payload */
-	bool end;	/* this payload is complete (written, fsync'ed, renamed) */
+	bool end;	/* this payload is complete (written, renamed) */
 };
 
 typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *userdata);
@@ -116,14 +116,11 @@ typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *us
 struct bk_stage_write_options {
 	/*
 	 * Called by the calling thread when a payload starts, after each chunk (1 MiB) of it is
-	 * hashed and written, and when it ends (written, fsync'ed, renamed): the callback
+	 * hashed and written, and when it ends (written, renamed): the callback
 	 * throttles what it shows. NULL: no progress.
 	 */
 	bk_stage_progress_fn progress;
 	void *userdata;
-	/* To check that the signature written to the bank is one that verifies. */
-	const struct bk_keyring *keyring;
-	unsigned cms_flags;
 	uint64_t staged_time; /* for the record; 0: now */
 };
 
@@ -134,15 +131,17 @@ struct bk_stage_write_options {
  *   1. bk_bank_clear_at(): bank.json first, then the old content;
  *   2. each payload in manifest order: ".partial.<name>" created O_EXCL, filled while the
  *      same bytes are hashed (read once from the bundle's fd into private buffers: one
- *      thread reads, the caller hashes, one thread writes), fsync'ed, closed, renamed to
- *      <name> when the digest matches the manifest; then the directory is fsync'ed;
- *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature, read from
- *      the bundle's fd and verified again against o->keyring), each atomically;
+ *      thread reads, the caller hashes, one thread writes; a payload of one chunk is done
+ *      by the caller alone), closed, renamed to <name> when the digest matches the manifest
+ *      (bk_bundle_check_digest()); then one syncfs() makes every payload durable (no fsync
+ *      per payload: issue 17, item 8);
+ *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature that
+ *      verified, as read once by bk_bundle_open_fd(): never re-read), each atomically;
  *   4. bank.json last (atomically), then syncfs().
  * On failure the ".partial." file of the payload being written is removed; what was written
  * before stays (the bank has no bank.json, so it is incomplete). *ret_record (optional) gets
  * the record written. Returns 0; -EUCLEAN a payload does not match the manifest; -ENOSPC;
- * -EIO; -EBADMSG etc. from the signature check; other -errno. Blocks on fsync.
+ * -EIO; -EPERM when b's signature was not verified; other -errno. Blocks on fsync.
  */
 int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage_write_options *o,
 			struct bk_bank_record **ret_record, struct bk_err *err);

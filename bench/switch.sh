@@ -5,7 +5,11 @@
 # max, and the switch time (pointer + every workload, as measured by bankctl) p50 and max,
 # over SWITCHES switch-overs (default 40) between two revisions. Ratio printed: switch time
 # with the 1 GiB payload / with the 64 MiB one (target: about 1, it must not grow with the
-# payload). Target: frozen p99 < 10 ms.
+# payload). Target: frozen p99 < 10 ms and, with 50 workloads, a switch under 500 ms.
+# Each workload count is also run with a CPU hog beside it (one busy loop per core, normal
+# priority, in a cgroup of its own: the "hog" rows), on the 64 MiB payload; the quiet rows are
+# the figures without it. The hog rows are printed, not held to the target (docs/livepatch.md
+# says what to expect under load).
 #
 # Workloads: each a reader (tests/tools/live-reader, when built: `make tests`; otherwise a
 # sleeping process) in its own cgroup v2 and mount namespace, its view a bind mount of the
@@ -19,6 +23,8 @@ BK_BUILD=${BK_BUILD:-build/cc}
 BANKCTL=$(realpath "$BK_BUILD/bankctl")
 SWITCHES=${SWITCHES:-40}
 WORKLOADS=${WORKLOADS:-1 10 50}
+SIZES=${SIZES:-64m 1g}
+HOG=${HOG:-1} # 0: no rows with a CPU hog
 cache=build/bench
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -52,8 +58,7 @@ make_payload() { # name size_in_MiB stamp
 }
 make_payload 64m-a 64 a
 make_payload 64m-b 64 b
-make_payload 1g-a 1024 a
-make_payload 1g-b 1024 b
+case " $SIZES " in *" 1g "*) make_payload 1g-a 1024 a; make_payload 1g-b 1024 b ;; esac
 
 run=$(mktemp -d /tmp/bk-bench-switch.XXXXXX)
 cgname=bk-bench-$$
@@ -76,14 +81,18 @@ mount -t tmpfs bk-bench "$run"
 
 echo "bench/switch: $(nproc) cores, kernel $(uname -r), $SWITCHES switch-overs per case," \
 	"workloads: $([ -n "$READER" ] && echo "live-reader (1 ms pause)" || echo "sleeping processes")"
-printf '%-8s %-10s %12s %12s %12s %14s %12s\n' payload workloads "frozen p50" "frozen p99" \
-	"frozen max" "switch p50" "switch max"
+printf '%-8s %-6s %-10s %12s %12s %12s %14s %12s\n' payload load workloads "frozen p50" \
+	"frozen p99" "frozen max" "switch p50" "switch max"
 
 missed=0
 declare -A switch_p50
-for size in 64m 1g; do
+cases=()
+for size in $SIZES; do cases+=("$size quiet"); done
+[ "$HOG" = 0 ] || cases+=("64m hog")
+for c in "${cases[@]}"; do
+	read -r size load <<<"$c"
 	for nw in $WORKLOADS; do
-		root=$run/root-$size-$nw
+		root=$run/root-$size-$load-$nw
 		view=$run/view
 		mkdir -p "$root" "$view"
 		"$BANKCTL" --root "$root" rev add a "$cache/live-$size-a.sqfs" >/dev/null
@@ -105,6 +114,17 @@ for size in 64m 1g; do
 			case_pids+=($!)
 			pids+=($!)
 		done
+		if [ "$load" = hog ]; then
+			mkdir -p "$cg/hog"
+			for _ in $(seq 1 "$(nproc)"); do
+				(
+					echo "$BASHPID" >"$cg/hog/cgroup.procs"
+					exec sh -c 'while :; do :; done'
+				) &
+				case_pids+=($!)
+				pids+=($!)
+			done
+		fi
 		sleep 0.5
 		for i in $(seq 1 "$nw"); do
 			"$BANKCTL" --root "$root" workload add "w$i" --cgroup "$cgname/w$i" --view "$view" >/dev/null
@@ -132,26 +152,31 @@ def pct(v, p):
 print(pct(frozen, 50), pct(frozen, 99), max(frozen), pct(total, 50), max(total))
 EOF
 )
-		awk -v s="$size" -v n="$nw" -v a="$f50" -v b="$f99" -v c="$fmax" -v d="$s50" -v e="$smax" \
-			'BEGIN { printf "%-8s %-10s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n", s, n, a / 1000, b / 1000, c / 1000, d / 1000, e / 1000 }'
-		switch_p50[$size-$nw]=$s50
-		[ "$f99" -lt 10000 ] || missed=1
+		awk -v s="$size" -v l="$load" -v n="$nw" -v a="$f50" -v b="$f99" -v c="$fmax" -v d="$s50" -v e="$smax" \
+			'BEGIN { printf "%-8s %-6s %-10s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n", s, l, n, a / 1000, b / 1000, c / 1000, d / 1000, e / 1000 }'
+		if [ "$load" = quiet ]; then
+			switch_p50[$size-$nw]=$s50
+			[ "$f99" -lt 10000 ] || missed=1
+			[ "$nw" -lt 50 ] || [ "$smax" -lt 500000 ] || missed=1
+		fi
 		for p in "${case_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 		wait "${case_pids[@]}" 2>/dev/null || true
 		for i in $(seq 1 "$nw"); do rmdir "$cg/w$i"; done
+		[ "$load" = quiet ] || rmdir "$cg/hog"
 		for d in "$root"/run/bootbank/rev/*; do umount "$d"; done
 	done
 done
 
 echo
 for nw in $WORKLOADS; do
-	a=${switch_p50[64m-$nw]} b=${switch_p50[1g-$nw]}
+	a=${switch_p50[64m-$nw]:-} b=${switch_p50[1g-$nw]:-}
+	[ -n "$a" ] && [ -n "$b" ] || continue
 	awk -v n="$nw" -v a="$a" -v b="$b" 'BEGIN { printf "switch time 1 GiB / 64 MiB, %s workloads: %.2fx\n", n, b / a }'
 done
 if [ "$missed" -ne 0 ]; then
-	echo "bench/switch: target missed: frozen p99 >= 10 ms"
+	echo "bench/switch: target missed (quiet rows): frozen p99 >= 10 ms, or a switch of 50 workloads >= 500 ms"
 	[ "${BENCH_STRICT:-0}" = 1 ] && exit 1
 else
-	echo "bench/switch: target met: frozen p99 < 10 ms in every case"
+	echo "bench/switch: target met (quiet rows): frozen p99 < 10 ms, a switch of 50 workloads < 500 ms"
 fi
 exit 0

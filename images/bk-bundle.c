@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "bk-bundle.h"
@@ -139,6 +140,8 @@ int bk_bundle_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
 	return 0;
 }
 
+#define FUSE_SUPER_MAGIC 0x65735546 /* <linux/magic.h> */
+
 /* ---- opening ---------------------------------------------------------------------------- */
 
 static int read_exact(int fd, void *buf, size_t len, uint64_t offset, const char *what,
@@ -172,6 +175,143 @@ static int check_zero(int fd, uint64_t from, uint64_t to, const char *what, stru
 						  what, (unsigned long long) (from + i));
 		from += n;
 	}
+	return 0;
+}
+
+static const char *file_type(mode_t m)
+{
+	return S_ISFIFO(m) ? "a fifo" :
+	       S_ISDIR(m)  ? "a directory" :
+	       S_ISCHR(m)  ? "a character device" :
+	       S_ISBLK(m)  ? "a block device" :
+	       S_ISSOCK(m) ? "a socket" :
+	       S_ISLNK(m)  ? "a symbolic link" :
+			     "not a file";
+}
+
+int bk_bundle_open_path(int dfd, const char *path, int *ret_fd, struct bk_err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	int flags;
+
+	/*
+	 * O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+	 * (and a read would not block either); O_NOCTTY: a terminal never becomes ours.
+	 */
+	fd = openat(dfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return bk_err_set(err, -errno, "cannot open '%s': %m", path);
+	if (fstat(fd, &st) < 0)
+		return bk_err_set(err, -errno, "cannot stat '%s': %m", path);
+	if (!S_ISREG(st.st_mode))
+		return bk_err_set(err, -ENOEXEC, "'%s' is not a regular file (%s)", path,
+				  file_type(st.st_mode));
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return bk_err_set(err, -errno, "cannot clear O_NONBLOCK on '%s': %m", path);
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* Who besides root can write an inode with st: NULL when nobody, else a description. */
+static const char *other_writer(const struct stat *st, bool dir, char *buf, size_t len)
+{
+	if (st->st_uid != 0)
+		(void) snprintf(buf, len, "its owner (uid %u)", (unsigned) st->st_uid);
+	else if ((st->st_mode & S_IWOTH) && !(dir && (st->st_mode & S_ISVTX)))
+		(void) snprintf(buf, len, "everyone (mode %04o)", (unsigned) (st->st_mode & 07777));
+	else if ((st->st_mode & S_IWGRP) && !(dir && (st->st_mode & S_ISVTX)))
+		(void) snprintf(buf, len, "group %u (mode %04o)", (unsigned) st->st_gid,
+				(unsigned) (st->st_mode & 07777));
+	else
+		return NULL;
+	return buf;
+}
+
+/* Every directory above path (resolved) must be writable by root alone, or sticky. */
+static int check_dirs_trusted(const char *path, struct bk_err *err)
+{
+	_cleanup_free_ char *real = realpath(path, NULL);
+	char who[96];
+	char *slash;
+
+	if (!real)
+		return bk_err_set(err, -errno, "cannot resolve '%s': %m", path);
+	for (;;) {
+		struct stat st;
+		const char *w;
+
+		slash = strrchr(real, '/');
+		if (!slash)
+			break;
+		if (slash == real)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(real, &st) < 0)
+			return bk_err_set(err, -errno, "cannot stat '%s': %m", real);
+		w = other_writer(&st, true, who, sizeof(who));
+		if (w)
+			return bk_err_set(
+				err, -EPERM,
+				"refusing '%s': its directory '%s' can be written by %s, "
+				"who could change the bundle; keep bundles where only root "
+				"can write",
+				path, real, w);
+		if (slash == real)
+			break;
+	}
+	return 0;
+}
+
+int bk_bundle_check_trusted(int fd, const char *path, struct bk_err *err)
+{
+	const char *name = path ? path : "the bundle";
+	struct stat st, pst;
+	struct statfs sfs;
+	char who[96];
+	const char *w;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return bk_err_set(err, -errno, "cannot stat '%s': %m", name);
+	if (!S_ISREG(st.st_mode))
+		return bk_err_set(err, -ENOEXEC, "'%s' is not a regular file (%s)", name,
+				  file_type(st.st_mode));
+	/* A FUSE filesystem is a user process: it shows any owner and serves any bytes. */
+	if (fstatfs(fd, &sfs) < 0)
+		return bk_err_set(err, -errno, "cannot stat the filesystem of '%s': %m", name);
+	if (sfs.f_type == FUSE_SUPER_MAGIC)
+		return bk_err_set(err, -EPERM,
+				  "refusing '%s': it is on a FUSE filesystem, whose process could "
+				  "change it after it is verified",
+				  name);
+	w = other_writer(&st, false, who, sizeof(who));
+	if (w)
+		return bk_err_set(err, -EPERM,
+				  "refusing '%s': it can be written by %s, who could change it "
+				  "after it is verified; only root may be able to write a bundle",
+				  name, w);
+	/*
+	 * A writer that opened the file before it became root's keeps its fd: a read lease is
+	 * granted only when nobody has the file open for writing (we are root: leases need
+	 * ownership or CAP_LEASE). Released at once; filesystems without leases are skipped.
+	 */
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0)
+		(void) fcntl(fd, F_SETLEASE, F_UNLCK);
+	else if (errno == EAGAIN || errno == EBUSY)
+		return bk_err_set(err, -EPERM,
+				  "refusing '%s': another process has it open for writing", name);
+	if (!path)
+		return 0;
+	if (stat(path, &pst) < 0)
+		return bk_err_set(err, -errno, "cannot stat '%s': %m", path);
+	if (pst.st_dev != st.st_dev || pst.st_ino != st.st_ino)
+		return bk_err_set(err, -ESTALE, "'%s' was replaced while it was opened", path);
+	r = check_dirs_trusted(path, err);
+	if (r < 0)
+		return r;
 	return 0;
 }
 
@@ -283,6 +423,14 @@ int bk_bundle_load_manifest(struct bk_bundle *b, struct bk_err *err)
 	r = bk_manifest_check_layout(m, b->header.payload_offset, b->file_size, err);
 	if (r < 0)
 		return bk_err_prefix(err, "manifest");
+	/*
+	 * Structural checks belong here, not to one verb: every verb loads the manifest, so a
+	 * bundle malformed in its padding is refused (exit 6) by all of them (issue 17, item 3:
+	 * stage, depot import and livepatch apply hash while copying and never read the padding).
+	 */
+	r = bk_bundle_check_padding(b, m, err);
+	if (r < 0)
+		return bk_err_prefix(err, "manifest");
 	bk_manifest_free(b->manifest);
 	b->manifest = TAKE_PTR(m);
 	return 0;
@@ -329,6 +477,13 @@ const char *bk_bundle_get_manifest_bytes(const struct bk_bundle *b, size_t *ret_
 	return b->manifest_bytes;
 }
 
+const uint8_t *bk_bundle_get_signature_bytes(const struct bk_bundle *b, size_t *ret_len)
+{
+	if (ret_len)
+		*ret_len = b->header.signature_size;
+	return b->signature;
+}
+
 const char *bk_bundle_get_signer(const struct bk_bundle *b)
 {
 	return b->signature_verified ? b->signer : NULL;
@@ -356,19 +511,19 @@ int bk_bundle_next_payload(const struct bk_bundle *b, size_t *it, const struct b
 
 /* ---- payloads --------------------------------------------------------------------------- */
 
-static int compare_digest(const struct bk_payload *p, const uint8_t d[BK_SHA256_LEN],
-			  struct bk_err *err)
+int bk_bundle_check_digest(const struct bk_payload *p, const uint8_t digest[BK_SHA256_LEN],
+			   struct bk_err *err)
 {
 	char want[BK_SHA256_HEX_LEN + 1], got[BK_SHA256_HEX_LEN + 1];
 
-	if (memcmp(d, p->sha256, BK_SHA256_LEN) == 0)
+	if (memcmp(digest, p->sha256, BK_SHA256_LEN) == 0)
 		return 0;
 	bk_sha256_to_hex(p->sha256, want);
-	bk_sha256_to_hex(d, got);
-	return bk_err_set(err, -EUCLEAN,
-			  "payload '%s': SHA-256 mismatch (corrupt payload): manifest %.16s..., "
-			  "bundle %.16s...",
-			  p->name, want, got);
+	bk_sha256_to_hex(digest, got);
+	return bk_err_set(
+		err, -EUCLEAN,
+		"payload '%s': SHA-256 mismatch (corrupt payload): manifest %s, bundle %s", p->name,
+		want, got);
 }
 
 /* Zero padding between the end of p and the next 4 KiB boundary (or the end of file). */
@@ -383,6 +538,20 @@ static int check_padding_after(struct bk_bundle *b, const struct bk_payload *p, 
 	r = check_zero(b->fd, end, next, "padding", err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
+	return 0;
+}
+
+int bk_bundle_check_padding(struct bk_bundle *b, const struct bk_manifest *m, struct bk_err *err)
+{
+	int r;
+
+	if (!m)
+		return bk_err_set(err, -EINVAL, "manifest not loaded");
+	for (size_t i = 0; i < m->n_payloads; i++) {
+		r = check_padding_after(b, &m->payloads[i], err);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -413,9 +582,7 @@ int bk_bundle_verify_payloads(struct bk_bundle *b, unsigned n_threads,
 			e = jobs[i].err;
 			(void) bk_err_prefix(&e, "payload '%s'", p->name);
 		} else {
-			r = compare_digest(p, jobs[i].digest, &e);
-			if (r >= 0)
-				r = check_padding_after(b, p, &e);
+			r = bk_bundle_check_digest(p, jobs[i].digest, &e);
 		}
 		if (checks) {
 			checks[i].r = r < 0 ? r : 0;
@@ -438,7 +605,7 @@ int bk_bundle_verify_payload(struct bk_bundle *b, const struct bk_payload *p, st
 	r = bk_sha256_fd_jobs(b->fd, &job, 1, 0, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
-	return compare_digest(p, job.digest, err);
+	return bk_bundle_check_digest(p, job.digest, err);
 }
 
 static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
@@ -457,7 +624,7 @@ static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out
 	r = bk_sha256_fd_copy(b->fd, p->offset, p->size, out_fd, out_offset, flags, d, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
-	return compare_digest(p, d, err);
+	return bk_bundle_check_digest(p, d, err);
 }
 
 int bk_bundle_copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,

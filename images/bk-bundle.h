@@ -58,6 +58,31 @@ int bk_bundle_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
 struct bk_bundle; /* opaque */
 
 /*
+ * Open the bundle at path (relative to dfd, or absolute) for reading without ever blocking on
+ * it: O_RDONLY|O_NONBLOCK|O_NOCTTY|O_CLOEXEC, then fstat() of what was opened; anything but a
+ * regular file (a FIFO, a device, a directory, a socket) is refused before a byte is read,
+ * then O_NONBLOCK is cleared (issue 17, item 5: a FIFO blocked `livepatch apply` forever,
+ * holding the lock). Call it before taking the bootbank lock. *ret_fd written on success.
+ * Returns 0; -ENOEXEC "'PATH' is not a regular file (a fifo)" (exit 6, malformed); -ENOENT
+ * and the other open() errors, "cannot open 'PATH': ...". Does not block, needs no root.
+ */
+int bk_bundle_open_path(int dfd, const char *path, int *ret_fd, struct bk_err *err);
+
+/*
+ * May the bytes of the bundle open in fd be trusted to stay what they are between
+ * verification and use (a loop mount reads the file again long after it was hashed)? Only
+ * root may be able to change them (issue 17, item 1; the checks RAUC added for
+ * CVE-2020-25860): fd is a regular file owned by root, not writable by group or others, and
+ * not open for writing anywhere (a read lease can be taken, where the filesystem has leases).
+ * path (NULL when the caller has only an fd, e.g. one passed over D-Bus) must still name that
+ * file, and every directory above it must be owned by root and not writable by group or
+ * others unless it is sticky (like /tmp: nobody else can rename or remove root's file there).
+ * Returns 0; -EPERM "refusing a bundle that ... can write" (exit 1); -ENOEXEC not a regular
+ * file; -ESTALE path no longer names the file; other -errno from stat. Reads only metadata.
+ */
+int bk_bundle_check_trusted(int fd, const char *path, struct bk_err *err);
+
+/*
  * Open the bundle in fd (a regular file; fd is duplicated with F_DUPFD_CLOEXEC, the caller
  * keeps its own): read and check the header, read the manifest and signature bytes, check the
  * zero padding before the first payload. Parses nothing. *ret (bk_bundle_free()) written on
@@ -77,7 +102,9 @@ int bk_bundle_verify_signature(struct bk_bundle *b, const struct bk_keyring *key
 
 /*
  * Parse and validate the manifest, then cross-check it with the header (format version,
- * first payload offset) and the file size (no payload past the end, no trailing data).
+ * first payload offset) and the file size (no payload past the end, no trailing data), and
+ * check that the padding after every payload is zero (bk_bundle_check_padding()). Every verb
+ * that reads a bundle calls this, so the structural checks are the same for all of them.
  * Allowed before the signature is verified (`image info`, re-signing) but then the content is
  * unauthenticated. Returns 0; -ENOEXEC; -ENOMEM. Messages start with "manifest: ".
  */
@@ -97,6 +124,12 @@ const struct bk_bundle_header *bk_bundle_get_header(const struct bk_bundle *b);
 uint64_t bk_bundle_get_size(const struct bk_bundle *b);
 /* The manifest bytes the signature covers (len in *ret_len); owned by b. */
 const char *bk_bundle_get_manifest_bytes(const struct bk_bundle *b, size_t *ret_len);
+/*
+ * The DER signature bytes, read once at bk_bundle_open_fd() (len in *ret_len); owned by b.
+ * After bk_bundle_verify_signature() these are the bytes that verified: write these, never
+ * bytes read from the file again (it may have changed since).
+ */
+const uint8_t *bk_bundle_get_signature_bytes(const struct bk_bundle *b, size_t *ret_len);
 /* The signer's subject after a successful bk_bundle_verify_signature(), else NULL. */
 const char *bk_bundle_get_signer(const struct bk_bundle *b);
 bool bk_bundle_is_signature_verified(const struct bk_bundle *b);
@@ -117,13 +150,29 @@ struct bk_payload_check {
 
 /*
  * Hash every payload (in parallel, up to n_threads threads, 0: every core) and compare with
- * the manifest; also check that the padding after each payload is zero. checks (optional)
+ * the manifest (the padding was checked by bk_bundle_load_manifest()). checks (optional)
  * is an array of the manifest's n_payloads entries, each filled with its own result.
  * Requires a loaded manifest (-EINVAL otherwise). Returns 0 when all match, else the first
  * failure in manifest order, its message in err ("payload 'x': SHA-256 mismatch ...").
  */
 int bk_bundle_verify_payloads(struct bk_bundle *b, unsigned n_threads,
 			      struct bk_payload_check *checks, struct bk_err *err);
+
+/*
+ * The padding between the end of each payload and the next 4 KiB boundary (or the end of the
+ * file) must be zero. Requires a loaded layout (called by bk_bundle_load_manifest(); -EINVAL
+ * when no manifest is given). Returns 0; -ENOEXEC "payload 'x': padding: non-zero byte at
+ * offset N"; -EIO or other -errno reading.
+ */
+int bk_bundle_check_padding(struct bk_bundle *b, const struct bk_manifest *m, struct bk_err *err);
+
+/*
+ * Compare digest (the SHA-256 of payload p's bytes, however they were read) with the
+ * manifest's: the one digest check of every verb (verify, mount, depot import, stage, live
+ * patch). Returns 0; -EUCLEAN "payload 'x': SHA-256 mismatch (corrupt payload): ...". Pure.
+ */
+int bk_bundle_check_digest(const struct bk_payload *p, const uint8_t digest[BK_SHA256_LEN],
+			   struct bk_err *err);
 
 /* Hash one payload of b and compare with the manifest: 0, -EUCLEAN, -ENOEXEC, -EIO. */
 int bk_bundle_verify_payload(struct bk_bundle *b, const struct bk_payload *p, struct bk_err *err);

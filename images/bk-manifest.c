@@ -202,6 +202,290 @@ static bool payload_name_is_valid(const char *s)
 	return bk_filename_is_valid(s) && utf8_is_valid(s);
 }
 
+/* ---- the canonical form ---------------------------------------------------------------- */
+
+/*
+ * json-c gives some documents a meaning the signer may not have seen: the last of duplicate
+ * keys wins, a lone UTF-16 surrogate escape becomes U+FFFD, null reads as an absent field. So
+ * the raw bytes are checked once more, after json-c accepted them (issue 17, item 4; the rules
+ * are in docs/bundle-format.md, "Canonical form"): no duplicate key in an object, keys
+ * without escapes, no null, no \u0000, every surrogate escape paired, numbers as plain
+ * decimal digits (no sign, fraction, exponent or leading zero); for a manifest also nothing
+ * before the object and at most one newline after it. Recursion is bounded by json-c's depth
+ * limit (BK_JSON_MAX_DEPTH), checked again here.
+ */
+struct scan {
+	const char *buf;
+	size_t len, pos;
+	struct bk_err *err;
+};
+
+struct key_ref {
+	const char *s;
+	size_t len;
+};
+
+static void scan_ws(struct scan *s)
+{
+	while (s->pos < s->len && (s->buf[s->pos] == ' ' || s->buf[s->pos] == '\t' ||
+				   s->buf[s->pos] == '\r' || s->buf[s->pos] == '\n'))
+		s->pos++;
+}
+
+static int scan_fail(struct scan *s, const char *what)
+{
+	return bk_err_set(s->err, -ENOEXEC, "not canonical JSON at offset %zu: %s", s->pos, what);
+}
+
+/* The 4 hex digits at buf[at], or -1. */
+static int32_t hex4(const struct scan *s, size_t at)
+{
+	int32_t v = 0;
+
+	if (at + 4 > s->len)
+		return -1;
+	for (size_t i = at; i < at + 4; i++) {
+		char c = s->buf[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+static int scan_string(struct scan *s, bool key, struct key_ref *ret)
+{
+	size_t start;
+
+	if (s->pos >= s->len || s->buf[s->pos] != '"')
+		return scan_fail(s, "expected a string");
+	start = ++s->pos;
+	for (;;) {
+		int32_t cp, lo;
+
+		if (s->pos >= s->len)
+			return scan_fail(s, "unterminated string");
+		if (s->buf[s->pos] == '"')
+			break;
+		if (s->buf[s->pos] != '\\') {
+			s->pos++;
+			continue;
+		}
+		if (key)
+			return scan_fail(s, "an escape in an object key");
+		if (s->pos + 1 >= s->len)
+			return scan_fail(s, "unterminated escape");
+		if (s->buf[s->pos + 1] != 'u') {
+			s->pos += 2;
+			continue;
+		}
+		cp = hex4(s, s->pos + 2);
+		if (cp < 0)
+			return scan_fail(s, "bad \\u escape");
+		if (cp == 0)
+			return scan_fail(s, "\\u0000 in a string");
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return scan_fail(s, "a lone UTF-16 low surrogate escape");
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			lo = s->pos + 7 < s->len && s->buf[s->pos + 6] == '\\' &&
+					     s->buf[s->pos + 7] == 'u' ?
+				     hex4(s, s->pos + 8) :
+				     -1;
+			if (lo < 0xdc00 || lo > 0xdfff)
+				return scan_fail(s, "a lone UTF-16 high surrogate escape");
+			s->pos += 12;
+		} else
+			s->pos += 6;
+	}
+	if (ret)
+		*ret = (struct key_ref){ s->buf + start, s->pos - start };
+	s->pos++;
+	return 0;
+}
+
+/* Orders by length, then bytes (any total order finds duplicates). */
+static int cmp_key(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->s, y->s, x->len);
+}
+
+static int duplicate_key(struct scan *s, const struct key_ref *k)
+{
+	return bk_err_set(s->err, -ENOEXEC, "duplicate key '%.*s'",
+			  (int) (k->len > 64 ? 64 : k->len), k->s);
+}
+
+static int scan_value(struct scan *s, unsigned depth);
+
+/* Keys of an object; the first KEYS_INLINE on the stack (a manifest object has at most 10). */
+#define KEYS_INLINE 32
+
+static int scan_object(struct scan *s, unsigned depth)
+{
+	struct key_ref inline_keys[KEYS_INLINE];
+	_cleanup_free_ struct key_ref *heap = NULL;
+	struct key_ref *keys = inline_keys;
+	size_t n = 0, cap = KEYS_INLINE;
+	int r;
+
+	s->pos++;
+	scan_ws(s);
+	if (s->pos < s->len && s->buf[s->pos] == '}') {
+		s->pos++;
+		return 0;
+	}
+	for (;;) {
+		if (n == cap) {
+			struct key_ref *k = reallocarray(heap, cap * 2, sizeof(*keys));
+
+			if (!k)
+				return bk_err_set(s->err, -ENOMEM, "out of memory");
+			if (!heap)
+				memcpy(k, inline_keys, sizeof(inline_keys));
+			heap = keys = k;
+			cap *= 2;
+		}
+		scan_ws(s);
+		r = scan_string(s, true, &keys[n]);
+		if (r < 0)
+			return r;
+		n++;
+		scan_ws(s);
+		if (s->pos >= s->len || s->buf[s->pos] != ':')
+			return scan_fail(s, "expected ':'");
+		s->pos++;
+		r = scan_value(s, depth + 1);
+		if (r < 0)
+			return r;
+		scan_ws(s);
+		if (s->pos < s->len && s->buf[s->pos] == ',') {
+			s->pos++;
+			continue;
+		}
+		if (s->pos < s->len && s->buf[s->pos] == '}') {
+			s->pos++;
+			break;
+		}
+		return scan_fail(s, "expected ',' or '}'");
+	}
+	/* Few keys: compare every pair; many (a hostile object): sort, then neighbours. */
+	if (n <= KEYS_INLINE) {
+		for (size_t i = 1; i < n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (cmp_key(&keys[j], &keys[i]) == 0)
+					return duplicate_key(s, &keys[i]);
+		return 0;
+	}
+	qsort(keys, n, sizeof(*keys), cmp_key);
+	for (size_t i = 1; i < n; i++)
+		if (cmp_key(&keys[i - 1], &keys[i]) == 0)
+			return duplicate_key(s, &keys[i]);
+	return 0;
+}
+
+static int scan_array(struct scan *s, unsigned depth)
+{
+	int r;
+
+	s->pos++;
+	scan_ws(s);
+	if (s->pos < s->len && s->buf[s->pos] == ']') {
+		s->pos++;
+		return 0;
+	}
+	for (;;) {
+		r = scan_value(s, depth + 1);
+		if (r < 0)
+			return r;
+		scan_ws(s);
+		if (s->pos < s->len && s->buf[s->pos] == ',') {
+			s->pos++;
+			continue;
+		}
+		if (s->pos < s->len && s->buf[s->pos] == ']') {
+			s->pos++;
+			return 0;
+		}
+		return scan_fail(s, "expected ',' or ']'");
+	}
+}
+
+static int scan_value(struct scan *s, unsigned depth)
+{
+	size_t start;
+
+	if (depth > BK_JSON_MAX_DEPTH)
+		return scan_fail(s, "nested too deeply");
+	scan_ws(s);
+	if (s->pos >= s->len)
+		return scan_fail(s, "expected a value");
+	switch (s->buf[s->pos]) {
+	case '{':
+		return scan_object(s, depth);
+	case '[':
+		return scan_array(s, depth);
+	case '"':
+		return scan_string(s, false, NULL);
+	case 't':
+		if (s->len - s->pos < 4 || memcmp(s->buf + s->pos, "true", 4) != 0)
+			return scan_fail(s, "expected true");
+		s->pos += 4;
+		return 0;
+	case 'f':
+		if (s->len - s->pos < 5 || memcmp(s->buf + s->pos, "false", 5) != 0)
+			return scan_fail(s, "expected false");
+		s->pos += 5;
+		return 0;
+	case 'n':
+		return scan_fail(s, "null (leave an optional field out instead)");
+	default:
+		break;
+	}
+	start = s->pos;
+	while (s->pos < s->len && s->buf[s->pos] >= '0' && s->buf[s->pos] <= '9')
+		s->pos++;
+	if (s->pos == start)
+		return scan_fail(s, "a number must be plain decimal digits");
+	if (s->buf[start] == '0' && s->pos - start > 1)
+		return scan_fail(s, "a number with a leading zero");
+	if (s->pos < s->len && strchr(".eE+-", s->buf[s->pos]))
+		return scan_fail(s, "a number must be plain decimal digits");
+	return 0;
+}
+
+static int check_canonical(const char *buf, size_t len, bool spec, struct bk_err *err)
+{
+	struct scan s = { .buf = buf, .len = len, .err = err };
+	int r;
+
+	if (!spec && (len == 0 || buf[0] != '{'))
+		return scan_fail(&s, "the manifest must start with '{'");
+	r = scan_value(&s, 1);
+	if (r < 0)
+		return r;
+	if (spec)
+		return 0;
+	if (s.pos < len && buf[s.pos] == '\n')
+		s.pos++;
+	if (s.pos != len)
+		return bk_err_set(err, -ENOEXEC,
+				  "%zu bytes of trailing data after the manifest's JSON object "
+				  "(at most one newline may follow it)",
+				  len - s.pos);
+	return 0;
+}
+
 /* ---- parsing ---------------------------------------------------------------------------- */
 
 static const char *const top_keys[] = { "format",     "name",		"version",     "build",
@@ -326,8 +610,12 @@ static int parse_payload(struct json_object *o, size_t index, unsigned flags, st
 		r = get_str(o, "sha256", true, &s, err);
 		if (r < 0)
 			return r;
-		if (bk_sha256_from_hex(s, p->sha256) < 0)
-			return bk_err_set(err, -ENOEXEC, "field 'sha256' must be 64 hex digits");
+		/* Lower case only: one spelling per digest (issue 17, item 4). */
+		if (strlen(s) != BK_SHA256_HEX_LEN ||
+		    strspn(s, "0123456789abcdef") != BK_SHA256_HEX_LEN ||
+		    bk_sha256_from_hex(s, p->sha256) < 0)
+			return bk_err_set(err, -ENOEXEC,
+					  "field 'sha256' must be 64 lower-case hex digits");
 	}
 
 	r = bk_json_get_bool(o, "live", false, &p->live, err);
@@ -659,6 +947,9 @@ int bk_manifest_parse(const char *buf, size_t len, unsigned flags, struct bk_man
 	/* json-c does not check UTF-8 in strict mode: one pass over the whole document. */
 	if (!utf8_is_valid_n(buf, len))
 		return bk_err_set(err, -ENOEXEC, "manifest is not valid UTF-8");
+	r = check_canonical(buf, len, flags & BK_MANIFEST_PARSE_SPEC, err);
+	if (r < 0)
+		return r;
 
 	m = calloc(1, sizeof(*m));
 	if (!m)

@@ -52,6 +52,20 @@ int bk_err_prefix(struct bk_err *err, const char *fmt, ...)
 	return err->code;
 }
 
+int bk_err_suffix(struct bk_err *err, const char *fmt, ...)
+{
+	size_t len;
+	va_list ap;
+
+	if (!err || err->code >= 0)
+		return -EINVAL;
+	len = strnlen(err->msg, sizeof(err->msg) - 1);
+	va_start(ap, fmt);
+	(void) vsnprintf(err->msg + len, sizeof(err->msg) - len, fmt, ap);
+	va_end(ap);
+	return err->code;
+}
+
 void bk_err_clear(struct bk_err *err)
 {
 	if (!err)
@@ -118,6 +132,28 @@ const char *bk_exit_code_to_string(int code)
 	if (code < 0 || code >= _BK_EXIT_MAX)
 		return NULL;
 	return exit_names[code];
+}
+
+/* Beside exit_names: a new exit code gets its D-Bus error name here too (docs/dbus-api.md). */
+static const char *const dbus_errors[_BK_EXIT_MAX] = {
+	[BK_EXIT_OK] = NULL,
+	[BK_EXIT_FAILURE] = "org.bootbank.Error.Failed",
+	[BK_EXIT_USAGE] = "org.bootbank.Error.Usage",
+	[BK_EXIT_BUSY] = "org.bootbank.Error.Busy",
+	[BK_EXIT_NOT_FOUND] = "org.bootbank.Error.NotFound",
+	[BK_EXIT_VERIFY] = "org.bootbank.Error.Verification",
+	[BK_EXIT_MALFORMED] = "org.bootbank.Error.Malformed",
+	[BK_EXIT_CORRUPT] = "org.bootbank.Error.Corrupt",
+	[BK_EXIT_IO] = "org.bootbank.Error.IO",
+	[BK_EXIT_REFUSED] = "org.bootbank.Error.Refused",
+	[BK_EXIT_NOSPACE] = "org.bootbank.Error.NoSpace",
+};
+
+const char *bk_exit_code_to_dbus_error(int code)
+{
+	if (code < 0 || code >= _BK_EXIT_MAX)
+		return NULL;
+	return dbus_errors[code];
 }
 
 int bk_err_recode(struct bk_err *err, int r)

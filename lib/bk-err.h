@@ -56,6 +56,12 @@ int bk_err_set(struct bk_err *err, int r, const char *fmt, ...) _printf_(3, 4);
  */
 int bk_err_prefix(struct bk_err *err, const char *fmt, ...) _printf_(2, 3);
 
+/*
+ * Append to the recorded message ("<old message>; what followed"), cut at the buffer's end.
+ * Returns err->code (or -EINVAL with a NULL or empty err).
+ */
+int bk_err_suffix(struct bk_err *err, const char *fmt, ...) _printf_(2, 3);
+
 /* Reset to "no error". */
 void bk_err_clear(struct bk_err *err);
 
@@ -67,6 +73,12 @@ int bk_exit_code_from_errno(int r);
 
 /* A short lowercase name for an exit code ("busy"), NULL when out of range. */
 const char *bk_exit_code_to_string(int code);
+
+/*
+ * The D-Bus error name bankd replies with for an exit code ("org.bootbank.Error.Busy"), one
+ * per exit code (docs/dbus-api.md); NULL for BK_EXIT_OK and codes out of range.
+ */
+const char *bk_exit_code_to_dbus_error(int code);
 
 /* Replace the recorded code by r (keeping the message); returns r. err may be NULL. */
 int bk_err_recode(struct bk_err *err, int r);

@@ -130,6 +130,24 @@ int bk_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+ssize_t bk_read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *) buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t) n;
+	}
+	return (ssize_t) got;
+}
+
 ssize_t bk_pread_full(int fd, void *buf, size_t len, uint64_t offset)
 {
 	char *p = buf;

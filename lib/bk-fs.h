@@ -47,6 +47,12 @@ int bk_parse_bool(const char *s, bool *ret);
 int bk_write_full(int fd, const void *buf, size_t len);
 
 /*
+ * read until len bytes or end of file, looping on short reads and EINTR (a pipe, say).
+ * Returns the number of bytes read (less than len only at end of file) or -errno.
+ */
+ssize_t bk_read_full(int fd, void *buf, size_t len);
+
+/*
  * pread until len bytes or end of file. Returns the number of bytes read (less than len only
  * at end of file) or -errno.
  */

@@ -271,6 +271,37 @@ int bk_cgroup_thaw(struct bk_cgroup *cg, uint64_t timeout_ms, struct bk_err *err
 	return 0;
 }
 
+int bk_cgroup_set_frozen(struct bk_cgroup *cg, bool frozen, struct bk_err *err)
+{
+	int r;
+
+	r = write_freeze(cg->freeze_fd, frozen ? '1' : '0');
+	if (r < 0)
+		return bk_err_set(err, r, "cannot %s cgroup '%s': %s", frozen ? "freeze" : "thaw",
+				  cg->path, strerror(-r));
+	return 0;
+}
+
+int bk_cgroup_wait_frozen(struct bk_cgroup *cg, bool frozen, uint64_t timeout_ms,
+			  struct bk_err *err)
+{
+	int r;
+
+	r = wait_frozen(cg, frozen, timeout_ms);
+	if (r == -ETIMEDOUT)
+		return bk_err_set(err, r, "cgroup '%s' did not %s within %llu ms", cg->path,
+				  frozen ? "freeze" : "thaw", (unsigned long long) timeout_ms);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot read '%s/cgroup.events': %s", cg->path,
+				  strerror(-r));
+	return 0;
+}
+
+int bk_cgroup_events_fd(const struct bk_cgroup *cg)
+{
+	return cg->events_fd;
+}
+
 int bk_cgroup_get_state(struct bk_cgroup *cg, bool *ret_frozen, bool *ret_populated,
 			struct bk_err *err)
 {
@@ -287,6 +318,19 @@ int bk_cgroup_get_state(struct bk_cgroup *cg, bool *ret_frozen, bool *ret_popula
 	return 0;
 }
 
+/*
+ * Whether the process of pidfd still runs: a pidfd polls readable once its process has exited
+ * (a zombie too, which has no namespace left), and signal 0 fails with ESRCH once it is reaped.
+ */
+static bool pid_is_alive(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	if (poll(&pfd, 1, 0) > 0)
+		return false;
+	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
+}
+
 /* Open /proc/PID/ns/mnt and make sure PID was still the same process afterwards. */
 static int open_mntns_of(pid_t pid, int *ret_nsfd, struct stat *ret_st)
 {
@@ -300,8 +344,19 @@ static int open_mntns_of(pid_t pid, int *ret_nsfd, struct stat *ret_st)
 	pidfd = (int) fd;
 	(void) snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int) pid);
 	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0)
-		return -errno;
+	if (nsfd < 0) {
+		int r = -errno;
+
+		/*
+		 * A process reaped between pidfd_open() and here makes /proc/PID/ns/mnt fail with
+		 * EACCES (the kernel's answer when the task of a /proc entry is gone), not ESRCH
+		 * (issue 16 item 5). Whatever the error, the pidfd tells whether it has exited:
+		 * then it is "gone", never a failure of the switch or the recovery.
+		 */
+		if (!pid_is_alive(pidfd))
+			return -ESRCH;
+		return r;
+	}
 	/* Signal 0 through the pidfd: fails with ESRCH if the process is gone (pid recycled). */
 	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
 		return -errno;

@@ -66,6 +66,19 @@ int bk_cgroup_freeze(struct bk_cgroup *cg, uint64_t timeout_ms, struct bk_err *e
 int bk_cgroup_thaw(struct bk_cgroup *cg, uint64_t timeout_ms, struct bk_err *err);
 
 /*
+ * The two halves of a freeze or thaw, for a caller that handles several cgroups at once:
+ * bk_cgroup_set_frozen() writes "1" or "0" to cgroup.freeze and returns at once (the tasks of
+ * a thawed cgroup run again from that write); bk_cgroup_wait_frozen() waits until
+ * cgroup.events reads "frozen 1" or "frozen 0", at most timeout_ms (-ETIMEDOUT, "cgroup 'x'
+ * did not freeze within N ms"), and changes nothing. bk_cgroup_events_fd() is the fd of
+ * cgroup.events (owned by cg) to poll() for POLLPRI.
+ */
+int bk_cgroup_set_frozen(struct bk_cgroup *cg, bool frozen, struct bk_err *err);
+int bk_cgroup_wait_frozen(struct bk_cgroup *cg, bool frozen, uint64_t timeout_ms,
+			  struct bk_err *err);
+int bk_cgroup_events_fd(const struct bk_cgroup *cg);
+
+/*
  * Read cgroup.events: *ret_frozen (the effective state), *ret_populated (optional, any
  * process in it or below). Returns 0 or -errno.
  */

@@ -290,6 +290,23 @@ static int swap_unfrozen(int run_dfd, const char *to, unsigned flags, bool undo,
 		    bk_view_swap_old_is_mount(swaps[i])) {
 			items[i].skipped = true;
 			swaps[i] = bk_view_swap_free(swaps[i]);
+			continue;
+		}
+		/* As bk_switch_run(): a mount inside the view would vanish (issue 16 item 7). */
+		if (!undo && !best_effort) {
+			const char *sub;
+			unsigned n_sub = bk_view_swap_submounts(swaps[i], &sub);
+
+			if (n_sub > 0) {
+				first = bk_err_set(
+					err, -EBUSY,
+					"workload '%s': %u %s beneath its view '%s' would "
+					"vanish with the old revision: %s; unmount %s first",
+					items[i].name, n_sub, n_sub == 1 ? "mount" : "mounts",
+					items[i].view, sub[0] ? sub : "(too long to list)",
+					n_sub == 1 ? "it" : "them");
+				goto out;
+			}
 		}
 	}
 	for (i = 0; i < n; i++) {

@@ -128,7 +128,7 @@ int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running,
  *      every running --no-fsr workload must be claimed by a scan hook's "restart NAME" line,
  *      else -EBUSY ("... and no hook restarts it"), flag cleared as for a veto;
  *   3. flag phase switching; the claimed workloads' views are swapped without a freeze, then
- *      bk_switch_run() (pointer, then freeze/swap/thaw per other workload); on failure
+ *      bk_switch_run() (pointer, then freeze/swap/thaw of the others, all at once); on failure
  *      everything is switched back, revert hooks run, the flag is cleared;
  *   4. flag phase committed; STATE/revisions/current records `to`; apply hooks (revert hooks
  *      when c->rollback), with BOOTBANK_RESTART_WORKLOADS naming the claimed workloads;

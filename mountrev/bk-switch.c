@@ -260,6 +260,9 @@ struct helper_msg {
 	uint64_t dev;
 	uint8_t is_mount;
 	char mode;
+	uint64_t new_dev;		 /* ready: the device of the revision to show */
+	uint32_t n_sub;			 /* ready: mounts beneath the view (issue 16 item 7) */
+	char sub[BK_VIEW_SUBMOUNTS_MAX]; /* ready: the first of them, "'/v/a', '/v/b'" */
 };
 
 struct bk_view_swap {
@@ -267,9 +270,11 @@ struct bk_view_swap {
 	int sock;
 	char *id;
 	char *view;
-	dev_t old_dev;
+	dev_t old_dev, new_dev;
 	bool old_is_mount;
 	bool committed;
+	unsigned n_sub;
+	char sub[BK_VIEW_SUBMOUNTS_MAX];
 };
 
 static _noreturn_ void helper_send(int sock, int r, int step, dev_t dev, bool is_mount, char mode)
@@ -282,6 +287,107 @@ static _noreturn_ void helper_send(int sock, int r, int step, dev_t dev, bool is
 	if (raw_write(sock, &m, sizeof(m)) != (ssize_t) sizeof(m))
 		_exit(2);
 	_exit(r < 0 ? 1 : 0);
+}
+
+/*
+ * The switcher and its view helpers run at a real-time priority from the freeze to the thaw
+ * of a workload (issue 16 item 8): on a busy machine a normal process waits for a CPU for
+ * milliseconds at each wakeup, and every one of those waits lengthens the frozen window.
+ * SCHED_RESET_ON_FORK: nothing forked meanwhile inherits it. Failures (no CAP_SYS_NICE, an
+ * RT-throttled cgroup) leave the normal priority.
+ */
+#define SWITCH_RT_PRIO 10
+
+struct sched_saved {
+	int policy;
+	struct sched_param param;
+	bool raised;
+};
+
+static void raise_priority(struct sched_saved *sv)
+{
+	struct sched_param p = { .sched_priority = SWITCH_RT_PRIO };
+
+	sv->raised = false;
+	sv->policy = sched_getscheduler(0);
+	if (sv->policy < 0 || sched_getparam(0, &sv->param) < 0)
+		return;
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &p) == 0)
+		sv->raised = true;
+	else
+		BK_DBG(REV, "cannot raise the priority: %m, ignoring");
+}
+
+static void restore_priority(const struct sched_saved *sv)
+{
+	if (sv->raised)
+		(void) sched_setscheduler(0, sv->policy, &sv->param);
+}
+
+/* Copy the mount point (field 5 of a mountinfo line, octal escapes undone) into buf. */
+static bool mountinfo_target(const char *line, char *buf, size_t len)
+{
+	const char *p = line;
+	size_t n = 0;
+
+	for (int k = 0; k < 4; k++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return false;
+		p++;
+	}
+	for (; *p && *p != ' ' && *p != '\n'; p++) {
+		char c = *p;
+
+		if (c == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			c = (char) ((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		}
+		if (n + 1 >= len)
+			return false;
+		buf[n++] = c;
+	}
+	buf[n] = '\0';
+	return true;
+}
+
+/*
+ * In the helper, after setns(): the mounts of this namespace whose mount point lies beneath
+ * view. Detaching the old top at the swap takes them along (issue 16 item 7), so the caller
+ * refuses the switch naming them. Without a readable /proc here nothing is found.
+ */
+static void find_submounts(const char *view, struct helper_msg *m)
+{
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0, vl = strlen(view), used = 0;
+	char target[PATH_MAX];
+	bool full = false;
+	FILE *f;
+
+	while (vl > 1 && view[vl - 1] == '/')
+		vl--;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		int k;
+
+		if (!mountinfo_target(line, target, sizeof(target)) ||
+		    strncmp(target, view, vl) != 0 || target[vl] != '/')
+			continue;
+		m->n_sub++;
+		if (full)
+			continue;
+		k = snprintf(m->sub + used, sizeof(m->sub) - used, "%s'%s'", used ? ", " : "",
+			     target);
+		if (k < 0 || (size_t) k >= sizeof(m->sub) - used) {
+			m->sub[used] = '\0'; /* no room for more: the count still tells */
+			full = true;
+		} else
+			used += (size_t) k;
+	}
+	(void) fclose(f);
 }
 
 static _noreturn_ void helper_main(int sock, int run_dfd, const char *relpath, int nsfd,
@@ -310,9 +416,17 @@ static _noreturn_ void helper_main(int sock, int run_dfd, const char *relpath, i
 		helper_send(sock, r, STEP_VIEW, 0, false, 0);
 
 	ready.dev = dev;
+	ready.new_dev = new_dev;
 	ready.is_mount = is_mount;
+	find_submounts(view, &ready);
 	if (raw_write(sock, &ready, sizeof(ready)) != (ssize_t) sizeof(ready))
 		_exit(1);
+	{
+		/* From "go" to the reply the workload is frozen: no waiting for a CPU. */
+		struct sched_saved sv;
+
+		raise_priority(&sv);
+	}
 	do
 		n = read(sock, &go, 1);
 	while (n < 0 && errno == EINTR);
@@ -366,12 +480,11 @@ static const char *step_name(int step)
 	return step_names[step];
 }
 
-int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
-			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err)
+int bk_view_swap_fork(int run_dfd, const char *id, int mntns_fd, const char *view, unsigned flags,
+		      struct bk_view_swap **ret, struct bk_err *err)
 {
 	_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
 	char relpath[sizeof(BK_REV_DIR) + BK_REV_ID_MAX + 2];
-	struct helper_msg m;
 	int sv[2], r;
 
 	if (!bk_rev_id_is_valid(id))
@@ -403,18 +516,45 @@ int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *
 	}
 	(void) close(sv[1]);
 	s->sock = sv[0];
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+int bk_view_swap_wait_ready(struct bk_view_swap *s, struct bk_err *err)
+{
+	struct helper_msg m;
+	int r;
 
 	r = read_msg(s->sock, &m);
 	if (r < 0)
-		return bk_err_set(err, r, "view helper for '%s' died", view);
+		return bk_err_set(err, r, "view helper for '%s' died", s->view);
 	if (m.r < 0)
-		return bk_err_set(err, m.r, "view '%s': %s failed: %s", view, step_name(m.step),
+		return bk_err_set(err, m.r, "view '%s': %s failed: %s", s->view, step_name(m.step),
 				  strerror(-m.r));
 	s->old_dev = (dev_t) m.dev;
+	s->new_dev = (dev_t) m.new_dev;
 	s->old_is_mount = m.is_mount;
-	BK_DBG(REV, "view helper %d ready for '%s' (%s, dev %u:%u)", (int) s->pid, view,
+	s->n_sub = m.n_sub;
+	memcpy(s->sub, m.sub, sizeof(s->sub));
+	s->sub[sizeof(s->sub) - 1] = '\0';
+	BK_DBG(REV, "view helper %d ready for '%s' (%s, dev %u:%u)", (int) s->pid, s->view,
 	       s->old_is_mount ? "mount point" : "plain directory", major(s->old_dev),
 	       minor(s->old_dev));
+	return 0;
+}
+
+int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
+			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err)
+{
+	_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
+	int r;
+
+	r = bk_view_swap_fork(run_dfd, id, mntns_fd, view, flags, &s, err);
+	if (r < 0)
+		return r;
+	r = bk_view_swap_wait_ready(s, err);
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -429,11 +569,37 @@ bool bk_view_swap_old_is_mount(const struct bk_view_swap *s)
 	return s->old_is_mount;
 }
 
-int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, struct bk_err *err)
+unsigned bk_view_swap_submounts(const struct bk_view_swap *s, const char **ret_list)
 {
-	struct helper_msg m;
+	if (ret_list)
+		*ret_list = s->sub;
+	return s->n_sub;
+}
+
+int bk_view_swap_fd(const struct bk_view_swap *s)
+{
+	return s->sock;
+}
+
+bool bk_view_swap_shows_new(const struct bk_view_swap *s)
+{
+	char path[64 + PATH_MAX];
+	dev_t dev;
+	bool is_mount;
+
+	/* A view on the target's device already (not as its mount): nothing to tell apart. */
+	if (s->old_dev == s->new_dev)
+		return false;
+	/* The helper's root is the workload's: its /proc root shows the view as they see it. */
+	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int) s->pid, s->view) >=
+	    (int) sizeof(path))
+		return false;
+	return statx_view(AT_FDCWD, path, &dev, &is_mount) == 0 && dev == s->new_dev;
+}
+
+int bk_view_swap_start(struct bk_view_swap *s, struct bk_err *err)
+{
 	ssize_t n;
-	int r;
 
 	if (s->committed)
 		return bk_err_set(err, -EALREADY, "view '%s' was already swapped", s->view);
@@ -444,9 +610,23 @@ int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, str
 	if (n != 1)
 		return bk_err_set(err, n < 0 ? -errno : -EIO,
 				  "cannot reach the view helper of '%s'", s->view);
+	return 0;
+}
+
+int bk_view_swap_finish(struct bk_view_swap *s, enum bk_view_mode *ret_mode, bool *ret_changed,
+			struct bk_err *err)
+{
+	struct helper_msg m;
+	int r;
+
+	if (ret_changed)
+		*ret_changed = false;
 	r = read_msg(s->sock, &m);
 	if (r < 0)
 		return bk_err_set(err, r, "view helper for '%s' died", s->view);
+	/* Only the check comes after the view changed: a failure before it changed nothing. */
+	if (m.r < 0 && m.step == STEP_VERIFY && ret_changed)
+		*ret_changed = true;
 	if (m.r == -ESTALE)
 		return bk_err_set(err, m.r, "view '%s' does not show revision '%s' after the swap",
 				  s->view, s->id);
@@ -456,6 +636,16 @@ int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, str
 	if (ret_mode)
 		*ret_mode = (enum bk_view_mode) m.mode;
 	return 0;
+}
+
+int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, struct bk_err *err)
+{
+	int r;
+
+	r = bk_view_swap_start(s, err);
+	if (r < 0)
+		return r;
+	return bk_view_swap_finish(s, ret_mode, NULL, err);
 }
 
 struct bk_view_swap *bk_view_swap_free(struct bk_view_swap *s)
@@ -616,66 +806,298 @@ pid_t bk_watchdog_pid(const struct bk_watchdog *wd)
 
 /* --- the switch-over -------------------------------------------------------------------- */
 
-/* Freeze, swap, thaw one workload. *ret_swapped tells whether its view changed. */
-static int switch_one(const struct bk_switch_opts *o, struct bk_watchdog *wd, size_t i,
-		      struct bk_switch_item *it, struct bk_view_swap *s, uint64_t *ret_frozen_ns,
-		      bool *ret_swapped, struct bk_err *err)
+/* SWAPPING: frozen, the helper told to swap; ANSWER: swapped and thawed, its answer awaited. */
+enum wl_state { WL_IDLE, WL_FREEZING, WL_SWAPPING, WL_ANSWER, WL_DONE };
+
+struct wl {
+	enum wl_state state;
+	uint64_t t0;	   /* when its freeze was asked for */
+	uint64_t t_frozen; /* when it was seen frozen (debug trace) */
+	bool thaw_done;	   /* its thaw was tried */
+	bool thawed;	   /* its thaw was written (to be confirmed) */
+	bool seen_new;	   /* its view was seen showing the target */
+	int thaw_r;
+	struct bk_err thaw_err;
+	size_t pfd_i; /* its entry in the poll set of this round, or SIZE_MAX */
+};
+
+struct engine {
+	const struct bk_switch_opts *o;
+	struct bk_watchdog *wd;
+	struct bk_switch_item *items;
+	struct bk_view_swap **swaps;
+	struct wl *wl;
+	size_t n;
+	bool back;	 /* a rollback: the items go back to o->from */
+	size_t n_active; /* freezing or swapping */
+	int first;	 /* the first error */
+	struct bk_err *err;
+};
+
+/* Record a failure of workload i (only the first is kept, with the workload named). */
+static void fail_item(struct engine *e, size_t i, int r, const struct bk_err *ie)
 {
-	uint64_t t0;
-	int r;
-
-	*ret_swapped = false;
-	r = bk_watchdog_arm(wd, i, err);
-	if (r < 0)
-		return r;
-	t0 = bk_now_ns();
-	r = bk_cgroup_freeze(it->cg, o->freeze_timeout_ms, err);
-	if (r < 0) {
-		(void) bk_watchdog_disarm(wd, i, NULL);
-		return bk_err_prefix(err, "workload '%s'", it->name);
+	if (e->first < 0)
+		return;
+	e->first = r;
+	if (e->err) {
+		*e->err = *ie;
+		(void) bk_err_prefix(e->err, "workload '%s'", e->items[i].name);
 	}
-	r = bk_view_swap_commit(s, &it->mode, err);
-	if (r == 0)
-		*ret_swapped = true;
-	{
-		struct bk_err terr = { 0 };
-		int t = bk_cgroup_thaw(it->cg, o->freeze_timeout_ms, &terr);
-
-		*ret_frozen_ns = bk_now_ns() - t0;
-		if (t < 0 && r == 0) {
-			r = t;
-			*err = terr;
-		}
-	}
-	(void) bk_watchdog_disarm(wd, i, NULL);
-	if (r < 0)
-		return bk_err_prefix(err, "workload '%s'", it->name);
-	BK_DBG(REV, "workload '%s' switched (%c) in %llu us frozen", it->name, (char) it->mode,
-	       (unsigned long long) (*ret_frozen_ns / 1000));
-	return 0;
 }
 
-static void rollback(const struct bk_switch_opts *o, struct bk_watchdog *wd,
-		     struct bk_switch_item *items, size_t upto)
+/*
+ * Thaw workload i at once and record its stopped time: freeze asked -> thaw written, also
+ * after a timeout or a failure (issue 16 item 6). A failed thaw leaves it armed: the watchdog
+ * thaws it.
+ */
+static void thaw_item(struct engine *e, size_t i)
 {
-	for (size_t j = upto; j-- > 0;) {
-		_cleanup_(bk_view_swap_freep) struct bk_view_swap *s = NULL;
-		struct bk_err e = { 0 };
-		bool swapped;
+	struct bk_switch_item *it = &e->items[i];
+	struct wl *w = &e->wl[i];
+	uint64_t frozen;
 
+	if (w->thaw_done)
+		return;
+	w->thaw_done = true;
+	w->thaw_r = bk_cgroup_set_frozen(it->cg, false, &w->thaw_err);
+	frozen = bk_now_ns() - w->t0;
+	if (e->back)
+		it->rollback_frozen_ns = frozen;
+	else
+		it->frozen_ns = frozen;
+	if (w->thaw_r >= 0) {
+		w->thawed = true;
+		(void) bk_watchdog_disarm(e->wd, i, NULL);
+	}
+	BK_DBG(REV, "workload '%s' thawed after %llu us frozen (%llu us to freeze)", it->name,
+	       (unsigned long long) (frozen / 1000),
+	       (unsigned long long) (w->t_frozen ? (w->t_frozen - w->t0) / 1000 : 0));
+}
+
+/* The end of workload i's turn, whatever happened: thawed, its outcome recorded. */
+static void end_item(struct engine *e, size_t i, int r, const struct bk_err *ie, bool swapped)
+{
+	struct bk_switch_item *it = &e->items[i];
+	struct wl *w = &e->wl[i];
+
+	thaw_item(e, i);
+	if (swapped || w->seen_new)
+		it->switched = !e->back;
+	if (r < 0)
+		fail_item(e, i, r, ie);
+	else if (w->thaw_r < 0)
+		fail_item(e, i, w->thaw_r, &w->thaw_err);
+	w->state = WL_DONE;
+	e->n_active--;
+	BK_DBG(REV, "workload '%s' %s (%c)", it->name,
+	       r < 0   ? "failed" :
+	       e->back ? "switched back" :
+			 "switched",
+	       (char) it->mode);
+}
+
+/* A frozen workload: tell its helper to swap. */
+static void start_swap(struct engine *e, size_t i)
+{
+	struct bk_err ie = { 0 };
+	int r;
+
+	e->wl[i].t_frozen = bk_now_ns();
+	r = bk_view_swap_start(e->swaps[i], &ie);
+	if (r < 0) {
+		end_item(e, i, r, &ie, false);
+		return;
+	}
+	e->wl[i].state = WL_SWAPPING;
+}
+
+static void finish_swap(struct engine *e, size_t i)
+{
+	enum bk_view_mode mode = e->items[i].mode;
+	struct bk_err ie = { 0 };
+	bool changed;
+	int r;
+
+	r = bk_view_swap_finish(e->swaps[i], &mode, &changed, &ie);
+	if (!e->back)
+		e->items[i].mode = mode;
+	end_item(e, i, r, &ie, r == 0 || changed);
+}
+
+/*
+ * Freeze, swap and thaw every workload i that has a ready helper (swaps[i]), all at once
+ * (issue 16 item 8): every freeze is asked for first, then each workload is swapped as soon
+ * as it is frozen and thawed as soon as its helper answers, so none waits for another and
+ * each one's frozen window is its own freeze, its own swap and one write. The switcher runs
+ * at a real-time priority meanwhile. A workload that does not freeze within the bound is
+ * thawed and fails. Every workload is thawed on every path. Returns 0 or the first error.
+ */
+static int switch_all(struct engine *e)
+{
+	const uint64_t timeout_ns = e->o->freeze_timeout_ms * 1000000ull;
+	struct bk_switch_item *items = e->items;
+	_cleanup_free_ struct pollfd *pfd = NULL;
+	uint64_t confirm_ms = e->o->freeze_timeout_ms;
+	long step_ns = 100 * 1000;
+	struct sched_saved sv;
+	size_t i, n = e->n;
+
+	e->n_active = 0;
+	pfd = calloc(n ? n : 1, sizeof(*pfd));
+	if (!pfd)
+		return bk_err_set(e->err, -ENOMEM, "out of memory");
+
+	raise_priority(&sv);
+	/* 1. Ask every freeze: a write each, nothing waits yet. */
+	for (i = 0; i < n; i++) {
+		struct bk_err ie = { 0 };
+		int r;
+
+		e->wl[i] = (struct wl){ .state = WL_IDLE };
+		if (!e->swaps[i])
+			continue;
+		(void) bk_watchdog_arm(e->wd, i, NULL);
+		e->wl[i].t0 = bk_now_ns();
+		e->wl[i].state = WL_FREEZING;
+		e->n_active++;
+		r = bk_cgroup_set_frozen(items[i].cg, true, &ie);
+		if (r < 0)
+			end_item(e, i, r, &ie, false);
+	}
+
+	/* 2. Swap each as it is frozen, thaw each as its helper answers. */
+	while (e->n_active > 0) {
+		struct timespec ts = { .tv_nsec = step_ns };
+		bool swapping = false;
+		size_t k = 0;
+		int r;
+
+		for (i = 0; i < n; i++) {
+			struct bk_err ie = { 0 };
+			bool frozen;
+
+			e->wl[i].pfd_i = SIZE_MAX;
+			if (e->wl[i].state != WL_FREEZING)
+				continue;
+			r = bk_cgroup_get_state(items[i].cg, &frozen, NULL, &ie);
+			if (r < 0) {
+				end_item(e, i, r, &ie, false);
+				continue;
+			}
+			if (frozen) {
+				start_swap(e, i);
+				continue;
+			}
+			if (bk_now_ns() - e->wl[i].t0 >= timeout_ns) {
+				r = bk_err_set(&ie, -ETIMEDOUT,
+					       "cgroup '%s' did not freeze within %llu ms",
+					       bk_cgroup_path(items[i].cg),
+					       (unsigned long long) e->o->freeze_timeout_ms);
+				end_item(e, i, r, &ie, false);
+			}
+		}
+		/*
+		 * The view changes inside the helper's umount2(), which then waits for an RCU
+		 * grace period (milliseconds on a busy machine) before it returns: seen from
+		 * outside, the workload is thawed as soon as its view shows the target.
+		 */
+		for (i = 0; i < n; i++) {
+			if (e->wl[i].state != WL_SWAPPING || !bk_view_swap_shows_new(e->swaps[i]))
+				continue;
+			e->wl[i].seen_new = true;
+			e->wl[i].state = WL_ANSWER;
+			thaw_item(e, i);
+		}
+		for (i = 0; i < n; i++) {
+			if (e->wl[i].state == WL_FREEZING)
+				pfd[k] = (struct pollfd){ .fd = bk_cgroup_events_fd(items[i].cg),
+							  .events = POLLPRI };
+			else if (e->wl[i].state == WL_SWAPPING || e->wl[i].state == WL_ANSWER)
+				pfd[k] = (struct pollfd){ .fd = bk_view_swap_fd(e->swaps[i]),
+							  .events = POLLIN };
+			else
+				continue;
+			swapping = swapping || e->wl[i].state == WL_SWAPPING;
+			e->wl[i].pfd_i = k++;
+		}
+		/* A swapping workload is frozen: look at its view again within 50 us. */
+		if (swapping && ts.tv_nsec > 50 * 1000)
+			ts.tv_nsec = 50 * 1000;
+		if (k == 0)
+			break;
+		/*
+		 * cgroup.events notifies at most once per 10 ms, late: poll briefly and look
+		 * again (100 us, backing off to 1 ms), as bk_cgroup_freeze() does.
+		 */
+		r = ppoll(pfd, k, &ts, NULL);
+		if (r < 0 && errno != EINTR) {
+			struct bk_err ie = { 0 };
+
+			r = bk_err_set(&ie, -errno, "cannot poll: %m");
+			for (i = 0; i < n; i++)
+				if (e->wl[i].state == WL_FREEZING)
+					end_item(e, i, r, &ie, false);
+				else if (e->wl[i].state == WL_SWAPPING ||
+					 e->wl[i].state == WL_ANSWER)
+					finish_swap(e, i); /* the helper answers: a blocking read */
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			if ((e->wl[i].state == WL_SWAPPING || e->wl[i].state == WL_ANSWER) &&
+			    e->wl[i].pfd_i != SIZE_MAX && pfd[e->wl[i].pfd_i].revents)
+				finish_swap(e, i);
+		if (step_ns < 1000 * 1000)
+			step_ns *= 2;
+	}
+	restore_priority(&sv);
+
+	/* 3. Out of the frozen window: the thaws took effect. */
+	for (i = 0; i < n; i++) {
+		struct bk_err ie = { 0 };
+
+		if (e->wl[i].thawed &&
+		    bk_cgroup_wait_frozen(items[i].cg, false, confirm_ms, &ie) < 0)
+			fail_item(e, i, ie.code ? ie.code : -EIO, &ie);
+	}
+	return e->first;
+}
+
+/* Switch the workloads marked switched back to o->from (prepared again, then switch_all). */
+static void rollback(const struct bk_switch_opts *o, struct bk_watchdog *wd,
+		     struct bk_switch_item *items, size_t n)
+{
+	_cleanup_free_ struct bk_view_swap **swaps = NULL;
+	_cleanup_free_ struct wl *wl = NULL;
+	struct bk_err e = { 0 };
+	struct engine eng;
+	size_t j;
+
+	swaps = calloc(n ? n : 1, sizeof(*swaps));
+	wl = calloc(n ? n : 1, sizeof(*wl));
+	if (!swaps || !wl)
+		return;
+	for (j = 0; j < n; j++) {
 		if (!items[j].switched)
 			continue;
 		if (bk_view_swap_prepare(o->run_dfd, o->from, items[j].mntns_fd, items[j].view,
-					 o->view_flags, &s, &e) < 0) {
+					 o->view_flags, &swaps[j], &e) < 0)
 			BK_DBG(REV, "rollback of '%s' failed: %s", items[j].name, e.msg);
-			continue;
-		}
-		if (switch_one(o, wd, j, &items[j], s, &items[j].rollback_frozen_ns, &swapped, &e) <
-		    0)
-			BK_DBG(REV, "rollback of '%s' failed: %s", items[j].name, e.msg);
-		else
-			items[j].switched = false;
 	}
+	eng = (struct engine){
+		.o = o,
+		.wd = wd,
+		.items = items,
+		.swaps = swaps,
+		.wl = wl,
+		.n = n,
+		.back = true,
+		.err = &e,
+	};
+	if (switch_all(&eng) < 0)
+		BK_DBG(REV, "rollback failed: %s", e.msg);
+	for (j = 0; j < n; j++)
+		bk_view_swap_free(swaps[j]);
 }
 
 int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, size_t n,
@@ -684,10 +1106,11 @@ int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, 
 	_cleanup_(bk_watchdog_stopp) struct bk_watchdog *wd = NULL;
 	_cleanup_free_ char *old_previous = NULL;
 	struct bk_view_swap **swaps = NULL;
+	_cleanup_free_ struct wl *wl = NULL;
 	_cleanup_free_ int *cg_fds = NULL;
 	uint64_t t0 = bk_now_ns();
-	struct bk_err ignored = { 0 };
-	int r, first = 0;
+	struct engine eng;
+	int r;
 	dev_t to_dev;
 	size_t i;
 
@@ -703,18 +1126,32 @@ int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, 
 	}
 	swaps = calloc(n ? n : 1, sizeof(*swaps));
 	cg_fds = calloc(n ? n : 1, sizeof(*cg_fds));
-	if (!swaps || !cg_fds) {
+	wl = calloc(n ? n : 1, sizeof(*wl));
+	if (!swaps || !cg_fds || !wl) {
 		free(swaps);
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	}
 
-	/* 1. Everything that can fail without changing anything: one ready helper each. */
+	/*
+	 * 1. Everything that can fail without changing anything: one ready helper each, all
+	 * forked first, so their setup runs side by side.
+	 */
 	for (i = 0; i < n; i++) {
 		items[i].switched = items[i].skipped = false;
 		items[i].frozen_ns = items[i].rollback_frozen_ns = 0;
 		cg_fds[i] = bk_cgroup_dfd(items[i].cg);
-		r = bk_view_swap_prepare(o->run_dfd, o->to, items[i].mntns_fd, items[i].view,
-					 o->view_flags, &swaps[i], err);
+		r = bk_view_swap_fork(o->run_dfd, o->to, items[i].mntns_fd, items[i].view,
+				      o->view_flags, &swaps[i], err);
+		if (r < 0) {
+			(void) bk_err_prefix(err, "workload '%s'", items[i].name);
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		const char *sub;
+		unsigned n_sub;
+
+		r = bk_view_swap_wait_ready(swaps[i], err);
 		if (r < 0) {
 			(void) bk_err_prefix(err, "workload '%s'", items[i].name);
 			goto out;
@@ -723,7 +1160,27 @@ int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, 
 		    bk_view_swap_old_is_mount(swaps[i])) {
 			items[i].skipped = true;
 			swaps[i] = bk_view_swap_free(swaps[i]);
+			continue;
 		}
+		/*
+		 * Mounts the workload made inside its view go with the old revision at the
+		 * swap (issue 16 item 7): refuse rather than drop them silently. A recovery
+		 * (best effort) must end the interrupted patch: it goes on, and says so in
+		 * the debug trace.
+		 */
+		n_sub = bk_view_swap_submounts(swaps[i], &sub);
+		if (n_sub > 0 && !o->best_effort) {
+			r = bk_err_set(err, -EBUSY,
+				       "workload '%s': %u %s beneath its view '%s' would vanish "
+				       "with the old revision: %s; unmount %s first",
+				       items[i].name, n_sub, n_sub == 1 ? "mount" : "mounts",
+				       items[i].view, sub[0] ? sub : "(too long to list)",
+				       n_sub == 1 ? "it" : "them");
+			goto out;
+		}
+		if (n_sub > 0)
+			BK_DBG(REV, "workload '%s': %u mounts beneath the view dropped: %s",
+			       items[i].name, n_sub, sub);
 	}
 	r = bk_watchdog_start(cg_fds, n, o->freeze_timeout_ms, &wd, err);
 	if (r < 0)
@@ -744,27 +1201,24 @@ int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, 
 			goto restore;
 	}
 
-	/* 3. Each workload: freeze, swap, thaw. */
-	for (i = 0; i < n; i++) {
-		bool swapped;
-
-		if (items[i].skipped)
-			continue;
-		r = switch_one(o, wd, i, &items[i], swaps[i], &items[i].frozen_ns, &swapped,
-			       first < 0 ? &ignored : err);
-		items[i].switched = swapped;
+	/* 3. Every workload at once: freeze, swap, thaw. */
+	eng = (struct engine){
+		.o = o,
+		.wd = wd,
+		.items = items,
+		.swaps = swaps,
+		.wl = wl,
+		.n = n,
+		.err = err,
+	};
+	r = switch_all(&eng);
+	for (i = 0; i < n; i++)
 		swaps[i] = bk_view_swap_free(swaps[i]);
-		if (r < 0 && o->best_effort) {
-			first = first < 0 ? first : r;
-			continue;
-		}
-		if (r < 0) {
-			if (o->from)
-				rollback(o, wd, items, i + 1);
-			goto restore;
-		}
+	if (r < 0 && !o->best_effort) {
+		if (o->from)
+			rollback(o, wd, items, n);
+		goto restore;
 	}
-	r = first;
 	goto out;
 
 restore:

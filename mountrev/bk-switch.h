@@ -78,6 +78,16 @@ struct bk_view_swap;
 int bk_view_swap_prepare(int run_dfd, const char *id, int mntns_fd, const char *view,
 			 unsigned flags, struct bk_view_swap **ret, struct bk_err *err);
 
+/*
+ * The two halves of bk_view_swap_prepare(), to prepare several views at once:
+ * bk_view_swap_fork() forks the helper and returns at once (*ret is owned by the caller even
+ * before it is ready); bk_view_swap_wait_ready() blocks until the helper reports back and
+ * returns as prepare does.
+ */
+int bk_view_swap_fork(int run_dfd, const char *id, int mntns_fd, const char *view, unsigned flags,
+		      struct bk_view_swap **ret, struct bk_err *err);
+int bk_view_swap_wait_ready(struct bk_view_swap *s, struct bk_err *err);
+
 /* What the view showed when the helper got ready: its st_dev and whether it is a mount. */
 dev_t bk_view_swap_old_dev(const struct bk_view_swap *s);
 bool bk_view_swap_old_is_mount(const struct bk_view_swap *s);
@@ -92,6 +102,36 @@ bool bk_view_swap_old_is_mount(const struct bk_view_swap *s);
  * *ret_mode (optional) gets what was done. Returns 0 or -errno naming the step.
  */
 int bk_view_swap_commit(struct bk_view_swap *s, enum bk_view_mode *ret_mode, struct bk_err *err);
+
+/*
+ * The two halves of bk_view_swap_commit(), for a caller that swaps several views at once:
+ * bk_view_swap_start() tells the helper to swap (one write, no wait); bk_view_swap_fd() polls
+ * readable (POLLIN) when its answer is there; bk_view_swap_finish() reads it (blocks until
+ * then) and returns as commit does. *ret_changed (optional) tells whether the view may have
+ * changed although the swap failed (only its final check failed).
+ */
+int bk_view_swap_start(struct bk_view_swap *s, struct bk_err *err);
+int bk_view_swap_fd(const struct bk_view_swap *s);
+int bk_view_swap_finish(struct bk_view_swap *s, enum bk_view_mode *ret_mode, bool *ret_changed,
+			struct bk_err *err);
+/*
+ * Whether the view, seen from outside through the helper's /proc/PID/root, shows the target
+ * revision yet: after bk_view_swap_start() it does as soon as the swap took effect, before
+ * the helper's umount2() returns (it then waits for an RCU grace period). No system call but
+ * a statx(); false on any error, and always when the view showed the target's device before
+ * (then only the helper's answer tells).
+ */
+bool bk_view_swap_shows_new(const struct bk_view_swap *s);
+
+/*
+ * The mounts the workload has beneath its view (mount points inside it, from the workload's
+ * /proc/self/mountinfo when the helper got ready): their number, and in *ret_list (optional,
+ * owned by s) the first of them as "'/v/a', '/v/b'" (BK_VIEW_SUBMOUNTS_MAX bytes at most; ""
+ * when even the first does not fit). A swap detaches the old top with its sub-mounts, so
+ * these vanish from the workload's view.
+ */
+#define BK_VIEW_SUBMOUNTS_MAX 512
+unsigned bk_view_swap_submounts(const struct bk_view_swap *s, const char **ret_list);
 
 /* End the helper (if it was not committed it changes nothing) and free. Accepts NULL. */
 struct bk_view_swap *bk_view_swap_free(struct bk_view_swap *s);
@@ -126,7 +166,7 @@ struct bk_switch_item {
 	int mntns_fd;	      /* its mount namespace (not owned) */
 	const char *view;     /* absolute path inside it */
 	/* results */
-	uint64_t frozen_ns; /* freeze start -> thaw done, CLOCK_MONOTONIC */
+	uint64_t frozen_ns; /* freeze asked -> thaw written, CLOCK_MONOTONIC; on failure too */
 	uint64_t rollback_frozen_ns;
 	bool switched; /* its view now shows the target (before a rollback) */
 	bool skipped;  /* it already showed the target: nothing done */
@@ -144,14 +184,19 @@ struct bk_switch_opts {
 };
 
 /*
- * Switch over: prepare a view helper per workload (nothing changes if one fails), start the
- * watchdog, point RUN/previous at `from` and RUN/current at `to`, then for each workload in
- * order: freeze (bounded), swap its view, thaw, recording its frozen time. Workloads whose
- * view already shows `to` are skipped. If any step fails, every workload already switched is
- * swapped back to `from` (frozen, swapped, thawed likewise) and the pointers are restored,
- * then -errno is returned with the first error (the workload named); every workload is
- * thawed on every path. With best_effort, a failing workload is left as it is (thawed), the
- * others are still switched, nothing is rolled back and the first error is returned. The lock must
+ * Switch over: prepare a view helper per workload (nothing changes if one fails; a workload
+ * with mounts beneath its view is refused with -EBUSY naming them, since the swap would drop
+ * them, except with best_effort), start the watchdog, point RUN/previous at `from` and
+ * RUN/current at `to`, then every workload at once: all freezes are asked for, each workload
+ * is swapped as soon as it is frozen and thawed as soon as its view shows `to` (seen from
+ * outside), so none waits for another; the caller runs at a real-time priority
+ * (SCHED_FIFO) meanwhile. Each item's frozen_ns is the time from its freeze request to its
+ * thaw, whatever the outcome (a freeze timeout too). Workloads whose view already shows
+ * `to` are skipped. If any step fails, every workload that was switched is swapped back to
+ * `from` (frozen, swapped, thawed likewise) and the pointers are restored, then -errno is
+ * returned with the first error (the workload named); every workload is thawed on every
+ * path. With best_effort, a failing workload is left as it is (thawed), the others are
+ * still switched, nothing is rolled back and the first error is returned. The lock must
  * be held by the caller. Blocks. *ret_total_ns (optional): duration of the whole switch-over.
  */
 int bk_switch_run(const struct bk_switch_opts *o, struct bk_switch_item *items, size_t n,

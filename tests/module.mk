@@ -14,10 +14,12 @@ WRAPS_test-json := fsync
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat
+WRAPS_test-cgroup := open64
 WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
 WRAPS_test-boot-uboot := fsync
 WRAPS_test-boot-sdboot := fsync
+WRAPS_test-stage := fsync
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)

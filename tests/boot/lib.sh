@@ -14,6 +14,13 @@ COMPATIBLE=bootbank-boot-x86_64
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 BIOS_BOOT_TYPE=21686148-6449-6E6F-744E-656564454649
+# A boot is given up when its console prints nothing for BOOT_STALL seconds, or after
+# BOOT_CAP seconds in all (a hard cap for a boot that keeps printing but never ends): a boot
+# on a loaded machine is slow but keeps printing. Its longest silence is GRUB loading the
+# kernel and initramfs, then the quiet kernel and /init until its first line: about 5.5 s on
+# a quiet machine, up to 53 s seen at a load of 8-24 on 2 cores (docs/check-boot.md), so 180 s.
+BOOT_STALL=${BK_BOOT_STALL_TIMEOUT:-180}
+BOOT_CAP=${BK_BOOT_TIMEOUT:-900}
 # The modules the initramfs loads to reach an ext4 filesystem on a virtio disk, and to mount
 # the live payload from the booted bank (loop, squashfs), with everything they depend on (the
 # Debian kernel builds them all as modules).
@@ -315,14 +322,16 @@ sys.exit(1)' "$D/root/var/lib/bootbank/disk.json"
 # --- one boot -----------------------------------------------------------------------------
 
 # vm_boot NAME KEY: boot the disk once (tests/boot/vm.py), console in $D/NAME.log; the JSON
-# result in $D/NAME.json and $RES.
+# result in $D/NAME.json and $RES. Given up after $BOOT_STALL s without console output or
+# $BOOT_CAP s in all.
 vm_boot() {
 	local name=$1 key=$2 extra=()
 	if [ "$FW" = uefi ]; then
 		extra=(--vars "$D/vars.fd" --code "$OVMF_CODE")
 	fi
 	RES=$(python3 "$REPO/tests/boot/vm.py" --firmware "$FW" --disk "$D/disk.img" "${extra[@]}" \
-		--log "$D/$name.log" --key "$key" --timeout "${BK_BOOT_TIMEOUT:-120}")
+		--log "$D/$name.log" --key "$key" --stall "$BOOT_STALL" \
+		--timeout "$BOOT_CAP")
 	echo "$RES" >"$D/$name.json"
 }
 

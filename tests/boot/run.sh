@@ -127,9 +127,9 @@ boot() {
 	[ "$key" = none ] || kl=" $key"
 	t=" ($(res seconds) s)"
 	[ "$key" = none ] || what="$SCEN boot $NBOOT, key $key"
-	BOOTS+=("$(printf '%-34s %6.1f s   GRUB %5.1f s  kernel %5.1f s  init %5.1f s   bank %s (%s)' \
+	BOOTS+=("$(printf '%-34s %6.1f s   GRUB %5.1f s  kernel %5.1f s  init %5.1f s  silent %4.1f s   bank %s (%s)' \
 		"$FW/${SCEN#*/} #$NBOOT$kl" "$(num seconds)" "$(num seconds_to_grub)" \
-		"$(num seconds_to_kernel)" "$(num seconds_to_init)" \
+		"$(num seconds_to_kernel)" "$(num seconds_to_init)" "$(num longest_silence)" \
 		"$(res bank)" "$(res reason)")")
 	echo "   boot $NBOOT (key $key): $(res seconds) s, bank $(res bank) ($(res reason)), log $D/$name.log"
 	if [ "$(res powered_off)" != true ] || [ -z "$(res bank)" ]; then
@@ -309,7 +309,7 @@ run_firmware bios
 run_firmware uefi
 
 echo
-echo "== boot times (TCG)"
+echo "== boot times (TCG; a boot is given up after $BOOT_STALL s without console output or $BOOT_CAP s in all)"
 for b in "${BOOTS[@]}"; do
 	echo "$b"
 done

@@ -3,7 +3,7 @@
 """Boot the check-boot disk once in QEMU (TCG) and report what happened.
 
 tests/boot/vm.py --firmware bios|uefi --disk DISK [--vars VARS [--code OVMF_CODE]] [--esp ESP] --log LOG
-                 [--key none|r|shift-r|ctrl|ctrl-r] [--timeout SECONDS]
+                 [--key none|r|shift-r|ctrl|ctrl-r] [--stall SECONDS] [--timeout SECONDS]
 
 The serial console (firmware, GRUB, kernel, the initramfs of tests/boot/init.sh) is copied to
 LOG as it arrives. The operator's key is typed through QMP, like a person at the keyboard:
@@ -14,7 +14,11 @@ LOG as it arrives. The operator's key is typed through QMP, like a person at the
               and comes up when GRUB says "booting bank" (held through GRUB's Ctrl window);
   ctrl-r      the same, and R is pressed and released while Ctrl is down (Ctrl+R).
 UEFI boots the disk's own ESP (EFI/BOOT/BOOTX64.EFI), or --esp, an image of its own, first.
-The VM powers itself off (init.sh); on timeout it is killed. The result is one JSON object on
+The VM powers itself off (init.sh). It is killed when its console stalls: no output at all for
+--stall seconds (default 180; a boot on a loaded machine is slow but keeps printing, a hung one
+does not), or, progressing or not, after --timeout seconds (default 900, a hard cap).
+tests/integ/boot-vm.sh checks this with tests/boot/fake-qemu.py as qemu-system-x86_64 on PATH.
+The result is one JSON object on
 stdout: what the initramfs printed (bank, reason, image version, the grubenv GRUB left, the
 booted partition's version, the revision in service after rev restore, mark-good), the timings, and the errors seen. Exit status 0 when
 the VM powered off by itself after reporting, 1 otherwise (the JSON says why).
@@ -83,6 +87,15 @@ class Qmp:
         self.cmd("send-key", keys=[{"type": "qcode", "data": q} for q in qcodes], **{"hold-time": 100})
 
 
+def last_line(raw):
+    """The console's last non-empty line, escape sequences removed, for a message."""
+    for line in reversed(ANSI.sub(b"", raw).replace(b"\r", b"\n").split(b"\n")):
+        line = line.strip()
+        if line:
+            return repr(line[:120].decode("utf-8", "replace"))
+    return "(none: the console printed nothing)"
+
+
 def qemu_argv(a, qmp_path):
     argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(a.memory),
             "-smp", "1", "-nographic", "-monitor", "none", "-serial", "stdio", "-nic", "none",
@@ -107,24 +120,31 @@ def main():
     p.add_argument("--code", default="/usr/share/OVMF/OVMF_CODE_4M.fd")
     p.add_argument("--log", required=True)
     p.add_argument("--key", choices=("none", "r", "shift-r", "ctrl", "ctrl-r"), default="none")
-    p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--stall", type=float, default=180,
+                   help="give up after this many seconds without console output")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="give up after this many seconds in all (a hard cap)")
     p.add_argument("--memory", type=int, default=512)
     a = p.parse_args()
     if a.firmware == "uefi" and not a.vars:
         p.error("uefi needs --vars")
+    if a.stall <= 0 or a.timeout <= 0:
+        p.error("--stall and --timeout must be positive")
 
     res = {"firmware": a.firmware, "key": a.key, "key_sent": False, "bank": None,
            "reason": None, "image": None, "behaviour": None, "grubenv": None,
            "bank_version": None, "revision": None, "revision_version": None,
            "mark_good_rc": None, "failed_on_purpose": False,
-           "powered_off": False, "timed_out": False, "errors": [], "grub_messages": [],
-           "seconds": None,
+           "powered_off": False, "timed_out": False, "stalled": False, "errors": [],
+           "grub_messages": [], "seconds": None, "longest_silence": None,
            "seconds_to_grub": None, "seconds_to_kernel": None, "seconds_to_init": None,
            "qemu_exit": None}
     tmp = tempfile.mkdtemp(prefix="bk-vm-")
     qmp_path = os.path.join(tmp, "qmp.sock")
     start = time.monotonic()
-    deadline = start + a.timeout
+    deadline = start + a.timeout  # the hard cap
+    last_output = start  # the console's last output: a stall is counted from here
+    longest_silence = 0.0
     log = open(a.log, "wb")
     proc = subprocess.Popen(qemu_argv(a, qmp_path), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -141,16 +161,28 @@ def main():
         return True
 
     try:
-        qmp = Qmp(qmp_path, deadline, proc)
+        qmp = Qmp(qmp_path, min(deadline, start + a.stall), proc)
         fd = proc.stdout.fileno()
         os.set_blocking(fd, False)
         while True:
             now = time.monotonic()
+            longest_silence = max(longest_silence, now - last_output)
+            if now - last_output >= a.stall:
+                res["timed_out"] = res["stalled"] = True
+                res["errors"].append(
+                    "the console stalled: no output for %.0f s (--stall, BK_BOOT_STALL_TIMEOUT), "
+                    "%.0f s into the boot; its last line: %s"
+                    % (now - last_output, now - start, last_line(raw)))
+                break
             if now >= deadline:
                 res["timed_out"] = True
-                res["errors"].append("timed out after %.0f s" % a.timeout)
+                res["errors"].append(
+                    "still running after %.0f s, the hard cap (--timeout, BK_BOOT_TIMEOUT), "
+                    "although the console printed %.1f s ago; its last line: %s"
+                    % (now - start, now - last_output, last_line(raw)))
                 break
-            r, _, _ = select.select([fd], [], [], min(0.2, deadline - now))
+            wait = min(0.2, deadline - now, last_output + a.stall - now)
+            r, _, _ = select.select([fd], [], [], max(wait, 0))
             if not r:
                 if proc.poll() is not None:
                     break
@@ -158,6 +190,9 @@ def main():
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
+            now = time.monotonic()
+            longest_silence = max(longest_silence, now - last_output)
+            last_output = now
             log.write(chunk)
             log.flush()
             raw += chunk
@@ -194,11 +229,12 @@ def main():
                 res["seconds_to_init"] = round(t, 2)
             if b"BOOTBANK-POWEROFF" in text and once("poweroff"):
                 res["powered_off"] = True
-        # The guest powered off (or we gave up): QEMU exits by itself on poweroff.
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        # The guest powered off: QEMU exits by itself (when we gave up, it is killed below).
+        if not res["timed_out"]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
     except (RuntimeError, OSError) as e:
         res["errors"].append(str(e))
     finally:
@@ -212,9 +248,10 @@ def main():
         if rest:
             log.write(rest)
             text = ANSI.sub(b"", raw + rest).replace(b"\r", b"\n")
-        if proc.returncode and not res["powered_off"]:
+        if proc.returncode and not res["powered_off"] and not res["timed_out"]:
             res["errors"].append("QEMU exited with status %d" % proc.returncode)
         res["seconds"] = round(time.monotonic() - start, 2)
+        res["longest_silence"] = round(longest_silence, 2)
         log.close()
         try:
             os.unlink(qmp_path)

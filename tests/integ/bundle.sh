@@ -150,6 +150,36 @@ check "truncation message says truncated" grep -qi "truncated\|past the end" <<<
 rm -f "$work/bad.bbi"
 check "verification wrote nothing anywhere" test "$before" = "$(snapshot)"
 
+# The signed manifest has one meaning (issue 17, item 4; docs/bundle-format.md, "Canonical
+# form"): validly signed manifests json-c would read one way and a signer may have meant
+# another are refused (exit 6). Re-signed with `openssl cms` by tests/integ/craft-bundle.py.
+craft() { python3 "$repo/tests/integ/craft-bundle.py" "$bbi" "$work/c.bbi" "$pki" "$@"; }
+craft
+expect_exit 0 "re-signed with openssl cms, unchanged: accepted" "$BANKCTL" image verify "$work/c.bbi" $K
+canon() { # DESC MESSAGE-REGEX EDIT...
+	local desc=$1 re=$2
+	shift 2
+	if ! craft "$@"; then
+		not_ok "$desc: cannot make the bundle"
+		return
+	fi
+	expect_exit 6 "signed manifest with $desc: exit 6" "$BANKCTL" image verify "$work/c.bbi" $K
+	check "signed manifest with $desc: named" grep -qE "^bankctl: '$work/c.bbi': manifest: .*$re" <<<"$ERR"
+}
+canon "a duplicate key (version 1.10.0, then 9.9.9)" "duplicate key 'version'" 'replace:"version": "1.10.0"=>"version": "1.10.0", "version": "9.9.9"'
+canon "a duplicate key in a payload" "duplicate key 'live'" 'replace:"live": true=>"live": true, "live": false'
+canon "null for a string" "null" 'replace:"description": "integration test image"=>"description": null'
+canon "a lone high surrogate" "lone UTF-16 high surrogate" 'replace:"description": "integration test image"=>"description": "integration \ud83d test image"'
+canon "a lone low surrogate" "lone UTF-16 low surrogate" 'replace:"description": "integration test image"=>"description": "integration \ude00 test image"'
+canon "an upper-case digest" "64 lower-case hex digits" upper:vmlinuz
+canon "a space after the JSON" "trailing data" 'append:\s'
+canon "a second newline after the JSON" "trailing data" 'append:\n'
+canon "a space before the JSON" "must start with" 'prepend:\s'
+canon "an escaped key" "escape in an object key" 'replace:"build"=>"\u0062uild"'
+craft 'replace:"description": "integration test image"=>"description": "clef \ud834\udd1e"'
+expect_exit 0 "a paired surrogate escape is fine" "$BANKCTL" image verify "$work/c.bbi" $K
+rm -f "$work/c.bbi"
+
 # Bad signers.
 for who in expired noeku other-signer; do
 	# shellcheck disable=SC2046

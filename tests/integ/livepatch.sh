@@ -65,7 +65,7 @@ trap cleanup EXIT
 bc() { "$BANKCTL" --root "$root" "$@"; }
 jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
 
-# bundle NAME VERSION STAMP FROM COMPATIBLE [SIGNER]
+# bundle NAME VERSION STAMP FROM COMPATIBLE [SIGNER] [EPOCH] [KERNEL-PAYLOAD-NAME]
 bundle() {
 	local d=$T/src-$1 i
 	mkdir -p "$d/tree/d"
@@ -74,10 +74,10 @@ bundle() {
 	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
 	head -c 100000 /dev/urandom >"$d/vmlinuz"
 	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "1", "compatible": "$5", "security_epoch": 1,
+{ "name": "acme-os", "version": "$2", "build": "1", "compatible": "$5", "security_epoch": ${7:-1},
   "live_patch": { "from": [ $4 ] },
   "payloads": [
-    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
+    { "name": "${8:-vmlinuz}", "type": "kernel", "source": "vmlinuz" },
     { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
       "live": true, "mountpoint": "/opt/acme" } ] }
 EOF2
@@ -91,6 +91,9 @@ bundle v12 1.2 c '"1.1"' acme-x86_64
 bundle v20 2.0 d '"0.9"' acme-x86_64
 bundle other 1.1 e '"1.0"' other-arm64
 bundle rogue 1.1 f '"1.0"' acme-x86_64 other-signer
+bundle down 0.9 g '"1.0"' acme-x86_64 signer
+bundle epoch0 1.1 h '"1.0"' acme-x86_64 signer 0
+bundle reserved 1.1 i '"1.0"' acme-x86_64 signer 1 bank.json
 
 truncate -s 48M "$disk"
 bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
@@ -205,6 +208,39 @@ check "the workload is back on 1.0" test "$(rev_of_app)" = acme-os-1.0
 check "current is 1.0 again" test "$(current)" = acme-os-1.0
 check "the rollback ran the revert hooks" grep -qx 'revert acme-os-1.1 acme-os-1.0 1.1 1.0' "$T/hooks.log"
 check "boot choice restored: bank A boots next, B staged and not activated" bash -c "test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
+
+# --- late refusals after an apply and a rollback change nothing (issue 17, item 6) ---------
+# The previous revision (1.1, out of bank B) keeps its pointer, metadata and mount; each
+# refusal is one line (issue 17, item 7: no "recovered: ..." line about the run's own failure).
+prev_state() {
+	echo "$(readlink "$root/run/bootbank/previous") $(test -e "$root/var/lib/bootbank/revisions/acme-os-1.1.json" && echo meta)" \
+		"$(findmnt -n -o SOURCE "$root/run/bootbank/rev/acme-os-1.1" >/dev/null && echo mounted)" \
+		"$(findmnt -n -o TARGET "$root/run/bootbank/bank/B" >/dev/null && echo bank-mounted) $(bank_state B) $(next_boot)"
+}
+prev0=$(prev_state)
+check "before the refusals: previous is 1.1, recorded and mounted, bank B mounted" \
+	bash -c "[[ '$prev0' == 'rev/acme-os-1.1 meta mounted bank-mounted staged:0:0 A' ]]"
+cp "$T/img/v11.bbi" "$T/img/corrupt-kernel.bbi"
+off=$("$BANKCTL" --json image info "$T/img/corrupt-kernel.bbi" | jq1 '[p for p in d["manifest"]["payloads"] if p["name"] == "vmlinuz"][0]["offset"] + 100')
+printf 'X' | dd of="$T/img/corrupt-kernel.bbi" bs=1 seek="$off" conv=notrunc status=none
+for c in "down 9 a downgrade" "epoch0 9 an epoch below the floor" "reserved 6 a reserved payload name" "corrupt-kernel 7 a corrupt payload that is not the live one"; do
+	set -- $c
+	img=$1 code=$2
+	shift 2
+	expect_exit "$code" "late refusal of $*: exit $code" bc livepatch apply "$T/img/$img.bbi"
+	check "  ... the previous revision, bank B and the boot choice are as they were" test "$(prev_state)" = "$prev0"
+	check "  ... one line on stderr, no recovery line" bash -c "test \$(wc -l <<<\"\$0\") -eq 1 && ! grep -q recovered <<<\"\$0\"" "$ERR"
+	check "  ... the workload is on 1.0" test "$(rev_of_app)" = acme-os-1.0
+done
+
+# A failure after the stage (the revision's mount point is taken): the live patch is undone
+# and the one line says so, not "recovered: ..." about this run's own work (issue 17 item 7).
+mkdir -p "$root/run/bootbank/rev"
+: >"$root/run/bootbank/rev/acme-os-1.1b"
+expect_exit 1 "a failure after the stage (the mount point is a file)" bc livepatch apply "$T/img/v11.bbi" --id acme-os-1.1b
+check "  ... one line: the failure and that the live patch was undone" bash -c "test \$(wc -l <<<\"\$0\") -eq 1 && grep -q 'the live patch was undone' <<<\"\$0\" && ! grep -q recovered <<<\"\$0\"" "$ERR"
+check "  ... no flag left, 1.0 in service, bank A boots next, B staged not activated" bash -c "test ! -e '$root/var/lib/bootbank/maintenance.json' && test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.0 && test \"$(next_boot)\" = A && test '$(bank_state B)' = staged:0:0"
+rm -f "$root/run/bootbank/rev/acme-os-1.1b"
 
 # --- partial maintenance mode that cannot be recovered: the bank verbs refuse --------------
 cat >"$root/var/lib/bootbank/maintenance.json" <<EOF2

@@ -324,7 +324,11 @@ if command -v mkfs.ext4 >/dev/null && command -v fsfreeze >/dev/null; then
 		pids+=("$blocked")
 		sleep 0.3
 		check "the blocker is in uninterruptible sleep" grep -q '^State:.D' "/proc/$blocked/status"
-		expect_exit 1 "a workload that cannot freeze fails the switch" bc rev switch r1
+		expect_exit 1 "a workload that cannot freeze fails the switch" bc --json rev switch r1
+		check "w2's report gives the time it was stopped (the 500 ms bound), not 0 (issue 16 item 6)" python3 -c '
+import json, sys
+w = {x["name"]: x for x in json.loads(sys.argv[1])["workloads"]}["w2"]
+sys.exit(0 if not w["switched"] and 500000 <= w["frozen_us"] < 5000000 else 1)' "$OUT"
 		check "the error names w2 and the freeze timeout" grep -q "workload 'w2'.*did not freeze within 500 ms" <<<"$ERR"
 		check "the switch was rolled back" grep -q "rolled back" <<<"$ERR"
 		check "w1 was switched back, everything is on r2" all_on r2

@@ -4,6 +4,8 @@
  * arms it: set wrap_SYM_skip to the number of calls to let through first, wrap_SYM_armed to
  * the number of calls to fail, and queue the errno (or, for write, the byte cap of a short
  * write as a negative number) with will_return(__wrap_SYM, value) once per armed call.
+ * open64 counts only paths containing wrap_open64_match (all when NULL) and runs
+ * wrap_open64_before(path), when set, before it fails an armed call.
  * wrap_reset() disarms everything.
  */
 #pragma once
@@ -12,10 +14,15 @@
 #include <sys/types.h>
 
 extern int wrap_fsync_armed, wrap_fsync_skip;
+/* Every call to fsync, failed or passed through (wrap_reset() zeroes it). */
+extern unsigned wrap_fsync_calls;
 extern int wrap_write_armed, wrap_write_skip;
 extern int wrap_renameat_armed, wrap_renameat_skip;
 extern int wrap_renameat2_armed, wrap_renameat2_skip;
 extern int wrap_close_armed, wrap_close_skip;
+extern int wrap_open64_armed, wrap_open64_skip;
+extern const char *wrap_open64_match;
+extern void (*wrap_open64_before)(const char *path);
 
 void wrap_reset(void);
 
@@ -31,3 +38,5 @@ int __wrap_renameat2(int olddfd, const char *oldname, int newdfd, const char *ne
 		     unsigned flags);
 int __real_close(int fd);
 int __wrap_close(int fd);
+int __real_open64(const char *path, int flags, ...);
+int __wrap_open64(const char *path, int flags, ...);

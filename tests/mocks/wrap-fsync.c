@@ -11,6 +11,7 @@
 
 int __wrap_fsync(int fd)
 {
+	wrap_fsync_calls++;
 	if (wrap_fsync_armed > 0) {
 		if (wrap_fsync_skip > 0) {
 			wrap_fsync_skip--;

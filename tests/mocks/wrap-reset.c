@@ -2,16 +2,24 @@
 #include "mocks.h"
 
 int wrap_fsync_armed, wrap_fsync_skip;
+unsigned wrap_fsync_calls;
 int wrap_write_armed, wrap_write_skip;
 int wrap_renameat_armed, wrap_renameat_skip;
 int wrap_renameat2_armed, wrap_renameat2_skip;
 int wrap_close_armed, wrap_close_skip;
+int wrap_open64_armed, wrap_open64_skip;
+const char *wrap_open64_match;
+void (*wrap_open64_before)(const char *path);
 
 void wrap_reset(void)
 {
 	wrap_fsync_armed = wrap_fsync_skip = 0;
+	wrap_fsync_calls = 0;
 	wrap_write_armed = wrap_write_skip = 0;
 	wrap_renameat_armed = wrap_renameat_skip = 0;
 	wrap_renameat2_armed = wrap_renameat2_skip = 0;
 	wrap_close_armed = wrap_close_skip = 0;
+	wrap_open64_armed = wrap_open64_skip = 0;
+	wrap_open64_match = NULL;
+	wrap_open64_before = NULL;
 }

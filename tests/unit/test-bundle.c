@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "bk-test.h"
 
@@ -578,6 +579,155 @@ static void test_bundle_build_failures_leave_nothing(void **state)
 	assert_int_equal(bk_test_count_prefix(dir->dfd, ".#"), 0);
 }
 
+/* Issue 17, item 5: a path that is not a regular file is refused at once, never blocks. */
+static void test_bundle_open_path(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_err err = { 0 };
+	int fd = -EBADF, flags;
+
+	assert_int_equal(build(dir, "signer", &err), 0);
+	assert_int_equal(bk_bundle_open_path(dir->dfd, "b.bbi", &fd, &err), 0);
+	flags = fcntl(fd, F_GETFL);
+	assert_true(flags >= 0);
+	assert_false(flags & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+
+	/* A FIFO without a writer: a blocking open() would wait forever. */
+	assert_int_equal(mkfifoat(dir->dfd, "fifo.bbi", 0644), 0);
+	fd = -EBADF;
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_open_path(dir->dfd, "fifo.bbi", &fd, &err), -ENOEXEC);
+	assert_string_equal(err.msg, "'fifo.bbi' is not a regular file (a fifo)");
+	assert_int_equal(fd, -EBADF);
+	assert_int_equal(mkdirat(dir->dfd, "dir.bbi", 0755), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_open_path(dir->dfd, "dir.bbi", &fd, &err), -ENOEXEC);
+	assert_string_equal(err.msg, "'dir.bbi' is not a regular file (a directory)");
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_open_path(AT_FDCWD, "/dev/null", &fd, &err), -ENOEXEC);
+	assert_string_equal(err.msg, "'/dev/null' is not a regular file (a character device)");
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_open_path(dir->dfd, "nope.bbi", &fd, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "cannot open 'nope.bbi': "));
+	assert_int_equal(fd, -EBADF);
+}
+
+/* Issue 17, item 1: only root may be able to change a bundle that is mounted. */
+static void test_bundle_check_trusted(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_err err = { 0 };
+	char path[PATH_MAX];
+	int fd, wfd;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(build(dir, "signer", &err), 0);
+	snprintf(path, sizeof(path), "%s/b.bbi", dir->path);
+	fd = open_at(dir, "b.bbi", O_RDONLY);
+	assert_int_equal(fchmod(fd, 0644), 0);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), 0);
+	assert_int_equal(bk_bundle_check_trusted(fd, path, &err), 0);
+
+	assert_int_equal(fchmod(fd, 0666), 0);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "it can be written by everyone (mode 0666)"));
+	assert_int_equal(fchmod(fd, 0620), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "(mode 0620)"));
+	assert_int_equal(fchmod(fd, 0644), 0);
+	assert_int_equal(fchown(fd, 65534, (gid_t) -1), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "its owner (uid 65534)"));
+	assert_int_equal(fchown(fd, 0, (gid_t) -1), 0);
+	assert_int_equal(fchmod(fd, 0644), 0);
+
+	/* Someone holds it open for writing (here: this process). */
+	wfd = open_at(dir, "b.bbi", O_WRONLY);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "another process has it open for writing"));
+	close(wfd);
+	assert_int_equal(bk_bundle_check_trusted(fd, NULL, &err), 0);
+
+	/* The directory above it: writable by others (not sticky), then sticky. */
+	assert_int_equal(fchmod(dir->dfd, 0777), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_check_trusted(fd, path, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "its directory"));
+	assert_non_null(strstr(err.msg, "can be written by everyone (mode 0777)"));
+	assert_int_equal(fchmod(dir->dfd, 01777), 0);
+	assert_int_equal(bk_bundle_check_trusted(fd, path, &err), 0);
+	assert_int_equal(fchmod(dir->dfd, 0700), 0);
+
+	/* The path names another file now. */
+	write_source(dir->dfd, "other", 10, 1);
+	assert_int_equal(renameat(dir->dfd, "other", dir->dfd, "b.bbi"), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_check_trusted(fd, path, &err), -ESTALE);
+	close(fd);
+}
+
+/* Issue 17, item 3: the padding is a structural check every verb runs (load_manifest). */
+static void test_bundle_padding_on_load(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	const struct bk_payload *k;
+	struct bk_err err = { 0 };
+	uint8_t *buf;
+	size_t len;
+	int fd;
+
+	assert_int_equal(build(dir, "signer", &err), 0);
+	len = read_all(dir, "b.bbi", &buf);
+	fd = memfd_of(buf, len);
+	assert_int_equal(bk_bundle_open_verified(fd, keyring, 0, &b, &err), 0);
+	close(fd);
+	k = bk_manifest_find_payload(bk_bundle_get_manifest(b), "vmlinuz");
+	assert_non_null(k);
+	buf[k->offset + k->size + 7] = 'Z';
+	b = bk_bundle_free(b);
+
+	/* What stage, depot import and livepatch apply call: no payload is hashed. */
+	fd = memfd_of(buf, len);
+	assert_int_equal(bk_bundle_open_fd(fd, &b, &err), 0);
+	assert_int_equal(bk_bundle_verify_signature(b, keyring, 0, &err), 0);
+	assert_int_equal(bk_bundle_load_manifest(b, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "manifest: payload 'vmlinuz': padding: non-zero byte at "
+					"offset"));
+	b = bk_bundle_free(b);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bundle_open_verified(fd, keyring, 0, &b, &err), -ENOEXEC);
+	close(fd);
+	free(buf);
+}
+
+/* Issue 18, item 1: a digest off in its first or its last byte is a mismatch. */
+static void test_bundle_check_digest(void **state)
+{
+	char name[] = "k";
+	struct bk_payload p = { .name = name };
+	uint8_t d[BK_SHA256_LEN];
+	struct bk_err err = { 0 };
+
+	for (size_t i = 0; i < BK_SHA256_LEN; i++)
+		p.sha256[i] = d[i] = (uint8_t) (i * 7 + 1);
+	assert_int_equal(bk_bundle_check_digest(&p, d, &err), 0);
+	for (size_t at = 0; at < BK_SHA256_LEN; at++) {
+		d[at] ^= 0x01;
+		bk_err_clear(&err);
+		if (bk_bundle_check_digest(&p, d, &err) != -EUCLEAN)
+			fail_msg("a digest off in byte %zu was accepted", at);
+		assert_non_null(strstr(err.msg, "payload 'k': SHA-256 mismatch (corrupt payload)"));
+		d[at] ^= 0x01;
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, bk_test_dir_setup, bk_test_dir_teardown)
@@ -591,6 +741,10 @@ int main(void)
 		T(test_bundle_copy_requires_signature),
 		T(test_bundle_resign),
 		T(test_bundle_build_failures_leave_nothing),
+		T(test_bundle_open_path),
+		T(test_bundle_check_trusted),
+		T(test_bundle_padding_on_load),
+		cmocka_unit_test(test_bundle_check_digest),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

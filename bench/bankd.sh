@@ -1,0 +1,115 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# bench/bankd: the daemon's Status round trip through the bus (p50, p99 over N calls on one
+# connection, tests/integ/bankd-client.py) against `bankctl --json status` (a process per call,
+# N runs) in the same run, on a sandbox whose two banks hold images (A good and booted, B
+# staged) and a private dbus-daemon; the same without the banks' record copies (Status then
+# mounts each bank: bankd goes back to its mount namespace after each call); and bankd's VmRSS
+# idle after start and after the calls. Targets (design brief §6): p99 under 5 ms, idle RSS
+# under 8 MiB. Needs root (loop devices) and dbus-daemon, python3-dbus; everything is stopped
+# and detached at the end. N (default 1000). BENCH_STRICT=1: exit 1 when a target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BK_BUILD=${BK_BUILD:-build/cc}
+BANKCTL=$(realpath "$BK_BUILD/bankctl")
+BANKD=$(realpath "$BK_BUILD/bin/bankd")
+N=${N:-1000}
+PY=/usr/bin/python3
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bench/bankd: needs root (loop devices), skipped"
+	exit 0
+fi
+for t in mksquashfs losetup dbus-daemon; do
+	command -v "$t" >/dev/null || { echo "bench/bankd: needs $t" >&2; exit 1; }
+done
+$PY -c 'import dbus' 2>/dev/null || { echo "bench/bankd: needs python3-dbus" >&2; exit 1; }
+mkdir -p build/bench
+run=$(mktemp -d "$PWD/build/bench/bankd.XXXXXX")
+dbus_pid= bankd_pid=
+cleanup() {
+	local l
+	[ -n "$bankd_pid" ] && kill "$bankd_pid" 2>/dev/null && wait "$bankd_pid" 2>/dev/null
+	[ -n "$dbus_pid" ] && kill "$dbus_pid" 2>/dev/null && wait "$dbus_pid" 2>/dev/null
+	for l in $(losetup -j "$run/disk.img" 2>/dev/null | cut -d: -f1); do losetup -d "$l" 2>/dev/null || true; done
+	rm -rf "$run"
+}
+trap cleanup EXIT
+root=$run/root
+. bench/lib/images.sh
+bench_images "$run" "$root"
+printf '[system]\ncompatible = bench\n' >"$root/etc/bootbank/system.conf"
+truncate -s 48M "$run/disk.img"
+B() { "$BANKCTL" --root "$root" "$@"; }
+B disk init "$run/disk.img" --boot-size 8M --bank-size 16M >/dev/null
+B stage "$run/1.0.bbi" --activate >/dev/null
+B boot --simulate >/dev/null
+B mark-good >/dev/null
+B stage "$run/2.0.bbi" >/dev/null
+loop=$(losetup -P -f --show "$run/disk.img")
+
+addr=unix:path=$run/bus.socket
+cat >"$run/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>$addr</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_type="method_call"/>
+    <allow own="org.bootbank.Manager1"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_type="signal"/>
+  </policy>
+</busconfig>
+EOF
+dbus-daemon --config-file="$run/bus.conf" --nofork --nopidfile 2>/dev/null &
+dbus_pid=$!
+for _ in $(seq 100); do [ -S "$run/bus.socket" ] && break; sleep 0.05; done
+"$BANKD" --root "$root" --bus-address "$addr" --log-level warning &
+bankd_pid=$!
+for _ in $(seq 200); do
+	$PY tests/integ/bankd-client.py "$addr" get Version >/dev/null 2>&1 && break
+	sleep 0.05
+done
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$bankd_pid/status"; }
+sleep 0.5
+rss0=$(rss)
+
+echo "bench/bankd: Status over a private bus, $N calls each (2 banks with images, file backend)"
+bus=$($PY tests/integ/bankd-client.py "$addr" bench "$N")
+read -r p50 p99 < <($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.3f %.3f" % (d["p50_ms"], d["p99_ms"]))' "$bus")
+printf '%-38s p50 %7.3f ms   p99 %7.3f ms\n' "bankd Status (D-Bus round trip)" "$p50" "$p99"
+$PY - "$N" "$BANKCTL" "$root" <<'PY'
+import subprocess, sys, time
+n, bankctl, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+t = []
+for _ in range(n):
+    s = time.perf_counter()
+    subprocess.run([bankctl, "--root", root, "--json", "status"], stdout=subprocess.DEVNULL, check=True)
+    t.append((time.perf_counter() - s) * 1000)
+t.sort()
+print("%-38s p50 %7.3f ms   p99 %7.3f ms" % ("bankctl --json status (a process)", t[n // 2], t[min(n - 1, n * 99 // 100)]))
+PY
+rss1=$(rss)
+mv "$root/var/lib/bootbank/banks" "$root/var/lib/bootbank/banks.off"
+nocopy=$($PY tests/integ/bankd-client.py "$addr" bench 100)
+$PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("%-38s p50 %7.3f ms   p99 %7.3f ms" % ("bankd Status, no record copies (100)", d["p50_ms"], d["p99_ms"]))' "$nocopy"
+mv "$root/var/lib/bootbank/banks.off" "$root/var/lib/bootbank/banks"
+same_ns=no
+[ "$(readlink "/proc/$bankd_pid/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ] && same_ns=yes
+echo "bankd in the mount namespace it started in after those: $same_ns"
+rss2=$(rss)
+echo "bankd VmRSS: idle after start $((rss0 / 1024)).$(((rss0 % 1024) * 10 / 1024)) MiB ($rss0 kB), after the calls $rss1 kB, after the mounting calls $rss2 kB"
+losetup -d "$loop"
+echo "targets: Status p99 under 5 ms (got $p99 ms), idle RSS under 8 MiB (got $rss0 kB)"
+if [ "${BENCH_STRICT:-0}" = 1 ]; then
+	awk -v p="$p99" -v r="$rss0" 'BEGIN { exit !(p < 5 && r < 8192) }' || exit 1
+	[ "$same_ns" = yes ] || exit 1
+fi
