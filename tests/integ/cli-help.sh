@@ -188,6 +188,14 @@ else
 		grep -qF -- "$help" <<<"$text" || nomatch+=("$path: help")
 	done <<<"$table"
 	check "bankctl(8)'s synopsis and commands are the table's (${nomatch[*]:-})" test ${#nomatch[@]} -eq 0
+	if [ -x "$B/bin/bankd" ] && [ -f "$B/man/bankd.8" ]; then
+		btext=$(MANWIDTH=400 man -l "$B/man/bankd.8" 2>/dev/null)
+		nodoc=()
+		for o in $("$B/bin/bankd" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+			grep -qF -- "$o" <<<"$btext" || nodoc+=("$o")
+		done
+		check "bankd(8) documents every option of bankd --help (${nodoc[*]:-})" test ${#nodoc[@]} -eq 0
+	fi
 	n_syn=$(sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' <<<"$text" | grep -c 'bankctl \[OPTIONS\]')
 	check "bankctl(8) has one synopsis line per verb and sub-command, no more" \
 		test "$n_syn" -eq "$(grep -cE $'^(verb|sub)\037' <<<"$table")"
