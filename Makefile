@@ -5,6 +5,7 @@
 #   make check            unit + integration tests (installs missing dependencies as root)
 #   make demo             the A/B cycle on a loop-backed disk image under build/
 #   make deps             install every build and test dependency with apt (root)
+#   make deb              the Debian package into build/deb (make check-deb: install, use, purge)
 #   knobs: SANITIZE=address,undefined  WERROR=1  V=1  CC=clang  O=builddir  DESTDIR= PREFIX=
 
 PREFIX ?= /usr/local
@@ -73,7 +74,7 @@ UNIT_TESTS :=
 CLEAN_FILES :=
 
 .PHONY: all check check-run demo deps ensure-deps install uninstall clean format format-check \
-	analyze hdrcheck asan tests bench fuzz
+	analyze hdrcheck asan tests bench fuzz deb check-deb
 .DEFAULT_GOAL := all
 
 include $(sort $(wildcard */module.mk */*/module.mk))
@@ -153,6 +154,14 @@ uninstall:
 		'$(DESTDIR)$(DATADIR)/dbus-1/system-services/org.bootbank.Manager1.service' \
 		'$(DESTDIR)$(UNITDIR)/bankd.service'
 	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank' '$(DESTDIR)$(DATADIR)/bootbank'
+
+# --- Debian package (docs/packaging.md) ----------------------------------------------------
+deb:
+	@scripts/deps.sh ensure-deb
+	scripts/build-deb.sh build/deb
+
+check-deb: deb
+	@BK_DEB_DIR=build/deb BK_BUILD='$(O)' tests/run-tests.sh integ/deb
 
 clean:
 	rm -rf build $(CLEAN_FILES)

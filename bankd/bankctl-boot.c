@@ -45,9 +45,6 @@ static int parse_common_only(struct bankctl *ctx, const struct bankctl_verb *ver
 
 /* ---- activate -------------------------------------------------------------------------- */
 
-static const struct bankctl_verb activate_verb = { "activate", NULL, "activate [--tries N] [A|B]",
-						   "" };
-
 int bankctl_activate(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
@@ -64,27 +61,27 @@ int bankctl_activate(struct bankctl *ctx, int argc, char **argv)
 		if (c == OPT_TRIES) {
 			if (bk_parse_u64(optarg, &tries) < 0 || tries < 1 || tries > BK_TRIES_MAX)
 				return bankctl_usage(
-					&activate_verb,
+					ctx->verb,
 					"--tries must be a number from 1 to %u, not '%s'",
 					BK_TRIES_MAX, optarg);
 			continue;
 		}
-		if (bankctl_common_option(ctx, c, &activate_verb) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc) {
 		bank = bk_bank_id_from_string(argv[optind]);
 		if (bank < 0 || strlen(argv[optind]) != 1)
-			return bankctl_usage(&activate_verb, "unknown bank '%s' (expected A or B)",
+			return bankctl_usage(ctx->verb, "unknown bank '%s' (expected A or B)",
 					     argv[optind]);
 		optind++;
 	}
 	if (optind < argc)
-		return bankctl_usage(&activate_verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_activate(&ctx->op, bank, tries, &res, &err);
 	if (r == -EINVAL && bank == _BK_BANK_INVALID)
-		return bankctl_usage(&activate_verb, "%s", err.msg);
+		return bankctl_usage(ctx->verb, "%s", err.msg);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	if (ctx->json) {
@@ -101,18 +98,12 @@ int bankctl_activate(struct bankctl *ctx, int argc, char **argv)
 
 /* ---- mark-good, mark-bad --------------------------------------------------------------- */
 
-static const struct bankctl_verb mark_good_verb = { "mark-good", NULL,
-						    "mark-good [booted|other|A|B]", "" };
-static const struct bankctl_verb mark_bad_verb = { "mark-bad", NULL,
-						   "mark-bad [booted|other|A|B] [--reason TEXT]",
-						   "" };
-
 static int mark(struct bankctl *ctx, int argc, char **argv, bool good)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
 						  { "reason", required_argument, NULL, OPT_REASON },
 						  { NULL, 0, NULL, 0 } };
-	const struct bankctl_verb *verb = good ? &mark_good_verb : &mark_bad_verb;
+	const struct bankctl_verb *verb = ctx->verb;
 	struct bk_op_boot_result res;
 	struct bk_err err = { 0 };
 	const char *word = "booted", *reason = NULL;
@@ -177,12 +168,9 @@ int bankctl_mark_bad(struct bankctl *ctx, int argc, char **argv)
 
 /* ---- rollback, roll-forward ------------------------------------------------------------ */
 
-static const struct bankctl_verb rollback_verb = { "rollback", NULL, "rollback", "" };
-static const struct bankctl_verb roll_forward_verb = { "roll-forward", NULL, "roll-forward", "" };
-
 static int roll(struct bankctl *ctx, int argc, char **argv, bool back)
 {
-	const struct bankctl_verb *verb = back ? &rollback_verb : &roll_forward_verb;
+	const struct bankctl_verb *verb = ctx->verb;
 	struct bk_op_boot_result res;
 	struct bk_err err = { 0 };
 	int r;
@@ -223,9 +211,6 @@ int bankctl_roll_forward(struct bankctl *ctx, int argc, char **argv)
 
 /* ---- explain-next-boot ----------------------------------------------------------------- */
 
-static const struct bankctl_verb explain_verb = { "explain-next-boot", NULL,
-						  "explain-next-boot [--json]", "" };
-
 /* "bank B tries 3 -> 2 (trying); bank A marked bad; pin cleared" or "nothing". */
 static void describe_changes(const struct bk_bootstate *s, const struct bk_boot_decision *d,
 			     char *buf, size_t len)
@@ -259,10 +244,10 @@ int bankctl_explain_next_boot(struct bankctl *ctx, int argc, char **argv)
 	char changes[512];
 	int r;
 
-	if (parse_common_only(ctx, &explain_verb, argc, argv) < 0)
+	if (parse_common_only(ctx, ctx->verb, argc, argv) < 0)
 		return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&explain_verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_explain(&ctx->op, &d, &x, &err);
 	if (r < 0)
@@ -300,9 +285,6 @@ int bankctl_explain_next_boot(struct bankctl *ctx, int argc, char **argv)
 
 /* ---- boot --simulate ------------------------------------------------------------------- */
 
-static const struct bankctl_verb boot_verb = { "boot", NULL, "boot --simulate [--rollback-key]",
-					       "" };
-
 int bankctl_boot(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -324,17 +306,17 @@ int bankctl_boot(struct bankctl *ctx, int argc, char **argv)
 			simulate = true;
 		else if (c == OPT_ROLLBACK_KEY)
 			key = true;
-		else if (bankctl_common_option(ctx, c, &boot_verb) <= 0)
+		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&boot_verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	if (!simulate)
-		return bankctl_usage(&boot_verb, "only a simulated boot exists: add --simulate");
+		return bankctl_usage(ctx->verb, "only a simulated boot exists: add --simulate");
 
 	r = bk_op_boot_simulate(&ctx->op, key, &res, &err);
 	if (r == -EPERM)
-		return bankctl_usage(&boot_verb, "%s", err.msg);
+		return bankctl_usage(ctx->verb, "%s", err.msg);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 

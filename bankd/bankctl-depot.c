@@ -16,17 +16,6 @@
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
-static const struct bankctl_verb verb_import = {
-	"depot import", NULL, "depot import IMAGE.bbi [--force] [--no-check-time]",
-	"verify a bundle and copy it into the depot atomically"
-};
-static const struct bankctl_verb verb_list = { "depot list", NULL, "depot list [--json]",
-					       "list the bundles in the depot" };
-static const struct bankctl_verb verb_remove = { "depot remove", NULL, "depot remove NAME VERSION",
-						 "remove a bundle from the depot" };
-static const struct bankctl_verb verb_depot = { "depot", NULL, "depot import|list|remove ...",
-						"the depot of verified bundles" };
-
 enum { OPT_FORCE = 0x100, OPT_NO_CHECK_TIME };
 
 static int parse(struct bankctl *ctx, const struct bankctl_verb *verb, int argc, char **argv,
@@ -58,7 +47,7 @@ static int parse(struct bankctl *ctx, const struct bankctl_verb *verb, int argc,
 	return 0;
 }
 
-static int depot_import(struct bankctl *ctx, int argc, char **argv)
+int bankctl_depot_import(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
 	struct bk_op_depot_import_opts io;
@@ -69,7 +58,7 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 	const char *path;
 	int r;
 
-	r = parse(ctx, &verb_import, argc, argv, 1, &force, &no_check_time);
+	r = parse(ctx, ctx->verb, argc, argv, 1, &force, &no_check_time);
 	if (r != 0)
 		return r;
 	path = argv[optind];
@@ -102,7 +91,7 @@ static int depot_import(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int depot_list(struct bankctl *ctx, int argc, char **argv)
+int bankctl_depot_list(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *arr = NULL;
 	struct bk_depot_entry *v = NULL;
@@ -110,7 +99,7 @@ static int depot_list(struct bankctl *ctx, int argc, char **argv)
 	size_t n = 0;
 	int r;
 
-	r = parse(ctx, &verb_list, argc, argv, 0, NULL, NULL);
+	r = parse(ctx, ctx->verb, argc, argv, 0, NULL, NULL);
 	if (r != 0)
 		return r;
 	r = bk_op_depot_list(&ctx->op, &v, &n, &err);
@@ -145,12 +134,12 @@ static int depot_list(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int depot_remove(struct bankctl *ctx, int argc, char **argv)
+int bankctl_depot_remove(struct bankctl *ctx, int argc, char **argv)
 {
 	struct bk_err err = { 0 };
 	int r;
 
-	r = parse(ctx, &verb_remove, argc, argv, 2, NULL, NULL);
+	r = parse(ctx, ctx->verb, argc, argv, 2, NULL, NULL);
 	if (r != 0)
 		return r;
 	r = bk_op_depot_remove(&ctx->op, argv[optind], argv[optind + 1], &err);
@@ -159,28 +148,4 @@ static int depot_remove(struct bankctl *ctx, int argc, char **argv)
 	if (!ctx->json)
 		printf("removed '%s' %s from the depot\n", argv[optind], argv[optind + 1]);
 	return BK_EXIT_OK;
-}
-
-int bankctl_depot(struct bankctl *ctx, int argc, char **argv)
-{
-	static const struct {
-		const char *name;
-		int (*run)(struct bankctl *ctx, int argc, char **argv);
-	} subs[] = {
-		{ "import", depot_import },
-		{ "list", depot_list },
-		{ "remove", depot_remove },
-	};
-
-	if (argc < 2)
-		return bankctl_usage(&verb_depot, "missing sub-command");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		printf("usage: bankctl %s\n       bankctl %s\n       bankctl %s\n",
-		       verb_import.usage, verb_list.usage, verb_remove.usage);
-		return BK_EXIT_OK;
-	}
-	for (size_t i = 0; i < BK_ELEMENTSOF(subs); i++)
-		if (strcmp(subs[i].name, argv[1]) == 0)
-			return subs[i].run(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_depot, "unknown sub-command '%s'", argv[1]);
 }

@@ -23,21 +23,6 @@
 #include "bk-mount.h"
 #include "bk-probe.h"
 
-static const struct bankctl_verb verb_disk = { "disk", NULL, "disk init|probe ...",
-					       "partition a disk for bootbank, or show it" };
-static const struct bankctl_verb verb_init = {
-	"disk init", NULL,
-	"disk init TARGET [--bank-size SIZE] [--boot-size SIZE] [--data-size SIZE] [--bios-boot] "
-	"[--esp-size SIZE] [--force]",
-	"partition TARGET (block device or image file): boot, bank A, bank B, [data] (ext4), "
-	"[BIOS boot partition], [EFI System Partition (FAT)]"
-};
-static const struct bankctl_verb verb_probe = {
-	"disk probe", NULL, "disk probe [--usage] [--json]",
-	"show the bootbank disk: each partition's device, name, UUID, size, filesystem, use; "
-	"--usage mounts each ext4 read-only (privately) to measure it"
-};
-
 /* --- output ------------------------------------------------------------------------------- */
 
 struct part_state {
@@ -261,16 +246,17 @@ static int print_disk(struct bankctl *ctx, const struct bk_disk *d, bool usage, 
 
 /* --- verbs -------------------------------------------------------------------------------- */
 
-static int parse_size_arg(const char *opt, const char *arg, uint64_t *ret)
+static int parse_size_arg(const struct bankctl *ctx, const char *opt, const char *arg,
+			  uint64_t *ret)
 {
 	int r = bk_parse_size(arg, ret);
 
 	if (r < 0 || *ret == 0)
-		return bankctl_usage(&verb_init, "invalid size '%s' for %s", arg, opt);
+		return bankctl_usage(ctx->verb, "invalid size '%s' for %s", arg, opt);
 	return 0;
 }
 
-static int disk_init(struct bankctl *ctx, int argc, char **argv)
+int bankctl_disk_init(struct bankctl *ctx, int argc, char **argv)
 {
 	enum {
 		ARG_BANK_SIZE = 0x100,
@@ -301,37 +287,37 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		switch (c) {
 		case ARG_BANK_SIZE:
-			r = parse_size_arg("--bank-size", optarg, &o.bank_size);
+			r = parse_size_arg(ctx, "--bank-size", optarg, &o.bank_size);
 			break;
 		case ARG_BOOT_SIZE:
-			r = parse_size_arg("--boot-size", optarg, &o.boot_size);
+			r = parse_size_arg(ctx, "--boot-size", optarg, &o.boot_size);
 			break;
 		case ARG_DATA_SIZE:
-			r = parse_size_arg("--data-size", optarg, &o.data_size);
+			r = parse_size_arg(ctx, "--data-size", optarg, &o.data_size);
 			break;
 		case ARG_BIOS_BOOT:
 			o.bios_boot = true;
 			r = 0;
 			break;
 		case ARG_ESP_SIZE:
-			r = parse_size_arg("--esp-size", optarg, &o.esp_size);
+			r = parse_size_arg(ctx, "--esp-size", optarg, &o.esp_size);
 			break;
 		case ARG_FORCE:
 			o.force = true;
 			r = 0;
 			break;
 		default:
-			r = bankctl_common_option(ctx, c, &verb_init) <= 0 ? BK_EXIT_USAGE : 0;
+			r = bankctl_common_option(ctx, c, ctx->verb) <= 0 ? BK_EXIT_USAGE : 0;
 			break;
 		}
 		if (r != 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind >= argc)
-		return bankctl_usage(&verb_init, "missing TARGET");
+		return bankctl_usage(ctx->verb, "missing TARGET");
 	o.target = argv[optind++];
 	if (optind < argc)
-		return bankctl_usage(&verb_init, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_disk_init(&ctx->op, &o, &disk, &err);
 	if (r < 0)
@@ -346,7 +332,7 @@ static int disk_init(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int disk_probe(struct bankctl *ctx, int argc, char **argv)
+int bankctl_disk_probe(struct bankctl *ctx, int argc, char **argv)
 {
 	enum { ARG_USAGE = 0x100 };
 	static const struct option longopts[] = {
@@ -363,11 +349,11 @@ static int disk_probe(struct bankctl *ctx, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+jhw", longopts, NULL)) != -1) {
 		if (c == ARG_USAGE)
 			usage = true;
-		else if (bankctl_common_option(ctx, c, &verb_probe) <= 0)
+		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&verb_probe, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_get_disk(&ctx->op, &disk, &err);
 	if (r < 0)
@@ -376,20 +362,4 @@ static int disk_probe(struct bankctl *ctx, int argc, char **argv)
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	return BK_EXIT_OK;
-}
-
-int bankctl_disk(struct bankctl *ctx, int argc, char **argv)
-{
-	if (argc < 2)
-		return bankctl_usage(&verb_disk, "missing sub-command (init or probe)");
-	if (strcmp(argv[1], "init") == 0)
-		return disk_init(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "probe") == 0)
-		return disk_probe(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		printf("usage: bankctl %s\n       bankctl %s\n%s\n", verb_init.usage,
-		       verb_probe.usage, verb_disk.help);
-		return BK_EXIT_OK;
-	}
-	return bankctl_usage(&verb_disk, "unknown sub-command '%s'", argv[1]);
 }

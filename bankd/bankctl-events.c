@@ -10,8 +10,6 @@
 #include "bk-json.h"
 #include "bk-op.h"
 
-static const struct bankctl_verb verb = { "events", NULL, "events [--json] [-n N]", "" };
-
 int bankctl_events(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
@@ -28,16 +26,16 @@ int bankctl_events(struct bankctl *ctx, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jhwn:", longopts, NULL)) != -1) {
 		if (c == 'n') {
 			if (bk_parse_u64(optarg, &max) < 0 || max > 100000)
-				return bankctl_usage(&verb,
+				return bankctl_usage(ctx->verb,
 						     "-n must be a number up to 100000, not '%s'",
 						     optarg);
 			continue;
 		}
-		if (bankctl_common_option(ctx, c, &verb) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_events(&ctx->op, (size_t) max, &evs, &n, &err);
 	if (r < 0)

@@ -25,32 +25,6 @@
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
-static const struct bankctl_verb verb_build = {
-	"image build", NULL,
-	"image build SPEC.json -o OUT.bbi --key KEY.pem --cert CERT.pem [--intermediate C.pem]...",
-	"build and sign an image bundle"
-};
-static const struct bankctl_verb verb_sign = {
-	"image sign", NULL,
-	"image sign IN.bbi -o OUT.bbi --key KEY.pem --cert CERT.pem [--intermediate C.pem]...",
-	"re-sign an image bundle"
-};
-static const struct bankctl_verb verb_verify = {
-	"image verify", NULL, "image verify IMAGE.bbi [--keyring PATH] [--no-check-time] [--json]",
-	"verify header, signature, manifest and every payload"
-};
-static const struct bankctl_verb verb_info = { "image info", NULL, "image info IMAGE.bbi [--json]",
-					       "show a bundle's manifest (not verified)" };
-static const struct bankctl_verb verb_mount = {
-	"image mount", NULL, "image mount IMAGE.bbi PAYLOAD DIR [--keyring PATH] [--no-check-time]",
-	"verify a filesystem payload and mount it read-only"
-};
-static const struct bankctl_verb verb_umount = { "image umount", NULL, "image umount DIR",
-						 "unmount a payload and detach its loop device" };
-static const struct bankctl_verb verb_image = { "image", NULL,
-						"image build|sign|verify|info|mount|umount ...",
-						"signed image bundles" };
-
 /* ---- shared ----------------------------------------------------------------------------- */
 
 struct opts {
@@ -212,7 +186,7 @@ static int check_signer_opts(const struct bankctl_verb *verb, const struct opts 
 	return 0;
 }
 
-static int image_build(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_build(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_free_ char *spec = NULL, *out_name = NULL, *spec_copy = NULL;
 	_cleanup_close_ int src_dfd = -EBADF, out_dfd = -EBADF;
@@ -224,10 +198,10 @@ static int image_build(struct bankctl *ctx, int argc, char **argv)
 	size_t len;
 	int r;
 
-	if (parse_opts(ctx, &verb_build, argc, argv, &o) < 0 ||
-	    want_args(&verb_build, argc, argv, 1) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
-	if (check_signer_opts(&verb_build, &o) != 0)
+	if (check_signer_opts(ctx->verb, &o) != 0)
 		return BK_EXIT_USAGE;
 	spec_path = argv[optind];
 
@@ -256,7 +230,7 @@ static int image_build(struct bankctl *ctx, int argc, char **argv)
 	return print_done(ctx, "built", o.output);
 }
 
-static int image_sign(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_sign(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_free_ char *out_name = NULL;
 	_cleanup_close_ int fd = -EBADF, out_dfd = -EBADF;
@@ -266,10 +240,10 @@ static int image_sign(struct bankctl *ctx, int argc, char **argv)
 	const char *in;
 	int r;
 
-	if (parse_opts(ctx, &verb_sign, argc, argv, &o) < 0 ||
-	    want_args(&verb_sign, argc, argv, 1) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
-	if (check_signer_opts(&verb_sign, &o) != 0)
+	if (check_signer_opts(ctx->verb, &o) != 0)
 		return BK_EXIT_USAGE;
 	in = argv[optind];
 	r = open_bundle_file(in, &fd, &err);
@@ -325,7 +299,7 @@ static int add_check(struct report *rep, const char *check, const char *payload,
 	return 0;
 }
 
-static int image_verify(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_verify(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *out = NULL;
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
@@ -339,8 +313,8 @@ static int image_verify(struct bankctl *ctx, int argc, char **argv)
 	const char *path;
 	int r;
 
-	if (parse_opts(ctx, &verb_verify, argc, argv, &o) < 0 ||
-	    want_args(&verb_verify, argc, argv, 1) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
 	path = argv[optind];
 	r = bk_op_keyring_load(&ctx->op, o.keyring, &keyring, &err);
@@ -460,7 +434,7 @@ static void print_manifest(const struct bk_manifest *m, const struct bk_bundle *
 	}
 }
 
-static int image_info(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_info(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -469,8 +443,8 @@ static int image_info(struct bankctl *ctx, int argc, char **argv)
 	const char *path;
 	int r;
 
-	if (parse_opts(ctx, &verb_info, argc, argv, &o) < 0 ||
-	    want_args(&verb_info, argc, argv, 1) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
 	path = argv[optind];
 	r = open_bundle_file(path, &fd, &err);
@@ -508,7 +482,7 @@ static int image_info(struct bankctl *ctx, int argc, char **argv)
 
 /* ---- mount / umount --------------------------------------------------------------------- */
 
-static int image_mount(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_mount(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(bk_keyring_freep) struct bk_keyring *keyring = NULL;
 	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
@@ -519,8 +493,8 @@ static int image_mount(struct bankctl *ctx, int argc, char **argv)
 	const char *path, *name, *dir;
 	int r;
 
-	if (parse_opts(ctx, &verb_mount, argc, argv, &o) < 0 ||
-	    want_args(&verb_mount, argc, argv, 3) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 3) < 0)
 		return BK_EXIT_USAGE;
 	path = argv[optind];
 	name = argv[optind + 1];
@@ -574,14 +548,14 @@ static int image_mount(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int image_umount(struct bankctl *ctx, int argc, char **argv)
+int bankctl_image_umount(struct bankctl *ctx, int argc, char **argv)
 {
 	struct opts o = { 0 };
 	struct bk_err err = { 0 };
 	int r;
 
-	if (parse_opts(ctx, &verb_umount, argc, argv, &o) < 0 ||
-	    want_args(&verb_umount, argc, argv, 1) < 0)
+	if (parse_opts(ctx, ctx->verb, argc, argv, &o) < 0 ||
+	    want_args(ctx->verb, argc, argv, 1) < 0)
 		return BK_EXIT_USAGE;
 	r = bk_umount(argv[optind], BK_UMOUNT_DETACH_LOOP, &err);
 	if (r < 0)
@@ -589,31 +563,4 @@ static int image_umount(struct bankctl *ctx, int argc, char **argv)
 	if (!ctx->json)
 		printf("unmounted '%s'\n", argv[optind]);
 	return BK_EXIT_OK;
-}
-
-int bankctl_image(struct bankctl *ctx, int argc, char **argv)
-{
-	static const struct {
-		const char *name;
-		int (*run)(struct bankctl *ctx, int argc, char **argv);
-	} subs[] = {
-		{ "build", image_build }, { "sign", image_sign },   { "verify", image_verify },
-		{ "info", image_info },	  { "mount", image_mount }, { "umount", image_umount },
-	};
-
-	if (argc < 2)
-		return bankctl_usage(&verb_image, "missing sub-command");
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		printf("usage: bankctl %s\n", verb_build.usage);
-		printf("       bankctl %s\n", verb_sign.usage);
-		printf("       bankctl %s\n", verb_verify.usage);
-		printf("       bankctl %s\n", verb_info.usage);
-		printf("       bankctl %s\n", verb_mount.usage);
-		printf("       bankctl %s\n", verb_umount.usage);
-		return BK_EXIT_OK;
-	}
-	for (size_t i = 0; i < BK_ELEMENTSOF(subs); i++)
-		if (strcmp(subs[i].name, argv[1]) == 0)
-			return subs[i].run(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_image, "unknown sub-command '%s'", argv[1]);
 }

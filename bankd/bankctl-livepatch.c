@@ -80,23 +80,6 @@ int bankctl_live_print_report(struct bankctl *ctx, const struct bk_lp_report *re
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
-static const struct bankctl_verb verb_livepatch = {
-	"livepatch", NULL, "livepatch apply|rollback|status ...",
-	"apply a signed image's live payload to the running workloads, or go back"
-};
-static const struct bankctl_verb verb_apply = {
-	"livepatch apply", NULL,
-	"livepatch apply IMAGE.bbi [--keyring PATH] [--no-check-time] [--id ID] [--no-beneath] "
-	"[--json]",
-	"stage IMAGE.bbi into the alternate bank and activate it, mount its live payload from "
-	"the bank as a revision and switch every workload to it"
-};
-static const struct bankctl_verb verb_rollback = {
-	"livepatch rollback", NULL, "livepatch rollback [--no-beneath] [--json]",
-	"switch every workload back to the previous revision (revert hooks run) and restore the "
-	"boot choice"
-};
-
 static void on_task(void *userdata, const char *operation, const char *task_id, const char *subject)
 {
 	if (strcmp(operation, "livepatch") == 0)
@@ -128,7 +111,7 @@ static int finish(struct bankctl *ctx, const struct bk_op_livepatch_result *res,
 	return ret;
 }
 
-static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
+int bankctl_livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 {
 	enum { OPT_KEYRING = 0x100, OPT_NO_CHECK_TIME, OPT_ID, OPT_NO_BENEATH };
 	static const struct option longopts[] = {
@@ -163,16 +146,16 @@ static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 			o.no_beneath = true;
 			break;
 		default:
-			if (bankctl_common_option(ctx, c, &verb_apply) <= 0)
+			if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 				return BK_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1)
-		return bankctl_usage(&verb_apply, "expected one IMAGE.bbi");
+		return bankctl_usage(ctx->verb, "expected one IMAGE.bbi");
 	if (o.id && !bk_rev_id_is_valid(o.id))
-		return bankctl_usage(&verb_apply, "invalid revision id '%s'", o.id);
+		return bankctl_usage(ctx->verb, "invalid revision id '%s'", o.id);
 	if (!ctx->op.configured)
-		return bankctl_usage(&verb_apply, "nothing is configured: no '%s'",
+		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
 				     ctx->op.config_path);
 	o.path = argv[optind];
 
@@ -195,7 +178,7 @@ static int livepatch_apply(struct bankctl *ctx, int argc, char **argv)
 	return ret;
 }
 
-static int livepatch_rollback(struct bankctl *ctx, int argc, char **argv)
+int bankctl_livepatch_rollback(struct bankctl *ctx, int argc, char **argv)
 {
 	enum { OPT_NO_BENEATH = 0x100 };
 	static const struct option longopts[] = {
@@ -212,11 +195,11 @@ static int livepatch_rollback(struct bankctl *ctx, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		if (c == OPT_NO_BENEATH)
 			no_beneath = true;
-		else if (bankctl_common_option(ctx, c, &verb_rollback) <= 0)
+		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&verb_rollback, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	observe(ctx);
 	r = bk_op_livepatch_rollback(&ctx->op, no_beneath, &res, &err);
 	if (r >= 0 && !ctx->json)
@@ -227,11 +210,6 @@ static int livepatch_rollback(struct bankctl *ctx, int argc, char **argv)
 }
 
 /* --- status ----------------------------------------------------------------------------- */
-
-static const struct bankctl_verb verb_lp_status = {
-	"livepatch status", NULL, "livepatch status [--json]",
-	"whether a live patch is in progress, the revisions in service and the workloads"
-};
 
 static void fmt_time(uint64_t t, char *buf, size_t len)
 {
@@ -272,7 +250,7 @@ static void rev_text(const char *label, struct json_object *rev)
 	       mounted ? "mounted" : "not mounted");
 }
 
-static int livepatch_status(struct bankctl *ctx, int argc, char **argv)
+int bankctl_livepatch_status(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
@@ -284,10 +262,10 @@ static int livepatch_status(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_lp_status) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb_lp_status, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_livepatch_status(&ctx->op, &o, &err);
 	if (r < 0)
@@ -328,17 +306,4 @@ static int livepatch_status(struct bankctl *ctx, int argc, char **argv)
 		       no_fsr ? " (--no-fsr: cannot be suspended)" : "");
 	}
 	return BK_EXIT_OK;
-}
-
-int bankctl_livepatch(struct bankctl *ctx, int argc, char **argv)
-{
-	if (argc < 2)
-		return bankctl_usage(&verb_livepatch, "missing sub-command");
-	if (strcmp(argv[1], "apply") == 0)
-		return livepatch_apply(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "rollback") == 0)
-		return livepatch_rollback(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "status") == 0)
-		return livepatch_status(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_livepatch, "unknown sub-command '%s'", argv[1]);
 }

@@ -11,8 +11,6 @@
 #include "bk-op-recover.h"
 #include "bk-op.h"
 
-static const struct bankctl_verb verb = { "recover", NULL, "recover [--json]", "" };
-
 int bankctl_recover(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
@@ -23,10 +21,10 @@ int bankctl_recover(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_recover(&ctx->op, &rec, &err);
 	if (r < 0)

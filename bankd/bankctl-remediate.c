@@ -15,22 +15,6 @@
 #include "bk-op-remediate.h"
 #include "bk-op.h"
 
-static const struct bankctl_verb verb_desired = {
-	"desired", NULL,
-	"desired set NAME VERSION [--live-patch-mode disable|auto|enforce] | show [--json] | clear",
-	"the desired image (from the depot) and its live-patch mode"
-};
-static const struct bankctl_verb verb_scan = { "scan", NULL, "scan [--json]",
-					       "compliance scan against the desired image" };
-static const struct bankctl_verb verb_precheck = {
-	"precheck", NULL, "precheck [--live-patch-mode M] [--json]",
-	"every check of the live and the reboot path, and the path the policy picks"
-};
-static const struct bankctl_verb verb_remediate = {
-	"remediate", NULL, "remediate [--live-patch-mode M] [--reboot] [--json]",
-	"bring the host to the desired image: scan, pre-check, live or reboot path, scan"
-};
-
 enum { OPT_MODE = 0x100, OPT_REBOOT };
 
 static int parse_mode(const struct bankctl_verb *v, const char *s, enum bk_lp_mode *ret)
@@ -61,7 +45,7 @@ static int print_doc(struct json_object *o, int ok_code)
 
 /* ---- desired ------------------------------------------------------------------------------ */
 
-static int desired_set(struct bankctl *ctx, int argc, char **argv)
+int bankctl_desired_set(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
 						  { "live-patch-mode", required_argument, NULL,
@@ -75,15 +59,15 @@ static int desired_set(struct bankctl *ctx, int argc, char **argv)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		if (c == OPT_MODE) {
-			if (parse_mode(&verb_desired, optarg, &mode) != 0)
+			if (parse_mode(ctx->verb, optarg, &mode) != 0)
 				return BK_EXIT_USAGE;
-		} else if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+		} else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (argc - optind != 2)
-		return bankctl_usage(&verb_desired, "expected NAME VERSION");
+		return bankctl_usage(ctx->verb, "expected NAME VERSION");
 	if (!ctx->op.configured)
-		return bankctl_usage(&verb_desired, "nothing is configured: no '%s'",
+		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
 				     ctx->op.config_path);
 	r = bk_op_desired_set(&ctx->op, argv[optind], argv[optind + 1], mode, &d, &err);
 	if (r < 0)
@@ -95,7 +79,7 @@ static int desired_set(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int desired_show(struct bankctl *ctx, int argc, char **argv)
+int bankctl_desired_show(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_op_desired d;
@@ -105,10 +89,10 @@ static int desired_show(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb_desired, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	r = bk_op_desired_get(&ctx->op, &d, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
@@ -129,7 +113,7 @@ static int desired_show(struct bankctl *ctx, int argc, char **argv)
 	return BK_EXIT_OK;
 }
 
-static int desired_clear(struct bankctl *ctx, int argc, char **argv)
+int bankctl_desired_clear(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_err err = { 0 };
@@ -137,29 +121,16 @@ static int desired_clear(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_desired) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb_desired, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	r = bk_op_desired_clear(&ctx->op, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
 	if (!ctx->json)
 		printf("%s\n", r > 0 ? "no desired image was set" : "desired image cleared");
 	return BK_EXIT_OK;
-}
-
-int bankctl_desired(struct bankctl *ctx, int argc, char **argv)
-{
-	if (argc < 2)
-		return bankctl_usage(&verb_desired, "missing sub-command");
-	if (strcmp(argv[1], "set") == 0)
-		return desired_set(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "show") == 0)
-		return desired_show(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "clear") == 0)
-		return desired_clear(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_desired, "unknown sub-command '%s'", argv[1]);
 }
 
 /* ---- scan --------------------------------------------------------------------------------- */
@@ -191,10 +162,10 @@ int bankctl_scan(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_scan) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb_scan, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	bk_op_scan(&ctx->op, &s);
 	if (ctx->json)
 		return print_doc(bk_op_scan_to_json(&s), bk_compliance_exit_code(s.state));
@@ -239,13 +210,13 @@ int bankctl_precheck(struct bankctl *ctx, int argc, char **argv)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		if (c == OPT_MODE) {
-			if (parse_mode(&verb_precheck, optarg, &mode) != 0)
+			if (parse_mode(ctx->verb, optarg, &mode) != 0)
 				return BK_EXIT_USAGE;
-		} else if (bankctl_common_option(ctx, c, &verb_precheck) <= 0)
+		} else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&verb_precheck, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	r = bk_op_precheck(&ctx->op, mode, NULL, &p, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
@@ -306,17 +277,17 @@ int bankctl_remediate(struct bankctl *ctx, int argc, char **argv)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
 		if (c == OPT_MODE) {
-			if (parse_mode(&verb_remediate, optarg, &o.mode) != 0)
+			if (parse_mode(ctx->verb, optarg, &o.mode) != 0)
 				return BK_EXIT_USAGE;
 		} else if (c == OPT_REBOOT)
 			o.reboot = true;
-		else if (bankctl_common_option(ctx, c, &verb_remediate) <= 0)
+		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	}
 	if (optind < argc)
-		return bankctl_usage(&verb_remediate, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	if (!ctx->op.configured)
-		return bankctl_usage(&verb_remediate, "nothing is configured: no '%s'",
+		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
 				     ctx->op.config_path);
 	if (ctx->json) {
 		ctx->op.obs.step = json_step;

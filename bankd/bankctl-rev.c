@@ -24,33 +24,6 @@
 #include "bk-rev.h"
 #include "bk-sha256.h"
 
-static const struct bankctl_verb verb_rev = {
-	"rev", NULL, "rev list|add|switch|gc|restore ...",
-	"mount revisions: list, add, switch the workloads to one, gc, restore after a reboot"
-};
-static const struct bankctl_verb verb_list = { "rev list", NULL, "rev list [--json]",
-					       "list the revisions" };
-static const struct bankctl_verb verb_add = {
-	"rev add", NULL,
-	"rev add ID FILE [--type squashfs|erofs] [--offset N] [--size N] [--image NAME] "
-	"[--version V] [--payload NAME] [--parent ID] [--digest SHA256]",
-	"record a revision of a payload in FILE and mount it read-only at RUN/rev/ID"
-};
-static const struct bankctl_verb verb_switch = {
-	"rev switch", NULL, "rev switch ID [--no-beneath] [--json]",
-	"switch the current pointer and every workload's view to revision ID"
-};
-static const struct bankctl_verb verb_gc = {
-	"rev gc", NULL, "rev gc [--keep N] [--json]",
-	"remove revisions beyond the N newest (default 2), never the current or previous one "
-	"nor one in use"
-};
-static const struct bankctl_verb verb_restore = {
-	"rev restore", NULL, "rev restore",
-	"after a reboot: mount the booted bank's revisions (and its image's live payload) and "
-	"the revisions of other files again, and restore the current pointer"
-};
-
 /* A sub-verb's own option (long only) and where its value goes. */
 struct rev_option {
 	const char *name;
@@ -139,7 +112,7 @@ static int parse_args(struct bankctl *ctx, const struct bankctl_verb *v,
 
 /* --- list ------------------------------------------------------------------------------- */
 
-static int rev_list(struct bankctl *ctx, int argc, char **argv)
+int bankctl_rev_list(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *arr = NULL;
 	_cleanup_free_ char *current = NULL, *previous = NULL;
@@ -150,7 +123,7 @@ static int rev_list(struct bankctl *ctx, int argc, char **argv)
 	size_t n = 0;
 	int r, ret = BK_EXIT_OK;
 
-	ret = parse_args(ctx, &verb_list, NULL, 0, 0, NULL, argc, argv);
+	ret = parse_args(ctx, ctx->verb, NULL, 0, 0, NULL, argc, argv);
 	if (ret != BK_EXIT_OK)
 		return ret;
 	r = bk_op_live_open(&ctx->op, &live, &err);
@@ -219,7 +192,7 @@ out:
 
 /* --- add -------------------------------------------------------------------------------- */
 
-static int rev_add(struct bankctl *ctx, int argc, char **argv)
+int bankctl_rev_add(struct bankctl *ctx, int argc, char **argv)
 {
 	const char *type = "squashfs", *digest = NULL;
 	_cleanup_free_ char *where = NULL;
@@ -237,7 +210,7 @@ static int rev_add(struct bankctl *ctx, int argc, char **argv)
 	};
 	int r, ret = BK_EXIT_OK;
 
-	ret = parse_args(ctx, &verb_add, opts, BK_ELEMENTSOF(opts), 2, "ID and FILE", argc, argv);
+	ret = parse_args(ctx, ctx->verb, opts, BK_ELEMENTSOF(opts), 2, "ID and FILE", argc, argv);
 	if (ret != BK_EXIT_OK)
 		goto out;
 	rev.id = strdup(argv[optind]);
@@ -251,7 +224,7 @@ static int rev_add(struct bankctl *ctx, int argc, char **argv)
 	if (digest) {
 		rev.digest = strdup(digest);
 		if (rev.digest && strlen(digest) != 64) {
-			ret = bankctl_usage(&verb_add, "invalid digest '%s'", digest);
+			ret = bankctl_usage(ctx->verb, "invalid digest '%s'", digest);
 			goto out;
 		}
 	}
@@ -261,7 +234,7 @@ static int rev_add(struct bankctl *ctx, int argc, char **argv)
 		goto out;
 	}
 	if (!bk_rev_id_is_valid(rev.id)) {
-		ret = bankctl_usage(&verb_add, "invalid revision id '%s'", rev.id);
+		ret = bankctl_usage(ctx->verb, "invalid revision id '%s'", rev.id);
 		goto out;
 	}
 
@@ -285,7 +258,7 @@ out:
 
 /* --- switch ----------------------------------------------------------------------------- */
 
-static int rev_switch(struct bankctl *ctx, int argc, char **argv)
+int bankctl_rev_switch(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(bk_lp_report_freep) struct bk_lp_report *rep = NULL;
 	struct bk_err err = { 0 };
@@ -295,12 +268,12 @@ static int rev_switch(struct bankctl *ctx, int argc, char **argv)
 	};
 	int r, ret = BK_EXIT_OK;
 
-	ret = parse_args(ctx, &verb_switch, opts, BK_ELEMENTSOF(opts), 1, "one revision ID", argc,
+	ret = parse_args(ctx, ctx->verb, opts, BK_ELEMENTSOF(opts), 1, "one revision ID", argc,
 			 argv);
 	if (ret != BK_EXIT_OK)
 		return ret;
 	if (!bk_rev_id_is_valid(argv[optind]))
-		return bankctl_usage(&verb_switch, "invalid revision id '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "invalid revision id '%s'", argv[optind]);
 
 	r = bk_op_rev_switch(&ctx->op, argv[optind], no_beneath, &rep, &err);
 	if (rep)
@@ -310,7 +283,7 @@ static int rev_switch(struct bankctl *ctx, int argc, char **argv)
 
 /* --- gc --------------------------------------------------------------------------------- */
 
-static int rev_gc(struct bankctl *ctx, int argc, char **argv)
+int bankctl_rev_gc(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *out = NULL;
 	struct json_object *order;
@@ -321,7 +294,7 @@ static int rev_gc(struct bankctl *ctx, int argc, char **argv)
 	};
 	int r, ret = BK_EXIT_OK;
 
-	ret = parse_args(ctx, &verb_gc, opts, BK_ELEMENTSOF(opts), 0, NULL, argc, argv);
+	ret = parse_args(ctx, ctx->verb, opts, BK_ELEMENTSOF(opts), 0, NULL, argc, argv);
 	if (ret != BK_EXIT_OK)
 		return ret;
 	r = bk_op_rev_gc(&ctx->op, keep, &out, &err);
@@ -350,7 +323,7 @@ static int rev_gc(struct bankctl *ctx, int argc, char **argv)
 
 /* --- restore ---------------------------------------------------------------------------- */
 
-static int rev_restore(struct bankctl *ctx, int argc, char **argv)
+int bankctl_rev_restore(struct bankctl *ctx, int argc, char **argv)
 {
 	_cleanup_(json_object_putp) struct json_object *out = NULL;
 	struct json_object *mounted;
@@ -358,7 +331,7 @@ static int rev_restore(struct bankctl *ctx, int argc, char **argv)
 	const char *current = NULL;
 	int r, ret;
 
-	ret = parse_args(ctx, &verb_restore, NULL, 0, 0, NULL, argc, argv);
+	ret = parse_args(ctx, ctx->verb, NULL, 0, 0, NULL, argc, argv);
 	if (ret != BK_EXIT_OK)
 		return ret;
 	r = bk_op_rev_restore(&ctx->op, &out, &err);
@@ -384,22 +357,4 @@ static int rev_restore(struct bankctl *ctx, int argc, char **argv)
 	if (current)
 		printf("current is '%s'\n", current);
 	return BK_EXIT_OK;
-}
-
-int bankctl_rev(struct bankctl *ctx, int argc, char **argv)
-{
-	static const struct {
-		const char *name;
-		int (*run)(struct bankctl *, int, char **);
-	} subs[] = {
-		{ "list", rev_list }, { "add", rev_add },	  { "switch", rev_switch },
-		{ "gc", rev_gc },     { "restore", rev_restore },
-	};
-
-	if (argc < 2)
-		return bankctl_usage(&verb_rev, "missing sub-command");
-	for (size_t i = 0; i < BK_ELEMENTSOF(subs); i++)
-		if (strcmp(argv[1], subs[i].name) == 0)
-			return subs[i].run(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_rev, "unknown sub-command '%s'", argv[1]);
 }

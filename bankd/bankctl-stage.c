@@ -25,13 +25,6 @@
 
 BK_DEFINE_CLEANUP(struct bk_keyring *, bk_keyring_free)
 
-static const struct bankctl_verb verb = {
-	"stage", NULL,
-	"stage IMAGE.bbi|--desired [--activate] [--allow-downgrade] [--ignore-compatible] "
-	"[--keyring PATH] [--no-check-time] [--json]",
-	""
-};
-
 const char *bankctl_bank_content_text(struct json_object *content, char *buf, size_t len)
 {
 	const char *name = NULL, *version = NULL, *build = NULL, *digest = NULL, *error = NULL;
@@ -250,18 +243,19 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 			desired = true;
 			break;
 		default:
-			if (bankctl_common_option(ctx, c, &verb) <= 0)
+			if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 				return BK_EXIT_USAGE;
 		}
 	}
 	if (optind >= argc && !desired)
-		return bankctl_usage(&verb, "missing IMAGE.bbi");
+		return bankctl_usage(ctx->verb, "missing IMAGE.bbi");
 	if (!desired)
 		o.path = argv[optind++];
 	if (optind < argc)
-		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 	if (!ctx->op.configured)
-		return bankctl_usage(&verb, "nothing is configured: no '%s'", ctx->op.config_path);
+		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
+				     ctx->op.config_path);
 
 	/* A keyring that cannot be loaded is a configuration error (exit 2), as for verify. */
 	r = bk_op_keyring_load(&ctx->op, keyring_arg, &keyring, &err);

@@ -15,8 +15,6 @@
 #include "bk-op.h"
 #include "bk-select.h"
 
-static const struct bankctl_verb verb = { "status", NULL, "status [--json]", "" };
-
 static void format_time(uint64_t t, char *buf, size_t len)
 {
 	time_t tt = (time_t) t;
@@ -171,10 +169,10 @@ int bankctl_status(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "+jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	bk_op_status_load(&ctx->op, &v);
 	if (ctx->json) {

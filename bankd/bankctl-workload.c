@@ -22,24 +22,7 @@
 
 BK_DEFINE_CLEANUP(DIR *, closedir)
 
-static const struct bankctl_verb verb_workload = {
-	"workload", NULL, "workload add|list|remove ...",
-	"the workloads (cgroup + mount namespace + view) a live patch switches over"
-};
-static const struct bankctl_verb verb_add = {
-	"workload add", NULL,
-	"workload add NAME (--cgroup PATH | --unit UNIT) --view PATH [--no-fsr]",
-	"register a workload: its cgroup v2 (relative to the cgroup2 root) or systemd unit, and "
-	"the path where it sees the revision"
-};
-static const struct bankctl_verb verb_list = {
-	"workload list", NULL, "workload list [--json]",
-	"list the workloads, whether they run and which revision their view shows"
-};
-static const struct bankctl_verb verb_remove = { "workload remove", NULL, "workload remove NAME",
-						 "forget a workload" };
-
-static int workload_add(struct bankctl *ctx, int argc, char **argv)
+int bankctl_workload_add(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		BANKCTL_COMMON_LONGOPTS,
@@ -70,18 +53,18 @@ static int workload_add(struct bankctl *ctx, int argc, char **argv)
 			w.no_fsr = true;
 			break;
 		default:
-			if (bankctl_common_option(ctx, c, &verb_add) <= 0)
+			if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 				return BK_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1)
-		return bankctl_usage(&verb_add, "expected one workload NAME");
+		return bankctl_usage(ctx->verb, "expected one workload NAME");
 	if (!!cgroup == !!unit)
-		return bankctl_usage(&verb_add, "give exactly one of --cgroup and --unit");
+		return bankctl_usage(ctx->verb, "give exactly one of --cgroup and --unit");
 	if (!view)
-		return bankctl_usage(&verb_add, "missing --view");
+		return bankctl_usage(ctx->verb, "missing --view");
 	if (!bk_workload_name_is_valid(argv[optind]))
-		return bankctl_usage(&verb_add, "invalid workload name '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "invalid workload name '%s'", argv[optind]);
 
 	w.name = strdup(argv[optind]);
 	w.unit = unit ? strdup(unit) : NULL;
@@ -92,19 +75,19 @@ static int workload_add(struct bankctl *ctx, int argc, char **argv)
 	}
 	r = bk_view_path_normalize(view, &w.view, &err);
 	if (r < 0) {
-		ret = bankctl_usage(&verb_add, "%s", err.msg);
+		ret = bankctl_usage(ctx->verb, "%s", err.msg);
 		goto out;
 	}
 	if (cgroup) {
 		r = bk_cgroup_path_normalize(cgroup, &w.cgroup, &err);
 		if (r < 0) {
-			ret = bankctl_usage(&verb_add, "%s", err.msg);
+			ret = bankctl_usage(ctx->verb, "%s", err.msg);
 			goto out;
 		}
 	}
 	r = bk_workload_validate(&w, &err);
 	if (r < 0) {
-		ret = bankctl_usage(&verb_add, "%s", err.msg);
+		ret = bankctl_usage(ctx->verb, "%s", err.msg);
 		goto out;
 	}
 
@@ -148,7 +131,7 @@ static char *rev_of_dev(int run_dfd, dev_t dev)
 	return NULL;
 }
 
-static int workload_list(struct bankctl *ctx, int argc, char **argv)
+int bankctl_workload_list(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_op_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
@@ -160,10 +143,10 @@ static int workload_list(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_list) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (optind < argc)
-		return bankctl_usage(&verb_list, "unexpected argument '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
 
 	r = bk_op_live_open(&ctx->op, &live, &err);
 	if (r >= 0)
@@ -220,7 +203,7 @@ out:
 	return ret;
 }
 
-static int workload_remove(struct bankctl *ctx, int argc, char **argv)
+int bankctl_workload_remove(struct bankctl *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_err err = { 0 };
@@ -228,12 +211,12 @@ static int workload_remove(struct bankctl *ctx, int argc, char **argv)
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, &verb_remove) <= 0)
+		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
 			return BK_EXIT_USAGE;
 	if (argc - optind != 1)
-		return bankctl_usage(&verb_remove, "expected one workload NAME");
+		return bankctl_usage(ctx->verb, "expected one workload NAME");
 	if (!bk_workload_name_is_valid(argv[optind]))
-		return bankctl_usage(&verb_remove, "invalid workload name '%s'", argv[optind]);
+		return bankctl_usage(ctx->verb, "invalid workload name '%s'", argv[optind]);
 
 	r = bk_op_workload_remove(&ctx->op, argv[optind], &err);
 	if (r < 0)
@@ -241,17 +224,4 @@ static int workload_remove(struct bankctl *ctx, int argc, char **argv)
 	else if (!ctx->json)
 		printf("workload '%s' removed\n", argv[optind]);
 	return ret;
-}
-
-int bankctl_workload(struct bankctl *ctx, int argc, char **argv)
-{
-	if (argc < 2)
-		return bankctl_usage(&verb_workload, "missing sub-command");
-	if (strcmp(argv[1], "add") == 0)
-		return workload_add(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "list") == 0)
-		return workload_list(ctx, argc - 1, argv + 1);
-	if (strcmp(argv[1], "remove") == 0)
-		return workload_remove(ctx, argc - 1, argv + 1);
-	return bankctl_usage(&verb_workload, "unknown sub-command '%s'", argv[1]);
 }

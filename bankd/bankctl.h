@@ -15,16 +15,39 @@
 #include "bk-err.h"
 #include "bk-op.h"
 
+struct bankctl_verb;
+
 struct bankctl {
 	struct bk_op_ctx op; /* root, configuration, lock, observer */
 	bool json;
+	const struct bankctl_verb *verb; /* the verb or sub-command being run (usage, help) */
+	char **argv;			 /* its arguments (argv[0] is its name) */
 };
 
+/*
+ * One entry of bankctl's table (bankctl.c): a verb, a group of sub-commands or a sub-command.
+ * The same table drives the dispatch, every --help, the suggestions for a mistyped verb or
+ * option, the man page's synopsis and the bash completion (bankctl __table, see
+ * scripts/gen-cli.sh), so they cannot drift.
+ */
 struct bankctl_verb {
 	const char *name;
-	int (*run)(struct bankctl *ctx, int argc, char **argv);
-	const char *usage; /* one line: "status [--json]" */
+	int (*run)(struct bankctl *ctx, int argc, char **argv); /* NULL for a group */
+	const char *usage; /* one line: "status [--json]" (a group's is made from its subs) */
 	const char *help;  /* one line: what it does */
+	/*
+	 * Its own options besides the common ones (--json, --wait, --help), separated by spaces:
+	 * "--force", "--tries=N", "-o|--output=OUT.bbi". The argument's name tells the completion
+	 * what to offer: a name ending in .bbi, .pem, .json or one of FILE, PATH, DIR, TARGET
+	 * completes file names.
+	 */
+	const char *options;
+	/*
+	 * What each operand is, by position, for the completion: bbi, json, file, dir, bank
+	 * (booted|other|A|B), ab (A|B), rev, workload, depot, verb, or - (nothing to offer).
+	 */
+	const char *operands;
+	const struct bankctl_verb *subs; /* a group's sub-commands, ended by { NULL } */
 };
 
 /* The options every verb accepts after its name too. */
@@ -69,12 +92,28 @@ int bankctl_print_json(struct json_object *o);
 const char *bankctl_bank_content_text(struct json_object *content, char *buf, size_t len);
 
 int bankctl_status(struct bankctl *ctx, int argc, char **argv);
-int bankctl_image(struct bankctl *ctx, int argc, char **argv);
-int bankctl_depot(struct bankctl *ctx, int argc, char **argv);
-int bankctl_disk(struct bankctl *ctx, int argc, char **argv);
-int bankctl_rev(struct bankctl *ctx, int argc, char **argv);
-int bankctl_workload(struct bankctl *ctx, int argc, char **argv);
-int bankctl_livepatch(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_build(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_sign(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_verify(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_info(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_mount(struct bankctl *ctx, int argc, char **argv);
+int bankctl_image_umount(struct bankctl *ctx, int argc, char **argv);
+int bankctl_depot_import(struct bankctl *ctx, int argc, char **argv);
+int bankctl_depot_list(struct bankctl *ctx, int argc, char **argv);
+int bankctl_depot_remove(struct bankctl *ctx, int argc, char **argv);
+int bankctl_disk_init(struct bankctl *ctx, int argc, char **argv);
+int bankctl_disk_probe(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev_list(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev_add(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev_switch(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev_gc(struct bankctl *ctx, int argc, char **argv);
+int bankctl_rev_restore(struct bankctl *ctx, int argc, char **argv);
+int bankctl_workload_add(struct bankctl *ctx, int argc, char **argv);
+int bankctl_workload_list(struct bankctl *ctx, int argc, char **argv);
+int bankctl_workload_remove(struct bankctl *ctx, int argc, char **argv);
+int bankctl_livepatch_apply(struct bankctl *ctx, int argc, char **argv);
+int bankctl_livepatch_rollback(struct bankctl *ctx, int argc, char **argv);
+int bankctl_livepatch_status(struct bankctl *ctx, int argc, char **argv);
 int bankctl_stage(struct bankctl *ctx, int argc, char **argv);
 int bankctl_recover(struct bankctl *ctx, int argc, char **argv);
 int bankctl_events(struct bankctl *ctx, int argc, char **argv);
@@ -85,7 +124,9 @@ int bankctl_mark_good(struct bankctl *ctx, int argc, char **argv);
 int bankctl_mark_bad(struct bankctl *ctx, int argc, char **argv);
 int bankctl_rollback(struct bankctl *ctx, int argc, char **argv);
 int bankctl_roll_forward(struct bankctl *ctx, int argc, char **argv);
-int bankctl_desired(struct bankctl *ctx, int argc, char **argv);
+int bankctl_desired_set(struct bankctl *ctx, int argc, char **argv);
+int bankctl_desired_show(struct bankctl *ctx, int argc, char **argv);
+int bankctl_desired_clear(struct bankctl *ctx, int argc, char **argv);
 int bankctl_scan(struct bankctl *ctx, int argc, char **argv);
 int bankctl_precheck(struct bankctl *ctx, int argc, char **argv);
 int bankctl_remediate(struct bankctl *ctx, int argc, char **argv);

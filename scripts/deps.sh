@@ -7,6 +7,8 @@
 #   deps.sh ensure    install what is missing when root; otherwise print the line and fail
 #   deps.sh list-boot / ensure-boot   the same for `make check-boot` (tests/boot: QEMU, OVMF,
 #                     GRUB for BIOS and UEFI), a list of its own: make deps/check never pull it
+#   deps.sh list-deb / ensure-deb     the same for `make deb` and `make check-deb` (debhelper,
+#                     lintian, ...: docs/packaging.md), also a list of its own
 # When another apt or dpkg holds its locks, each apt-get step waits for them, up to
 # BK_APT_LOCK_TIMEOUT seconds (default 300), saying so on stderr, and passes apt the time left
 # as DPkg::Lock::Timeout (apt's own wait, which covers the dpkg locks but not the lists lock of
@@ -30,12 +32,16 @@ libsystemd-dev
 libcmocka-dev dbus python3-dbus python3-gi
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
-libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace"
+libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace
+scdoc man-db bash-completion"
 
 # make check-boot only. The Debian kernel it boots is fetched with `apt-get download`
 # into build/check-boot (never installed on the host).
 BOOT_PACKAGES="qemu-system-x86 ovmf seabios grub-pc-bin grub-efi-amd64-bin grub-common grub2-common
 mtools dosfstools busybox-static cpio gzip udev fdisk util-linux squashfs-tools openssl python3"
+
+# make deb / make check-deb only (the package's Build-Depends are in debian/control).
+DEB_PACKAGES="debhelper dpkg-dev fakeroot lintian mmdebstrap squashfs-tools openssl"
 
 missing() { # PACKAGE...
 	for p in "$@"; do
@@ -157,8 +163,24 @@ ensure-boot)
 	echo "installing missing check-boot dependencies: $m"
 	apt_install "$m"
 	;;
+list-deb)
+	# shellcheck disable=SC2086
+	echo $DEB_PACKAGES
+	;;
+ensure-deb)
+	# shellcheck disable=SC2086
+	m=$(missing $DEB_PACKAGES)
+	[ -z "$m" ] && exit 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "make deb needs these packages: $m" >&2
+		echo "run as root:  apt-get update && apt-get install -y $m" >&2
+		exit 1
+	fi
+	echo "installing missing packaging dependencies: $m"
+	apt_install "$m"
+	;;
 *)
-	echo "usage: deps.sh list|print|install|ensure|list-boot|ensure-boot" >&2
+	echo "usage: deps.sh list|print|install|ensure|list-boot|ensure-boot|list-deb|ensure-deb" >&2
 	exit 2
 	;;
 esac
