@@ -10,10 +10,11 @@
 #include "bankctl.h"
 #include "bk-op-assess.h"
 
-enum { OPT_TIMEOUT = 0x100, OPT_NO_REBOOT };
+enum { OPT_TIMEOUT = 0x100, OPT_NO_REBOOT, OPT_IS_TRIAL, OPT_FAIL_REASON };
 
 static const struct bankctl_verb assess_verb = {
-	"assess", NULL, "assess [--timeout SEC] [--no-reboot] [--json]", ""
+	"assess", NULL,
+	"assess [--timeout SEC] [--no-reboot] [--fail-reason TEXT] [--json] | --is-trial", ""
 };
 
 static void print_checks(const char *kind, const struct bk_hook_run *run)
@@ -52,12 +53,14 @@ int bankctl_assess(struct bankctl *ctx, int argc, char **argv)
 		BANKCTL_COMMON_LONGOPTS,
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+		{ "is-trial", no_argument, NULL, OPT_IS_TRIAL },
+		{ "fail-reason", required_argument, NULL, OPT_FAIL_REASON },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bk_op_assess_options o = { 0 };
 	struct bk_op_assess_result res;
 	struct bk_err err = { 0 };
-	bool no_reboot = false, reboot;
+	bool no_reboot = false, is_trial = false, trial, reboot;
 	int c, r, ret;
 
 	optind = 0;
@@ -74,6 +77,19 @@ int bankctl_assess(struct bankctl *ctx, int argc, char **argv)
 			o.timeout_ms = v * 1000;
 			continue;
 		}
+		if (c == OPT_IS_TRIAL) {
+			is_trial = true;
+			continue;
+		}
+		if (c == OPT_FAIL_REASON) {
+			struct bk_boot_data probe;
+
+			bk_boot_data_init(&probe);
+			if (bk_boot_data_set_bad_reason(&probe, BK_BANK_A, optarg, &err) < 0)
+				return bankctl_usage(&assess_verb, "--fail-reason: %s", err.msg);
+			o.fail_reason = optarg;
+			continue;
+		}
 		if (c == OPT_NO_REBOOT) {
 			no_reboot = true;
 			continue;
@@ -83,6 +99,14 @@ int bankctl_assess(struct bankctl *ctx, int argc, char **argv)
 	}
 	if (optind < argc)
 		return bankctl_usage(&assess_verb, "unexpected argument '%s'", argv[optind]);
+
+	if (is_trial) {
+		/* For ExecCondition=: 0 on a trial boot, 1 otherwise (the unit is skipped). */
+		r = bk_op_assess_is_trial(&ctx->op, &trial, &err);
+		if (r < 0)
+			return bankctl_fail(r, &err);
+		return trial ? BK_EXIT_OK : BK_EXIT_FAILURE;
+	}
 
 	r = bk_op_assess(&ctx->op, &o, &res, &err);
 	if (r < 0) {
@@ -112,9 +136,10 @@ int bankctl_assess(struct bankctl *ctx, int argc, char **argv)
 		if (res.n_wanted_failed)
 			printf("  %zu wanted check(s) failed\n", res.n_wanted_failed);
 		if (res.action == BK_ASSESS_MARKED_BAD)
-			printf("  %s\n", res.reboot ? (reboot ? "rebooting into the other bank" :
-								"reboot to fall back to the other bank") :
-						      "no other bank can boot: not rebooting");
+			printf("  %s\n",
+			       res.reboot ? (reboot ? "rebooting into the other bank" :
+						      "reboot to fall back to the other bank") :
+					    "no other bank can boot: not rebooting");
 	}
 	bk_op_assess_result_release(&res);
 	if (reboot)

@@ -38,7 +38,7 @@ static const struct bankctl_verb verbs[] = {
 	  "undo a rollback: boot the bank that was rolled back from" },
 	{ "explain-next-boot", bankctl_explain_next_boot, "explain-next-boot [--json]",
 	  "which bank the loader boots next and why, bank by bank" },
-	{ "assess", bankctl_assess, "assess [--timeout SEC] [--no-reboot] [--json]",
+	{ "assess", bankctl_assess, "assess [--timeout SEC] [--no-reboot] [--json] | --is-trial",
 	  "run the health checks; on a trial boot mark the booted bank good or bad" },
 	{ "boot", bankctl_boot, "boot --simulate [--rollback-key]",
 	  "in a sandbox, boot as the loader would: take a try, fall back, record the boot" },

@@ -48,7 +48,8 @@ static int check_dir(struct bk_op_ctx *ctx, const char *rel, char **ret, struct 
 static void verdict(const struct bk_hook_result *h, uint64_t timeout_ms, char *buf, size_t len)
 {
 	if (h->timed_out)
-		(void) snprintf(buf, len, "timed out after %llu ms", (unsigned long long) timeout_ms);
+		(void) snprintf(buf, len, "timed out after %llu ms",
+				(unsigned long long) timeout_ms);
 	else if (h->status < 0)
 		(void) snprintf(buf, len, "killed by signal %d", h->signal);
 	else if (h->status > 0)
@@ -112,20 +113,14 @@ static int write_result(struct bk_op_ctx *ctx, const struct bk_op_assess_result 
 	return bk_write_atomic_at(dfd, BK_ASSESS_FILE, s, strlen(s), 0644, 0, err);
 }
 
-int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
-		 struct bk_op_assess_result *res, struct bk_err *err)
+static int booted_state(struct bk_op_ctx *ctx, enum bk_bank_id *ret_bank,
+			enum bk_bank_state *ret_state, struct bk_err *err)
 {
-	uint64_t timeout_ms = o && o->timeout_ms ? o->timeout_ms : BK_ASSESS_TIMEOUT_MS_DEFAULT;
 	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
-	_cleanup_free_ char *req_dir = NULL, *want_dir = NULL;
-	struct bk_boot_decision next;
-	struct bk_op_task t;
-	struct bk_boot_data d;
-	struct bk_err rerr = { 0 }, werr = { 0 };
 	struct bk_booted booted;
-	int r, rr, rw;
+	struct bk_boot_data d;
+	int r;
 
-	*res = (struct bk_op_assess_result){ .bank = _BK_BANK_INVALID, .next = _BK_BANK_INVALID };
 	r = bk_op_booted(ctx, &booted, NULL, err);
 	if (r < 0)
 		return r;
@@ -134,12 +129,42 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 				  "cannot tell which bank is booted: no '%s' and no bootbank.bank= "
 				  "on the kernel command line",
 				  bk_op_path(ctx, BK_OP_RUN_DIR "/" BK_BOOTED_FILE));
-	res->bank = booted.bank;
 	r = bk_op_boot_load(ctx, &b, &d, err);
 	if (r < 0)
 		return r;
-	b = bk_boot_free(b);
-	res->state = d.state.bank[booted.bank].state;
+	*ret_bank = booted.bank;
+	*ret_state = d.state.bank[booted.bank].state;
+	return 0;
+}
+
+int bk_op_assess_is_trial(struct bk_op_ctx *ctx, bool *ret, struct bk_err *err)
+{
+	enum bk_bank_id bank;
+	enum bk_bank_state state;
+	int r;
+
+	r = booted_state(ctx, &bank, &state, err);
+	if (r < 0)
+		return r;
+	*ret = state == BK_BANK_TRYING;
+	return 0;
+}
+
+int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
+		 struct bk_op_assess_result *res, struct bk_err *err)
+{
+	uint64_t timeout_ms = o && o->timeout_ms ? o->timeout_ms : BK_ASSESS_TIMEOUT_MS_DEFAULT;
+	_cleanup_free_ char *req_dir = NULL, *want_dir = NULL;
+	struct bk_boot_decision next;
+	_cleanup_(bk_boot_freep) struct bk_boot *b = NULL;
+	struct bk_err rerr = { 0 }, werr = { 0 };
+	struct bk_op_task t;
+	int r, rr, rw;
+
+	*res = (struct bk_op_assess_result){ .bank = _BK_BANK_INVALID, .next = _BK_BANK_INVALID };
+	r = booted_state(ctx, &res->bank, &res->state, err);
+	if (r < 0)
+		return r;
 	res->trial = res->state == BK_BANK_TRYING;
 
 	r = check_dir(ctx, BK_ASSESS_REQUIRED_DIR, &req_dir, err);
@@ -153,10 +178,15 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 	 * The checks run before the lock is taken: a slow check must not keep an operator's
 	 * verb busy. The boot state is read again under the lock by the mark below.
 	 */
-	rr = bk_hooks_run(req_dir, BK_HOOK_HEALTH, &(struct bk_hook_env){ 0 }, timeout_ms,
-			  &res->required, &rerr);
-	rw = bk_hooks_run(want_dir, BK_HOOK_HEALTH, &(struct bk_hook_env){ 0 }, timeout_ms,
-			  &res->wanted, &werr);
+	if (o && o->fail_reason) {
+		rr = rw = 0;
+		(void) snprintf(res->reason, sizeof(res->reason), "%s", o->fail_reason);
+	} else {
+		rr = bk_hooks_run(req_dir, BK_HOOK_HEALTH, &(struct bk_hook_env){ 0 }, timeout_ms,
+				  &res->required, &rerr);
+		rw = bk_hooks_run(want_dir, BK_HOOK_HEALTH, &(struct bk_hook_env){ 0 }, timeout_ms,
+				  &res->wanted, &werr);
+	}
 
 	for (size_t i = 0; res->required && i < res->required->n_results; i++)
 		if (check_failed(&res->required->results[i])) {
@@ -200,8 +230,8 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 		if (r >= 0)
 			res->action = BK_ASSESS_MARKED_GOOD;
 	} else if (res->trial) {
-		r = bk_op_mark(ctx, false, bk_bank_id_to_string(res->bank), res->reason,
-			       &res->mark, err);
+		r = bk_op_mark(ctx, false, bk_bank_id_to_string(res->bank), res->reason, &res->mark,
+			       err);
 		if (r >= 0)
 			res->action = BK_ASSESS_MARKED_BAD;
 	} else {
@@ -219,18 +249,19 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 		res->reboot = res->action == BK_ASSESS_MARKED_BAD && next.bank != res->bank &&
 			      next.bank != _BK_BANK_INVALID && next.reason != BK_REASON_EMERGENCY;
 	}
-	bk_op_task_step(&t, "verdict", res->reason[0] ? -EPROTO : 0,
-			res->reason[0] && res->action != BK_ASSESS_MARKED_BAD ? "warning" : NULL,
-			bk_op_realtime_ns(), 0, "bank %s (%s%s): %s%s%s; %zu wanted check(s) failed%s",
-			bk_bank_id_to_string(res->bank), bk_bank_state_to_string(res->state),
-			res->trial ? ", trial boot" : "",
-			res->action == BK_ASSESS_MARKED_GOOD ? "marked good" :
-			res->action == BK_ASSESS_MARKED_BAD  ? "marked bad" :
-							       "reported only",
-			res->reason[0] ? ": " : "", res->reason, res->n_wanted_failed,
-			res->reboot			      ? "; rebooting into the other bank" :
-			res->action == BK_ASSESS_MARKED_BAD ? "; no other bank can boot, not rebooting" :
-							       "");
+	bk_op_task_step(
+		&t, "verdict", res->reason[0] ? -EPROTO : 0,
+		res->reason[0] && res->action != BK_ASSESS_MARKED_BAD ? "warning" : NULL,
+		bk_op_realtime_ns(), 0, "bank %s (%s%s): %s%s%s; %zu wanted check(s) failed%s",
+		bk_bank_id_to_string(res->bank), bk_bank_state_to_string(res->state),
+		res->trial ? ", trial boot" : "",
+		res->action == BK_ASSESS_MARKED_GOOD ? "marked good" :
+		res->action == BK_ASSESS_MARKED_BAD  ? "marked bad" :
+						       "reported only",
+		res->reason[0] ? ": " : "", res->reason, res->n_wanted_failed,
+		res->reboot			    ? "; rebooting into the other bank" :
+		res->action == BK_ASSESS_MARKED_BAD ? "; no other bank can boot, not rebooting" :
+						      "");
 	bk_op_task_release(&t);
 	return write_result(ctx, res, err);
 }

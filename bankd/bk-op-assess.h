@@ -48,20 +48,26 @@ const char *bk_assess_action_to_string(enum bk_assess_action a);
 
 struct bk_op_assess_options {
 	uint64_t timeout_ms; /* per check; 0: BK_ASSESS_TIMEOUT_MS_DEFAULT */
+	/*
+	 * Not NULL: run no check, the boot failed for this reason (the deadline of
+	 * bootbank-deadline.service: the boot never reached its assessment). Acted on as a
+	 * failing required check.
+	 */
+	const char *fail_reason;
 };
 
 struct bk_op_assess_result {
-	enum bk_bank_id bank;	    /* the booted bank */
-	enum bk_bank_state state;   /* its state before the assessment */
-	bool trial;		    /* it was trying */
+	enum bk_bank_id bank;	      /* the booted bank */
+	enum bk_bank_state state;     /* its state before the assessment */
+	bool trial;		      /* it was trying */
 	struct bk_hook_run *required; /* what ran (never NULL after success) */
 	struct bk_hook_run *wanted;
-	const char *failed;	    /* the first required check that failed (in required), or NULL */
+	const char *failed; /* the first required check that failed (in required), or NULL */
 	size_t n_wanted_failed;
 	enum bk_assess_action action;
-	char reason[256];	    /* mark-bad's reason, "" otherwise */
-	bool reboot;		    /* marked bad and the loader would boot the other bank */
-	enum bk_bank_id next;	    /* the bank the loader boots next */
+	char reason[256];	       /* mark-bad's reason, "" otherwise */
+	bool reboot;		       /* marked bad and the loader would boot the other bank */
+	enum bk_bank_id next;	       /* the bank the loader boots next */
 	struct bk_op_boot_result mark; /* the mark's result (action != NONE) */
 };
 
@@ -74,6 +80,12 @@ void bk_op_assess_result_release(struct bk_op_assess_result *res);
  */
 int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 		 struct bk_op_assess_result *res, struct bk_err *err);
+
+/*
+ * Whether this boot is a trial boot (the booted bank is `trying`): *ret. -ENOENT when the
+ * booted bank is not known. Reads only (the ExecCondition of bootbank-assess.service).
+ */
+int bk_op_assess_is_trial(struct bk_op_ctx *ctx, bool *ret, struct bk_err *err);
 
 /* The result as JSON (also what ROOT/run/bootbank/assess.json holds); NULL when out of memory. */
 struct json_object *bk_op_assess_result_to_json(const struct bk_op_assess_result *res);

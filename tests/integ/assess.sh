@@ -126,6 +126,17 @@ expect_exit 0 "assess: only a wanted check fails" bc assess
 check "marked good despite the wanted failure" grep -q 'marked good' <<<"$OUT"
 check "wanted failure shown" grep -q 'wanted 20-meh: FAILED' <<<"$OUT"
 
+# --- --is-trial (the unit's condition) and --fail-reason (its deadline) ---------------------
+trial
+expect_exit 0 "--is-trial on a trial boot" bc assess --is-trial
+: >"$order"
+expect_exit 1 "--fail-reason: the deadline expired" bc assess --fail-reason "boot did not complete in 600 s" --json
+check "--fail-reason runs no check" test ! -s "$order"
+check "--fail-reason marks the trial bank bad with that reason" \
+	test "$(json_field /dev/stdin 'd["reason"]' <<<"$OUT")" = "boot did not complete in 600 s"
+expect_state "B is bad after the deadline" "A=good:1:0:1 B=bad:2:0:1 floor=0 pin=none"
+expect_exit 1 "--is-trial on a bad bank: not a trial" bc assess --is-trial
+
 # --- no booted bank known --------------------------------------------------------------------
 rm -f "$root/run/bootbank/booted.json"
 expect_exit 4 "assess with no booted bank" bc assess
