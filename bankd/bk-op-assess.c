@@ -214,6 +214,19 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 	r = bk_op_lock(ctx, err);
 	if (r < 0)
 		return r;
+	/*
+	 * The boot state again, now under the lock: a deadline (--fail-reason) or an operator
+	 * that marked the bank meanwhile wins; a bank no longer trying is never marked here.
+	 */
+	if (res->trial) {
+		enum bk_bank_id bank;
+		enum bk_bank_state state;
+
+		r = booted_state(ctx, &bank, &state, err);
+		if (r < 0)
+			return r;
+		res->trial = state == BK_BANK_TRYING;
+	}
 	bk_op_task_init(&t, ctx, "assess", false);
 	bk_op_task_begin(&t, bk_bank_id_to_string(res->bank));
 	record_run(&t, "required", res->required, timeout_ms);
