@@ -96,6 +96,29 @@ static void record_run(struct bk_op_task *t, const char *kind, const struct bk_h
 	}
 }
 
+/*
+ * The conflicts of the /etc carry-forward the initramfs reported (run/bootbank/etc-conflicts,
+ * one path a line, docs/initramfs.md) as events of this task, once: the file is removed.
+ */
+static void record_etc_conflicts(struct bk_op_ctx *ctx, struct bk_op_task *t)
+{
+	_cleanup_close_ int dfd = -EBADF;
+	_cleanup_free_ char *buf = NULL;
+	char *line, *save = NULL;
+
+	dfd = bk_open_beneath(ctx->root_fd, BK_OP_RUN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+			      false);
+	if (dfd < 0 ||
+	    bk_read_file_at(dfd, BK_ASSESS_ETC_CONFLICTS, 1024 * 1024, &buf, NULL, NULL) < 0)
+		return;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		bk_op_task_step(t, "etc carry-forward", -EEXIST, "warning", bk_op_realtime_ns(), 0,
+				"%s: changed locally and by the new image; the local version is "
+				"kept",
+				line);
+	(void) unlinkat(dfd, BK_ASSESS_ETC_CONFLICTS, 0);
+}
+
 static int write_result(struct bk_op_ctx *ctx, const struct bk_op_assess_result *res,
 			struct bk_err *err)
 {
@@ -229,6 +252,7 @@ int bk_op_assess(struct bk_op_ctx *ctx, const struct bk_op_assess_options *o,
 	}
 	bk_op_task_init(&t, ctx, "assess", false);
 	bk_op_task_begin(&t, bk_bank_id_to_string(res->bank));
+	record_etc_conflicts(ctx, &t);
 	record_run(&t, "required", res->required, timeout_ms);
 	record_run(&t, "wanted", res->wanted, timeout_ms);
 	if (rr < 0 && rr != -EPROTO)

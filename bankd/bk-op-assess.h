@@ -34,7 +34,8 @@
 #define BK_ASSESS_REQUIRED_DIR	     BK_ASSESS_DIR "/required.d"
 #define BK_ASSESS_WANTED_DIR	     BK_ASSESS_DIR "/wanted.d"
 #define BK_ASSESS_TIMEOUT_MS_DEFAULT (90 * 1000)
-#define BK_ASSESS_FILE		     "assess.json" /* in ROOT/run/bootbank: the last result */
+#define BK_ASSESS_FILE		     "assess.json"   /* in ROOT/run/bootbank: the last result */
+#define BK_ASSESS_ETC_CONFLICTS	     "etc-conflicts" /* in ROOT/run/bootbank, from the initramfs */
 
 enum bk_assess_action {
 	BK_ASSESS_NONE,	       /* not a trial boot: reported only */

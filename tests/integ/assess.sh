@@ -137,6 +137,16 @@ check "--fail-reason marks the trial bank bad with that reason" \
 expect_state "B is bad after the deadline" "A=good:1:0:1 B=bad:2:0:1 floor=0 pin=none"
 expect_exit 1 "--is-trial on a bad bank: not a trial" bc assess --is-trial
 
+# --- the /etc carry-forward's conflicts (written by the initramfs) become events ---------------
+trial
+printf '/etc/foo.conf\n/etc/bar/baz\n' >"$root/run/bootbank/etc-conflicts"
+expect_exit 0 "assess with /etc conflicts reported" bc assess
+expect_exit 0 "events after the conflicts" bc events -n 40
+check "each conflict is an event" \
+	grep -qF '/etc/foo.conf: changed locally and by the new image; the local version is kept' <<<"$OUT"
+check "the second conflict too" grep -qF '/etc/bar/baz: changed locally' <<<"$OUT"
+check "the conflicts are recorded once (the file is consumed)" test ! -e "$root/run/bootbank/etc-conflicts"
+
 # --- no booted bank known --------------------------------------------------------------------
 rm -f "$root/run/bootbank/booted.json"
 expect_exit 4 "assess with no booted bank" bc assess
