@@ -147,6 +147,21 @@ check "each conflict is an event" \
 check "the second conflict too" grep -qF '/etc/bar/baz: changed locally' <<<"$OUT"
 check "the conflicts are recorded once (the file is consumed)" test ! -e "$root/run/bootbank/etc-conflicts"
 
+# --- status shows the assessment and where /etc and /var live --------------------------------
+check_file "$hd/wanted.d" 20-meh 'echo meh >&2; exit 1'
+trial
+expect_exit 0 "assess (a wanted check fails)" bc assess
+printf 'BANK=B\nDATA=ram\n' >"$root/run/bootbank/root.env"
+expect_exit 0 "status after the assessment" bc status
+check "status: the assessment and the failing wanted check" \
+	grep -qE '^  assessment     marked-good; 1 wanted check\(s\) failed: 20-meh$' <<<"$OUT"
+check "status: no data partition: RAM, and says so" \
+	grep -qF '  data           RAM: no data partition, /etc changes and /var are lost at shutdown' <<<"$OUT"
+expect_exit 0 "status --json" bc --json status
+check "status --json: data ram" grep -q '"data": "ram"' <<<"$OUT"
+check "status --json: assessment" grep -q '"wanted": "20-meh"' <<<"$OUT"
+rm "$root/run/bootbank/root.env"
+
 # --- no booted bank known --------------------------------------------------------------------
 rm -f "$root/run/bootbank/booted.json"
 expect_exit 4 "assess with no booted bank" bc assess
