@@ -28,7 +28,7 @@ fi
 
 H=$REPO/build/check-host
 CACHE=$H/cache
-STALL=${BK_HOST_STALL_TIMEOUT:-300}
+STALL=${BK_HOST_STALL_TIMEOUT:-600}
 CAP=${BK_HOST_TIMEOUT:-7200}
 SUITE=bookworm
 MIRROR=${BK_HOST_MIRROR:-http://deb.debian.org/debian}
@@ -299,5 +299,49 @@ r &= ok(b["banks"]["A"]["generation"] > b["banks"]["B"]["generation"], "disk: A 
 sys.exit(0 if r else 1)
 EOF
 drc=$?
+
+# --- 6: a corrupt payload: a clear message, a reboot, the loader falls back -------------------
+# On the host: 3.0.0 staged into B and activated with one try, then B's root.squashfs is
+# damaged behind bankctl's back (a bad disk). GRUB boots B (its one try), the initramfs finds
+# the SHA-256 wrong, says so and reboots; GRUB marks B bad (no tries left) and boots A.
+phase "6: corrupt payload"
+host_open
+B stage "$W/images/bkhost-3.0.0.bbi" >"$D/stage-6.log" 2>&1 || die "stage 3.0.0 (6) failed: $(tail -n2 "$D/stage-6.log")"
+B activate --tries 1 B >>"$D/stage-6.log" 2>&1 || die "activate B (6) failed"
+mount -t ext4 "${LOOP}p3" "$W/data" || die "cannot mount bank B"
+dd if=/dev/urandom of="$W/data/root.squashfs" bs=4096 seek=1000 count=4 conv=notrunc status=none
+umount "$W/data"
+host_close
+cat >"$W/script-6.json" <<EOF
+[
+ {"name": "6: GRUB boots B (primary, its last try)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "6: the initramfs says the payload is corrupt", "expect": "bootbank: BOOT FAILED: bank B: rootfs payload 'root.squashfs' is corrupt"},
+ {"name": "6: and reboots", "expect": "rebooting in 5 seconds so the loader can fall back"},
+ {"name": "6: GRUB falls back to A", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=fallback"},
+ {"name": "6: login", "expect": "$PROMPT"},
+ {"name": "6: status", "run": "cat /etc/bkhost-version; bankctl status"},
+ {"name": "6: poweroff", "send": "systemctl poweroff\\n"},
+ {"name": "6: VM off", "wait_exit": true}
+]
+EOF
+python3 "$REPO/tests/host/vm-host.py" --disk "$D/disk.img" --log "$D/console-6.log" \
+	--script "$W/script-6.json" --stall "$STALL" --timeout "$CAP" >"$D/result-6.json"
+v6=$?
+python3 - "$D/result-6.json" "$W/script-6.json" <<-'EOF'
+import json, re, sys
+res = json.load(open(sys.argv[1])); script = json.load(open(sys.argv[2]))
+done = {s["name"]: s for s in res["steps"]}
+bad = 0
+for s in script:
+    c = s["name"] in done and done[s["name"]].get("rc", 0) == 0
+    print(("ok - " if c else "not ok - ") + "step done: " + s["name"]); bad += not c
+o = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.get("6: status", {}).get("output", ""))
+c = o.startswith("2.0.1") and re.search(r"bank B +bad", o) is not None and "bank A (fallback" in o
+print(("ok - " if c else "not ok - ") + "6: A (2.0.1) runs after the fallback, B is bad"); bad += not c
+if res["error"]: print("not ok - the VM run: " + res["error"]); bad += 1
+print("# scenario 6: %.0f s, longest console silence %.0f s" % (res["seconds"], res["longest_silence"]))
+sys.exit(1 if bad else 0)
+EOF
+c6=$?
 phase "done"
-[ $vmrc -eq 0 ] && [ $crc -eq 0 ] && [ $drc -eq 0 ] && [ $_failed -eq 0 ]
+[ $vmrc -eq 0 ] && [ $crc -eq 0 ] && [ $drc -eq 0 ] && [ $v6 -eq 0 ] && [ $c6 -eq 0 ] && [ $_failed -eq 0 ]

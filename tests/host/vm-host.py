@@ -79,7 +79,7 @@ def main():
     p.add_argument("--disk", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--script", required=True)
-    p.add_argument("--stall", type=float, default=300)
+    p.add_argument("--stall", type=float, default=600)
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--memory", type=int, default=1024)
     a = p.parse_args()
@@ -159,9 +159,14 @@ def main():
                 type_text("%s; echo BKHOST-RC-%d=\"$?\"=END\n" % (st["run"], i))
                 from_ = pos
                 m = wait_for(r"%s=(\d+)=END" % marker)
-                out = text[from_:m.start()].decode("utf-8", "replace")
+                out = text[from_:m.start()]
+                # minus the shell's echo of the command line (up to its marker, as typed)
+                echo = out.rfind(('%s="$?"=END' % marker).encode())
+                if echo >= 0:
+                    out = out[echo:]
+                    out = out.split(b"\n", 1)[1] if b"\n" in out else b""
                 rec["rc"] = int(m.group(1))
-                rec["output"] = out.split("\n", 1)[1] if "\n" in out else ""  # minus the echo
+                rec["output"] = out.decode("utf-8", "replace")
             elif "key" in st:
                 wait_for(st["expect"])
                 qmp.cmd("send-key", keys=[{"type": "qcode", "data": st["key"]}],
