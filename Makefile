@@ -16,6 +16,9 @@ MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+# initramfs-tools reads only /usr/share/initramfs-tools (and /etc), whatever the PREFIX
+INITRAMFSDIR ?= /usr/share/initramfs-tools
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 VERSION := 0.1.0
@@ -123,6 +126,9 @@ demo: ensure-deps
 	@$(MAKE) --no-print-directory all
 	@BK_BUILD='$(O)' scripts/demo.sh
 
+HOST_UNITS = bootbank-assess.service bootbank-deadline.service bootbank-deadline.timer \
+	bootbank-rev-restore.service
+
 # --- install ------------------------------------------------------------------------------
 # The loader files go to DATADIR/bootbank; installers copy them onto the boot partition
 # (docs/grub.md, docs/uboot.md). The grub.d generator goes to SYSCONFDIR/grub.d.
@@ -147,12 +153,31 @@ install: all
 		>'$(DESTDIR)$(UNITDIR)/bankd.service'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/bankd.service'
 
+	@# a real host (docs/systemd.md, docs/initramfs.md): units, tmpfiles, the initramfs-tools
+	@# boot method, the health-check directories
+	install -d '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(TMPFILESDIR)' \
+		'$(DESTDIR)$(INITRAMFSDIR)/hooks' '$(DESTDIR)$(INITRAMFSDIR)/scripts' \
+		'$(DESTDIR)$(DATADIR)/bootbank/systemd' \
+		'$(DESTDIR)$(SYSCONFDIR)/bootbank/health.d/required.d' \
+		'$(DESTDIR)$(SYSCONFDIR)/bootbank/health.d/wanted.d'
+	for u in $(HOST_UNITS); do \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' data/systemd/$$u >'$(DESTDIR)$(UNITDIR)/'$$u && \
+		chmod 0644 '$(DESTDIR)$(UNITDIR)/'$$u || exit 1; \
+	done
+	install -m 0644 data/systemd/workload.conf.example '$(DESTDIR)$(DATADIR)/bootbank/systemd/'
+	install -m 0644 data/tmpfiles.d/bootbank.conf '$(DESTDIR)$(TMPFILESDIR)/bootbank.conf'
+	install -m 0755 data/initramfs-tools/hooks/bootbank '$(DESTDIR)$(INITRAMFSDIR)/hooks/bootbank'
+	install -m 0644 data/initramfs-tools/scripts/bootbank '$(DESTDIR)$(INITRAMFSDIR)/scripts/bootbank'
+
 uninstall:
 	rm -f '$(DESTDIR)$(SBINDIR)/bankctl' '$(DESTDIR)$(LIBDIR)/libbootbank.a' \
 		'$(DESTDIR)$(SYSCONFDIR)/grub.d/10_bootbank' '$(DESTDIR)$(SBINDIR)/bankd' \
 		'$(DESTDIR)$(DATADIR)/dbus-1/system.d/org.bootbank.Manager1.conf' \
 		'$(DESTDIR)$(DATADIR)/dbus-1/system-services/org.bootbank.Manager1.service' \
-		'$(DESTDIR)$(UNITDIR)/bankd.service'
+		'$(DESTDIR)$(UNITDIR)/bankd.service' \
+		'$(DESTDIR)$(TMPFILESDIR)/bootbank.conf' \
+		'$(DESTDIR)$(INITRAMFSDIR)/hooks/bootbank' '$(DESTDIR)$(INITRAMFSDIR)/scripts/bootbank'
+	for u in $(HOST_UNITS); do rm -f '$(DESTDIR)$(UNITDIR)/'$$u; done
 	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank' '$(DESTDIR)$(DATADIR)/bootbank'
 
 # --- Debian package (docs/packaging.md) ----------------------------------------------------

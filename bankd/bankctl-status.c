@@ -116,6 +116,16 @@ static void print_boot_text(struct bankctl *ctx, struct bk_op_status *v)
 		printf("  booted         unknown (no boot record, no bootbank.bank= from a loader)\n");
 	else
 		printf("  booted         unknown: %s\n", v->booted_err.msg);
+	if (v->data_where[0])
+		printf("  data           %s\n",
+		       strcmp(v->data_where, "ram") == 0 ?
+			       "RAM: no data partition, /etc changes and /var "
+			       "are lost at shutdown" :
+			       v->data_where);
+	if (v->has_assess)
+		printf("  assessment     %s%s%s; %" PRIu64 " wanted check(s) failed%s%s\n",
+		       v->assess_action, v->assess_reason[0] ? ": " : "", v->assess_reason,
+		       v->assess_wanted_failed, v->assess_wanted[0] ? ": " : "", v->assess_wanted);
 
 	if (next.reason == BK_REASON_NONE)
 		printf("  next boot      nothing: both banks are empty\n");

@@ -120,6 +120,7 @@ int bankctl_events(struct bankctl *ctx, int argc, char **argv);
 int bankctl_activate(struct bankctl *ctx, int argc, char **argv);
 int bankctl_explain_next_boot(struct bankctl *ctx, int argc, char **argv);
 int bankctl_boot(struct bankctl *ctx, int argc, char **argv);
+int bankctl_assess(struct bankctl *ctx, int argc, char **argv);
 int bankctl_mark_good(struct bankctl *ctx, int argc, char **argv);
 int bankctl_mark_bad(struct bankctl *ctx, int argc, char **argv);
 int bankctl_rollback(struct bankctl *ctx, int argc, char **argv);

@@ -14,6 +14,49 @@
 #include "bk-op.h"
 #include "bk-select.h"
 
+/* What the initramfs and the boot assessment left in run/bootbank (a host only). */
+static void load_run(struct bk_op_ctx *ctx, struct bk_op_status *v)
+{
+	_cleanup_(json_object_putp) struct json_object *a = NULL;
+	_cleanup_close_ int dfd = -EBADF;
+	_cleanup_free_ char *env = NULL, *js = NULL;
+	struct json_object *wanted = NULL;
+	const char *action = NULL, *reason = NULL;
+	size_t len = 0, pos = 0;
+	char *line, *save = NULL;
+
+	dfd = bk_open_beneath(ctx->root_fd, BK_OP_RUN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+			      false);
+	if (dfd < 0)
+		return;
+	if (bk_read_file_at(dfd, "root.env", 64 * 1024, &env, NULL, NULL) >= 0)
+		for (line = strtok_r(env, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			if (strncmp(line, "DATA=", 5) == 0)
+				(void) snprintf(v->data_where, sizeof(v->data_where), "%s",
+						line + 5);
+	if (bk_read_file_at(dfd, "assess.json", 4 * 1024 * 1024, &js, &len, NULL) < 0 ||
+	    bk_json_parse(js, len, &a, NULL) < 0 ||
+	    bk_json_get_string(a, "action", true, &action, NULL) < 0 ||
+	    bk_json_get_string(a, "reason", false, &reason, NULL) < 0 ||
+	    bk_json_get_u64(a, "wanted_failed", true, UINT64_MAX, &v->assess_wanted_failed, NULL) <
+		    0)
+		return;
+	v->has_assess = true;
+	(void) snprintf(v->assess_action, sizeof(v->assess_action), "%s", action);
+	(void) snprintf(v->assess_reason, sizeof(v->assess_reason), "%s", reason ? reason : "");
+	if (json_object_object_get_ex(a, "wanted", &wanted) &&
+	    json_object_is_type(wanted, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(wanted); i++) {
+			struct json_object *c = json_object_array_get_idx(wanted, i), *okv, *name;
+
+			if (json_object_object_get_ex(c, "ok", &okv) &&
+			    !json_object_get_boolean(okv) &&
+			    json_object_object_get_ex(c, "name", &name))
+				bk_op_listf(v->assess_wanted, sizeof(v->assess_wanted), &pos, "%s",
+					    json_object_get_string(name));
+		}
+}
+
 void bk_op_status_load(struct bk_op_ctx *ctx, struct bk_op_status *v)
 {
 	_cleanup_close_ int dfd = -EBADF;
@@ -27,6 +70,7 @@ void bk_op_status_load(struct bk_op_ctx *ctx, struct bk_op_status *v)
 	for (int i = 0; v->load_r >= 0 && i < _BK_BANK_MAX; i++)
 		if (bk_op_bank_content(ctx, (enum bk_bank_id) i, &v->content[i]) != 0)
 			v->content[i] = NULL;
+	load_run(ctx, v);
 
 	/* The maintenance flag and the last failed operation (read-only, no lock). */
 	dfd = bk_open_beneath(ctx->root_fd, BK_OP_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
@@ -150,8 +194,23 @@ struct json_object *bk_op_status_to_json(struct bk_op_ctx *ctx, struct bk_op_sta
 		    bk_json_add_string(cfg, "keyring", ctx->config.keyring) < 0 ||
 		    bk_json_add_string(cfg, "depot", ctx->config.depot) < 0)
 			return NULL;
-		if (add_boot_json(ctx, o, v) < 0 || add_state_json(o, v) < 0)
+		if (add_boot_json(ctx, o, v) < 0 || add_state_json(o, v) < 0 ||
+		    bk_op_json_add_nullable(o, "data", v->data_where[0] ? v->data_where : NULL) < 0)
 			return NULL;
+		if (v->has_assess) {
+			struct json_object *as = json_object_new_object();
+
+			if (bk_json_add(o, "assessment", as) < 0 ||
+			    bk_json_add_string(as, "action", v->assess_action) < 0 ||
+			    bk_op_json_add_nullable(as, "reason",
+						    v->assess_reason[0] ? v->assess_reason : NULL) <
+				    0 ||
+			    bk_json_add_u64(as, "wanted_failed", v->assess_wanted_failed) < 0 ||
+			    bk_json_add_string(as, "wanted", v->assess_wanted) < 0)
+				return NULL;
+		} else if (json_object_object_add(o, "assessment", NULL) < 0) {
+			return NULL;
+		}
 	} else if (json_object_object_add(o, "boot", NULL) < 0) {
 		return NULL;
 	}

@@ -29,6 +29,13 @@ struct bk_op_status {
 	struct bk_err maint_err;
 	int event_r; /* 1: the last failed event (last_error), 0: none */
 	struct bk_event last_error;
+	/* A host booted by the initramfs boot method (docs/initramfs.md), from run/bootbank: */
+	char data_where[16]; /* root.env DATA=: "partition" or "ram"; "" when not told */
+	bool has_assess;     /* assess.json: this boot's assessment (bk-op-assess.h) */
+	char assess_action[32];
+	char assess_reason[256];
+	uint64_t assess_wanted_failed;
+	char assess_wanted[256]; /* the failing wanted checks, "a; b" */
 };
 
 /* Read everything status shows (nothing when unconfigured). Never fails as a whole. */

@@ -27,6 +27,7 @@ static const char *const phase_names[_BK_HOOK_PHASE_MAX] = {
 	[BK_HOOK_SCAN] = "scan",
 	[BK_HOOK_APPLY] = "apply",
 	[BK_HOOK_REVERT] = "revert",
+	[BK_HOOK_HEALTH] = "health",
 };
 
 const char *bk_hook_phase_to_string(enum bk_hook_phase p)

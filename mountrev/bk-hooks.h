@@ -17,6 +17,8 @@
  * the switch, so it need not be frozen) with a stdout line "restart NAME"; every other stdout
  * line is a finding. apply runs after a switch-over, revert after a rollback;
  * they all run, and a failure there is reported but changes nothing.
+ * The health phase runs the boot assessment's checks (etc/bootbank/health.d/required.d and
+ * wanted.d, bankd/bk-op-assess.h) the same way: all run, in name order, each failure reported.
  * Entries that do not match NN-name ([0-9][0-9]-[A-Za-z0-9._-]+), are not regular files
  * (after following a symlink) or are not executable are skipped; a hook writable by group or
  * others refuses the whole run (-EPERM). Never logs.
@@ -38,6 +40,7 @@ enum bk_hook_phase {
 	BK_HOOK_SCAN,
 	BK_HOOK_APPLY,
 	BK_HOOK_REVERT,
+	BK_HOOK_HEALTH, /* boot assessment (bankd/bk-op-assess.h): like apply, every check runs */
 	_BK_HOOK_PHASE_MAX,
 	_BK_HOOK_PHASE_INVALID = -EINVAL,
 };

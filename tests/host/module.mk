@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# tests/host: make check-host, a real Debian 12 system with systemd booting from a bank in QEMU
+# (TCG, BIOS) and assessing its own boots (docs/check-host.md). Needs the check-boot packages
+# and mmdebstrap; the root filesystem is cached under build/check-host/cache.
+.PHONY: check-host check-host-run
+
+check-host: ensure-deps
+	@scripts/deps.sh ensure-boot
+	@command -v mmdebstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y mmdebstrap
+	@$(MAKE) --no-print-directory check-host-run
+
+check-host-run: $(PROGRAMS)
+	@BK_BUILD='$(O)' tests/host/run.sh

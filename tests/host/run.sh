@@ -1,0 +1,347 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# make check-host: a real Debian 12 system with systemd boots from a bootbank bank in QEMU
+# (TCG, BIOS, GRUB) and looks after itself (docs/check-host.md). The root filesystem comes from
+# mmdebstrap (cached under build/check-host/cache, keyed by the package list), this build is
+# installed into it with `make install DESTDIR=`, and it is packed as the squashfs rootfs
+# payload of signed images 1.0.0, 2.0.0 and 3.0.0 (3.0.0 carries a failing required health
+# check); the Debian kernel and an initramfs made by initramfs-tools with bootbank's boot
+# method are payloads beside it. One VM, driven through its serial console across its own
+# reboots (tests/host/vm-host.py), runs the scenarios:
+#   1 first-boot   1.0.0 activated in bank A on the host: A's trial boot, assessed, marked good
+#   2 update       stage 2.0.0 inside the VM (--activate), reboot: B's trial boot, marked good,
+#                  A keeps 1.0.0
+#   4 rollback     the rollback key at GRUB: A (1.0.0) boots, reason rollback; roll-forward
+#                  inside the VM, reboot: B again
+#   3 bad-update   stage 3.0.0 (into A), reboot: its required check fails, A is marked bad
+#                  with that reason, the VM reboots by itself into B (fallback)
+# then the disk's boot state is read on the host.
+set -u
+export BK_BOOT_DIR=${BK_HOST_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build/check-host/work}
+. "$(dirname "$0")/../boot/lib.sh"
+
+if [ -z "${BK_HOST_UNSHARED:-}" ]; then
+	[ "$(id -u)" -eq 0 ] || die "needs root (loop devices, mounts, chroot)"
+	export BK_HOST_UNSHARED=1
+	exec unshare -m --propagation private "$0" "$@"
+fi
+
+H=$REPO/build/check-host
+CACHE=$H/cache
+STALL=${BK_HOST_STALL_TIMEOUT:-600}
+CAP=${BK_HOST_TIMEOUT:-7200}
+SUITE=bookworm
+MIRROR=${BK_HOST_MIRROR:-http://deb.debian.org/debian}
+PACKAGES="systemd-sysv udev initramfs-tools busybox linux-image-amd64 util-linux mount libmount1
+libblkid1 libfdisk1 libssl3 libjson-c5 libinih1 libubootenv0.1 e2fsprogs"
+MMDEB_OPTS="--variant=minbase --dpkgopt=path-exclude=/usr/share/doc/* --dpkgopt=path-exclude=/usr/share/man/* --dpkgopt=path-exclude=/usr/share/locale/*"
+# the modules the initramfs needs besides what bootbank's hook adds (ext4 squashfs erofs
+# overlay loop): the virtio disk
+INITRAMFS_MODULES="virtio_pci virtio_blk"
+trap cleanup EXIT
+rm -rf "$W"
+mkdir -p "$W" "$CACHE" "$W/images"
+T0=$(date +%s)
+phase() { echo "# $(($(date +%s) - T0)) s: $*"; }
+
+# --- the root filesystem (cached) ---------------------------------------------------------
+KEY=$(printf '%s\n' "$SUITE" "$MIRROR" "$MMDEB_OPTS" $PACKAGES | sha256sum | cut -c1-16)
+ROOT_TAR=$CACHE/root-$KEY.tar
+if [ ! -s "$ROOT_TAR" ]; then
+	phase "mmdebstrap $SUITE (cache $ROOT_TAR)"
+	# shellcheck disable=SC2086
+	nice mmdebstrap $MMDEB_OPTS --include="$(echo $PACKAGES | tr ' ' ,)" "$SUITE" \
+		"$ROOT_TAR.tmp" "$MIRROR" >"$H/mmdebstrap.log" 2>&1 ||
+		die "mmdebstrap failed: $(tail -n3 "$H/mmdebstrap.log")"
+	mv "$ROOT_TAR.tmp" "$ROOT_TAR"
+fi
+R=$W/root
+mkdir -p "$R"
+phase "unpack the root"
+tar -C "$R" -xf "$ROOT_TAR" || die "cannot unpack $ROOT_TAR"
+KVER=$(ls "$R/lib/modules" | head -n1)
+[ -n "$KVER" ] && [ -f "$R/boot/vmlinuz-$KVER" ] || die "no kernel in the root"
+
+# --- this build into it -------------------------------------------------------------------
+phase "make install DESTDIR=root"
+make -C "$REPO" --no-print-directory install DESTDIR="$R" PREFIX=/usr O="${BK_BUILD:-build/cc}" \
+	>"$W/install.log" 2>&1 || die "make install failed: $(tail -n3 "$W/install.log")"
+for f in /usr/sbin/bankctl /usr/lib/systemd/system/bootbank-assess.service \
+	/usr/lib/systemd/system/bootbank-deadline.timer /usr/lib/systemd/system/bootbank-deadline.service \
+	/usr/lib/systemd/system/bootbank-rev-restore.service /usr/lib/tmpfiles.d/bootbank.conf \
+	/usr/share/initramfs-tools/hooks/bootbank /usr/share/initramfs-tools/scripts/bootbank; do
+	check "make install DESTDIR= installs $f" test -f "$R$f"
+done
+for d in /etc/bootbank/health.d/required.d /etc/bootbank/health.d/wanted.d; do
+	check "make install DESTDIR= makes $d" test -d "$R$d"
+done
+
+# The host's configuration, as an installer writes it (docs/install.md).
+pki_prepare
+echo bkhost >"$R/etc/hostname"
+printf '127.0.1.1 bkhost\n' >>"$R/etc/hosts"
+printf 'LABEL=bootbank_boot /boot ext4 defaults 0 2\n' >"$R/etc/fstab"
+printf '[system]\ncompatible = %s\nbootloader = grub\n' "$COMPATIBLE" >"$R/etc/bootbank/system.conf"
+cp "$W/pki/keyring.pem" "$R/etc/bootbank/keyring.pem"
+: >"$R/etc/machine-id"
+chroot "$R" passwd -qd root >/dev/null 2>&1 # the emergency shell lets a person look
+mkdir -p "$R/etc/systemd/system/serial-getty@ttyS0.service.d"
+cat >"$R/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<-'EOF'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I linux
+EOF
+# the check every image carries: the system came up (the assessment runs after multi-user)
+cat >"$R/etc/bootbank/health.d/required.d/10-booted" <<-'EOF'
+#!/bin/sh
+# check-host: the booted bank is what the initramfs mounted as /
+. /run/bootbank/root.env || exit 1
+grep -q "bootbank.bank=$BANK" /proc/cmdline || { echo "mounted bank $BANK is not the booted one" >&2; exit 1; }
+echo "root $PAYLOAD from bank $BANK, data in $DATA"
+EOF
+chmod 0755 "$R/etc/bootbank/health.d/required.d/10-booted"
+# a workload that is a systemd unit (scenario 5): it reads the revision in service at its view
+# every second; its drop-in is bootbank's example with that view
+mkdir -p "$R/opt/bkhost-app" "$R/etc/systemd/system/bkhost-app.service.d"
+cat >"$R/etc/systemd/system/bkhost-app.service" <<-'EOF'
+[Unit]
+Description=check-host workload (reads /opt/bkhost-app/version)
+[Service]
+ExecStart=/bin/sh -c 'while :; do cat /opt/bkhost-app/version >/run/bkhost-app.seen.new 2>&1; mv /run/bkhost-app.seen.new /run/bkhost-app.seen; sleep 1; done'
+[Install]
+WantedBy=multi-user.target
+EOF
+sed 's|/opt/acme|/opt/bkhost-app|' "$R/usr/share/bootbank/systemd/workload.conf.example" \
+	>"$R/etc/systemd/system/bkhost-app.service.d/bootbank.conf"
+systemctl --root="$R" enable bkhost-app.service >/dev/null 2>&1 || die "cannot enable bkhost-app"
+systemctl --root="$R" enable bootbank-assess.service bootbank-deadline.timer \
+	bootbank-rev-restore.service >"$W/enable.log" 2>&1 ||
+	die "systemctl enable failed: $(tail -n2 "$W/enable.log")"
+# units that only slow a test VM down or cannot work in it
+systemctl --root="$R" mask systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer \
+	e2scrub_all.timer fstrim.timer systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+
+# --- the initramfs: initramfs-tools with bootbank's boot method, only the modules needed -----
+phase "mkinitramfs $KVER"
+printf '%s\n' $INITRAMFS_MODULES >"$R/etc/initramfs-tools/modules"
+sed -i 's/^MODULES=.*/MODULES=list/; s/^COMPRESS=.*/COMPRESS=zstd/' \
+	"$R/etc/initramfs-tools/initramfs.conf"
+mount -t proc proc "$R/proc"
+chroot "$R" mkinitramfs -o /tmp/initrd.img "$KVER" >"$W/mkinitramfs.log" 2>&1
+rc=$?
+umount "$R/proc"
+[ $rc -eq 0 ] || die "mkinitramfs failed: $(tail -n3 "$W/mkinitramfs.log")"
+mv "$R/tmp/initrd.img" "$W/initrd.img"
+cp "$R/boot/vmlinuz-$KVER" "$W/vmlinuz"
+check "the initramfs has bootbank's boot method" \
+	bash -c "cp '$W/initrd.img' '$R/tmp/' && chroot '$R' unmkinitramfs /tmp/initrd.img /tmp/x && test -f '$R/tmp/x/scripts/bootbank' && test -x '$R/tmp/x/sbin/blkid'"
+rm -rf "$R/tmp/x" "$R/tmp/initrd.img"
+echo "# initramfs $(du -h "$W/initrd.img" | cut -f1), kernel $(du -h "$W/vmlinuz" | cut -f1)"
+
+# --- the images ----------------------------------------------------------------------------
+# image VERSION: the root as it is now, versioned, as a squashfs without the kernel and its
+# modules (they are in the initramfs and beside it)
+image() {
+	local ver=$1 from=${2:-} lp="" d=$W/images/src-$1
+	mkdir -p "$d/app"
+	printf 'PRETTY_NAME="bkhost %s"\nNAME=bkhost\nVERSION=%s\nID=debian\n' "$ver" "$ver" \
+		>"$R/etc/os-release"
+	echo "$ver" >"$R/etc/bkhost-version"
+	echo "$ver" >"$R/etc/bkhost-conflict"
+	echo "$ver" >"$d/app/version"
+	# the directories stay (mount points), their content does not
+	nice mksquashfs "$R" "$d/root.squashfs" -quiet -noappend -comp zstd -Xcompression-level 3 \
+		-wildcards -e 'usr/lib/modules/*' 'boot/*' 'tmp/*' 'proc/*' >/dev/null 2>&1 ||
+		die "mksquashfs $ver failed"
+	mksquashfs "$d/app" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null 2>&1 ||
+		die "mksquashfs app $ver failed"
+	cp "$W/vmlinuz" "$d/vmlinuz"
+	cp "$W/initrd.img" "$d/initrd.img"
+	[ -z "$from" ] || lp="\"live_patch\": { \"from\": [ \"$from\" ] },"
+	cat >"$d/spec.json" <<-EOF
+	{ "name": "bkhost", "version": "$ver", "build": "check-host", "compatible": "$COMPATIBLE",
+	  "security_epoch": 1, $lp "payloads": [
+	    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
+	    { "name": "initrd.img", "type": "initrd", "source": "initrd.img" },
+	    { "name": "root.squashfs", "type": "rootfs", "source": "root.squashfs" },
+	    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
+	      "live": true, "mountpoint": "/opt/bkhost-app" } ] }
+	EOF
+	"$BANKCTL" image build "$d/spec.json" -o "$W/images/bkhost-$ver.bbi" \
+		--key "$W/pki/signer.key" --cert "$W/pki/signer.crt" \
+		--intermediate "$W/pki/intermediate.crt" >/dev/null || die "image build $ver failed"
+	echo "# image $ver: root.squashfs $(du -h "$d/root.squashfs" | cut -f1)"
+	rm -rf "$d"
+}
+phase "images"
+image 1.0.0
+image 2.0.0
+image 2.0.1 2.0.0
+cat >"$R/etc/bootbank/health.d/required.d/50-v3-broken" <<-'EOF'
+#!/bin/sh
+echo "check-host: 3.0.0 is broken on purpose" >&2
+exit 1
+EOF
+chmod 0755 "$R/etc/bootbank/health.d/required.d/50-v3-broken"
+image 3.0.0
+
+# --- the disk ------------------------------------------------------------------------------
+phase "disk"
+FW=bios
+D=$W/bios
+mkdir -p "$D/root/etc/bootbank" "$D/root/boot"
+cp "$W/pki/keyring.pem" "$D/root/etc/bootbank/keyring.pem"
+printf '[system]\ncompatible = %s\nbootloader = grub\n' "$COMPATIBLE" >"$D/root/etc/bootbank/system.conf"
+truncate -s 1600M "$D/disk.img"
+B disk init "$D/disk.img" --boot-size 48M --bank-size 320M --data-size 640M --bios-boot \
+	--esp-size 16M >"$D/disk-init.log" 2>&1 || die "disk init failed: $(tail -n1 "$D/disk-init.log")"
+host_open
+install_grub_files
+cat >"$D/root/boot/bootbank/local.cfg" <<-'EOF'
+# check-host: the bootbank boot method, the kernel's console on the serial port
+set bootbank_cmdline="boot=bootbank console=ttyS0,115200 panic=30 systemd.show_status=1"
+set bootbank_timeout=3
+EOF
+install_grub_bios
+# 1.0.0 into A, activated: the first boot is A's trial boot
+B stage "$W/images/bkhost-1.0.0.bbi" --activate >"$D/stage.log" 2>&1 ||
+	die "stage 1.0.0 failed: $(tail -n2 "$D/stage.log")"
+B status >"$D/status-0.txt"
+# 2.0.0 and 3.0.0 on the data partition, for the VM to stage
+mkdir -p "$W/data"
+mount -t ext4 "${LOOP}p4" "$W/data" || die "cannot mount the data partition"
+mkdir -p "$W/data/bkhost"
+cp "$W/images/bkhost-2.0.0.bbi" "$W/images/bkhost-2.0.1.bbi" "$W/images/bkhost-3.0.0.bbi" \
+	"$W/data/bkhost/"
+umount "$W/data"
+host_close
+phase "boot"
+
+# --- the VM ----------------------------------------------------------------------------------
+PROMPT='root@bkhost:[^\n]*# '
+# status_of BANK: "bankctl status" line pattern helper is done on the host afterwards
+cat >"$W/script.json" <<EOF
+[
+ {"name": "1: GRUB boots A (primary)", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=primary"},
+ {"name": "1: initramfs mounts A's root", "expect": "bootbank: bank A \\\\(primary\\\\): root root.squashfs from (/dev/\\\\S+), data in (\\\\w+)"},
+ {"name": "1: login", "expect": "$PROMPT"},
+ {"name": "1: assessment done", "run": "systemctl is-system-running --wait >/dev/null; systemctl show -p ActiveState,Result bootbank-assess.service; cat /run/bootbank/assess.json; echo"},
+ {"name": "1: status", "run": "bankctl status"},
+ {"name": "1: root is read-only, /etc writable", "run": "touch /usr/x 2>/dev/null && echo ROOT-RW || echo ROOT-RO; echo keep-me >/etc/bkhost-local && echo local >/etc/bkhost-conflict && echo ETC-RW; findmnt -no FSTYPE /; findmnt -no FSTYPE /etc"},
+ {"name": "2: stage 2.0.0 --activate", "run": "bankctl stage /run/bootbank/data/bkhost/bkhost-2.0.0.bbi --activate"},
+ {"name": "2: reboot", "send": "systemctl reboot\\n"},
+ {"name": "2: GRUB boots B (primary)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "2: /etc carried forward from A", "expect": "bootbank: bank B: new image, /etc changes carried forward from bank A"},
+ {"name": "2: the conflict is reported", "expect": "bootbank: /etc/bkhost-conflict: changed here and in the new image: the local version is kept"},
+ {"name": "2: initramfs mounts B's root", "expect": "bootbank: bank B \\\\(primary\\\\): root root.squashfs"},
+ {"name": "2: login", "expect": "$PROMPT"},
+ {"name": "2: assessment done", "run": "systemctl is-system-running --wait >/dev/null; systemctl show -p ActiveState,Result bootbank-assess.service; cat /run/bootbank/assess.json; echo; cat /etc/bkhost-version"},
+ {"name": "2: status", "run": "bankctl status"},
+ {"name": "2: /etc carried forward", "run": "cat /etc/bkhost-local /etc/bkhost-conflict; bankctl events -n 30 | grep -a 'etc carry-forward'"},
+ {"name": "4: reboot for the rollback key", "send": "systemctl reboot\\n"},
+ {"name": "4: rollback key at GRUB", "key": "r", "expect": "Roll back to bank"},
+ {"name": "4: GRUB boots A (rollback)", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=rollback"},
+ {"name": "4: initramfs mounts A's root", "expect": "bootbank: bank A \\\\(rollback\\\\): root root.squashfs"},
+ {"name": "4: login", "expect": "$PROMPT"},
+ {"name": "4: version and status", "run": "systemctl is-system-running --wait >/dev/null; cat /etc/bkhost-version; bankctl status; systemctl show -p ActiveState bootbank-assess.service"},
+ {"name": "4: roll-forward", "run": "bankctl roll-forward"},
+ {"name": "4: reboot", "send": "systemctl reboot\\n"},
+ {"name": "4: GRUB boots B (primary) again", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "4: login", "expect": "$PROMPT"},
+ {"name": "4: version after roll-forward", "run": "cat /etc/bkhost-version; cat /proc/cmdline"},
+ {"name": "3: stage 3.0.0 --activate", "run": "bankctl stage /run/bootbank/data/bkhost/bkhost-3.0.0.bbi --activate"},
+ {"name": "3: reboot", "send": "systemctl reboot\\n"},
+ {"name": "3: GRUB boots A (primary)", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=primary"},
+ {"name": "3: initramfs mounts A's root", "expect": "bootbank: bank A \\\\(primary\\\\): root root.squashfs"},
+ {"name": "3: assess marks A bad", "expect": "bank A \\\\(trying, trial boot\\\\): marked bad"},
+ {"name": "3: the VM reboots by itself, GRUB falls back to B", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=fallback"},
+ {"name": "3: initramfs mounts B's root (fallback)", "expect": "bootbank: bank B \\\\(fallback\\\\): root root.squashfs"},
+ {"name": "3: login", "expect": "$PROMPT"},
+ {"name": "3: status", "run": "cat /proc/cmdline; cat /etc/bkhost-version; bankctl status"},
+ {"name": "3: /etc layers", "run": "cat /etc/bkhost-local 2>&1; ls /run/bootbank/data/etc"},
+ {"name": "5: the workload runs 2.0.0", "run": "bankctl workload add app --unit bkhost-app.service --view /opt/bkhost-app && sleep 2 && cat /run/bkhost-app.seen && systemctl show -p MainPID --value bkhost-app.service"},
+ {"name": "5: livepatch apply 2.0.1", "run": "bankctl livepatch apply /run/bootbank/data/bkhost/bkhost-2.0.1.bbi"},
+ {"name": "5: the workload sees 2.0.1, same pid", "run": "sleep 3; cat /run/bkhost-app.seen; systemctl show -p MainPID --value bkhost-app.service; bankctl status"},
+ {"name": "5: reboot", "send": "systemctl reboot\\n"},
+ {"name": "5: GRUB boots A (primary), the patched bank", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=primary"},
+ {"name": "5: login", "expect": "$PROMPT"},
+ {"name": "5: after the reboot", "run": "systemctl is-system-running --wait >/dev/null; cat /etc/bkhost-version; cat /run/bkhost-app.seen; readlink /run/bootbank/current; cat /run/bootbank/assess.json; echo"},
+ {"name": "end: poweroff", "send": "systemctl poweroff\\n"},
+ {"name": "end: VM off", "wait_exit": true}
+]
+EOF
+python3 "$REPO/tests/host/vm-host.py" --disk "$D/disk.img" --log "$D/console.log" \
+	--script "$W/script.json" --stall "$STALL" --timeout "$CAP" >"$D/result.json"
+vmrc=$?
+phase "VM done (rc $vmrc)"
+python3 "$REPO/tests/host/check.py" "$D/result.json" "$W/script.json"
+crc=$?
+
+# --- the disk afterwards ---------------------------------------------------------------------
+host_open
+B --json status >"$D/status-end.json" 2>&1
+mount -t ext4 -o ro "${LOOP}p4" "$W/data" || die "cannot mount the data partition"
+cp "$W/data/var/lib/bootbank/events.jsonl" "$D/events-end.jsonl"
+umount "$W/data"
+host_close
+# the grub backend keeps no bad reason (grubenv); the events on the data partition do
+check "disk: the VM's events record why A was marked bad" \
+	grep -q "health check '50-v3-broken' failed" "$D/events-end.jsonl"
+python3 - "$D/status-end.json" <<-'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+b = d["boot"]
+def ok(c, m): print(("ok - " if c else "not ok - ") + m); return c
+r = True
+r &= ok(b["banks"]["A"]["state"] == "good", "disk: bank A (2.0.1, the live patch) is good")
+r &= ok(b["banks"]["B"]["state"] == "good", "disk: bank B (2.0.0) is good")
+r &= ok(b["banks"]["A"]["generation"] > b["banks"]["B"]["generation"], "disk: A boots next")
+sys.exit(0 if r else 1)
+EOF
+drc=$?
+
+# --- 6: a corrupt payload: a clear message, a reboot, the loader falls back -------------------
+# On the host: 3.0.0 staged into B and activated with one try, then B's root.squashfs is
+# damaged behind bankctl's back (a bad disk). GRUB boots B (its one try), the initramfs finds
+# the SHA-256 wrong, says so and reboots; GRUB marks B bad (no tries left) and boots A.
+phase "6: corrupt payload"
+host_open
+B stage "$W/images/bkhost-3.0.0.bbi" >"$D/stage-6.log" 2>&1 || die "stage 3.0.0 (6) failed: $(tail -n2 "$D/stage-6.log")"
+B activate --tries 1 B >>"$D/stage-6.log" 2>&1 || die "activate B (6) failed"
+mount -t ext4 "${LOOP}p3" "$W/data" || die "cannot mount bank B"
+dd if=/dev/urandom of="$W/data/root.squashfs" bs=4096 seek=1000 count=4 conv=notrunc status=none
+umount "$W/data"
+host_close
+cat >"$W/script-6.json" <<EOF
+[
+ {"name": "6: GRUB boots B (primary, its last try)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "6: the initramfs says the payload is corrupt", "expect": "bootbank: BOOT FAILED: bank B: rootfs payload 'root.squashfs' is corrupt"},
+ {"name": "6: and reboots", "expect": "rebooting in 5 seconds so the loader can fall back"},
+ {"name": "6: GRUB falls back to A", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=fallback"},
+ {"name": "6: login", "expect": "$PROMPT"},
+ {"name": "6: status", "run": "cat /etc/bkhost-version; bankctl status"},
+ {"name": "6: poweroff", "send": "systemctl poweroff\\n"},
+ {"name": "6: VM off", "wait_exit": true}
+]
+EOF
+python3 "$REPO/tests/host/vm-host.py" --disk "$D/disk.img" --log "$D/console-6.log" \
+	--script "$W/script-6.json" --stall "$STALL" --timeout "$CAP" >"$D/result-6.json"
+v6=$?
+python3 - "$D/result-6.json" "$W/script-6.json" <<-'EOF'
+import json, re, sys
+res = json.load(open(sys.argv[1])); script = json.load(open(sys.argv[2]))
+done = {s["name"]: s for s in res["steps"]}
+bad = 0
+for s in script:
+    c = s["name"] in done and done[s["name"]].get("rc", 0) == 0
+    print(("ok - " if c else "not ok - ") + "step done: " + s["name"]); bad += not c
+o = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.get("6: status", {}).get("output", ""))
+c = o.startswith("2.0.1") and re.search(r"bank B +bad", o) is not None and "bank A (fallback" in o
+print(("ok - " if c else "not ok - ") + "6: A (2.0.1) runs after the fallback, B is bad"); bad += not c
+if res["error"]: print("not ok - the VM run: " + res["error"]); bad += 1
+print("# scenario 6: %.0f s, longest console silence %.0f s" % (res["seconds"], res["longest_silence"]))
+sys.exit(1 if bad else 0)
+EOF
+c6=$?
+phase "done"
+[ $vmrc -eq 0 ] && [ $crc -eq 0 ] && [ $drc -eq 0 ] && [ $v6 -eq 0 ] && [ $c6 -eq 0 ] && [ $_failed -eq 0 ]
