@@ -12,7 +12,6 @@
 
 enum { OPT_TIMEOUT = 0x100, OPT_NO_REBOOT, OPT_IS_TRIAL, OPT_FAIL_REASON };
 
-
 static void print_checks(const char *kind, const struct bk_hook_run *run)
 {
 	for (size_t i = 0; run && i < run->n_results; i++) {
