@@ -30,48 +30,9 @@ import sys
 import tempfile
 import time
 
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>78c]")
-
-
-class Qmp:
-    def __init__(self, path, proc):
-        self.sock = None
-        end = time.monotonic() + 30
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(path)
-                self.sock = s
-                break
-            except OSError:
-                s.close()
-                time.sleep(0.05)
-        if self.sock is None:
-            raise RuntimeError("cannot connect to QMP")
-        self.buf = b""
-        self._read()
-        self.cmd("qmp_capabilities")
-
-    def _read(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise RuntimeError("QMP closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            r = self._read()
-            if "return" in r:
-                return r["return"]
-            if "error" in r:
-                raise RuntimeError("QMP %s: %s" % (name, r["error"].get("desc")))
+# The QMP client and the escape-sequence pattern of check-boot's driver (one copy).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "boot"))
+from vm import ANSI, Qmp  # noqa: E402
 
 
 def main():
@@ -150,7 +111,7 @@ def main():
         proc.stdin.flush()
 
     try:
-        qmp = Qmp(qmp_path, proc)
+        qmp = Qmp(qmp_path, time.monotonic() + 30, proc)
         for i, st in enumerate(steps):
             rec = {"name": st.get("name", "step %d" % i), "start": round(time.monotonic() - start, 1)}
             if "run" in st:
