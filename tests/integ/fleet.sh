@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Fleet remediation with Ansible (docs/fleet.md): four managed hosts, each an sshd in a network
-# namespace of its own (veth to the root namespace, 10.251.N.0/30) with its own sandbox root,
+# namespace of its own (veth to the root namespace, 10.X.N.0/30) with its own sandbox root,
 # loop disk and running workloads; the control node (this namespace) runs ansible-playbook
 # with the bootbank.fleet collection over SSH. Scenarios: --check changes nothing (sandbox
 # roots and disks hashed); a live-patch rollout (every host compliant, workloads keep their
@@ -25,6 +25,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 tag=bkfleet$$
 cg=$CGROOT/$tag
 NHOSTS=4
+net=10.$((20 + $$ % 200)) # 10.X.N.0/30 for host N: two runs at once do not collide
 pids=()
 hosts=()
 mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
@@ -101,16 +102,16 @@ node() { # N WORKLOADS
 		"$BANKCTL" --root "$root" mark-good >/dev/null &&
 		"$BANKCTL" --root "$root" rev restore >/dev/null || return 1
 	for w in $(seq 1 "$2"); do start_reader "$n" "app$w" || return 1; done
-	# the network: a veth pair, 10.251.N.1 here, 10.251.N.2 in the host's namespace
+	# the network: a veth pair, $net.N.1 here, $net.N.2 in the host's namespace
 	ip netns add "$tag-n$n" || return 1
 	ip link add "${tag}h$n" type veth peer name eth0 netns "$tag-n$n" || return 1
-	ip addr add "10.251.$n.1/30" dev "${tag}h$n" && ip link set "${tag}h$n" up || return 1
-	ip -n "$tag-n$n" addr add "10.251.$n.2/30" dev eth0 && ip -n "$tag-n$n" link set eth0 up &&
+	ip addr add "$net.$n.1/30" dev "${tag}h$n" && ip link set "${tag}h$n" up || return 1
+	ip -n "$tag-n$n" addr add "$net.$n.2/30" dev eth0 && ip -n "$tag-n$n" link set eth0 up &&
 		ip -n "$tag-n$n" link set lo up || return 1
 	ssh-keygen -q -t ed25519 -N '' -f "$h/ssh/host_key" || return 1
 	cp "$T/id_control.pub" "$h/ssh/authorized_keys"
 	cat >"$h/ssh/sshd_config" <<EOF2
-ListenAddress 10.251.$n.2
+ListenAddress $net.$n.2
 Port 22
 HostKey $h/ssh/host_key
 PidFile $h/ssh/sshd.pid
@@ -133,7 +134,7 @@ node 1 1 && node 2 1 && node 3 2 && node 4 3 || bk_skip "cannot set up the manag
 for n in $(seq 1 $NHOSTS); do
 	for _ in $(seq 1 50); do
 		ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-			-o BatchMode=yes -o ConnectTimeout=2 "root@10.251.$n.2" true && break
+			-o BatchMode=yes -o ConnectTimeout=2 "root@$net.$n.2" true && break
 		sleep 0.2
 	done
 done
@@ -142,7 +143,7 @@ ok "4 managed hosts set up in $(python3 -c "import sys; print('%.1f' % (float(sy
 mkdir -p "$T/ctl"
 cat >"$T/ctl/inventory.ini" <<EOF2
 [bootbank]
-$(for n in 4 3 1 2; do echo "node$n ansible_host=10.251.$n.2 bootbank_root=$T/node$n/root"; done)
+$(for n in 4 3 1 2; do echo "node$n ansible_host=$net.$n.2 bootbank_root=$T/node$n/root"; done)
 
 [bootbank:vars]
 ansible_user=root
@@ -162,6 +163,9 @@ export ANSIBLE_LOCAL_TEMP=$T/ctl/tmp ANSIBLE_REMOTE_TEMP=$T/ctl/rtmp ANSIBLE_PIP
 export ANSIBLE_SSH_CONTROL_PATH_DIR=$T/ctl/cp ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_HOST_KEY_CHECKING=0 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_DEPRECATION_WARNINGS=0
 export ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0
+for m in facts depot desired remediate assess; do
+	check "ansible-doc renders bootbank.fleet.bootbank_$m" bash -c "ansible-doc bootbank.fleet.bootbank_$m 2>&1 | grep -q '^> BOOTBANK.FLEET.BOOTBANK_${m^^}'"
+done
 PB=$repo/fleet/ansible/ansible_collections/bootbank/fleet/playbooks/remediate-cluster.yml
 # play RUN VERSION [ARGS...]: ansible-playbook, its output in $T/ctl/RUN.log, the report in
 # $T/ctl/RUN.report; $RC its exit code, $SECS its time
