@@ -5,6 +5,7 @@
 #   make check            unit + integration tests (installs missing dependencies as root)
 #   make demo             the A/B cycle on a loop-backed disk image under build/
 #   make deps             install every build and test dependency with apt (root)
+#   make check-fleet      only the Ansible fleet test (docs/fleet.md; also in make check)
 #   make deb              the Debian package into build/deb (make check-deb: install, use, purge)
 #   knobs: SANITIZE=address,undefined  WERROR=1  V=1  CC=clang  O=builddir  DESTDIR= PREFIX=
 
@@ -77,7 +78,7 @@ UNIT_TESTS :=
 CLEAN_FILES :=
 
 .PHONY: all check check-run demo deps ensure-deps install uninstall clean format format-check \
-	analyze hdrcheck asan tests bench fuzz deb check-deb
+	analyze hdrcheck asan tests bench fuzz deb check-deb check-fleet
 .DEFAULT_GOAL := all
 
 include $(sort $(wildcard */module.mk */*/module.mk))
@@ -118,6 +119,10 @@ check: ensure-deps
 
 check-run: tests
 	@BK_BUILD='$(O)' tests/run-tests.sh
+
+# The fleet layer alone (docs/fleet.md): also part of make check.
+check-fleet: ensure-deps tests
+	@BK_BUILD='$(O)' tests/run-tests.sh integ/fleet
 
 asan:
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined check

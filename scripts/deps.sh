@@ -33,7 +33,8 @@ libcmocka-dev dbus python3-dbus python3-gi
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time
 grub-common grub-emu
 libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace
-scdoc man-db bash-completion"
+scdoc man-db bash-completion
+ansible-core openssh-server openssh-client iproute2"
 
 # make check-boot only. The Debian kernel it boots is fetched with `apt-get download`
 # into build/check-boot (never installed on the host).

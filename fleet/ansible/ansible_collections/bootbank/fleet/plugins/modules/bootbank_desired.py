@@ -1,0 +1,101 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: bootbank_desired
+short_description: Set the desired image and live-patch mode of a bootbank host
+description:
+  - Makes an image of the host's depot its desired image (C(bankctl desired set)), or forgets
+    it (C(state=absent), C(bankctl desired clear)).
+  - Idempotent; reports C(changed) only when the desired image or mode differs. In check mode
+    it compares and reports, and writes nothing.
+version_added: "0.1.0"
+author: bootbank developers
+options:
+  name:
+    description: Image name (the bundle's C(name)). Required with C(state=present).
+    type: str
+  version:
+    description: Image version. Required with C(state=present).
+    type: str
+  live_patch_mode:
+    description: How remediation may use the live path.
+    type: str
+    choices: [disable, auto, enforce]
+    default: auto
+  state:
+    description: Whether a desired image is set.
+    type: str
+    choices: [present, absent]
+    default: present
+  root:
+    description: Sandbox root passed to bankctl as C(--root) (for tests).
+    type: str
+  bankctl:
+    description: Path of bankctl on the managed host.
+    type: str
+    default: bankctl
+"""
+
+EXAMPLES = r"""
+- name: Desire acme-os 1.1, live-patched or nothing
+  bootbank.fleet.bootbank_desired:
+    name: acme-os
+    version: "1.1"
+    live_patch_mode: enforce
+"""
+
+RETURN = r"""
+desired:
+  description: The desired image after the task (null when none).
+  returned: always
+  type: dict
+  sample: {"name": "acme-os", "version": "1.1", "live_patch_mode": "enforce"}
+previous:
+  description: The desired image before the task.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bootbank.fleet.plugins.module_utils.bankctl import (
+    COMMON_ARGS, run, run_json)
+
+
+def main():
+    spec = dict(COMMON_ARGS)
+    spec.update(
+        name=dict(type="str"),
+        version=dict(type="str"),
+        live_patch_mode=dict(type="str", choices=["disable", "auto", "enforce"], default="auto"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+                           required_if=[("state", "present", ("name", "version"))])
+    p = module.params
+    _, before = run_json(module, ["desired", "show"])
+    if p["state"] == "absent":
+        if before is None:
+            module.exit_json(changed=False, desired=None, previous=None)
+        if not module.check_mode:
+            run(module, ["desired", "clear"])
+        module.exit_json(changed=True, desired=None, previous=before)
+    want = dict(name=p["name"], version=p["version"], live_patch_mode=p["live_patch_mode"])
+    if before and all(before.get(k) == v for k, v in want.items()):
+        module.exit_json(changed=False, desired=before, previous=before)
+    if module.check_mode:
+        module.exit_json(changed=True, desired=want, previous=before)
+    run(module, ["desired", "set", p["name"], p["version"], "--live-patch-mode",
+                 p["live_patch_mode"]])
+    _, after = run_json(module, ["desired", "show"])
+    module.exit_json(changed=True, desired=after, previous=before)
+
+
+if __name__ == "__main__":
+    main()

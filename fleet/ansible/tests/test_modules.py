@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Unit tests of the bootbank.fleet modules' logic, against a fake bankctl that answers from
+a table and logs its calls (no host, no ssh). Run: python3 -m unittest (PYTHONPATH=fleet/ansible)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+HERE = os.path.dirname(os.path.abspath(__file__))
+COLL = os.path.join(os.path.dirname(HERE), "ansible_collections", "bootbank", "fleet")
+FAKE = r"""#!/usr/bin/python3
+import json, os, sys
+d = os.environ["FAKE_DIR"]
+args = [a for a in sys.argv[1:] if a != "--json"]
+if args[:1] == ["--root"]:
+    args = args[2:]
+with open(os.path.join(d, "calls"), "a") as f:
+    f.write(" ".join(args) + "\n")
+table = json.load(open(os.path.join(d, "table.json")))
+key = " ".join(args[:2]) if args[:1] in (["desired"], ["depot"], ["workload"]) else args[0]
+rc, out = table.get(key, [0, "null"])
+sys.stdout.write(out if isinstance(out, str) else json.dumps(out))
+sys.exit(rc)
+"""
+
+
+class ModuleCase(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="bkfleet-unit-")
+        self.fake = os.path.join(self.dir, "bankctl")
+        with open(self.fake, "w") as f:
+            f.write(FAKE)
+        os.chmod(self.fake, 0o755)
+
+    def run_module(self, module, table, check=False, **params):
+        with open(os.path.join(self.dir, "table.json"), "w") as f:
+            json.dump(table, f)
+        params.update(bankctl=self.fake, root="/sandbox")
+        args = {"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=check)}
+        path = os.path.join(self.dir, "args.json")
+        with open(path, "w") as f:
+            json.dump(args, f)
+        env = dict(os.environ, FAKE_DIR=self.dir,
+                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(COLL))))
+        p = subprocess.run([PY, os.path.join(COLL, "plugins", "modules", module + ".py"),
+                            path], env=env, capture_output=True, text=True)
+        res = json.loads(p.stdout)
+        try:
+            with open(os.path.join(self.dir, "calls")) as f:
+                calls = f.read().splitlines()
+        except FileNotFoundError:
+            calls = []
+        return res, calls
+
+
+SCAN = lambda state, rc: [rc, {"state": state, "reason": "r", "exit_code": rc}]
+PRE_OK = [0, {"checks": [{"name": "workloads", "path": "live", "result": "pass", "reason": "ok"}],
+              "chosen": "live", "mode": "auto", "chosen_why": "live possible"}]
+PRE_FAIL = [24, {"checks": [{"name": "workloads", "path": "live", "result": "fail",
+                             "reason": "workload 'x' cannot be suspended"}],
+                 "chosen": None, "mode": "enforce", "chosen_why": "live path impossible"}]
+REM_LIVE = [0, "\n".join(json.dumps(l) for l in [
+    {"event": "step", "step": "switch-over", "result": "ok"},
+    {"event": "result", "ok": True, "exit_code": 0, "outcome": "compliant", "path": "live"}])]
+REM_REBOOT = [21, "\n".join(json.dumps(l) for l in [
+    {"event": "step", "step": "activate", "result": "ok"},
+    {"event": "result", "ok": True, "exit_code": 21, "outcome": "reboot required", "path": "reboot"}])]
+
+
+class Remediate(ModuleCase):
+    def test_compliant_does_nothing(self):
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("compliant", 0)})
+        self.assertFalse(res["changed"])
+        self.assertEqual(calls, ["scan"])
+
+    def test_pending_reboot_reports_it_without_changing(self):
+        res, calls = self.run_module("bootbank_remediate",
+                                     {"scan": SCAN("compliant-pending-reboot", 21)})
+        self.assertFalse(res["changed"])
+        self.assertTrue(res["reboot_required"])
+        self.assertEqual(calls, ["scan"])
+
+    def test_check_mode_runs_only_the_precheck(self):
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
+                                                            "precheck": PRE_OK}, check=True)
+        self.assertTrue(res["changed"])
+        self.assertEqual(res["path"], "live")
+        self.assertEqual(calls, ["scan", "precheck"])
+
+    def test_precheck_failure_fails_with_the_failing_checks(self):
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
+                                                            "precheck": PRE_FAIL})
+        self.assertTrue(res.get("failed"))
+        self.assertIn("workloads: workload 'x' cannot be suspended", res["msg"])
+        self.assertEqual(calls, ["scan", "precheck"])
+
+    def test_live_path(self):
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
+                                                            "precheck": PRE_OK,
+                                                            "remediate": REM_LIVE})
+        self.assertTrue(res["changed"])
+        self.assertFalse(res["reboot_required"])
+        self.assertEqual(res["task_log"][0]["step"], "switch-over")
+        self.assertEqual(calls, ["scan", "precheck", "remediate"])
+
+    def test_reboot_path(self):
+        res, _ = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
+                                                        "precheck": PRE_OK,
+                                                        "remediate": REM_REBOOT})
+        self.assertTrue(res["changed"])
+        self.assertTrue(res["reboot_required"])
+        self.assertEqual(res["path"], "reboot")
+
+    def test_incompatible_fails_before_the_precheck(self):
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("incompatible", 22)})
+        self.assertTrue(res.get("failed"))
+        self.assertEqual(calls, ["scan"])
+
+
+class Desired(ModuleCase):
+    CUR = [0, {"name": "acme-os", "version": "1.1", "live_patch_mode": "auto"}]
+
+    def test_same_is_unchanged(self):
+        res, calls = self.run_module("bootbank_desired", {"desired show": self.CUR},
+                                     name="acme-os", version="1.1")
+        self.assertFalse(res["changed"])
+        self.assertEqual(calls, ["desired show"])
+
+    def test_other_mode_changes(self):
+        res, calls = self.run_module("bootbank_desired", {"desired show": self.CUR},
+                                     name="acme-os", version="1.1", live_patch_mode="enforce")
+        self.assertTrue(res["changed"])
+        self.assertIn("desired set acme-os 1.1 --live-patch-mode enforce", calls)
+
+    def test_check_mode_writes_nothing(self):
+        res, calls = self.run_module("bootbank_desired", {"desired show": [0, "null"]},
+                                     check=True, name="acme-os", version="1.2")
+        self.assertTrue(res["changed"])
+        self.assertEqual(calls, ["desired show"])
+
+
+class Depot(ModuleCase):
+    LIST = [0, [{"name": "acme-os", "version": "1.1"}]]
+
+    def test_present_is_unchanged(self):
+        res, calls = self.run_module("bootbank_depot", {"depot list": self.LIST},
+                                     name="acme-os", version="1.1", remote_src="/x.bbi")
+        self.assertFalse(res["changed"])
+        self.assertEqual(calls, ["depot list"])
+
+    def test_missing_in_check_mode_imports_nothing(self):
+        res, calls = self.run_module("bootbank_depot", {"depot list": self.LIST}, check=True,
+                                     name="acme-os", version="1.2", remote_src="/x.bbi")
+        self.assertTrue(res["changed"])
+        self.assertEqual(calls, ["depot list"])
+
+
+if __name__ == "__main__":
+    unittest.main()
