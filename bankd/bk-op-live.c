@@ -69,6 +69,7 @@ int bk_op_live_open(struct bk_op_ctx *ctx, struct bk_op_live *live, struct bk_er
 		.hooks_dir = live->hooks_dir,
 		.hook_timeout_ms = ctx->config.hook_timeout_sec * 1000,
 		.freeze_timeout_ms = ctx->config.freeze_timeout_ms,
+		.freeze_batch = ctx->config.freeze_batch,
 	};
 	return 0;
 }

@@ -9,7 +9,10 @@
 # Each workload count is also run with a CPU hog beside it (one busy loop per core, normal
 # priority, in a cgroup of its own: the "hog" rows), on the 64 MiB payload; the quiet rows are
 # the figures without it. The hog rows are printed, not held to the target (docs/livepatch.md
-# says what to expect under load).
+# says what to expect under load). The switch freezes at most [livepatch] freeze-batch
+# workloads at a time (default: twice the CPUs, the "batch" column); the "all" rows (ALL=0:
+# none) freeze every workload at once, on the 64 MiB payload, quiet, for comparison in the
+# same run.
 #
 # Workloads: each a reader (tests/tools/live-reader, when built: `make tests`; otherwise a
 # sleeping process) in its own cgroup v2 and mount namespace, its view a bind mount of the
@@ -25,6 +28,7 @@ SWITCHES=${SWITCHES:-40}
 WORKLOADS=${WORKLOADS:-1 10 50}
 SIZES=${SIZES:-64m 1g}
 HOG=${HOG:-1} # 0: no rows with a CPU hog
+ALL=${ALL:-1} # 0: no rows freezing every workload at once
 cache=build/bench
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -79,9 +83,10 @@ trap cleanup EXIT
 # The run directory is tmpfs, as /run is: the pointer's fsync costs nothing there.
 mount -t tmpfs bk-bench "$run"
 
-echo "bench/switch: $(nproc) cores, kernel $(uname -r), $SWITCHES switch-overs per case," \
+echo "bench/switch: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start," \
+	"kernel $(uname -r), $SWITCHES switch-overs per case," \
 	"workloads: $([ -n "$READER" ] && echo "live-reader (1 ms pause)" || echo "sleeping processes")"
-printf '%-8s %-6s %-10s %12s %12s %12s %14s %12s\n' payload load workloads "frozen p50" \
+printf '%-8s %-6s %-10s %-6s %12s %12s %12s %14s %12s\n' payload load workloads batch "frozen p50" \
 	"frozen p99" "frozen max" "switch p50" "switch max"
 
 missed=0
@@ -89,12 +94,18 @@ declare -A switch_p50
 cases=()
 for size in $SIZES; do cases+=("$size quiet"); done
 [ "$HOG" = 0 ] || cases+=("64m hog")
+[ "$ALL" = 0 ] || cases+=("64m all")
 for c in "${cases[@]}"; do
 	read -r size load <<<"$c"
 	for nw in $WORKLOADS; do
 		root=$run/root-$size-$load-$nw
 		view=$run/view
-		mkdir -p "$root" "$view"
+		mkdir -p "$root/etc/bootbank" "$view"
+		batch=$((2 * $(nproc)))
+		if [ "$load" = all ]; then
+			batch=$nw
+			printf '[livepatch]\nfreeze-batch = %s\n' "$nw" >"$root/etc/bootbank/system.conf"
+		fi
 		"$BANKCTL" --root "$root" rev add a "$cache/live-$size-a.sqfs" >/dev/null
 		"$BANKCTL" --root "$root" rev add b "$cache/live-$size-b.sqfs" >/dev/null
 		"$BANKCTL" --root "$root" rev switch a >/dev/null
@@ -152,8 +163,8 @@ def pct(v, p):
 print(pct(frozen, 50), pct(frozen, 99), max(frozen), pct(total, 50), max(total))
 EOF
 )
-		awk -v s="$size" -v l="$load" -v n="$nw" -v a="$f50" -v b="$f99" -v c="$fmax" -v d="$s50" -v e="$smax" \
-			'BEGIN { printf "%-8s %-6s %-10s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n", s, l, n, a / 1000, b / 1000, c / 1000, d / 1000, e / 1000 }'
+		awk -v s="$size" -v l="${load/all/quiet}" -v n="$nw" -v bt="$batch" -v a="$f50" -v b="$f99" -v c="$fmax" -v d="$s50" -v e="$smax" \
+			'BEGIN { printf "%-8s %-6s %-10s %-6s %9.3f ms %9.3f ms %9.3f ms %11.3f ms %9.3f ms\n", s, l, n, bt, a / 1000, b / 1000, c / 1000, d / 1000, e / 1000 }'
 		if [ "$load" = quiet ]; then
 			switch_p50[$size-$nw]=$s50
 			[ "$f99" -lt 10000 ] || missed=1
@@ -162,7 +173,7 @@ EOF
 		for p in "${case_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 		wait "${case_pids[@]}" 2>/dev/null || true
 		for i in $(seq 1 "$nw"); do rmdir "$cg/w$i"; done
-		[ "$load" = quiet ] || rmdir "$cg/hog"
+		[ "$load" != hog ] || rmdir "$cg/hog"
 		for d in "$root"/run/bootbank/rev/*; do umount "$d"; done
 	done
 done

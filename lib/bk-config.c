@@ -48,6 +48,7 @@ static const struct key keys[] = {
 	{ "boot", "custom-backend", KEY_PATH, FIELD(custom_backend), 0, 0, NULL },
 	{ "livepatch", "hook-timeout-sec", KEY_U64, FIELD(hook_timeout_sec), 1, 3600, NULL },
 	{ "livepatch", "freeze-timeout-ms", KEY_U64, FIELD(freeze_timeout_ms), 1, 60000, NULL },
+	{ "livepatch", "freeze-batch", KEY_U64, FIELD(freeze_batch), 0, 100000, NULL },
 	{ "remediation", "live-patch-mode", KEY_ENUM, FIELD(live_patch_mode), 0, 0,
 	  live_patch_modes },
 };

@@ -34,6 +34,7 @@ struct bk_config {
 	/* [livepatch] */
 	uint64_t hook_timeout_sec;
 	uint64_t freeze_timeout_ms;
+	uint64_t freeze_batch; /* workloads freezing at once during a switch; 0: twice the CPUs */
 	/* [remediation] */
 	char *live_patch_mode; /* default live-patch mode of a desired image: disable|auto|enforce
 				*/

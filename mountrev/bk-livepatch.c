@@ -632,6 +632,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.from = rep->from,
 		.to = to,
 		.freeze_timeout_ms = c->freeze_timeout_ms,
+		.freeze_batch = c->freeze_batch,
 		.view_flags = c->view_flags,
 	};
 	t0 = clock_now();
@@ -763,6 +764,7 @@ int bk_livepatch_recover(const struct bk_livepatch_ctx *c, char **ret_target, st
 		.from = other,
 		.to = target,
 		.freeze_timeout_ms = c->freeze_timeout_ms,
+		.freeze_batch = c->freeze_batch,
 		.view_flags = c->view_flags,
 		.best_effort = true,
 	};

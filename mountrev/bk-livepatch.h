@@ -40,6 +40,7 @@ struct bk_livepatch_ctx {
 	const char *hooks_dir;	    /* ROOT/etc/bootbank/livepatch.d */
 	uint64_t hook_timeout_ms;   /* per hook */
 	uint64_t freeze_timeout_ms; /* per workload freeze; the watchdog's bound */
+	uint64_t freeze_batch;	    /* workloads freezing at once (0: twice the online CPUs) */
 	unsigned view_flags;	    /* enum bk_view_flags */
 	bool rollback;		    /* a live-patch rollback: revert hooks run instead of apply */
 	/*

@@ -814,8 +814,9 @@ struct wl {
 	uint64_t t0;	   /* when its freeze was asked for */
 	uint64_t t_frozen; /* when it was seen frozen (debug trace) */
 	bool thaw_done;	   /* its thaw was tried */
-	bool thawed;	   /* its thaw was written (to be confirmed) */
-	bool seen_new;	   /* its view was seen showing the target */
+	bool asked;
+	bool thawed;   /* its thaw was written (to be confirmed) */
+	bool seen_new; /* its view was seen showing the target */
 	int thaw_r;
 	struct bk_err thaw_err;
 	size_t pfd_i; /* its entry in the poll set of this round, or SIZE_MAX */
@@ -830,7 +831,9 @@ struct engine {
 	size_t n;
 	bool back;	 /* a rollback: the items go back to o->from */
 	size_t n_active; /* freezing or swapping */
-	int first;	 /* the first error */
+	size_t n_waiting;
+	size_t n_freezing;
+	int first; /* the first error */
 	struct bk_err *err;
 };
 
@@ -881,6 +884,8 @@ static void end_item(struct engine *e, size_t i, int r, const struct bk_err *ie,
 	struct bk_switch_item *it = &e->items[i];
 	struct wl *w = &e->wl[i];
 
+	if (w->state == WL_FREEZING)
+		e->n_freezing--;
 	thaw_item(e, i);
 	if (swapped || w->seen_new)
 		it->switched = !e->back;
@@ -904,12 +909,11 @@ static void start_swap(struct engine *e, size_t i)
 	int r;
 
 	e->wl[i].t_frozen = bk_now_ns();
-	r = bk_view_swap_start(e->swaps[i], &ie);
-	if (r < 0) {
-		end_item(e, i, r, &ie, false);
-		return;
-	}
+	e->n_freezing--;
 	e->wl[i].state = WL_SWAPPING;
+	r = bk_view_swap_start(e->swaps[i], &ie);
+	if (r < 0)
+		end_item(e, i, r, &ie, false);
 }
 
 static void finish_swap(struct engine *e, size_t i)
@@ -926,10 +930,28 @@ static void finish_swap(struct engine *e, size_t i)
 }
 
 /*
- * Freeze, swap and thaw every workload i that has a ready helper (swaps[i]), all at once
- * (issue 16 item 8): every freeze is asked for first, then each workload is swapped as soon
- * as it is frozen and thawed as soon as its helper answers, so none waits for another and
- * each one's frozen window is its own freeze, its own swap and one write. The switcher runs
+ * How many workloads may be freezing at once. A freeze ends when every task of the workload
+ * has been scheduled once; asked of all workloads together, the last ones wait behind every
+ * task of the others (50 workloads on 2 cores: p99 10-11 ms at a load of 13-29, against
+ * 3.5-5.4 ms four at a time in the same run). Twice the online CPUs keeps the CPUs busy
+ * freezing without a queue.
+ */
+static size_t freeze_batch(const struct bk_switch_opts *o)
+{
+	long cpus;
+
+	if (o->freeze_batch > 0)
+		return (size_t) o->freeze_batch;
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus > 0 ? 2 * (size_t) cpus : 2;
+}
+
+/*
+ * Freeze, swap and thaw every workload i that has a ready helper (swaps[i]), overlapped
+ * (issue 16 item 8): freezes are asked for up to freeze_batch() at a time, the next one as
+ * soon as one is frozen; each workload is swapped as soon as it is frozen and thawed as soon
+ * as its helper answers, so none waits for another's swap and each one's frozen window is
+ * its own freeze, its own swap and one write. The switcher runs
  * at a real-time priority meanwhile. A workload that does not freeze within the bound is
  * thawed and fails. Every workload is thawed on every path. Returns 0 or the first error.
  */
@@ -942,36 +964,44 @@ static int switch_all(struct engine *e)
 	long step_ns = 100 * 1000;
 	struct sched_saved sv;
 	size_t i, n = e->n;
+	size_t batch = freeze_batch(e->o);
 
-	e->n_active = 0;
+	e->n_active = e->n_waiting = e->n_freezing = 0;
 	pfd = calloc(n ? n : 1, sizeof(*pfd));
 	if (!pfd)
 		return bk_err_set(e->err, -ENOMEM, "out of memory");
 
 	raise_priority(&sv);
-	/* 1. Ask every freeze: a write each, nothing waits yet. */
 	for (i = 0; i < n; i++) {
-		struct bk_err ie = { 0 };
-		int r;
-
 		e->wl[i] = (struct wl){ .state = WL_IDLE };
-		if (!e->swaps[i])
-			continue;
-		(void) bk_watchdog_arm(e->wd, i, NULL);
-		e->wl[i].t0 = bk_now_ns();
-		e->wl[i].state = WL_FREEZING;
-		e->n_active++;
-		r = bk_cgroup_set_frozen(items[i].cg, true, &ie);
-		if (r < 0)
-			end_item(e, i, r, &ie, false);
+		if (e->swaps[i])
+			e->n_waiting++;
 	}
 
 	/* 2. Swap each as it is frozen, thaw each as its helper answers. */
-	while (e->n_active > 0) {
+	while (e->n_active > 0 || e->n_waiting > 0) {
 		struct timespec ts = { .tv_nsec = step_ns };
 		bool swapping = false;
 		size_t k = 0;
 		int r;
+
+		/* 1. Ask the freezes, at most batch at a time: a write each, nothing waits yet. */
+		for (i = 0; i < n && e->n_waiting > 0 && e->n_freezing < batch; i++) {
+			struct bk_err ie = { 0 };
+
+			if (!e->swaps[i] || e->wl[i].state != WL_IDLE || e->wl[i].asked)
+				continue;
+			e->wl[i].asked = true;
+			e->n_waiting--;
+			(void) bk_watchdog_arm(e->wd, i, NULL);
+			e->wl[i].t0 = bk_now_ns();
+			e->wl[i].state = WL_FREEZING;
+			e->n_active++;
+			e->n_freezing++;
+			r = bk_cgroup_set_frozen(items[i].cg, true, &ie);
+			if (r < 0)
+				end_item(e, i, r, &ie, false);
+		}
 
 		for (i = 0; i < n; i++) {
 			struct bk_err ie = { 0 };
@@ -1025,7 +1055,7 @@ static int switch_all(struct engine *e)
 		if (swapping && ts.tv_nsec > 50 * 1000)
 			ts.tv_nsec = 50 * 1000;
 		if (k == 0)
-			break;
+			continue;
 		/*
 		 * cgroup.events notifies at most once per 10 ms, late: poll briefly and look
 		 * again (100 us, backing off to 1 ms), as bk_cgroup_freeze() does.

@@ -178,6 +178,7 @@ struct bk_switch_opts {
 	const char *from;	    /* revision in service (NULL: none) */
 	const char *to;		    /* revision to switch to */
 	uint64_t freeze_timeout_ms; /* bound on one workload's freeze (watchdog too) */
+	uint64_t freeze_batch;	    /* workloads freezing at once (0: twice the online CPUs) */
 	unsigned view_flags;	    /* enum bk_view_flags */
 	bool keep_pointer;	    /* do not touch RUN/current and RUN/previous */
 	bool best_effort;	    /* recovery: no rollback, go on after a failing workload */
@@ -187,9 +188,10 @@ struct bk_switch_opts {
  * Switch over: prepare a view helper per workload (nothing changes if one fails; a workload
  * with mounts beneath its view is refused with -EBUSY naming them, since the swap would drop
  * them, except with best_effort), start the watchdog, point RUN/previous at `from` and
- * RUN/current at `to`, then every workload at once: all freezes are asked for, each workload
- * is swapped as soon as it is frozen and thawed as soon as its view shows `to` (seen from
- * outside), so none waits for another; the caller runs at a real-time priority
+ * RUN/current at `to`, then the workloads overlapped: freezes are asked for up to
+ * freeze_batch at a time (the next as soon as one is frozen), each workload is swapped as
+ * soon as it is frozen and thawed as soon as its view shows `to` (seen from outside), so
+ * none waits for another's swap; the caller runs at a real-time priority
  * (SCHED_FIFO) meanwhile. Each item's frozen_ns is the time from its freeze request to its
  * thaw, whatever the outcome (a freeze timeout too). Workloads whose view already shows
  * `to` are skipped. If any step fails, every workload that was switched is swapped back to

@@ -234,6 +234,19 @@ done
 check "20 stacked switch-overs succeeded" test "$fails" -eq 0
 check "they stacked" grep -q '"mode": "stacked"' "$tmp/stacked.json"
 check "all on r2 after stacking" all_on r2
+
+# --- one workload freezing at a time: every one is still asked, frozen, swapped, thawed -------
+cp "$root/etc/bootbank/system.conf" "$tmp/system.conf.saved"
+printf 'freeze-batch = 1\n' >>"$root/etc/bootbank/system.conf"
+expect_exit 0 "freeze-batch = 1: switch to r1" bc --json rev switch r1
+check "  ... all $NW workloads switched, each frozen for a time of its own" python3 -c '
+import json, sys
+ws = json.loads(sys.argv[1])["workloads"]
+sys.exit(0 if len(ws) == int(sys.argv[2]) and all(w["switched"] and w["frozen_us"] > 0 for w in ws) else 1)' "$OUT" "$NW"
+check "  ... all on r1" all_on r1
+expect_exit 0 "freeze-batch = 1: back to r2" bc rev switch r2
+check "  ... all on r2" all_on r2
+cp "$tmp/system.conf.saved" "$root/etc/bootbank/system.conf"
 for i in $(seq 1 $NW); do kill -USR1 "$(eval echo "\$pid_w$i")"; done
 sleep 0.3
 for i in $(seq 1 $NW); do

@@ -40,7 +40,8 @@ static void test_config_full_file(void **state)
 			   "[boot]\n"
 			   "tries = 5\n"
 			   "[livepatch]\n"
-			   "hook-timeout-sec = 10\n";
+			   "hook-timeout-sec = 10\n"
+			   "freeze-batch = 1\n";
 
 	assert_int_equal(bk_config_init(&c), 0);
 	assert_int_equal(bk_config_load_string(&c, text, "t.conf", &err), 0);
@@ -53,6 +54,7 @@ static void test_config_full_file(void **state)
 	assert_string_equal(c.bank_b, "/dev/sda3");
 	assert_int_equal(c.tries, 5);
 	assert_int_equal(c.hook_timeout_sec, 10);
+	assert_int_equal(c.freeze_batch, 1);
 	bk_config_release(&c);
 }
 
@@ -114,6 +116,9 @@ static void test_config_errors_name_file_and_line(void **state)
 	expect_error(
 		"[system]\nno equals sign here\n",
 		"'/etc/bootbank/system.conf':2: syntax error (expected [section] or key = value)");
+	expect_error("[livepatch]\nfreeze-batch = -1\n",
+		     "'/etc/bootbank/system.conf':2: livepatch.freeze-batch must be a number from 0 "
+		     "to 100000, not '-1'");
 	/* The first problem wins. */
 	expect_error("[system]\nx = 1\ny = 2\n",
 		     "'/etc/bootbank/system.conf':2: unknown key 'x' in section [system]");
