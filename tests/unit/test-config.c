@@ -116,9 +116,10 @@ static void test_config_errors_name_file_and_line(void **state)
 	expect_error(
 		"[system]\nno equals sign here\n",
 		"'/etc/bootbank/system.conf':2: syntax error (expected [section] or key = value)");
-	expect_error("[livepatch]\nfreeze-batch = -1\n",
-		     "'/etc/bootbank/system.conf':2: livepatch.freeze-batch must be a number from 0 "
-		     "to 100000, not '-1'");
+	expect_error(
+		"[livepatch]\nfreeze-batch = -1\n",
+		"'/etc/bootbank/system.conf':2: livepatch.freeze-batch must be a number from 0 "
+		"to 100000, not '-1'");
 	/* The first problem wins. */
 	expect_error("[system]\nx = 1\ny = 2\n",
 		     "'/etc/bootbank/system.conf':2: unknown key 'x' in section [system]");
