@@ -19,7 +19,7 @@ WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
 WRAPS_test-boot-uboot := fsync
 WRAPS_test-boot-sdboot := fsync
-WRAPS_test-stage := fsync
+WRAPS_test-stage := fsync pwrite64
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)

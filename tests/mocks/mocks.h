@@ -24,6 +24,9 @@ extern int wrap_open64_armed, wrap_open64_skip;
 extern const char *wrap_open64_match;
 extern void (*wrap_open64_before)(const char *path);
 
+/* pwrite64: every call is shown to wrap_pwrite64_observe when set (issue 15: what is written). */
+extern void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
+
 void wrap_reset(void);
 
 int __real_fsync(int fd);
@@ -38,5 +41,7 @@ int __wrap_renameat2(int olddfd, const char *oldname, int newdfd, const char *ne
 		     unsigned flags);
 int __real_close(int fd);
 int __wrap_close(int fd);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t offset);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t offset);
 int __real_open64(const char *path, int flags, ...);
 int __wrap_open64(const char *path, int flags, ...);

@@ -10,6 +10,7 @@ int wrap_close_armed, wrap_close_skip;
 int wrap_open64_armed, wrap_open64_skip;
 const char *wrap_open64_match;
 void (*wrap_open64_before)(const char *path);
+void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
 
 void wrap_reset(void)
 {
@@ -22,4 +23,5 @@ void wrap_reset(void)
 	wrap_open64_armed = wrap_open64_skip = 0;
 	wrap_open64_match = NULL;
 	wrap_open64_before = NULL;
+	wrap_pwrite64_observe = NULL;
 }

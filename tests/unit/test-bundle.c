@@ -177,12 +177,21 @@ static void test_bundle_build_and_verify(void **state)
 	assert_int_equal(m->payloads[0].offset % 4096, 0);
 	assert_int_equal(m->payloads[1].offset % 4096, 0);
 	assert_int_equal(m->payloads[2].offset, m->payloads[1].offset + 4096);
-	assert_int_equal(bk_bundle_get_size(b), m->payloads[2].offset + 1);
+	/* Format 2: the chunk table after the last payload; 2 + 1 + 1 chunks. */
+	assert_int_equal(bk_bundle_get_header(b)->format_version, 2);
+	assert_int_equal(m->payloads[0].chunks_offset, m->payloads[2].offset + 4096);
+	assert_int_equal(bk_bundle_get_size(b), m->payloads[0].chunks_offset + 4 * 32);
 
-	/* The recorded digest is the source's. */
+	/* The recorded digest is that of the list of the source's chunk digests. */
 	read_all(dir, "k.bin", &src);
-	assert_int_equal(bk_sha256_buf(src, 1500000, d), 0);
-	assert_memory_equal(d, m->payloads[0].sha256, BK_SHA256_LEN);
+	{
+		uint8_t list[2 * BK_SHA256_LEN];
+
+		assert_int_equal(bk_sha256_buf(src, 1048576, list), 0);
+		assert_int_equal(bk_sha256_buf(src + 1048576, 1500000 - 1048576, list + 32), 0);
+		assert_int_equal(bk_sha256_buf(list, sizeof(list), d), 0);
+		assert_memory_equal(d, m->payloads[0].sha256, BK_SHA256_LEN);
+	}
 
 	assert_int_equal(bk_bundle_verify_payloads(b, 0, checks, &err), 0);
 	for (size_t i = 0; i < 3; i++)
@@ -277,7 +286,8 @@ static void test_bundle_header_decode_rules(void **state)
 			fail_msg("'%s' does not contain '%s'", err.msg, needle);                  \
 	} while (0)
 
-	EXPECT(format_version, 2, 8192, "unsupported format version 2");
+	EXPECT(format_version, 3, 8192, "unsupported format version 3");
+	EXPECT(format_version, 0, 8192, "unsupported format version 0");
 	EXPECT(header_size, 64, 8192, "header size 64");
 	EXPECT(flags, 1, 8192, "unknown header flags");
 	EXPECT(manifest_offset, 4096, 8192, "manifest offset 4096");
@@ -376,9 +386,10 @@ static void test_bundle_flips_by_region(void **state)
 			bk_err_clear(&err);
 			assert_int_equal(bk_bundle_open_verified(fd, keyring, 0, &c, &err), 0);
 			assert_int_equal(bk_bundle_verify_payloads(c, 0, checks, &err), -EUCLEAN);
-			snprintf(needle, sizeof(needle), "payload '%s': SHA-256 mismatch",
+			snprintf(needle, sizeof(needle), "payload '%s': chunk ",
 				 m->payloads[p].name);
 			assert_non_null(strstr(err.msg, needle));
+			assert_non_null(strstr(err.msg, "SHA-256 mismatch (corrupt payload)"));
 			for (size_t q = 0; q < m->n_payloads; q++)
 				assert_int_equal(checks[q].r, q == p ? -EUCLEAN : 0);
 			/* Copying it out fails the same way. */
@@ -392,6 +403,22 @@ static void test_bundle_flips_by_region(void **state)
 			close(fd);
 			buf[at[k]] ^= 0x80;
 		}
+	}
+	/* Every byte of the chunk table: that payload's list is corrupt (exit 7). */
+	for (uint64_t i = m->payloads[0].chunks_offset; i < len; i++) {
+		size_t owner = 0;
+
+		for (size_t q = 0; q < m->n_payloads; q++)
+			if (m->payloads[q].chunks_offset <= i)
+				owner = q;
+		buf[i] ^= 0x04;
+		fd = memfd_of(buf, len);
+		bk_err_clear(&err);
+		assert_int_equal(verify_all(fd, 0, &err), -EUCLEAN);
+		assert_non_null(strstr(err.msg, m->payloads[owner].name));
+		assert_non_null(strstr(err.msg, "chunk list SHA-256 mismatch (corrupt payload)"));
+		close(fd);
+		buf[i] ^= 0x04;
 	}
 	fd = memfd_of(buf, len);
 	assert_int_equal(verify_all(fd, 0, &err), 0);
