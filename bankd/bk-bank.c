@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "bk-bank.h"
-#include "bk-chunks.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
@@ -384,7 +383,7 @@ static int check_file(int dfd, const char *name, bool exact, uint64_t size, stru
 	return 0;
 }
 
-static int check_digest(int dfd, const struct bk_bank_payload *p, bool chunked, struct bk_err *err)
+static int check_digest(int dfd, const struct bk_bank_payload *p, struct bk_err *err)
 {
 	_cleanup_close_ int fd = -EBADF;
 	uint8_t d[BK_SHA256_LEN];
@@ -393,9 +392,7 @@ static int check_digest(int dfd, const struct bk_bank_payload *p, bool chunked, 
 	fd = openat(dfd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "'%s': %m", p->name);
-	/* Format 2 manifests sign the digest of the chunk list (images/bk-chunks.h). */
-	r = chunked ? bk_chunks_digest_fd(fd, p->size, d, err) :
-		      bk_sha256_fd_range(fd, 0, p->size, d, err);
+	r = bk_sha256_fd_range(fd, 0, p->size, d, err);
 	if (r < 0)
 		return bk_err_prefix(err, "'%s'", p->name);
 	if (memcmp(d, p->sha256, BK_SHA256_LEN) != 0)
@@ -460,7 +457,7 @@ int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, 
 	for (size_t i = 0; i < r->n_payloads; i++) {
 		rr = check_file(bank_dfd, r->payloads[i].name, true, r->payloads[i].size, err);
 		if (rr >= 0 && (flags & BK_BANK_CHECK_DIGESTS))
-			rr = check_digest(bank_dfd, &r->payloads[i], m->format >= 2, err);
+			rr = check_digest(bank_dfd, &r->payloads[i], err);
 		if (rr < 0)
 			return rr;
 	}

@@ -584,7 +584,7 @@ int bk_bundle_load_chunks(struct bk_bundle *b, const struct bk_payload *p, struc
 	r = read_exact(b->fd, buf, len, p->chunks_offset, "chunk list", err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
-	r = bk_chunks_parse(buf, len, p->size, p->sha256, ret, err);
+	r = bk_chunks_parse(buf, len, p->size, p->chunks_sha256, ret, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
 	return 0;

@@ -36,7 +36,8 @@ int bk_chunks_parse(const void *buf, size_t len, uint64_t payload_size,
 		return bk_err_set(err, -ENOEXEC,
 				  "chunk list of %zu bytes, expected %llu for a payload of %llu "
 				  "bytes",
-				  len, (unsigned long long) need, (unsigned long long) payload_size);
+				  len, (unsigned long long) need,
+				  (unsigned long long) payload_size);
 	r = bk_sha256_buf(buf, len, d);
 	if (r < 0)
 		return bk_err_set(err, r, "cannot hash the chunk list");
@@ -127,7 +128,8 @@ int bk_chunks_digest_fd(int fd, uint64_t size, uint8_t ret[BK_SHA256_LEN], struc
 		else if ((size_t) n != len)
 			r = bk_err_set(err, -ENOEXEC, "shorter than %llu bytes",
 				       (unsigned long long) size);
-		else if (bk_sha256_buf(buf, len, d) < 0 || bk_sha256_update(&list, d, sizeof(d)) < 0)
+		else if (bk_sha256_buf(buf, len, d) < 0 ||
+			 bk_sha256_update(&list, d, sizeof(d)) < 0)
 			r = bk_err_set(err, -EIO, "SHA-256 failed");
 		if (r < 0) {
 			bk_sha256_release(&list);

@@ -538,12 +538,26 @@ static int get_u64(struct json_object *o, const char *key, bool required, uint64
 	return r < 0 ? bk_err_recode(err, -ENOEXEC) : r;
 }
 
+/* A required digest field: 64 lower-case hex digits, one spelling per digest (issue 17). */
+static int get_digest(struct json_object *o, const char *key, uint8_t ret[BK_SHA256_LEN],
+		      struct bk_err *err)
+{
+	const char *s;
+	int r = get_str(o, key, true, &s, err);
+
+	if (r < 0)
+		return r;
+	if (strlen(s) != BK_SHA256_HEX_LEN || strspn(s, "0123456789abcdef") != BK_SHA256_HEX_LEN ||
+	    bk_sha256_from_hex(s, ret) < 0)
+		return bk_err_set(err, -ENOEXEC, "field '%s' must be 64 lower-case hex digits",
+				  key);
+	return 0;
+}
+
 static int parse_payload(struct json_object *o, size_t index, unsigned flags, uint64_t format,
 			 struct bk_payload *p, struct bk_err *err)
 {
-	/* One digest field per format: a format-1 verifier never meets a list it cannot check. */
-	const char *digest_key = format >= 2 ? "chunks_sha256" : "sha256";
-	const char *other_key = format >= 2 ? "sha256" : "chunks_sha256";
+	bool chunked = format >= 2;
 	bool spec = flags & BK_MANIFEST_PARSE_SPEC;
 	const char *s = NULL;
 	char what[64];
@@ -612,20 +626,19 @@ static int parse_payload(struct json_object *o, size_t index, unsigned flags, ui
 		r = get_u64(o, "offset", true, BK_MANIFEST_PAYLOAD_SIZE_MAX, &p->offset, err);
 		if (r < 0)
 			return r;
-		if (json_object_object_get_ex(o, other_key, NULL))
-			return bk_err_set(err, -ENOEXEC,
-					  "field '%s' is not part of manifest format %llu",
-					  other_key, (unsigned long long) format);
-		r = get_str(o, digest_key, true, &s, err);
+		r = get_digest(o, "sha256", p->sha256, err);
 		if (r < 0)
 			return r;
-		/* Lower case only: one spelling per digest (issue 17, item 4). */
-		if (strlen(s) != BK_SHA256_HEX_LEN ||
-		    strspn(s, "0123456789abcdef") != BK_SHA256_HEX_LEN ||
-		    bk_sha256_from_hex(s, p->sha256) < 0)
-			return bk_err_set(err, -ENOEXEC,
-					  "field '%s' must be 64 lower-case hex digits",
-					  digest_key);
+		if (!chunked && json_object_object_get_ex(o, "chunks_sha256", NULL))
+			return bk_err_set(
+				err, -ENOEXEC,
+				"field 'chunks_sha256' is not part of manifest format %llu",
+				(unsigned long long) format);
+		if (chunked) {
+			r = get_digest(o, "chunks_sha256", p->chunks_sha256, err);
+			if (r < 0)
+				return r;
+		}
 	}
 
 	r = bk_json_get_bool(o, "live", false, &p->live, err);
@@ -1139,9 +1152,14 @@ int bk_manifest_to_json_object(const struct bk_manifest *m, struct json_object *
 		    bk_json_add_string(po, "fs", bk_payload_fs_to_string(p->fs)) < 0 ||
 		    bk_json_add_u64(po, "size", p->size) < 0 ||
 		    bk_json_add_u64(po, "offset", p->offset) < 0 ||
-		    bk_json_add_string(po, m->format >= 2 ? "chunks_sha256" : "sha256", hex) < 0 ||
+		    bk_json_add_string(po, "sha256", hex) < 0 ||
 		    bk_json_add_bool(po, "live", p->live) < 0)
 			return -ENOMEM;
+		if (m->format >= 2) {
+			bk_sha256_to_hex(p->chunks_sha256, hex);
+			if (bk_json_add_string(po, "chunks_sha256", hex) < 0)
+				return -ENOMEM;
+		}
 		if (p->mountpoint && bk_json_add_string(po, "mountpoint", p->mountpoint) < 0)
 			return -ENOMEM;
 	}

@@ -68,15 +68,16 @@ struct bk_payload {
 	enum bk_payload_fs fs; /* _BK_FS_INVALID in a spec without "fs" (builder probes it) */
 	uint64_t size;	       /* bytes, >= 1 */
 	uint64_t offset;       /* in the bundle file, BK_BUNDLE_ALIGN aligned */
+	uint8_t sha256[BK_SHA256_LEN]; /* of the payload bytes (a payload file's identity) */
 	/*
-	 * Format 1: the SHA-256 of the payload bytes ("sha256"). Format 2: the SHA-256 of the
-	 * payload's chunk list ("chunks_sha256", images/bk-chunks.h), which covers every byte.
+	 * Format 2: the SHA-256 of the payload's chunk list (images/bk-chunks.h), what verifiers
+	 * check (every byte, chunk by chunk, on every core); and where that list is (computed).
 	 */
-	uint8_t sha256[BK_SHA256_LEN];
-	uint64_t chunks_offset; /* format 2: where its chunk list is in the bundle (computed) */
-	bool live;		/* mounted by live patching */
-	char *mountpoint;	/* absolute, normalised; non-NULL exactly when live */
-	char *source;		/* build specs only: the file to read; NULL in manifests */
+	uint8_t chunks_sha256[BK_SHA256_LEN];
+	uint64_t chunks_offset;
+	bool live;	  /* mounted by live patching */
+	char *mountpoint; /* absolute, normalised; non-NULL exactly when live */
+	char *source;	  /* build specs only: the file to read; NULL in manifests */
 };
 
 struct bk_manifest {

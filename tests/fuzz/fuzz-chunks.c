@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!bk_chunks_has(c, i, c->digests[i]))
 			__builtin_trap();
 		/* A short buffer is refused by length before it is hashed. */
-		if (len > sizeof(zero) && bk_chunks_check(c, i, zero, sizeof(zero), &err) != -ENOEXEC)
+		if (len > sizeof(zero) &&
+		    bk_chunks_check(c, i, zero, sizeof(zero), &err) != -ENOEXEC)
 			__builtin_trap();
 		if (len <= sizeof(zero))
 			(void) bk_chunks_check(c, i, zero, len, &err);

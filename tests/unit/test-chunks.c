@@ -147,7 +147,8 @@ static void test_chunks_corruption_everywhere(void **state)
 		for (unsigned bit = 0; bit < 8; bit++) {
 			list[i] ^= (uint8_t) (1u << bit);
 			bk_err_clear(&err);
-			assert_int_equal(bk_chunks_parse(list, len, size, want, &c, &err), -EUCLEAN);
+			assert_int_equal(bk_chunks_parse(list, len, size, want, &c, &err),
+					 -EUCLEAN);
 			assert_non_null(strstr(err.msg, "chunk list SHA-256 mismatch"));
 			list[i] ^= (uint8_t) (1u << bit);
 		}
