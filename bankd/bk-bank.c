@@ -337,6 +337,20 @@ int bk_bank_record_parse(const char *buf, size_t len, struct bk_bank_record **re
 	return 0;
 }
 
+int bk_bank_fs_error(int r, struct bk_err *err)
+{
+	char old[sizeof(err->msg)];
+
+	if (r != -EBADMSG && r != -EUCLEAN && r != -EIO)
+		return r;
+	if (!err)
+		return -EIO;
+	(void) snprintf(old, sizeof(old), "%s", err->msg);
+	err->code = 0;
+	return bk_err_set(err, -EIO, "the bank's filesystem is damaged%s: %s",
+			  r == -EIO ? " or its device failed" : " (run fsck.ext4 on it)", old);
+}
+
 int bk_bank_record_read_at(int bank_dfd, struct bk_bank_record **ret, struct bk_err *err)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -346,7 +360,7 @@ int bk_bank_record_read_at(int bank_dfd, struct bk_bank_record **ret, struct bk_
 	r = bk_read_file_at(bank_dfd, BK_BANK_RECORD_FILE, BK_BANK_RECORD_MAX_SIZE, &buf, &len,
 			    err);
 	if (r < 0)
-		return r;
+		return bk_bank_fs_error(r, err);
 	r = bk_bank_record_parse(buf, len, ret, err);
 	if (r < 0)
 		return bk_err_prefix(err, "content record '%s'", BK_BANK_RECORD_FILE);
@@ -372,7 +386,7 @@ static int check_file(int dfd, const char *name, bool exact, uint64_t size, stru
 	struct stat st;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return bk_err_set(err, -errno, "'%s': %m", name);
+		return bk_bank_fs_error(bk_err_set(err, -errno, "'%s': %m", name), err);
 	if (!S_ISREG(st.st_mode))
 		return bk_err_set(err, -EUCLEAN, "'%s' is not a regular file", name);
 	if (!exact && st.st_size == 0)
@@ -391,10 +405,10 @@ static int check_digest(int dfd, const struct bk_bank_payload *p, struct bk_err 
 
 	fd = openat(dfd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return bk_err_set(err, -errno, "'%s': %m", p->name);
+		return bk_bank_fs_error(bk_err_set(err, -errno, "'%s': %m", p->name), err);
 	r = bk_sha256_fd_range(fd, 0, p->size, d, err);
 	if (r < 0)
-		return bk_err_prefix(err, "'%s'", p->name);
+		return bk_bank_fs_error(bk_err_prefix(err, "'%s'", p->name), err);
 	if (memcmp(d, p->sha256, BK_SHA256_LEN) != 0)
 		return bk_err_set(err, -EUCLEAN, "'%s' does not match its SHA-256", p->name);
 	return 0;
@@ -438,7 +452,7 @@ int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, 
 	rr = bk_read_file_at(bank_dfd, BK_BANK_MANIFEST_FILE, BK_MANIFEST_MAX_SIZE, &buf, &len,
 			     err);
 	if (rr < 0)
-		return rr;
+		return bk_bank_fs_error(rr, err);
 	rr = bk_sha256_buf(buf, len, d);
 	if (rr < 0)
 		return bk_err_set(err, rr, "cannot hash '%s': %m", BK_BANK_MANIFEST_FILE);

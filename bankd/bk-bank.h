@@ -95,7 +95,8 @@ int bk_bank_record_parse(const char *buf, size_t len, struct bk_bank_record **re
 
 /*
  * Read bank_dfd/bank.json. Returns 0 and *ret; -ENOENT when the bank has no record (an empty
- * or partly written bank); -ENOEXEC when it is not a record; other -errno reading it.
+ * or partly written bank); -ENOEXEC when it is not a record; -EIO when the filesystem failed
+ * the read (bk_bank_fs_error()); other -errno reading it.
  */
 int bk_bank_record_read_at(int bank_dfd, struct bk_bank_record **ret, struct bk_err *err);
 
@@ -112,9 +113,20 @@ enum bk_bank_check_flags {
  * every payload's name, type, size and SHA-256); manifest.sig must be a non-empty regular
  * file; every payload a regular file of its size (and, with BK_BANK_CHECK_DIGESTS, of its
  * SHA-256). Returns 0; -ENOENT a file is missing; -EUCLEAN a file does not match; -ENOEXEC
- * manifest.json does not parse; other -errno. The message names the file. Reads only.
+ * manifest.json does not parse; -EIO the filesystem failed a read (bk_bank_fs_error()); other
+ * -errno. The message names the file. Reads only.
  */
 int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, struct bk_err *err);
+
+/*
+ * An error the bank's filesystem returned (issue 16): the kernel reports an ext4 checksum error
+ * as EBADMSG and detected corruption as EUCLEAN (EFSCORRUPTED), the errnos bootbank uses for
+ * "signature does not verify" and "corrupt payload". For r = -EBADMSG, -EUCLEAN or -EIO this
+ * returns -EIO (the I/O exit code) and rewrites err's message to say the bank's filesystem is
+ * damaged (the original message follows); any other r is returned unchanged. Call it only on
+ * the result of a system call on the bank's files, never on a digest or signature check.
+ */
+int bk_bank_fs_error(int r, struct bk_err *err);
 
 /*
  * Remove the content of the bank: bank.json first (and the directory fsync'ed, so the bank

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <assert.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bk-disk.h"
@@ -116,6 +118,145 @@ int bk_disk_get_part(const struct bk_disk *d, enum bk_part_id id, struct bk_disk
 		.size = p->size,
 	};
 	return 0;
+}
+
+/* Every block device that reaches the bytes of partition p of d (at most max of them). */
+struct alias {
+	char path[64];
+	dev_t devno;
+};
+
+static size_t part_aliases(const struct bk_disk *d, const struct part *p, struct alias *a,
+			   size_t max)
+{
+	char **list = NULL;
+	struct stat st;
+	size_t n = 0;
+
+	if (stat(p->path, &st) == 0 && S_ISBLK(st.st_mode)) {
+		(void) snprintf(a[n].path, sizeof(a[n].path), "%s", p->path);
+		a[n++].devno = st.st_rdev;
+	}
+	if (!d->image || bk_loop_list_by_file(d->image, &list, NULL) < 0)
+		return n;
+	for (char **l = list; *l && n < max; l++) {
+		struct bk_loop_info info;
+
+		if ((d->device && strcmp(*l, d->device) == 0) ||
+		    bk_loop_get_info(*l, &info, NULL) < 0)
+			continue;
+		/* A range of the image: the whole device may be the bank (losetup -o). */
+		if (info.offset != 0 || info.size_limit != 0 || !info.partscan || p->partno == 0)
+			(void) snprintf(a[n].path, sizeof(a[n].path), "%s", *l);
+		else
+			(void) snprintf(a[n].path, sizeof(a[n].path), "%sp%u", *l, p->partno);
+		if (stat(a[n].path, &st) == 0 && S_ISBLK(st.st_mode)) {
+			a[n].devno = st.st_rdev;
+			n++;
+		}
+	}
+	bk_loop_strv_free(list);
+	return n;
+}
+
+/* A kernel holder of the device (device mapper, md): /sys/dev/block/M:N/holders/ not empty. */
+static bool has_kernel_holder(dev_t devno)
+{
+	char path[96];
+	struct dirent *de;
+	bool found = false;
+	DIR *dir;
+
+	(void) snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(devno),
+			minor(devno));
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (!found && (de = readdir(dir)))
+		found = de->d_name[0] != '.';
+	(void) closedir(dir);
+	return found;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+int bk_disk_part_wait_unused(const struct bk_disk *d, enum bk_part_id id, unsigned timeout_ms,
+			     unsigned *ret_waited_ms, struct bk_err *err)
+{
+	const struct part *p;
+	uint64_t start = monotonic_ms();
+	int r;
+
+	if (id < 0 || id >= _BK_PART_MAX || !d->parts[id].present)
+		return bk_err_set(err, -ENOENT, "the disk has no %s partition",
+				  bk_part_id_to_string(id));
+	p = &d->parts[id];
+	for (;;) {
+		struct alias a[16], busy[16];
+		struct bk_mount_holder h;
+		size_t n, n_busy = 0;
+		unsigned waited = (unsigned) (monotonic_ms() - start);
+
+		n = part_aliases(d, p, a, BK_ELEMENTSOF(a));
+		for (size_t i = 0; i < n; i++) {
+			r = bk_blockdev_is_busy(a[i].path, NULL);
+			if (r > 0)
+				busy[n_busy++] = a[i];
+		}
+		if (n_busy == 0) {
+			if (waited > 0)
+				BK_DBG(DISK, "'%s' is free after %u ms", p->path, waited);
+			if (ret_waited_ms)
+				*ret_waited_ms = waited;
+			return 0;
+		}
+
+		/* A live process's mount, or a kernel holder, stays: refuse now. */
+		{
+			dev_t devs[BK_ELEMENTSOF(busy)];
+
+			for (size_t i = 0; i < n_busy; i++)
+				devs[i] = busy[i].devno;
+			r = bk_mount_find_holder(devs, n_busy, &h, err);
+			if (r < 0)
+				return r;
+		}
+		for (size_t i = 0; i < n_busy; i++) {
+			const char *via = strcmp(busy[i].path, p->path) == 0 ? NULL : busy[i].path;
+
+			if (r > 0 && h.devno == busy[i].devno)
+				return bk_err_set(
+					err, -EBUSY,
+					"'%s' is in use: mounted by pid %d (%s) at '%s'%s%s",
+					p->path, (int) h.pid, h.comm[0] ? h.comm : "?", h.target,
+					via ? " through " : "", via ? via : "");
+			if (has_kernel_holder(busy[i].devno))
+				return bk_err_set(
+					err, -EBUSY,
+					"'%s' is in use: claimed by a kernel driver (%s/holders)",
+					p->path, busy[i].path);
+		}
+
+		if (waited >= timeout_ms)
+			return bk_err_set(
+				err, -EBUSY,
+				"'%s' is still in use after %u.%u s although no process has it mounted%s%s: "
+				"the mount namespace of a killed run that the kernel has not torn down, a "
+				"bind mount of a namespace file (/proc/PID/ns/mnt) keeping one alive, or a "
+				"program holding the device open exclusively",
+				p->path, waited / 1000, waited % 1000 / 100,
+				strcmp(busy[0].path, p->path) == 0 ? "" : ", through ",
+				strcmp(busy[0].path, p->path) == 0 ? "" : busy[0].path);
+		if (waited == 0)
+			BK_DBG(DISK, "'%s' is busy, no process has it mounted: waiting", p->path);
+		(void) usleep(50 * 1000);
+	}
 }
 
 enum bk_disk_source bk_disk_get_source(const struct bk_disk *d)

@@ -92,6 +92,27 @@ struct bk_disk_part {
 /* 0, or -ENOENT when the disk has no such partition. */
 int bk_disk_get_part(const struct bk_disk *d, enum bk_part_id id, struct bk_disk_part *ret);
 
+/* How long bk_disk_part_wait_unused() waits for a killed run's mounts to go away. */
+#define BK_DISK_TEARDOWN_TIMEOUT_MS 10000
+
+/*
+ * Wait until the partition id is used by no one, in any mount namespace, before it is
+ * written or its filesystem mounted read-write (issue 16). Used means: its device cannot be
+ * opened O_EXCL (mounted or claimed anywhere), and, for a disk in an image file, the same
+ * partition through any other loop device of that file, or another loop device that maps a
+ * range of it, is claimed: two block devices of the same bytes would make two filesystem
+ * instances of one bank, each with its own cache, and corrupt it (checksum errors, EBADMSG).
+ * A partition that a live process has mounted (bk_mount_find_holder()), or that a kernel
+ * holder (device mapper, md) claims, is refused at once with -EBUSY and a message naming the
+ * process, mount point and device. Otherwise the claim belongs to a mount namespace no process
+ * is in any more, which the kernel tears down asynchronously after a kill (its autoclear loop
+ * device goes with it): this polls every 50 ms for up to timeout_ms, then fails with -EBUSY
+ * and a message saying so. Returns 0 when unused (*ret_waited_ms, optional: how long it
+ * waited), -EBUSY, -ENOENT (no such partition), other -errno. Blocks; needs root.
+ */
+int bk_disk_part_wait_unused(const struct bk_disk *d, enum bk_part_id id, unsigned timeout_ms,
+			     unsigned *ret_waited_ms, struct bk_err *err);
+
 enum bk_disk_source bk_disk_get_source(const struct bk_disk *d);
 const char *bk_disk_device(const struct bk_disk *d); /* whole disk node, NULL for source 1 */
 const char *bk_disk_image(const struct bk_disk *d);  /* image file, NULL for a block device */

@@ -155,6 +155,14 @@ int bk_op_mount_part(struct bk_op_ctx *ctx, enum bk_part_id part, bool rw, int *
 		r = bk_op_open_dir(ctx, relpath, true, &dfd, err);
 		if (r < 0)
 			return r;
+		/* Read-write only when nobody else uses its bytes (issue 16). */
+		if (rw) {
+			r = bk_disk_part_wait_unused(disk, part, BK_DISK_TEARDOWN_TIMEOUT_MS, NULL,
+						     err);
+			if (r < 0)
+				return bk_err_prefix(err, "%s partition",
+						     bk_part_id_to_string(part));
+		}
 		r = bk_mount(dev, target, "ext4",
 			     rw ? BK_MOUNT_NOSUID_NODEV : BK_MOUNT_RDONLY | BK_MOUNT_NOSUID_NODEV,
 			     NULL, err);

@@ -32,7 +32,10 @@ struct bk_op_recovery *bk_op_recovery_free(struct bk_op_recovery *rec)
 	return NULL;
 }
 
-/* Remove .#* and .partial.* in a directory beneath the root (absent: nothing to do). */
+/*
+ * Remove .#* and .partial.* at every depth of a directory beneath the root (absent: nothing
+ * to do; issue 16: banks/, revisions/, workloads/, depot/ and any added later).
+ */
 static int clean_dir(struct bk_op_ctx *ctx, const char *relpath, int *ret_dfd, struct bk_err *err)
 {
 	struct bk_op_recovery *last = ctx->last_recovery;
@@ -46,7 +49,7 @@ static int clean_dir(struct bk_op_ctx *ctx, const char *relpath, int *ret_dfd, s
 	}
 	if (r < 0)
 		return r;
-	r = bk_remove_stale_temps_at(dfd, err);
+	r = bk_remove_temps_tree_at(dfd, BK_TEMPS_TREE_MAX_DEPTH, err);
 	if (r < 0)
 		return bk_err_prefix(err, "'%s'", bk_op_path(ctx, relpath));
 	last->stale += r;

@@ -322,14 +322,17 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	if (r < 0)
 		return bk_err_set(err, r, "the disk has no bank %s",
 				  bk_bank_id_to_string(res->bank));
-	/* A check only never writes: the bank may still be mounted read-only (revisions). */
-	r = o->check_only ? 0 : bk_blockdev_is_busy(part.path, err);
-	if (r < 0)
-		return r;
-	if (r > 0)
-		return bk_err_set(err, -EBUSY,
-				  "bank %s ('%s') is in use: mounted or claimed elsewhere",
-				  bk_bank_id_to_string(res->bank), part.path);
+	/*
+	 * Nobody may use its bytes, through any device (issue 16): a killed run's mounts are
+	 * waited for, a live one refuses. A check only never writes: the bank may still be
+	 * mounted read-only (revisions).
+	 */
+	if (!o->check_only) {
+		r = bk_disk_part_wait_unused(disk, bk_part_id_from_bank(res->bank),
+					     BK_DISK_TEARDOWN_TIMEOUT_MS, NULL, err);
+		if (r < 0)
+			return bk_err_prefix(err, "bank %s", bk_bank_id_to_string(res->bank));
+	}
 	r = bk_op_mount_part(ctx, bk_part_id_from_bank(res->bank), false, &bank_dfd, err);
 	if (r < 0)
 		return r;

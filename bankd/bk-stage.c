@@ -282,6 +282,12 @@ static void *copy_reader(void *arg)
 			break;
 
 		n = bk_pread_full(c->in_fd, c->buf[slot], len, c->in_offset + i * COPY_CHUNK);
+		/*
+		 * The bundle's own filesystem may report a checksum error (EBADMSG) or corruption
+		 * (EUCLEAN): an I/O error reading the bundle, not a bad signature or payload.
+		 */
+		if (n == -EBADMSG || n == -EUCLEAN)
+			n = -EIO;
 		pthread_mutex_lock(&c->lock);
 		if (n < 0)
 			copy_fail(c, (int) n, "read error at offset %llu: %m",
@@ -363,10 +369,14 @@ static void *copy_writer(void *arg)
 			flushed = i + 1;
 		}
 		pthread_mutex_lock(&c->lock);
-		if (r < 0)
+		if (r < 0) {
+			bool first = c->r == 0;
+
 			copy_fail(c, r, "write error at offset %llu: %m",
 				  (unsigned long long) (i * COPY_CHUNK));
-		else {
+			if (first)
+				c->r = bk_bank_fs_error(c->r, &c->err);
+		} else {
 			c->n_written = i + 1;
 			pthread_cond_broadcast(&c->cond);
 		}
@@ -576,7 +586,8 @@ static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int ba
 	(void) snprintf(partial, sizeof(partial), "%s%s", BK_PARTIAL_PREFIX, p->name);
 	fd = openat(bank_dfd, partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot create '%s': %m", partial);
+		return bk_bank_fs_error(bk_err_set(err, -errno, "cannot create '%s': %m", partial),
+					err);
 	/*
 	 * Direct I/O where the filesystem has it, for payloads of whole chunks: the payload skips
 	 * the page cache (no second copy in memory, nothing left to write back at the sync,
@@ -603,9 +614,12 @@ static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int ba
 	BK_DBG(BANK, "payload '%s': %llu bytes copied in %llu ms", p->name,
 	       (unsigned long long) p->size, (unsigned long long) (now_ms() - t0));
 	if (r >= 0 && close(TAKE_FD(fd)) < 0 && errno != EINTR)
-		r = bk_err_set(err, -errno, "cannot close '%s': %m", partial);
+		r = bk_bank_fs_error(bk_err_set(err, -errno, "cannot close '%s': %m", partial),
+				     err);
 	if (r >= 0 && renameat(bank_dfd, partial, bank_dfd, p->name) < 0)
-		r = bk_err_set(err, -errno, "cannot rename '%s' to '%s': %m", partial, p->name);
+		r = bk_bank_fs_error(
+			bk_err_set(err, -errno, "cannot rename '%s' to '%s': %m", partial, p->name),
+			err);
 	if (r < 0) {
 		/* Whatever was written is not the payload: discard it. */
 		(void) unlinkat(bank_dfd, partial, 0);
@@ -647,8 +661,10 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 	sig = bk_bundle_get_signature_bytes(b, &slen);
 
 	r = bk_bank_clear_at(bank_dfd, err);
-	if (r < 0)
-		return bk_err_prefix(err, "cannot clear the bank");
+	if (r < 0) {
+		(void) bk_err_prefix(err, "cannot clear the bank");
+		return bk_bank_fs_error(r, err);
+	}
 
 	pr.n_payloads = m->n_payloads;
 	for (size_t i = 0; i < m->n_payloads; i++)
@@ -667,19 +683,22 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 	 * reports writeback errors of files already closed, Linux >= 5.8).
 	 */
 	if (syncfs(bank_dfd) < 0)
-		return bk_err_set(err, -errno, "cannot sync the bank's filesystem: %m");
+		return bk_bank_fs_error(
+			bk_err_set(err, -errno, "cannot sync the bank's filesystem: %m"), err);
 
+	/* Every error from here on is the bank's filesystem's (issue 16: EBADMSG is ext4's). */
 	r = bk_write_atomic_at(bank_dfd, BK_BANK_MANIFEST_FILE, manifest, mlen, 0644, 0, err);
 	if (r < 0)
-		return r;
+		return bk_bank_fs_error(r, err);
 	r = bk_write_atomic_at(bank_dfd, BK_BANK_SIGNATURE_FILE, sig, slen, 0644, 0, err);
 	if (r < 0)
-		return r;
+		return bk_bank_fs_error(r, err);
 	r = bk_bank_record_write_at(bank_dfd, rec, err);
 	if (r < 0)
-		return r;
+		return bk_bank_fs_error(r, err);
 	if (syncfs(bank_dfd) < 0)
-		return bk_err_set(err, -errno, "cannot sync the bank's filesystem: %m");
+		return bk_bank_fs_error(
+			bk_err_set(err, -errno, "cannot sync the bank's filesystem: %m"), err);
 	BK_DBG(BANK, "wrote %s %s: %zu payloads, %llu bytes", m->name, m->version, m->n_payloads,
 	       (unsigned long long) pr.total);
 	if (ret_record)

@@ -16,4 +16,4 @@ PROGRAMS += $(O)/bin/bankd
 
 $(O)/bin/bankd: $(BANKD_OBJS) $(O)/libbootbank.a
 	@mkdir -p $(dir $@)
-	$(call quiet,LD,$@)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(BANKD_OBJS) $(O)/libbootbank.a $(LIBS)
+	$(call quiet,LD,$@)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(BANKD_OBJS) $(O)/libbootbank.a $(LIBS) $(BANKD_LIBS)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -483,6 +484,89 @@ int bk_remove_stale_temps_at(int dfd, struct bk_err *err)
 	static const char *const prefixes[] = { BK_TMP_PREFIX, BK_PARTIAL_PREFIX };
 
 	return remove_prefixed(dfd, prefixes, BK_ELEMENTSOF(prefixes), err);
+}
+
+/* The mount ID of fd (STATX_MNT_ID, Linux >= 5.8), else 0; *ret_dev gets its device. */
+static uint64_t mount_id_of(int fd, dev_t *ret_dev)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_MNT_ID, &stx) < 0) {
+		*ret_dev = 0;
+		return 0;
+	}
+	*ret_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	return (stx.stx_mask & STATX_MNT_ID) ? stx.stx_mnt_id : 0;
+}
+
+/* Is the directory open at fd on the same mount as its parent (mount ID and device)? */
+static bool same_mount(int parent_fd, int fd)
+{
+	dev_t pdev, dev;
+	uint64_t pid = mount_id_of(parent_fd, &pdev), id = mount_id_of(fd, &dev);
+
+	return pdev == dev && pid == id;
+}
+
+static int remove_temps_tree(int dfd, const char *rel, unsigned depth, unsigned max_depth,
+			     struct bk_err *err)
+{
+	static const char *const prefixes[] = { BK_TMP_PREFIX, BK_PARTIAL_PREFIX };
+	_cleanup_close_ int fd = -EBADF;
+	struct dirent *de;
+	DIR *d;
+	int n, r = 0;
+
+	n = remove_prefixed(dfd, prefixes, BK_ELEMENTSOF(prefixes), err);
+	if (n < 0)
+		return bk_err_prefix(err, "in '%s'", rel);
+	if (depth >= max_depth)
+		return n;
+
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return bk_err_set(err, -errno, "cannot open directory '%s': %m", rel);
+	d = fdopendir(fd);
+	if (!d)
+		return bk_err_set(err, -errno, "cannot read directory '%s': %m", rel);
+	TAKE_FD(fd);
+
+	while ((de = readdir(d))) {
+		char sub[PATH_MAX];
+		int cfd;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+			continue;
+		/* O_NOFOLLOW: a symlink is never entered (ELOOP, or ENOTDIR for a file). */
+		cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+				continue;
+			r = bk_err_set(err, -errno, "cannot open directory '%s/%s': %m", rel,
+				       de->d_name);
+			break;
+		}
+		if (!same_mount(dirfd(d), cfd)) {
+			BK_DBG(FS, "not entering '%s/%s': another mount", rel, de->d_name);
+			(void) close(cfd);
+			continue;
+		}
+		(void) snprintf(sub, sizeof(sub), "%s/%s", rel, de->d_name);
+		r = remove_temps_tree(cfd, sub, depth + 1, max_depth, err);
+		(void) close(cfd);
+		if (r < 0)
+			break;
+		n += r;
+	}
+	(void) closedir(d);
+	return r < 0 ? r : n;
+}
+
+int bk_remove_temps_tree_at(int dfd, unsigned max_depth, struct bk_err *err)
+{
+	return remove_temps_tree(dfd, ".", 0, max_depth, err);
 }
 
 int bk_remove_temps_of_at(int dfd, const char *name, struct bk_err *err)

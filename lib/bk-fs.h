@@ -106,6 +106,21 @@ int bk_fsync_dir(int dfd);
 int bk_remove_stale_temps_at(int dfd, struct bk_err *err);
 
 /*
+ * bk_remove_stale_temps_at() in dfd and in every directory below it, down to max_depth levels
+ * (0: dfd alone), for recovery (issue 16: atomic writes use subdirectories of the state
+ * directory, banks/, revisions/, workloads/, depot/, and any added later). Symbolic links are
+ * never followed (a symlink with a temp name is removed itself) and other mounts are never
+ * entered (a directory whose mount ID, or device, differs from its parent's: a bind mount from
+ * the same filesystem counts as another mount). Directories deeper than max_depth are left
+ * alone; a directory that vanishes meanwhile is skipped. Returns the number of files removed or
+ * -errno (the message names the directory, relative to dfd); each directory something was
+ * removed from is fsync'ed.
+ */
+int bk_remove_temps_tree_at(int dfd, unsigned max_depth, struct bk_err *err);
+/* How deep recovery looks below the state and run directories (they nest two levels today). */
+#define BK_TEMPS_TREE_MAX_DEPTH 8
+
+/*
  * Remove the temp files bk_write_atomic_at() leaves for (dfd, name) when it is killed
  * (".#<name>.*"), and nothing else. Returns the number removed or -errno; fsyncs dfd when
  * anything was removed.

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 
 #include <libmount.h>
 
+#include "bk-fs.h"
 #include "bk-log.h"
 #include "bk-loop.h"
 #include "bk-mount.h"
@@ -210,4 +214,88 @@ int bk_mount_find_device(const char *devpath, char **ret_target, struct bk_err *
 	if (!*ret_target)
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	return 0;
+}
+
+/* The mount namespace inode of pid (0 when it cannot be read: the process is going away). */
+static ino_t mntns_of(const char *pid)
+{
+	char path[sizeof("/proc//mountinfo") + NAME_MAX];
+	struct stat st;
+
+	(void) snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
+	if (stat(path, &st) < 0)
+		return 0;
+	return st.st_ino;
+}
+
+int bk_mount_find_holder(const dev_t *devs, size_t n, struct bk_mount_holder *ret,
+			 struct bk_err *err)
+{
+	_cleanup_free_ ino_t *seen = NULL;
+	size_t n_seen = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	d = opendir("/proc");
+	if (!d)
+		return bk_err_set(err, -errno, "cannot read '/proc': %m");
+	while (r == 0 && (de = readdir(d))) {
+		_cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
+		char path[sizeof("/proc//mountinfo") + NAME_MAX];
+		uint64_t pid;
+		ino_t ns;
+		bool dup = false;
+
+		if (!isdigit((unsigned char) de->d_name[0]))
+			continue;
+		ns = mntns_of(de->d_name);
+		if (ns == 0)
+			continue;
+		for (size_t i = 0; i < n_seen && !dup; i++)
+			dup = seen[i] == ns;
+		if (dup)
+			continue;
+		if (n_seen == cap) {
+			ino_t *p = realloc(seen, (cap ? cap * 2 : 64) * sizeof(*seen));
+
+			if (!p) {
+				r = bk_err_set(err, -ENOMEM, "out of memory");
+				break;
+			}
+			seen = p;
+			cap = cap ? cap * 2 : 64;
+		}
+		seen[n_seen++] = ns;
+
+		(void) snprintf(path, sizeof(path), "/proc/%s/mountinfo", de->d_name);
+		tb = mnt_new_table_from_file(path);
+		if (!tb)
+			continue; /* gone, or not readable: not a live holder we can name */
+		for (size_t i = 0; i < n && r == 0; i++) {
+			struct libmnt_fs *fs = mnt_table_find_devno(tb, devs[i], MNT_ITER_FORWARD);
+			_cleanup_close_ int cfd = -EBADF;
+
+			if (!fs)
+				continue;
+			r = 1;
+			if (!ret)
+				break;
+			*ret = (struct bk_mount_holder){ .devno = devs[i] };
+			if (bk_parse_u64(de->d_name, &pid) == 0)
+				ret->pid = (pid_t) pid;
+			(void) snprintf(ret->target, sizeof(ret->target), "%s",
+					mnt_fs_get_target(fs) ? mnt_fs_get_target(fs) : "?");
+			(void) snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
+			cfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (cfd >= 0) {
+				ssize_t k = read(cfd, ret->comm, sizeof(ret->comm) - 1);
+
+				ret->comm[k > 0 ? k : 0] = '\0';
+				ret->comm[strcspn(ret->comm, "\n")] = '\0';
+			}
+		}
+	}
+	(void) closedir(d);
+	return r;
 }

@@ -53,3 +53,22 @@ int bk_blockdev_is_busy(const char *devpath, struct bk_err *err);
  * *ret_target malloc'ed, -ENOENT when it is not mounted here, other -errno.
  */
 int bk_mount_find_device(const char *devpath, char **ret_target, struct bk_err *err);
+
+/* A mount of one of the devices bk_mount_find_holder() looked for. */
+struct bk_mount_holder {
+	pid_t pid;	  /* a live process whose mount namespace has the mount */
+	char comm[32];	  /* its command name (/proc/PID/comm), "" when unknown */
+	dev_t devno;	  /* which of the devices */
+	char target[512]; /* where, in that process's mount namespace (cut if longer) */
+};
+
+/*
+ * Is one of the block devices devs[0..n) mounted in the mount namespace of a live process,
+ * any namespace? Reads /proc/PID/mountinfo once per mount namespace (processes that vanish
+ * or cannot be read meanwhile are skipped: issue 16). A namespace that no process is in any
+ * more (a killed process's, being torn down, or one kept by a bind mount of its nsfs file)
+ * is not found: that is how a caller tells a mount that will go away from one that stays.
+ * Returns 1 and *ret (optional), 0 when none is, -errno when /proc cannot be read.
+ */
+int bk_mount_find_holder(const dev_t *devs, size_t n, struct bk_mount_holder *ret,
+			 struct bk_err *err);

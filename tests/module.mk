@@ -11,6 +11,8 @@ TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 # Symbols each binary wraps (-Wl,--wrap=SYM): fault injection only.
 WRAPS_test-fs := fsync write renameat renameat2 close
 WRAPS_test-json := fsync
+WRAPS_test-bank := unlinkat read __read_chk
+WRAPS_test-stage := write pwrite64 fsync
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat
@@ -19,7 +21,6 @@ WRAPS_test-boot-file := fsync renameat
 WRAPS_test-grubenv := renameat
 WRAPS_test-boot-uboot := fsync
 WRAPS_test-boot-sdboot := fsync
-WRAPS_test-stage := fsync pwrite64
 
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)

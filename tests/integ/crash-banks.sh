@@ -5,8 +5,9 @@
 # fsync, rename, unlink, ftruncate, mkdir, mount, ...: tests/crash/bk-crash.c) for every N from
 # 1 to the operation's total. After each kill, `bankctl recover` runs and the invariants must
 # hold: the previously good bank is byte-identical and eligible, the model boots the old or
-# the new bank, status and explain-next-boot read the boot state, no temp or partial file and
-# no staging marker remains (state directories and both banks), and a staged bank is complete.
+# the new bank, status and explain-next-boot read the boot state, no temp or partial file at
+# any depth of the state and run directories and of both banks, no staging marker remains, a
+# staged bank is complete, and so is every bank whose bank.json exists.
 . "$(dirname "$0")/lib.sh"
 
 bk_need_root
@@ -61,16 +62,14 @@ hashp() { # IMAGE A|B: sha256 of the bank partition's bytes in the image
 	h=$(set -o pipefail; dd if="$1" iflag=direct,skip_bytes,count_bytes skip="$o" count="$s" bs=1M status=none | sha256sum) || h="unreadable-$RANDOM"
 	echo "${h%% *}"
 }
-# bankls A|B: the names in the bank's root directory (debugfs reads the image, no mount)
-bankls() {
+# bankdump A|B: a copy of the bank's whole filesystem in $T/dump/A|B (debugfs reads the image,
+# no mount)
+bankdump() {
 	local o s
 	read -r o s < <(off "$1")
-	debugfs -c -R "ls -p /" "$disk?offset=$o" 2>/dev/null | awk -F/ 'NF > 5 { print $6 }'
-}
-bankcat() { # A|B FILE
-	local o s
-	read -r o s < <(off "$1")
-	debugfs -c -R "cat /$2" "$disk?offset=$o" 2>/dev/null
+	rm -rf "$T/dump/$1"
+	mkdir -p "$T/dump/$1"
+	debugfs -c -R "rdump / $T/dump/$1" "$disk?offset=$o" >/dev/null 2>&1
 }
 
 # Pristine states, each a copy of the disk image and the root: the state an operation starts in.
@@ -133,12 +132,15 @@ verify() {
 	for b in $protected; do
 		[ "$(hashp "$disk" "$b")" = "${pristine[$b]}" ] || fail "$op@$n: bank $b changed"
 	done
-	left=$(find "$root/var/lib/bootbank" "$root/run/bootbank" -maxdepth 1 \( -name '.#*' -o -name '.partial.*' -o -name staging.json \) -printf '%f ')
-	[ -z "$left" ] || fail "$op@$n: left in the state directories: $left"
-	for b in A B; do
-		left=$(bankls "$b" | grep -E '^\.(partial\.|#)' | tr '\n' ' ')
-		[ -z "$left" ] || fail "$op@$n: left in bank $b: $left"
-	done
+	[ ! -e "$root/var/lib/bootbank/staging.json" ] || fail "$op@$n: the staging marker is left"
+	# Leftovers at every depth of the state and run directories and of both banks; a bank
+	# whose bank.json exists is complete (tests/crash/check-tree.py).
+	bankdump A && bankdump B || fail "$op@$n: cannot read the banks with debugfs"
+	while IFS= read -r line; do
+		fail "$op@$n: $line"
+	done < <(python3 "$repo/tests/crash/check-tree.py" --scanned "$T/scanned" \
+		--tree "var/lib/bootbank:$root/var/lib/bootbank" --tree "run/bootbank:$root/run/bootbank" \
+		--bank "bank A:$T/dump/A" --bank "bank B:$T/dump/B")
 	[ -n "${target:-}" ] || return 0
 	# The bank being staged: empty, or complete with the new image, or (killed before stage
 	# touched it) still what it was, complete with the old image.
@@ -150,8 +152,8 @@ verify() {
 	esac
 }
 has_image() { # WHERE BANK VERSION: bank.json names VERSION and root.squashfs is its bytes
-	bankcat "$2" bank.json | grep -q "\"version\": \"$3\"" || fail "$1: bank $2 has no record of $3"
-	[ "$(bankcat "$2" root.squashfs | sha256sum | cut -d' ' -f1)" = "$(sha256sum <"$T/src/root-$3.squashfs" | cut -d' ' -f1)" ] ||
+	grep -qs "\"version\": \"$3\"" "$T/dump/$2/bank.json" || fail "$1: bank $2 has no record of $3"
+	cmp -s "$T/dump/$2/root.squashfs" "$T/src/root-$3.squashfs" ||
 		fail "$1: bank $2 does not hold the root.squashfs of $3"
 }
 
@@ -200,4 +202,5 @@ crashtest mark-bad trying "A" "B A" mark-bad
 crashtest rollback rollback "A B" "B A" rollback
 crashtest roll-forward roll-forward "A B" "A B" roll-forward
 echo "crash points tested: $(IFS=,; echo "${summary[*]}" | sed 's/,/, /g')"
+echo "leftovers looked for at every depth in: $(sed ':a;N;$!ba;s/\n/, /g' "$T/scanned")"
 bk_done

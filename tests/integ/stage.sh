@@ -201,7 +201,7 @@ partx -a "$loop" 2>/dev/null || true
 mount "${loop}p3" "$T/mnt"
 h=$(hashp A)
 expect_exit 3 "alternate bank mounted elsewhere: busy" B stage "$img/demo-os-2.0.0.bbi"
-check "mounted elsewhere: names the bank and device" test "$ERR" = "bankctl: bank B ('${loop}p3') is in use: mounted or claimed elsewhere"
+check "mounted elsewhere: names the bank, device, process and mount point" grep -Eq "^bankctl: bank B: '${loop}p3' is in use: mounted by pid [0-9]+ \([^)]+\) at '$T/mnt'$" <<<"$ERR"
 umount "$T/mnt"
 detach "$loop"
 check "mounted elsewhere: bank A byte-identical" test "$(hashp A)" = "$h"

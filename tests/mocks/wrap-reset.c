@@ -10,6 +10,9 @@ int wrap_close_armed, wrap_close_skip;
 int wrap_open64_armed, wrap_open64_skip;
 const char *wrap_open64_match;
 void (*wrap_open64_before)(const char *path);
+int wrap_unlinkat_armed, wrap_unlinkat_skip;
+int wrap_read_armed, wrap_read_skip;
+int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
 void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
 
 void wrap_reset(void)
@@ -23,5 +26,8 @@ void wrap_reset(void)
 	wrap_open64_armed = wrap_open64_skip = 0;
 	wrap_open64_match = NULL;
 	wrap_open64_before = NULL;
+	wrap_unlinkat_armed = wrap_unlinkat_skip = 0;
+	wrap_read_armed = wrap_read_skip = 0;
+	wrap_pwrite64_armed = wrap_pwrite64_skip = wrap_pwrite64_errno = 0;
 	wrap_pwrite64_observe = NULL;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The content of a bank: bank.json made from a manifest, written and read back, every parse
- * error, the completeness check against real files, clearing (record first, lost+found kept).
+ * error, the completeness check against real files, clearing (record first, lost+found kept;
+ * a clear that fails after its first removal has already removed bank.json, issue 18).
  */
 #include <errno.h>
 
@@ -13,6 +14,7 @@
 #include "bk-json.h"
 #include "bk-manifest.h"
 #include "bk-sha256.h"
+#include "mocks.h"
 
 static const char kernel_bytes[] = "kernel bytes: not really a kernel";
 static const char initrd_bytes[] = "initrd";
@@ -310,6 +312,63 @@ static void test_clear(void **state)
 	assert_int_equal(bk_bank_clear_at(dir->dfd, &err), 0);
 }
 
+/*
+ * A clear that fails half-way (the second unlink fails) leaves a bank without bank.json: the
+ * record never claims content that is gone (issue 18, item 2).
+ */
+static void test_clear_fails_after_record(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	struct bk_bank_record *r = NULL;
+	struct bk_err err = { 0 };
+
+	write_bank(dir);
+	wrap_reset();
+	wrap_unlinkat_skip = 1;
+	wrap_unlinkat_armed = 1;
+	will_return(__wrap_unlinkat, EIO);
+	assert_int_equal(bk_bank_clear_at(dir->dfd, &err), -EIO);
+	wrap_reset();
+	assert_non_null(strstr(err.msg, "cannot remove '"));
+	assert_int_equal(faccessat(dir->dfd, BK_BANK_RECORD_FILE, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(bk_bank_record_read_at(dir->dfd, &r, &err), -ENOENT);
+	/* Only one file went: the others are still there for the next clear. */
+	assert_int_equal(bk_test_count_prefix(dir->dfd, ""), 2 + 4);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bank_clear_at(dir->dfd, &err), 4);
+	assert_int_equal(bk_test_count_prefix(dir->dfd, ""), 2);
+}
+
+/*
+ * The bank's filesystem fails a read with EBADMSG (an ext4 checksum error): an I/O error saying
+ * the filesystem is damaged, not "verification failed" (issue 16, item 3).
+ */
+static void test_read_fs_error(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	struct bk_bank_record *r = NULL;
+	struct bk_err err = { 0 };
+
+	write_bank(dir);
+	wrap_reset();
+	wrap_read_armed = 1;
+	will_return(__wrap_read, EBADMSG);
+	assert_int_equal(bk_bank_record_read_at(dir->dfd, &r, &err), -EIO);
+	assert_null(r);
+	assert_string_equal(err.msg, "the bank's filesystem is damaged (run fsck.ext4 on it): "
+				     "cannot read 'bank.json': Bad message");
+	bk_err_clear(&err);
+	assert_int_equal(bk_bank_record_read_at(dir->dfd, &rec, &err), 0);
+	wrap_read_armed = 1;
+	will_return(__wrap_read, EUCLEAN);
+	assert_int_equal(bk_bank_check(dir->dfd, rec, 0, &err), -EIO);
+	wrap_reset();
+	assert_non_null(strstr(err.msg, "the bank's filesystem is damaged"));
+	assert_non_null(strstr(err.msg, "manifest.json"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +386,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_disagreeing_record, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_clear, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_clear_fails_after_record, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_read_fs_error, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};
 

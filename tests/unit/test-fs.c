@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 
 #include "bk-test.h"
 #include "mocks.h"
@@ -346,6 +349,134 @@ static void test_remove_temps_of_one_file(void **state)
 	assert_int_equal(bk_remove_temps_of_at(d->dfd, "../x", &err), -EINVAL);
 }
 
+/* mkdirat + open, asserted. */
+static int mkdir_open(int dfd, const char *name)
+{
+	int fd;
+
+	assert_int_equal(mkdirat(dfd, name, 0755), 0);
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/*
+ * Temp files at every depth go, down to max_depth (issue 16: banks/.#B.json.XXXX was never
+ * removed); other files, directories with a temp-like name, what a symlink points to and what
+ * lies deeper than max_depth stay.
+ */
+static void test_remove_temps_tree(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_test_dir other;
+	struct bk_err err = { 0 };
+	int banks, deeper, d3, odd;
+
+	bk_test_dir_open(&other);
+	bk_test_write(other.dfd, ".#victim.1", "not ours");
+
+	bk_test_write(d->dfd, ".#bootstate.json.1", "x");
+	banks = mkdir_open(d->dfd, "banks");
+	bk_test_write(banks, ".#B.json.6576a181", "x");
+	bk_test_write(banks, "A.json", "keep");
+	bk_test_write(banks, ".hidden", "keep");
+	assert_int_equal(symlinkat("A.json", banks, ".#link.1"), 0);
+	assert_int_equal(symlinkat(other.path, banks, "elsewhere"), 0);
+	deeper = mkdir_open(banks, "deeper");
+	bk_test_write(deeper, ".partial.rootfs", "x");
+	odd = mkdir_open(deeper, ".#dir");
+	bk_test_write(odd, ".#inside.1", "x");
+	d3 = mkdir_open(odd, "d4");
+	bk_test_write(d3, ".#too-deep.1", "keep: below max_depth");
+
+	/* .: 1, banks: 2 (a file and a symlink), deeper: 1, deeper/.#dir: 1 */
+	assert_int_equal(bk_remove_temps_tree_at(d->dfd, 3, &err), 5);
+	assert_int_equal(bk_test_count_prefix(d->dfd, ".#"), 0);
+	assert_int_equal(bk_test_count_prefix(banks, ".#"), 0);
+	assert_int_equal(bk_test_count_prefix(deeper, ".partial."), 0);
+	assert_int_equal(bk_test_count_prefix(odd, ".#inside"), 0);
+	assert_int_equal(faccessat(deeper, ".#dir", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(faccessat(d3, ".#too-deep.1", F_OK, 0), 0);
+	assert_int_equal(faccessat(banks, "A.json", F_OK, 0), 0);
+	assert_int_equal(faccessat(banks, ".hidden", F_OK, 0), 0);
+	assert_int_equal(faccessat(other.dfd, ".#victim.1", F_OK, 0), 0);
+	assert_int_equal(bk_remove_temps_tree_at(d->dfd, 3, &err), 0);
+	/* max_depth 0 is the top directory alone, as bk_remove_stale_temps_at(). */
+	bk_test_write(banks, ".#B.json.2", "x");
+	bk_test_write(d->dfd, ".#top.1", "x");
+	assert_int_equal(bk_remove_temps_tree_at(d->dfd, 0, &err), 1);
+	assert_int_equal(bk_test_count_prefix(banks, ".#"), 1);
+	assert_int_equal(bk_remove_temps_tree_at(d->dfd, 8, &err), 2);
+
+	close(d3);
+	close(odd);
+	close(deeper);
+	close(banks);
+	bk_test_dir_close(&other);
+}
+
+/* What the child in test_remove_temps_tree_stays_on_its_mount() found: 0 ok, 77 skip. */
+static int tree_mount_child(const char *top, const char *other)
+{
+	char path[256];
+	struct bk_err err = { 0 };
+	int dfd, fd, n;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return 77;
+	/* Opened after unshare(): an fd of the old namespace would not see our mounts. */
+	dfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || mkdirat(dfd, "tmpfs", 0755) < 0 || mkdirat(dfd, "bind", 0755) < 0)
+		return 1;
+	(void) snprintf(path, sizeof(path), "%s/tmpfs", top);
+	if (mount("bk-unit", path, "tmpfs", 0, NULL) < 0)
+		return 77;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 2;
+	bk_test_write(fd, ".#on-tmpfs.1", "not ours");
+	/* A bind mount of a directory of the same filesystem: same device, another mount. */
+	(void) snprintf(path, sizeof(path), "%s/bind", top);
+	if (mount(other, path, NULL, MS_BIND, NULL) < 0)
+		return 77;
+	bk_test_write(dfd, ".#top.1", "x");
+	n = bk_remove_temps_tree_at(dfd, 4, &err);
+	if (n != 1) {
+		fprintf(stderr, "# removed %d: %s\n", n, err.msg);
+		return 3;
+	}
+	if (faccessat(fd, ".#on-tmpfs.1", F_OK, 0) < 0 || faccessat(dfd, ".#top.1", F_OK, 0) == 0)
+		return 4;
+	return 0;
+}
+
+/* Another mount below the tree (a tmpfs, a bind mount of the same filesystem) is not entered. */
+static void test_remove_temps_tree_stays_on_its_mount(void **state)
+{
+	struct bk_test_dir *d = *state;
+	struct bk_test_dir other;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		skip();
+	bk_test_dir_open(&other);
+	bk_test_write(other.dfd, ".#victim.1", "not ours");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(tree_mount_child(d->path, other.path));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77) {
+		bk_test_dir_close(&other);
+		skip();
+	}
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(faccessat(other.dfd, ".#victim.1", F_OK, 0), 0);
+	bk_test_dir_close(&other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +502,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mkdir_p_and_open_beneath, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_stale_temps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_temps_of_one_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_temps_tree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_temps_tree_stays_on_its_mount, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include "bk-fs.h"
 #include "bk-sha256.h"
 #include "bk-stage.h"
+#include "mocks.h"
 
 #define MAKE_PKI "tests/pki/make-pki.sh"
 #define K_SIZE	 (3 * 1024 * 1024 + 17) /* several copy chunks, the last one short */
@@ -608,6 +609,68 @@ static void test_write_bank_signature_from_memory(void **state)
 	assert_memory_equal(written, sig, slen);
 }
 
+/*
+ * The bank's filesystem fails a write with EBADMSG (ext4's checksum error) or EUCLEAN
+ * (corruption found): stage reports an I/O error (exit 8) saying the bank's filesystem is
+ * damaged, never "verification failed" (EBADMSG, exit 5) nor "corrupt payload" (EUCLEAN,
+ * exit 7). Issue 16, item 3: "payload 'vmlinuz': write error at offset 0: Bad message", exit 5.
+ */
+static void expect_fs_error(struct bk_test_dir *dir, int *armed, int skip, int *skipp, int e,
+			    const char *what)
+{
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF;
+	struct bk_stage_write_options o = { 0 };
+	struct bk_err err = { 0 };
+	int r;
+
+	b = open_bundle(dir, true);
+	bfd = bank_fd(dir);
+	wrap_reset();
+	*skipp = skip;
+	*armed = 1;
+	if (armed == &wrap_write_armed)
+		will_return(__wrap_write, e);
+	else if (armed == &wrap_pwrite64_armed)
+		wrap_pwrite64_errno = e; /* called from a copy thread: no cmocka queue */
+	else
+		will_return(__wrap_fsync, e);
+	r = bk_stage_write_bank(b, bfd, &o, NULL, &err);
+	wrap_reset();
+	assert_int_equal(r, -EIO);
+	assert_int_equal(err.code, -EIO);
+	assert_non_null(strstr(err.msg, "the bank's filesystem is damaged"));
+	assert_non_null(strstr(err.msg, what));
+	assert_int_equal(bk_exit_code_from_errno(err.code), BK_EXIT_IO);
+	assert_int_equal(faccessat(bfd, BK_BANK_RECORD_FILE, F_OK, 0), -1);
+	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+	assert_int_equal(bk_test_count_prefix(bfd, ".#"), 0);
+}
+
+static void test_write_bank_fs_errors(void **state)
+{
+	struct bk_test_dir *dir = *state;
+
+	build(dir);
+	/* The first payload's first chunk. */
+	expect_fs_error(
+		dir, &wrap_pwrite64_armed, 0, &wrap_pwrite64_skip, EBADMSG,
+		"payload 'vmlinuz': the bank's filesystem is damaged (run fsck.ext4 on it): "
+		"write error at offset 0: Bad message");
+	/* A later chunk, and corruption found rather than a bad checksum. */
+	expect_fs_error(dir, &wrap_pwrite64_armed, 1, &wrap_pwrite64_skip, EUCLEAN,
+			"write error at offset 1048576: Structure needs cleaning");
+	/* The manifest (the first write() of a stage), and the record (the third). */
+	expect_fs_error(dir, &wrap_write_armed, 0, &wrap_write_skip, EBADMSG,
+			"cannot write 'manifest.json': Bad message");
+	expect_fs_error(dir, &wrap_write_armed, 2, &wrap_write_skip, EUCLEAN,
+			"cannot write 'bank.json': Structure needs cleaning");
+	/* EIO: the filesystem or its device (here the clear of what the last case left). */
+	expect_fs_error(dir, &wrap_fsync_armed, 0, &wrap_fsync_skip, EIO,
+			"the bank's filesystem is damaged or its device failed: cannot clear the "
+			"bank: cannot sync the bank directory: Input/output error");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -625,6 +688,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_bank_never_writes_unverified,
 						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_truncated, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_fs_errors, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_refusals, bk_test_dir_setup,
 						bk_test_dir_teardown),
