@@ -122,7 +122,7 @@ for p in "${payloads[@]}"; do
 	for at in $off $((off + size - 1)); do
 		flip "$at"
 		expect_exit 7 "payload $name byte $at flipped: exit 7" "$BANKCTL" image verify "$work/bad.bbi" $K
-		check "payload $name: message names it" grep -q "payload '$name': SHA-256 mismatch" <<<"$ERR"
+		check "payload $name: message names it" grep -Eq "payload '$name': chunk [0-9]+ \(offset [0-9]+\): SHA-256 mismatch" <<<"$ERR"
 	done
 done
 flip $((pay_off - 1))

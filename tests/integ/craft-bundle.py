@@ -7,8 +7,10 @@ usage: craft-bundle.py IN.bbi OUT.bbi PKI_DIR [--signer NAME] EDIT...
 Each EDIT changes the manifest bytes of IN before they are signed again:
   replace:OLD=>NEW    replace the first occurrence of OLD by NEW (must occur)
   digest:NAME:first|last
-                      change the first or last hex digit of payload NAME's sha256 (to another
-                      lower-case hex digit), so the digest differs from the real one in one byte
+                      change the first or last hex digit of payload NAME's digest (format 2:
+                      chunks_sha256, the digest of its chunk list, which verifiers check; format
+                      1: sha256) to another lower-case hex digit, so the digest differs from
+                      the real one in one byte
   upper:NAME          write payload NAME's sha256 in upper case (same digest, other spelling)
   append:TEXT         append TEXT after the manifest's bytes (\\n, \\t, \\s for a space)
   prepend:TEXT        put TEXT before them
@@ -32,6 +34,16 @@ def unescape(s):
     return s.replace("\\n", "\n").replace("\\t", "\t").replace("\\s", " ").encode()
 
 
+def digest_at(manifest, at):
+    """Where the digest of the payload whose name is at `at` starts (either format)."""
+    end = manifest.find(b"}", at)
+    for key in (b'"chunks_sha256": "', b'"sha256": "'):
+        i = manifest.find(key, at, end)
+        if i >= 0:
+            return i + len(key)
+    sys.exit("craft-bundle: no digest after the payload's name")
+
+
 def edit(manifest, spec):
     kind, _, rest = spec.partition(":")
     if kind == "replace":
@@ -47,7 +59,7 @@ def edit(manifest, spec):
         at = manifest.find(b'"name": "%s"' % name.encode())
         if at < 0:
             sys.exit(f"craft-bundle: no payload {name!r}")
-        key = manifest.find(b'"sha256": "', at) + len(b'"sha256": "')
+        key = digest_at(manifest, at)
         i = key if where == "first" else key + 63
         c = chr(manifest[i])
         n = "0123456789abcdef"[("0123456789abcdef".index(c) + 1) % 16]
@@ -56,7 +68,7 @@ def edit(manifest, spec):
         at = manifest.find(b'"name": "%s"' % rest.encode())
         if at < 0:
             sys.exit(f"craft-bundle: no payload {rest!r}")
-        key = manifest.find(b'"sha256": "', at) + len(b'"sha256": "')
+        key = digest_at(manifest, at)
         digest = manifest[key:key + 64]
         if digest.upper() == digest:
             sys.exit("craft-bundle: the digest has no letter to upper-case")

@@ -353,6 +353,7 @@ static void test_write_bank_corrupt_payload(void **state)
 	struct bk_bank_record *rec = NULL;
 	struct bk_err err = { 0 };
 	char c;
+	int r;
 
 	build(dir);
 	b = open_bundle(dir, true);
@@ -365,10 +366,11 @@ static void test_write_bank_corrupt_payload(void **state)
 	assert_int_equal(pwrite(fd, &c, 1, (off_t) (p->offset + K_SIZE - 5)), 1);
 	bfd = bank_fd(dir);
 
-	assert_int_equal(bk_stage_write_bank(b, bfd, &o, &rec, &err), -EUCLEAN);
+	r = bk_stage_write_bank(b, bfd, &o, &rec, &err);
+	assert_int_equal(r, -EUCLEAN);
 	assert_null(rec);
-	assert_non_null(strstr(err.msg, "payload 'vmlinuz': SHA-256 mismatch (corrupt payload): "
-					"manifest "));
+	assert_non_null(strstr(err.msg, "payload 'vmlinuz': chunk 3 (offset 3145728): SHA-256 "
+					"mismatch (corrupt payload)"));
 	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
 	assert_int_equal(faccessat(bfd, "vmlinuz", F_OK, 0), -1);
 	assert_int_equal(faccessat(bfd, BK_BANK_RECORD_FILE, F_OK, 0), -1);
@@ -391,8 +393,83 @@ static void test_write_bank_truncated(void **state)
 		0);
 	bfd = bank_fd(dir);
 	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -ENOEXEC);
-	assert_non_null(strstr(err.msg, "payload 'vmlinuz': truncated: the bundle ends at offset"));
+	/* Format 2: its chunk list (after the payloads) is gone first. */
+	assert_non_null(strstr(err.msg, "payload 'vmlinuz': truncated"));
 	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+}
+
+/* What was written to the bank's files: any byte of [bad_from, bad_to) of the kernel? */
+static struct {
+	uint64_t bad_from, bad_to, max_end;
+	unsigned writes, bad_writes;
+} pw;
+
+static void on_pwrite(int fd, const void *buf, size_t len, off_t offset)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	(void) buf;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		return;
+	path[n] = '\0';
+	if (!strstr(path, "/bank/.partial.vmlinuz"))
+		return;
+	pw.writes++;
+	if ((uint64_t) offset + len > pw.max_end)
+		pw.max_end = (uint64_t) offset + len;
+	if ((uint64_t) offset < pw.bad_to && (uint64_t) offset + len > pw.bad_from)
+		pw.bad_writes++;
+}
+
+/*
+ * Issue 15: no byte that did not verify is ever written to a bank. A byte flipped in the middle
+ * of chunk k (first, middle, last) of the kernel: every pwrite of the kernel's file is watched;
+ * none touches chunk k or any chunk after it.
+ */
+static void test_write_bank_never_writes_unverified(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_close_ int fd = -EBADF;
+	uint64_t off;
+
+	build(dir);
+	fd = openat(dir->dfd, "b.bbi", O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (uint64_t k = 0; k < 4; k++) {
+		_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+		_cleanup_close_ int bfd = -EBADF;
+		struct bk_stage_write_options o = { 0 };
+		struct bk_err err = { 0 };
+		char c;
+
+		b = open_bundle(dir, true);
+		off = bk_bundle_get_manifest(b)->payloads[0].offset + k * (1 << 20) +
+		      (k == 3 ? 8 : 500000);
+		assert_int_equal(pread(fd, &c, 1, (off_t) off), 1);
+		c ^= 0x01;
+		assert_int_equal(pwrite(fd, &c, 1, (off_t) off), 1);
+
+		memset(&pw, 0, sizeof(pw));
+		pw.bad_from = k << 20;
+		pw.bad_to = UINT64_MAX;
+		bfd = bank_fd(dir);
+		wrap_reset();
+		wrap_pwrite64_observe = on_pwrite;
+		assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -EUCLEAN);
+		wrap_reset();
+		print_message("# corrupt chunk %llu: %u writes of the kernel, up to %llu, %u of "
+			      "unverified bytes\n",
+			      (unsigned long long) k, pw.writes, (unsigned long long) pw.max_end,
+			      pw.bad_writes);
+		assert_int_equal(pw.bad_writes, 0);
+		assert_true(pw.max_end <= k << 20);
+		assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+		c ^= 0x01;
+		assert_int_equal(pwrite(fd, &c, 1, (off_t) off), 1);
+	}
 }
 
 /* A bundle SUB/b.bbi of n one-byte payloads "pNNNNN", and the bank directory SUB/bank. */
@@ -608,6 +685,8 @@ int main(void)
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_corrupt_payload, bk_test_dir_setup,
 						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_never_writes_unverified,
+						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_truncated, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_fs_errors, bk_test_dir_setup,
