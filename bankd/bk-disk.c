@@ -126,6 +126,26 @@ struct alias {
 	dev_t devno;
 };
 
+/* Whether the block device at dev (/dev/loopN) has partitions: /sys/class/block/loopN/loopNp*. */
+static bool loop_has_partitions(const char *dev)
+{
+	const char *name = strrchr(dev, '/') ? strrchr(dev, '/') + 1 : dev;
+	char path[96];
+	size_t len = strlen(name);
+	struct dirent *de;
+	bool found = false;
+	DIR *dir;
+
+	(void) snprintf(path, sizeof(path), "/sys/class/block/%s", name);
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (!found && (de = readdir(dir)))
+		found = strncmp(de->d_name, name, len) == 0 && de->d_name[len] == 'p';
+	(void) closedir(dir);
+	return found;
+}
+
 static size_t part_aliases(const struct bk_disk *d, const struct part *p, struct alias *a,
 			   size_t max)
 {
@@ -145,11 +165,25 @@ static size_t part_aliases(const struct bk_disk *d, const struct part *p, struct
 		if ((d->device && strcmp(*l, d->device) == 0) ||
 		    bk_loop_get_info(*l, &info, NULL) < 0)
 			continue;
-		/* A range of the image: the whole device may be the bank (losetup -o). */
-		if (info.offset != 0 || info.size_limit != 0 || !info.partscan || p->partno == 0)
-			(void) snprintf(a[n].path, sizeof(a[n].path), "%s", *l);
-		else
+		/*
+		 * A range of the image (losetup -o) may be the bank as a whole device. A device of
+		 * the whole image reaches the bank through its partition, whether the kernel
+		 * scanned it (losetup -P) or partx added it; only a device with no partitions at
+		 * all reaches it as a whole. Its whole node is never the alias when it has
+		 * partitions: one of them mounted (the boot partition, say) claims the whole
+		 * device, which says nothing about the bank.
+		 */
+		bool whole = info.offset != 0 || info.size_limit != 0 || p->partno == 0;
+
+		if (!whole) {
 			(void) snprintf(a[n].path, sizeof(a[n].path), "%sp%u", *l, p->partno);
+			if (stat(a[n].path, &st) < 0)
+				whole = !loop_has_partitions(*l);
+			else if (!S_ISBLK(st.st_mode))
+				continue;
+		}
+		if (whole)
+			(void) snprintf(a[n].path, sizeof(a[n].path), "%s", *l);
 		if (stat(a[n].path, &st) == 0 && S_ISBLK(st.st_mode)) {
 			a[n].devno = st.st_rdev;
 			n++;

@@ -157,4 +157,17 @@ check "  ... the message names the other device and the process" \
 check "  ... bank B's state is unchanged ($before)" test "$(bankstate B)" = "$before"
 kill -9 "$holder"
 wait "$holder" 2>/dev/null
+
+# --- another device of the whole image, partitions added by partx, its boot partition mounted:
+# the bank is free (check-boot's host keeps the boot partition mounted like this while staging)
+plain=$(losetup -f --show "$disk") || bk_skip "cannot attach a loop device"
+bk_track_loop "$plain"
+partx -a "$plain" 2>/dev/null || partx -u "$plain" 2>/dev/null || true
+for _ in $(seq 1 50); do [ -b "${plain}p1" ] && break; sleep 0.1; done
+hold "${plain}p1" ro || bk_skip "cannot mount the boot partition through $plain"
+timed expect_exit 0 "the boot partition mounted through another device of the image: stage into B goes on" \
+	B stage "$T/v3.0.0.bbi"
+check "  ... bank B holds v3.0.0" test "$(B status --json | json "d['boot']['banks']['B']['content']['version']")" = 3.0.0
+kill -9 "$holder"
+wait "$holder" 2>/dev/null
 bk_done
