@@ -452,7 +452,7 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 		char hex[BK_SHA256_HEX_LEN + 1];
 
 		bk_sha256_to_hex(mdigest, hex);
-		if (strcmp(prev.manifest_sha256, hex) == 0 && prev.payload < m->n_payloads) {
+		if (strcmp(prev.manifest_sha256, hex) == 0 && prev.payload <= m->n_payloads) {
 			resume.payload = (size_t) prev.payload;
 			resume.chunks = prev.chunks;
 			resuming = true;

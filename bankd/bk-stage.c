@@ -736,7 +736,7 @@ static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
 	pr->payload_size = p->size;
 	pr->end = false;
 
-	if (o->resume && index < o->resume->payload) {
+	if (o->resume && index <= o->resume->payload) {
 		/* Complete in an earlier run: kept when every chunk of it still checks. */
 		fd = openat(bank_dfd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0 && verified_prefix(fd, list, list->n_chunks) == list->n_chunks) {
@@ -750,7 +750,8 @@ static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
 		}
 		if (fd >= 0)
 			(void) close(TAKE_FD(fd));
-	} else if (o->resume && index == o->resume->payload) {
+	}
+	if (o->resume && index == o->resume->payload) {
 		fd = openat(bank_dfd, partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0)
 			start = verified_prefix(fd, list, o->resume->chunks);

@@ -23,15 +23,15 @@
 #include "bk-fs.h"
 #include "bk-log.h"
 
-#define VALIDATOR_MAX 256
+#define VALIDATOR_MAX	   256
 #define RETRY_DELAY_MAX_MS 8000
-#define TABLE_PIECE (1u << 20)
+#define TABLE_PIECE	   (1u << 20)
 
 struct bk_fetch {
 	CURL *curl;
 	char *url;
 	struct curl_slist *headers; /* Authorization, when a token is configured (https) */
-	struct bk_fetch_config c; /* its strings are the copies below */
+	struct bk_fetch_config c;   /* its strings are the copies below */
 	char *ca_file, *client_cert, *client_key;
 	char errbuf[CURL_ERROR_SIZE];
 	/* What the first response said; every later one must agree. */
@@ -96,8 +96,8 @@ int bk_fetch_parse_content_range(const char *value, uint64_t *ret_first, uint64_
 		return -EINVAL;
 	while (*p == ' ')
 		p++;
-	if (parse_u64(&p, &first) < 0 || *p++ != '-' || parse_u64(&p, &last) < 0 ||
-	    *p++ != '/' || parse_u64(&p, &total) < 0)
+	if (parse_u64(&p, &first) < 0 || *p++ != '-' || parse_u64(&p, &last) < 0 || *p++ != '/' ||
+	    parse_u64(&p, &total) < 0)
 		return -EINVAL;
 	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
 		p++;
@@ -396,15 +396,17 @@ static int attempt(struct bk_fetch *f, uint64_t off, void *buf, size_t len, stru
 	}
 	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && f->wrong_status)) {
 		f->transient = transient_curl(rc);
-		return bk_err_set(err, -EIO, "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+		return bk_err_set(err, -EIO, "%s",
+				  f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
 	}
 	if (status == 404 || status == 410)
 		return bk_err_set(err, -ENOENT, "HTTP %ld (not found)", status);
 	if (status == 416)
 		return bk_err_set(err, f->size ? -EIO : -ENOEXEC,
-				  f->size ? "HTTP 416: the file changed on the server (it is shorter "
-					    "now)" :
-					    "HTTP 416: the file is shorter than the range");
+				  f->size ?
+					  "HTTP 416: the file changed on the server (it is shorter "
+					  "now)" :
+					  "HTTP 416: the file is shorter than the range");
 	if (status == 200 && f->validator[0])
 		return bk_err_set(err, -EIO,
 				  "the file changed on the server (If-Range %s no longer matches)",
@@ -430,8 +432,7 @@ static int attempt(struct bk_fetch *f, uint64_t off, void *buf, size_t len, stru
 			return bk_err_set(err, -ENOEXEC,
 					  "the file ends at %" PRIu64 ", inside the range",
 					  f->cr_total);
-		return bk_err_set(err, -EIO,
-				  "the server sent bytes %" PRIu64 "-%" PRIu64 " for %s",
+		return bk_err_set(err, -EIO, "the server sent bytes %" PRIu64 "-%" PRIu64 " for %s",
 				  f->cr_first, f->cr_last, range);
 	}
 	if (f->got != len) {
@@ -510,7 +511,8 @@ int bk_fetch_range(struct bk_fetch *f, uint64_t off, void *buf, size_t len, stru
 	return 0;
 }
 
-/* ---- a bundle's metadata ---------------------------------------------------------------------- */
+/* ---- a bundle's metadata ----------------------------------------------------------------------
+ */
 
 /* Fetch [off, end) into fd at the same offsets, in pieces of at most TABLE_PIECE bytes. */
 static int fetch_into(struct bk_fetch *f, int fd, uint64_t off, uint64_t end, struct bk_err *err)
@@ -531,7 +533,8 @@ static int fetch_into(struct bk_fetch *f, int fd, uint64_t off, uint64_t end, st
 		if (r < 0)
 			return r;
 		if (pwrite(fd, buf, len, (off_t) off) != (ssize_t) len)
-			return bk_err_set(err, -errno ?: -EIO, "cannot keep the bundle's metadata: %m");
+			return bk_err_set(err, -errno ?: -EIO,
+					  "cannot keep the bundle's metadata: %m");
 		off += len;
 	}
 	return 0;

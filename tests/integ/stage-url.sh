@@ -255,6 +255,42 @@ expect_exit 0 "resume after the network failure" B stage "$U/slow/v3.bbi" --json
 check "network resume: bytes kept" test "$(result "d['bytes_resumed'] >= 8 << 20")" = true
 check "network resume: bank B holds v3" holds B big-3
 
+# --- the crash injector over a URL stage (tests/crash/bk-crash.c): killed before its Nth
+# mutating system call at 10 points spread over the stage; after each, `bankctl recover`, the
+# booted bank untouched, bank B empty (its verified chunks kept with the marker) or complete,
+# and the next stage of the same URL finishes with the right bytes.
+SO=$(realpath "${BK_BUILD:-build/cc}/tests/crash/bk-crash.so" 2>/dev/null) || SO=
+if [ -n "$SO" ] && ! ldd "$BANKCTL" | grep -q libasan; then
+	rm -f "$T/count"
+	LD_PRELOAD=$SO BK_CRASH_COUNT=$T/count B stage "$U/v3.bbi" >/dev/null 2>&1
+	total=$(cat "$T/count" 2>/dev/null || echo 0)
+	check "crash: the URL stage counts its mutating calls ($total)" test "$total" -gt 20
+	bad=0 resumed_any=0 points=0
+	for k in $(seq 1 10); do
+		n=$((total * k / 11))
+		LD_PRELOAD=$SO BK_CRASH_AT=$n B stage "$U/v3.bbi" >/dev/null 2>&1
+		rc=$?
+		[ "$rc" = 137 ] || { echo "# crash@$n: exit $rc, not killed"; bad=$((bad + 1)); }
+		out=$(B recover 2>&1) || { echo "# crash@$n: recover failed: $out"; bad=$((bad + 1)); }
+		[ "$(hashp A)" = "$ha" ] || { echo "# crash@$n: bank A changed"; bad=$((bad + 1)); }
+		st=$(bankstate B)
+		if [ -e "$marker" ]; then
+			[ "$st" = empty ] && [ "$(json "d['url'], d['pid']" <"$marker")" = "('$U/v3.bbi', 0)" ] ||
+				{ echo "# crash@$n: marker left with bank B $st"; bad=$((bad + 1)); }
+		else
+			[ "$st" = empty ] || [ "$st" = staged ] || { echo "# crash@$n: bank B $st"; bad=$((bad + 1)); }
+		fi
+		OUT=$(B stage "$U/v3.bbi" --json 2>&1) || { echo "# crash@$n: the next stage failed: $OUT"; bad=$((bad + 1)); }
+		kept=$(result "d['bytes_resumed']" 2>/dev/null)
+		echo "# crash@$n: bank B $st, then $kept bytes kept by the next stage"
+		[ "${kept:-0}" -gt 0 ] && resumed_any=$((resumed_any + 1))
+		holds B big-3 || { echo "# crash@$n: bank B does not hold v3"; bad=$((bad + 1)); }
+		points=$((points + 1))
+	done
+	check "crash: killed at $points points of $total, recovered, invariants hold" test "$bad" = 0
+	check "crash: $resumed_any of the next stages resumed" test "$resumed_any" -ge 3
+fi
+
 # --- https -----------------------------------------------------------------------------------
 S=https://127.0.0.1:$TLS_PORT
 hb=$(hashp B)
