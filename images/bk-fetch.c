@@ -540,29 +540,36 @@ static int fetch_into(struct bk_fetch *f, int fd, uint64_t off, uint64_t end, st
 	return 0;
 }
 
-int bk_fetch_bundle_head(struct bk_fetch *f, int *ret_fd, struct bk_err *err)
+int bk_fetch_bundle_head_into(struct bk_fetch *f, int fd, struct bk_err *err)
 {
 	uint8_t head[BK_BUNDLE_HEADER_SIZE];
 	struct bk_bundle_header h;
-	_cleanup_close_ int fd = -EBADF;
 	int r;
 
 	r = bk_fetch_range(f, 0, head, sizeof(head), err);
-	if (r == -ENOEXEC || r == -ENOENT)
-		return r == -ENOEXEC ? bk_err_prefix(err, "header: truncated") : r;
+	if (r == -ENOEXEC)
+		return bk_err_prefix(err, "header: truncated");
 	if (r < 0)
 		return r;
 	r = bk_bundle_header_decode(head, sizeof(head), f->size, &h, err);
 	if (r < 0)
 		return r;
+	if (ftruncate(fd, (off_t) f->size) < 0)
+		return bk_err_set(err, -errno, "cannot size the bundle's copy: %m");
+	if (pwrite(fd, head, sizeof(head), 0) != (ssize_t) sizeof(head))
+		return bk_err_set(err, -errno ?: -EIO, "cannot keep the bundle's header: %m");
+	return fetch_into(f, fd, sizeof(head), h.payload_offset, err);
+}
+
+int bk_fetch_bundle_head(struct bk_fetch *f, int *ret_fd, struct bk_err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
 	fd = memfd_create("bootbank-url", MFD_CLOEXEC);
 	if (fd < 0)
 		return bk_err_set(err, -errno, "cannot create a memfd: %m");
-	if (ftruncate(fd, (off_t) f->size) < 0)
-		return bk_err_set(err, -errno, "cannot size the memfd: %m");
-	if (pwrite(fd, head, sizeof(head), 0) != (ssize_t) sizeof(head))
-		return bk_err_set(err, -EIO, "cannot keep the bundle's header");
-	r = fetch_into(f, fd, sizeof(head), h.payload_offset, err);
+	r = bk_fetch_bundle_head_into(f, fd, err);
 	if (r < 0)
 		return r;
 	*ret_fd = TAKE_FD(fd);

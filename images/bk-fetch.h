@@ -97,6 +97,9 @@ void bk_fetch_get_stats(const struct bk_fetch *f, struct bk_fetch_stats *ret);
  */
 int bk_fetch_bundle_head(struct bk_fetch *f, int *ret_fd, struct bk_err *err);
 
+/* The same into fd, an empty regular file (sized to the remote file, sparse). */
+int bk_fetch_bundle_head_into(struct bk_fetch *f, int fd, struct bk_err *err);
+
 /*
  * Format 2: fetch the chunk table (from the lowest chunks_offset of m to the end of the file)
  * into fd, the memfd of bk_fetch_bundle_head(), once the manifest m is verified and loaded.
