@@ -296,6 +296,7 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	struct bk_stage_resume resume = { 0 };
 	struct bk_stage_stats stats = { 0 };
 	uint8_t mdigest[BK_SHA256_LEN];
+	char hex[BK_SHA256_HEX_LEN + 1];
 	const char *mbytes;
 	struct checkpoint cp = { NULL, -EBADF };
 	bool resuming = false;
@@ -446,22 +447,15 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	 * Resume: an interrupted stage of this URL and these signed bytes into this bank, which
 	 * the boot state still has empty, left verified chunks (docs/stage-url.md, "Resume").
 	 */
-	if (o->url && bk_stage_marker_read_at(state_dfd, &prev, NULL) == 0 && prev.url[0] &&
-	    strcmp(prev.url, o->url) == 0 && prev.bank == res->bank &&
-	    d->state.bank[res->bank].state == BK_BANK_EMPTY) {
-		char hex[BK_SHA256_HEX_LEN + 1];
-
-		bk_sha256_to_hex(mdigest, hex);
-		if (strcmp(prev.manifest_sha256, hex) == 0 && prev.payload <= m->n_payloads) {
-			resume.payload = (size_t) prev.payload;
-			resume.chunks = prev.chunks;
-			resuming = true;
-		}
-	}
+	bk_sha256_to_hex(mdigest, hex);
+	if (o->url && bk_stage_marker_read_at(state_dfd, &prev, NULL) == 0)
+		resuming = bk_stage_resume_point(&prev, o->url, hex, res->bank,
+						 d->state.bank[res->bank].state == BK_BANK_EMPTY,
+						 m->n_payloads, &resume);
 	marker.bank = res->bank;
 	if (o->url) {
 		(void) snprintf(marker.url, sizeof(marker.url), "%s", o->url);
-		bk_sha256_to_hex(mdigest, marker.manifest_sha256);
+		memcpy(marker.manifest_sha256, hex, sizeof(hex));
 		marker.payload = resume.payload;
 		marker.chunks = resume.chunks;
 	}

@@ -131,6 +131,19 @@ int bk_stage_marker_remove_at(int state_dfd, struct bk_err *err)
 	return 0;
 }
 
+bool bk_stage_resume_point(const struct bk_stage_marker *prev, const char *url,
+			   const char *manifest_hex, enum bk_bank_id bank, bool bank_empty,
+			   size_t n_payloads, struct bk_stage_resume *ret)
+{
+	if (!prev->url[0] || !url || strcmp(prev->url, url) != 0 ||
+	    strcmp(prev->manifest_sha256, manifest_hex) != 0 || prev->bank != bank || !bank_empty ||
+	    prev->payload > n_payloads)
+		return false;
+	ret->payload = (size_t) prev->payload;
+	ret->chunks = prev->chunks;
+	return true;
+}
+
 /* ---- policy ------------------------------------------------------------------------------ */
 
 int bk_stage_check_policy(const struct bk_manifest *m, const struct bk_stage_policy *p,

@@ -143,6 +143,17 @@ struct bk_stage_resume {
 	uint64_t chunks; /* ... and its first chunks are in its ".partial." file */
 };
 
+/*
+ * May a stage of the bundle whose signed manifest has SHA-256 manifest_hex (hex), from url into
+ * bank, resume where the earlier run that left marker prev stopped (docs/stage-url.md,
+ * "Resume")? True, and *ret filled, when prev is a stage from the same URL, of the same signed
+ * bytes, into the same bank, that bank is empty in the boot state (bank_empty), and prev's
+ * payload is one of the n_payloads (or n_payloads: every payload complete). Pure.
+ */
+bool bk_stage_resume_point(const struct bk_stage_marker *prev, const char *url,
+			   const char *manifest_hex, enum bk_bank_id bank, bool bank_empty,
+			   size_t n_payloads, struct bk_stage_resume *ret);
+
 /* Where the bytes written came from. */
 struct bk_stage_stats {
 	uint64_t fetched; /* read from the bundle (its fd or the source) */

@@ -73,9 +73,11 @@ static int parse_u64(const char **p, uint64_t *ret)
 	if (!isdigit((unsigned char) **p))
 		return -EINVAL;
 	for (; isdigit((unsigned char) **p); (*p)++) {
-		if (v > (UINT64_MAX - 9) / 10)
+		uint64_t digit = (uint64_t) (**p - '0');
+
+		if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && digit > UINT64_MAX % 10))
 			return -EINVAL;
-		v = v * 10 + (uint64_t) (**p - '0');
+		v = v * 10 + digit;
 	}
 	*ret = v;
 	return 0;
