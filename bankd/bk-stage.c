@@ -255,6 +255,8 @@ int bk_stage_check_space(int bank_dfd, enum bk_bank_id bank, const struct bk_man
 #define COPY_FLUSH_CHUNKS 16
 #define COPY_DIRECT_ALIGN 4096 /* buffers, offsets and lengths of direct writes */
 
+static uint64_t now_ms(void);
+
 /* Where the chunks of one payload come from. */
 struct chunk_src {
 	int in_fd; /* the bundle, when source is NULL */
@@ -279,7 +281,9 @@ struct copy {
 	int r;				      /* the first error; every thread stops */
 	struct bk_err err;
 	const struct bk_stage_write_options *o;
-	size_t index; /* of the payload, for checkpoints */
+	size_t index;		/* of the payload, for checkpoints */
+	uint64_t checkpointed;	/* chunks at the last checkpoint */
+	uint64_t checkpoint_ms; /* its time, 0: none yet */
 };
 
 static size_t chunk_len(const struct copy *c, uint64_t i)
@@ -448,8 +452,11 @@ static void *copy_writer(void *arg)
 			flushed = i + 1;
 		}
 		/* A resumable stage: these chunks are durable, the marker may say so. */
-		if (r >= 0 && c->o->checkpoint && (i + 1) % BK_STAGE_CHECKPOINT_CHUNKS == 0 &&
-		    i + 1 < c->n_chunks) {
+		if (r >= 0 && c->o->checkpoint && i + 1 - c->checkpointed >= BK_STAGE_CHECKPOINT_CHUNKS &&
+		    i + 1 < c->n_chunks &&
+		    (c->checkpoint_ms == 0 || now_ms() - c->checkpoint_ms >= BK_STAGE_CHECKPOINT_MS)) {
+			c->checkpointed = i + 1;
+			c->checkpoint_ms = now_ms();
 			if (fdatasync(c->out_fd) < 0)
 				r = -errno;
 			else if (c->o->checkpoint(c->o->checkpoint_userdata, c->index, i + 1, &e) <
@@ -557,6 +564,7 @@ static int copy_payload(struct chunk_src *src, uint64_t start, int out_fd, size_
 		.n_written = start,
 		.o = o,
 		.index = index,
+		.checkpointed = start,
 	};
 	struct bk_sha256 h = { NULL };
 	uint8_t d[BK_SHA256_LEN];

@@ -161,8 +161,13 @@ struct bk_stage_stats {
 	uint64_t resumed; /* already in the bank from an interrupted stage, verified again */
 };
 
-/* Chunks between two checkpoints of a resumable stage (8 MiB). */
+/*
+ * A resumable stage records a checkpoint after at least this many chunks (8 MiB) and, but for
+ * the first one of a payload, at least this long after the previous one (an fdatasync of the
+ * payload and an atomic write of the marker cost a few milliseconds each on a busy disk).
+ */
 #define BK_STAGE_CHECKPOINT_CHUNKS 8
+#define BK_STAGE_CHECKPOINT_MS	   1000
 
 struct bk_stage_write_options {
 	/*
@@ -189,7 +194,7 @@ struct bk_stage_write_options {
 	 */
 	const struct bk_stage_resume *resume;
 	/*
-	 * Optional: called by the writing thread every BK_STAGE_CHECKPOINT_CHUNKS chunks once
+	 * Optional: called by the writing thread (see BK_STAGE_CHECKPOINT_CHUNKS) once
 	 * the first chunks chunks of payload number payload are durable (fdatasync) in its
 	 * ".partial." file; a failure stops the stage.
 	 */
