@@ -452,9 +452,10 @@ static void *copy_writer(void *arg)
 			flushed = i + 1;
 		}
 		/* A resumable stage: these chunks are durable, the marker may say so. */
-		if (r >= 0 && c->o->checkpoint && i + 1 - c->checkpointed >= BK_STAGE_CHECKPOINT_CHUNKS &&
-		    i + 1 < c->n_chunks &&
-		    (c->checkpoint_ms == 0 || now_ms() - c->checkpoint_ms >= BK_STAGE_CHECKPOINT_MS)) {
+		if (r >= 0 && c->o->checkpoint &&
+		    i + 1 - c->checkpointed >= BK_STAGE_CHECKPOINT_CHUNKS && i + 1 < c->n_chunks &&
+		    (c->checkpoint_ms == 0 ||
+		     now_ms() - c->checkpoint_ms >= BK_STAGE_CHECKPOINT_MS)) {
 			c->checkpointed = i + 1;
 			c->checkpoint_ms = now_ms();
 			if (fdatasync(c->out_fd) < 0)
@@ -708,7 +709,9 @@ static int open_reusable(const struct bk_stage_write_options *o, const struct bk
 		(void) close(fd);
 		return -EBADF;
 	}
+	/* Read ahead now, while the first chunks are fetched: most of it is likely reused. */
 	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
 	return fd;
 }
 
