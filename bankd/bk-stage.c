@@ -675,7 +675,7 @@ out:
  */
 static uint64_t verified_prefix(int fd, const struct bk_chunks *list, uint64_t max)
 {
-	_cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
+	_cleanup_free_ uint8_t *buf = bk_alloc_pages(COPY_CHUNK);
 	uint64_t i;
 
 	if (!buf)

@@ -154,7 +154,7 @@ static int copy_chunked(const struct bk_payload *p, const struct source *src, in
 
 	if (bk_chunks_list_size(p->size, &list_len) < 0 || list_len > SIZE_MAX)
 		return bk_err_set(err, -EOVERFLOW, "payload too large");
-	buf = malloc(BK_CHUNK_SIZE);
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
 	list = malloc(list_len);
 	if (!buf || !list)
 		return bk_err_set(err, -ENOMEM, "out of memory");

@@ -620,7 +620,7 @@ static void pool_fail(struct chunk_pool *c, size_t k, const struct bk_err *e)
 static void *pool_worker(void *arg)
 {
 	struct chunk_pool *c = arg;
-	uint8_t *buf = malloc(BK_CHUNK_SIZE);
+	uint8_t *buf = bk_alloc_pages(BK_CHUNK_SIZE);
 
 	if (!buf) {
 		for (size_t k = 0; k < c->n; k++) {
@@ -828,7 +828,7 @@ static int copy_chunked(struct bk_bundle *b, const struct bk_payload *p, int out
 	r = bk_bundle_load_chunks(b, p, &c, err);
 	if (r < 0)
 		return r;
-	buf = malloc(BK_CHUNK_SIZE);
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
 	if (!buf)
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	(void) posix_fadvise(b->fd, (off_t) p->offset, (off_t) p->size, POSIX_FADV_SEQUENTIAL);

@@ -108,7 +108,7 @@ bool bk_chunks_has(const struct bk_chunks *c, uint64_t i, const uint8_t d[BK_SHA
 
 int bk_chunks_digest_fd(int fd, uint64_t size, uint8_t ret[BK_SHA256_LEN], struct bk_err *err)
 {
-	_cleanup_free_ uint8_t *buf = malloc(BK_CHUNK_SIZE);
+	_cleanup_free_ uint8_t *buf = bk_alloc_pages(BK_CHUNK_SIZE);
 	struct bk_sha256 list = { NULL };
 	int r;
 

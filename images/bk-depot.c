@@ -329,7 +329,7 @@ int bk_depot_import_url(int depot_dfd, struct bk_fetch *f, const struct bk_keyri
 			       m->name, m->version, file);
 		goto fail;
 	}
-	buf = malloc(BK_CHUNK_SIZE);
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
 	if (!buf) {
 		r = bk_err_set(err, -ENOMEM, "out of memory");
 		goto fail;

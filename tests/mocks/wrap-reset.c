@@ -14,6 +14,7 @@ int wrap_unlinkat_armed, wrap_unlinkat_skip;
 int wrap_read_armed, wrap_read_skip;
 int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
 void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
+void (*wrap_pread64_observe)(int fd, const void *buf, size_t len, off_t offset);
 
 void wrap_reset(void)
 {
@@ -30,4 +31,5 @@ void wrap_reset(void)
 	wrap_read_armed = wrap_read_skip = 0;
 	wrap_pwrite64_armed = wrap_pwrite64_skip = wrap_pwrite64_errno = 0;
 	wrap_pwrite64_observe = NULL;
+	wrap_pread64_observe = NULL;
 }

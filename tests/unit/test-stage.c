@@ -492,7 +492,7 @@ static void build_tiny(struct bk_test_dir *dir, const char *sub, size_t n)
 				"\"compatible\": \"acme-x86_64\", \"security_epoch\": 0, "
 				"\"payloads\": [ ");
 	for (size_t i = 0; i < n; i++) {
-		char name[16];
+		char name[24]; /* "p" and up to 20 digits: no truncation warning */
 
 		snprintf(name, sizeof(name), "p%05zu", i);
 		write_source(sdfd, name, 1, (unsigned) i);
