@@ -27,7 +27,7 @@ VERSION := 0.1.0
 comma := ,
 O ?= build/$(notdir $(firstword $(CC)))$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-PKGS := mount blkid fdisk libcrypto json-c inih
+PKGS := mount blkid fdisk libcrypto json-c inih libcurl
 # Only bankd links libsystemd (sd-bus, sd-event): bankctl and the tests stay without it.
 BANKD_PKGS := libsystemd
 TEST_PKGS := cmocka

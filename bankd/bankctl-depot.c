@@ -9,6 +9,7 @@
 #include "bankctl.h"
 #include "bk-cms.h"
 #include "bk-depot.h"
+#include "bk-fetch.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-op-depot.h"
@@ -67,11 +68,15 @@ int bankctl_depot_import(struct bankctl *ctx, int argc, char **argv)
 		bk_log(LOG_ERR, "%s", err.msg);
 		return r == -ENOMEM ? BK_EXIT_FAILURE : BK_EXIT_USAGE;
 	}
-	r = bankctl_open_bundle(path, &fd, &err);
-	if (r < 0)
-		return bankctl_fail(r, &err);
+	/* A URL is read by the operation (bk-fetch.h), never opened here. */
+	if (!bk_fetch_is_url(path)) {
+		r = bankctl_open_bundle(path, &fd, &err);
+		if (r < 0)
+			return bankctl_fail(r, &err);
+	}
 	io = (struct bk_op_depot_import_opts){
 		.fd = fd,
+		.url = bk_fetch_is_url(path) ? path : NULL,
 		.path = path,
 		.keyring = keyring,
 		.force = force,

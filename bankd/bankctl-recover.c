@@ -42,7 +42,7 @@ int bankctl_recover(struct bankctl *ctx, int argc, char **argv)
 		bk_op_recovery_describe(rec, what, sizeof(what));
 		printf("recovered: %s\n", what);
 	}
-	if (rec->interrupted && !rec->cleaned)
+	if (rec->interrupted && !rec->cleaned && !rec->resumable)
 		return bankctl_fail(rec->bank_err.code ? rec->bank_err.code : -EIO, &rec->bank_err);
 	if (rec->live_err.code < 0)
 		return bankctl_fail(rec->live_err.code, &rec->live_err);

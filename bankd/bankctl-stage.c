@@ -16,6 +16,7 @@
 #include "bankctl.h"
 #include "bk-bank.h"
 #include "bk-cms.h"
+#include "bk-fetch.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-op-remediate.h"
@@ -139,6 +140,10 @@ static void print_text(const struct bk_op_stage_result *res)
 	printf("  %zu %s, %.1f MiB in %.2f s (%.1f MB/s), hashed while written\n", rec->n_payloads,
 	       rec->n_payloads == 1 ? "payload" : "payloads", mib(res->bytes), res->seconds,
 	       res->seconds > 0 ? (double) res->bytes / res->seconds / 1e6 : 0.0);
+	if (res->bytes_reused > 0 || res->bytes_resumed > 0)
+		printf("  %.1f MiB fetched, %.1f MiB reused from the booted bank, %.1f MiB kept "
+		       "from an interrupted stage\n",
+		       mib(res->bytes_fetched), mib(res->bytes_reused), mib(res->bytes_resumed));
 	printf("  signed by %s, security epoch %" PRIu64 ", manifest sha256 %.16s...\n",
 	       rec->signer[0] ? rec->signer : "?", rec->security_epoch, hex);
 	if (res->activated)
@@ -275,7 +280,11 @@ int bankctl_stage(struct bankctl *ctx, int argc, char **argv)
 		ctx->op.obs.userdata = &pr;
 	}
 	/* --desired: the desired image from the depot (vLCM's stage; docs/remediation.md). */
+	/* An http:// or https:// URL is read by the operation (bk-fetch.h), never opened here. */
+	if (!desired && bk_fetch_is_url(o.path))
+		o.url = o.path;
 	r = desired ? bk_op_desired_open(&ctx->op, &fd, &desired_file, NULL, &err) :
+	    o.url   ? 0 :
 		      bankctl_open_bundle(o.path, &fd, &err);
 	if (r >= 0) {
 		if (desired)

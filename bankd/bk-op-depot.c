@@ -8,6 +8,7 @@
 
 #include "bk-cms.h"
 #include "bk-depot.h"
+#include "bk-fetch.h"
 #include "bk-json.h"
 #include "bk-op-depot.h"
 #include "bk-op.h"
@@ -24,6 +25,7 @@ int bk_op_depot_import(struct bk_op_ctx *ctx, const struct bk_op_depot_import_op
 		       char **ret_file, struct bk_err *err)
 {
 	_cleanup_close_ int dfd = -EBADF;
+	unsigned flags;
 	int r;
 
 	r = bk_op_lock(ctx, err);
@@ -32,9 +34,17 @@ int bk_op_depot_import(struct bk_op_ctx *ctx, const struct bk_op_depot_import_op
 	r = open_depot(ctx, true, &dfd, err);
 	if (r < 0)
 		return r;
-	r = bk_depot_import(dfd, o->fd, o->keyring,
-			    o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0,
-			    o->force, ret_file, err);
+	flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
+	if (o->url) {
+		_cleanup_(bk_fetch_freep) struct bk_fetch *f = NULL;
+
+		r = bk_op_fetch_new(ctx, o->url, &f, err);
+		if (r >= 0)
+			r = bk_depot_import_url(dfd, f, o->keyring, flags, o->force, ret_file, err);
+		/* bk_fetch_range()'s messages name the URL already. */
+		return r;
+	}
+	r = bk_depot_import(dfd, o->fd, o->keyring, flags, o->force, ret_file, err);
 	if (r < 0)
 		return bk_err_prefix(err, "'%s'", o->path);
 	return 0;

@@ -11,8 +11,9 @@
 #include "bk-op.h"
 
 struct bk_op_depot_import_opts {
-	int fd;				  /* the bundle, open (the caller keeps it) */
-	const char *path;		  /* for messages */
+	int fd;		  /* the bundle, open (the caller keeps it) */
+	const char *url;  /* or an http(s) URL (fd ignored): bk_depot_import_url() */
+	const char *path; /* for messages */
 	const struct bk_keyring *keyring; /* trusted signers */
 	bool force;			  /* replace a bundle of the same name and version */
 	bool no_check_time;

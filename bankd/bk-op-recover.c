@@ -157,6 +157,19 @@ static int finish_stage(struct bk_op_ctx *ctx, int state_dfd, struct bk_err *err
 		return r;
 	last->before = d.state.bank[bank].state;
 
+	/*
+	 * A stage from a URL into a bank the boot state has empty (it never boots): its files
+	 * stay for a resume of the same URL, which checks every chunk of them again
+	 * (docs/stage-url.md, "Resume"). The marker's pid becomes 0: reported once.
+	 */
+	if (last->marker.url[0] && last->before == BK_BANK_EMPTY) {
+		struct bk_stage_marker m = last->marker;
+
+		last->resumable = true;
+		m.pid = 0;
+		return bk_stage_marker_write_at(state_dfd, &m, err);
+	}
+
 	/* The marker never names the booted bank: stage refuses it. */
 	look_into_bank_forked(ctx, bank, &d.state.bank[bank], last->before != BK_BANK_EMPTY, &look);
 	last->bank_stale = look.removed;
@@ -213,6 +226,8 @@ static int recover(struct bk_op_ctx *ctx, struct bk_err *err)
 		bk_err_clear(err);
 	} else if (r < 0) {
 		return bk_err_prefix(err, "in '%s'", bk_op_path(ctx, BK_OP_STATE_DIR));
+	} else if (last->marker.url[0] && last->marker.pid == 0) {
+		/* Kept for a resume and reported already (finish_stage()). */
 	} else {
 		last->interrupted = true;
 		r = finish_stage(ctx, state_dfd, err);
@@ -254,7 +269,11 @@ void bk_op_recovery_describe(const struct bk_op_recovery *last, char *buf, size_
 		bk_op_listf(buf, len, &pos, "%s", last->live_what);
 	if (!last->interrupted)
 		return;
-	if (last->kept)
+	if (last->resumable)
+		bk_op_listf(what, sizeof(what), &wpos,
+			    "bank %s stays empty; its verified chunks stay for a resume of '%s'",
+			    bank, last->marker.url);
+	else if (last->kept)
 		bk_op_listf(what, sizeof(what), &wpos, "its content is complete: it stays %s",
 			    bk_bank_state_to_string(last->before));
 	else if (last->reset)
@@ -265,7 +284,7 @@ void bk_op_recovery_describe(const struct bk_op_recovery *last, char *buf, size_
 	if (last->bank_stale > 0)
 		bk_op_listf(what, sizeof(what), &wpos, "%d partial %s removed", last->bank_stale,
 			    last->bank_stale == 1 ? "file" : "files");
-	if (!last->cleaned)
+	if (!last->cleaned && !last->resumable)
 		bk_op_listf(what, sizeof(what), &wpos, "not finished: %s", last->bank_err.msg);
 	bk_op_listf(buf, len, &pos, "an interrupted stage of %s %s into bank %s (%s)",
 		    last->marker.image, last->marker.version, bank, what);
@@ -289,7 +308,7 @@ int bk_op_recover_after_lock(struct bk_op_ctx *ctx, struct bk_err *err)
 	if (ctx->recovery_quiet || !bk_op_recovery_did_something(last))
 		return 0;
 	bk_op_recovery_describe(last, what, sizeof(what));
-	if (last->interrupted && !last->cleaned)
+	if (last->interrupted && !last->cleaned && !last->resumable)
 		bk_op_log(ctx, LOG_WARNING, "recovered in part: %s", what);
 	else
 		bk_op_log(ctx, LOG_NOTICE, "recovered: %s", what);

@@ -25,6 +25,7 @@ struct bk_op_recovery {
 	bool reset;		   /* ... or set to empty */
 	int bank_stale;		   /* partial and temp files removed in the bank */
 	bool cleaned;		   /* the bank was cleaned and the marker removed */
+	bool resumable;		   /* or a URL stage's verified chunks stay for a resume */
 	struct bk_err bank_err;	   /* why not */
 	bool live;		   /* an interrupted live patch was recovered ... */
 	char live_what[768];	   /* ... this way */

@@ -16,6 +16,7 @@
 #include "bk-bank.h"
 #include "bk-bundle.h"
 #include "bk-cms.h"
+#include "bk-fetch.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-log.h"
@@ -24,6 +25,7 @@
 #include "bk-op-stage.h"
 #include "bk-op.h"
 #include "bk-select.h"
+#include "bk-sha256.h"
 #include "bk-stage.h"
 
 /* ---- a bank's content record -------------------------------------------------------------- */
@@ -198,13 +200,33 @@ static enum bk_bank_id choose_target(const struct bk_boot_data *d, int booted_r,
 	return bk_bank_other(next.intended);
 }
 
-/* After a failure once the bank may have been written: leave it clean and marked empty. */
-static void undo_partial(struct bk_op_ctx *ctx, enum bk_bank_id bank, int *bank_dfd, int state_dfd)
+/*
+ * After a failure once the bank may have been written: leave it clean and marked empty. With
+ * keep (a transfer from a URL failed), the verified chunks and the marker stay for a resume.
+ */
+enum undo {
+	UNDO_TEMPS, /* remove the partial files (a stage from a file) */
+	UNDO_CLEAR, /* remove everything written (a stage from a URL that cannot resume) */
+	UNDO_KEEP,  /* keep the verified chunks and the marker (a URL's transfer failed) */
+};
+
+static void undo_partial(struct bk_op_ctx *ctx, enum bk_bank_id bank, int *bank_dfd, int state_dfd,
+			 enum undo how)
 {
 	struct bk_err err = { 0 };
 	int r = 0;
 
-	if (*bank_dfd >= 0) {
+	if (how == UNDO_KEEP) {
+		(void) close(TAKE_FD(*bank_dfd));
+		if (bk_op_umount_part(ctx, bk_part_id_from_bank(bank), &err) < 0)
+			bk_op_log(ctx, LOG_WARNING, "bank %s: %s", bk_bank_id_to_string(bank),
+				  err.msg);
+		return;
+	}
+	if (*bank_dfd >= 0 && how == UNDO_CLEAR) {
+		r = bk_bank_clear_at(*bank_dfd, &err);
+		(void) close(TAKE_FD(*bank_dfd));
+	} else if (*bank_dfd >= 0) {
 		r = bk_remove_stale_temps_at(*bank_dfd, &err);
 		(void) close(TAKE_FD(*bank_dfd));
 	}
@@ -230,6 +252,34 @@ static void progress_cb(const struct bk_stage_progress *p, void *userdata)
 	ctx->obs.progress(ctx->obs.userdata, p);
 }
 
+/* A URL as the source of payload bytes (bk_stage_source). */
+struct url_source {
+	struct bk_fetch *fetch;
+};
+
+static int url_read(void *userdata, const struct bk_payload *p, uint64_t off, void *buf, size_t len,
+		    struct bk_err *err)
+{
+	struct url_source *u = userdata;
+
+	return bk_fetch_range(u->fetch, p->offset + off, buf, len, err);
+}
+
+/* The marker of a resumable stage, rewritten at each checkpoint. */
+struct checkpoint {
+	struct bk_stage_marker *marker;
+	int state_dfd;
+};
+
+static int on_checkpoint(void *userdata, size_t payload, uint64_t chunks, struct bk_err *err)
+{
+	struct checkpoint *cp = userdata;
+
+	cp->marker->payload = payload;
+	cp->marker->chunks = chunks;
+	return bk_stage_marker_write_at(cp->state_dfd, cp->marker, err);
+}
+
 static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 		 struct bk_op_stage_result *res, struct bk_err *err)
 {
@@ -238,6 +288,18 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *booted_rec = NULL;
 	_cleanup_close_ int state_dfd = -EBADF, fd = -EBADF, bank_dfd = -EBADF;
 	struct bk_stage_write_options wo = { 0 };
+	_cleanup_(bk_fetch_freep) struct bk_fetch *fetch = NULL;
+	_cleanup_close_ int reuse_dfd = -EBADF;
+	struct url_source usrc = { NULL };
+	struct bk_stage_source source = { url_read, &usrc };
+	struct bk_stage_marker prev = { 0 };
+	struct bk_stage_resume resume = { 0 };
+	struct bk_stage_stats stats = { 0 };
+	uint8_t mdigest[BK_SHA256_LEN];
+	char hex[BK_SHA256_HEX_LEN + 1];
+	const char *mbytes;
+	struct checkpoint cp = { NULL, -EBADF };
+	bool resuming = false;
 	struct bk_stage_policy policy = { 0 };
 	struct bk_stage_marker marker = { 0 };
 	struct bk_booted booted = { 0 };
@@ -261,18 +323,45 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 		return r;
 
 	/* Verify: header, signature (chain, time), manifest. */
-	fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
+	if (o->url) {
+		/*
+		 * From a URL: the header and everything up to the first payload into a memfd
+		 * (the payloads stay a hole in it), verified like a file; then the chunk table.
+		 */
+		if (o->check_only)
+			return bk_err_set(err, -EINVAL,
+					  "a check only stage takes a file, not a URL");
+		r = bk_op_fetch_new(ctx, o->url, &fetch, err);
+		if (r < 0)
+			return r;
+		r = bk_fetch_bundle_head(fetch, &fd, err);
+		if (r < 0)
+			return r;
+		usrc.fetch = fetch;
+	} else {
+		fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return bk_err_set(err, -errno, "cannot open '%s': %m", o->path);
+	}
 	cms_flags = o->no_check_time || !ctx->config.check_time ? BK_CMS_NO_CHECK_TIME : 0;
 	r = bk_bundle_open_fd(fd, &b, err);
 	if (r >= 0)
 		r = bk_bundle_verify_signature(b, o->keyring, cms_flags, err);
 	if (r >= 0)
 		r = bk_bundle_load_manifest(b, err);
+	if (r >= 0 && o->url && !bk_bundle_is_chunked(b))
+		r = bk_err_set(err, -ENOEXEC,
+			       "format version 1: staging from a URL needs format 2 (chunk lists "
+			       "verified before any byte is written); rebuild or re-sign it");
+	if (r >= 0 && o->url)
+		r = bk_fetch_chunk_table(fetch, fd, bk_bundle_get_manifest(b), err);
 	if (r < 0)
-		return bk_err_prefix(err, "'%s'", o->path);
+		return o->url ? r : bk_err_prefix(err, "'%s'", o->path);
 	m = bk_bundle_get_manifest(b);
+	mbytes = bk_bundle_get_manifest_bytes(b, &mlen);
+	r = bk_sha256_buf(mbytes, mlen, mdigest);
+	if (r < 0)
+		return bk_err_set(err, r, "SHA-256 failed");
 
 	/* Which bank, and may this image go there? */
 	r = bk_op_boot_load(ctx, &boot, d, err);
@@ -336,7 +425,6 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	r = bk_op_mount_part(ctx, bk_part_id_from_bank(res->bank), false, &bank_dfd, err);
 	if (r < 0)
 		return r;
-	(void) bk_bundle_get_manifest_bytes(b, &mlen);
 	r = bk_stage_check_space(bank_dfd, res->bank, m, mlen,
 				 bk_bundle_get_header(b)->signature_size, NULL, NULL, err);
 	if (r < 0)
@@ -355,7 +443,22 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	r = cache_remove(state_dfd, res->bank, err);
 	if (r < 0)
 		return r;
+	/*
+	 * Resume: an interrupted stage of this URL and these signed bytes into this bank, which
+	 * the boot state still has empty, left verified chunks (docs/stage-url.md, "Resume").
+	 */
+	bk_sha256_to_hex(mdigest, hex);
+	if (o->url && bk_stage_marker_read_at(state_dfd, &prev, NULL) == 0)
+		resuming = bk_stage_resume_point(&prev, o->url, hex, res->bank,
+						 d->state.bank[res->bank].state == BK_BANK_EMPTY,
+						 m->n_payloads, &resume);
 	marker.bank = res->bank;
+	if (o->url) {
+		(void) snprintf(marker.url, sizeof(marker.url), "%s", o->url);
+		memcpy(marker.manifest_sha256, hex, sizeof(hex));
+		marker.payload = resume.payload;
+		marker.chunks = resume.chunks;
+	}
 	(void) snprintf(marker.image, sizeof(marker.image), "%s", m->name);
 	(void) snprintf(marker.version, sizeof(marker.version), "%s", m->version);
 	marker.pid = (uint64_t) getpid();
@@ -376,16 +479,49 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 
 	r = bk_op_mount_part(ctx, bk_part_id_from_bank(res->bank), true, &bank_dfd, err);
 	if (r < 0) {
-		undo_partial(ctx, res->bank, &bank_dfd, state_dfd);
+		undo_partial(ctx, res->bank, &bank_dfd, state_dfd, UNDO_TEMPS);
 		return r;
 	}
 	wo.progress = ctx->obs.progress ? progress_cb : NULL;
 	wo.userdata = ctx;
+	wo.stats = &stats;
+	if (o->url) {
+		wo.source = &source;
+		wo.resume = resuming ? &resume : NULL;
+		cp.marker = &marker;
+		cp.state_dfd = state_dfd;
+		wo.checkpoint = on_checkpoint;
+		wo.checkpoint_userdata = &cp;
+		/*
+		 * Delta: the booted bank, read-only in our namespace, lends the chunks it has
+		 * (each one checked as it is read). Without it every chunk is fetched.
+		 */
+		if (booted_r == 0 && d->state.bank[booted.bank].state != BK_BANK_EMPTY &&
+		    bk_op_mount_part(ctx, bk_part_id_from_bank(booted.bank), false, &reuse_dfd,
+				     NULL) >= 0) {
+			wo.reuse = true;
+			wo.reuse_dfd = reuse_dfd;
+		}
+	}
 	t0 = now_ns();
 	r = bk_stage_write_bank(b, bank_dfd, &wo, &res->record, err);
+	if (wo.reuse) {
+		struct bk_err e = { 0 };
+
+		(void) close(TAKE_FD(reuse_dfd));
+		if (bk_op_umount_part(ctx, bk_part_id_from_bank(booted.bank), &e) < 0)
+			bk_op_log(ctx, LOG_WARNING, "bank %s: %s",
+				  bk_bank_id_to_string(booted.bank), e.msg);
+	}
+	res->bytes_fetched = stats.fetched;
+	res->bytes_reused = stats.reused;
+	res->bytes_resumed = stats.resumed;
 	if (r < 0) {
 		(void) bk_err_prefix(err, "bank %s", bk_bank_id_to_string(res->bank));
-		undo_partial(ctx, res->bank, &bank_dfd, state_dfd);
+		undo_partial(ctx, res->bank, &bank_dfd, state_dfd,
+			     !fetch				    ? UNDO_TEMPS :
+			     bk_fetch_last_failure_transient(fetch) ? UNDO_KEEP :
+								      UNDO_CLEAR);
 		return r;
 	}
 	res->seconds = (double) (now_ns() - t0) / 1e9;
@@ -457,6 +593,9 @@ struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *
 	if (bk_json_add_string(o, "bank", bk_bank_id_to_string(res->bank)) < 0 ||
 	    bk_json_add_string(o, "why", res->why) < 0 || bk_json_add(o, "image", image) < 0 ||
 	    bk_json_add_u64(o, "bytes", res->bytes) < 0 ||
+	    bk_json_add_u64(o, "bytes_fetched", res->bytes_fetched) < 0 ||
+	    bk_json_add_u64(o, "bytes_reused", res->bytes_reused) < 0 ||
+	    bk_json_add_u64(o, "bytes_resumed", res->bytes_resumed) < 0 ||
 	    bk_json_add(o, "seconds", json_object_new_double(res->seconds)) < 0 ||
 	    bk_json_add_bool(o, "activated", res->activated) < 0 ||
 	    bk_json_add(o, "boot", bk_op_bootstate_json(&res->d)) < 0)

@@ -20,7 +20,14 @@
 #define BK_OP_BANKS_CACHE_DIR "banks"
 
 struct bk_op_stage_opts {
-	int fd;				  /* the bundle, open (dup'ed: the caller keeps it) */
+	int fd; /* the bundle, open (dup'ed: the caller keeps it) */
+	/*
+	 * Or an http:// or https:// URL (fd is then ignored): read with range requests
+	 * ([fetch] of system.conf), every chunk verified before it is written, resumed after an
+	 * interrupted stage of the same URL and bundle, delta against the booted bank
+	 * (docs/stage-url.md).
+	 */
+	const char *url;
 	const char *path;		  /* for messages */
 	const struct bk_keyring *keyring; /* trusted signers */
 	bool activate;
@@ -50,6 +57,9 @@ struct bk_op_stage_result {
 	const char *why;	       /* why that bank (static) */
 	struct bk_bank_record *record; /* what was written (bk_op_stage_result_release()) */
 	uint64_t bytes;
+	uint64_t bytes_fetched; /* read from the bundle (file or URL) */
+	uint64_t bytes_reused;	/* delta: copied from the booted bank's payloads */
+	uint64_t bytes_resumed; /* kept from an interrupted stage of the same URL */
 	double seconds;
 	bool activated;
 	struct bk_boot_data d; /* the boot state after */
@@ -65,7 +75,8 @@ int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 void bk_op_stage_result_release(struct bk_op_stage_result *res);
 
 /*
- * {"bank", "why", "image", "bytes", "seconds", "activated", "boot"}: the result `stage --json`
+ * {"bank", "why", "image", "bytes", "bytes_fetched", "bytes_reused", "bytes_resumed", "seconds",
+ * "activated", "boot"}: the result `stage --json`
  * prints (with "event": "result", "ok": true added). NULL on ENOMEM.
  */
 struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *res);

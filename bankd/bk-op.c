@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bk-cms.h"
+#include "bk-fetch.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-lock.h"
@@ -236,4 +237,51 @@ int bk_op_call_forked(struct bk_op_ctx *ctx,
 	if (a.r < 0 && err)
 		*err = a.err;
 	return a.r;
+}
+
+/* ROOT + path (path absolute) in a new string; NULL path: NULL in *ret. */
+static int beneath_root(struct bk_op_ctx *ctx, const char *path, char **ret)
+{
+	const char *root = ctx->root && strcmp(ctx->root, "/") != 0 ? ctx->root : "";
+
+	*ret = NULL;
+	if (!path)
+		return 0;
+	return asprintf(ret, "%s%s", root, path) < 0 ? -ENOMEM : 0;
+}
+
+int bk_op_fetch_new(struct bk_op_ctx *ctx, const char *url, struct bk_fetch **ret,
+		    struct bk_err *err)
+{
+	const struct bk_config *c = &ctx->config;
+	_cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL, *token = NULL;
+	struct bk_fetch_config fc = {
+		.connect_timeout_sec = c->fetch_connect_timeout_sec,
+		.low_speed_timeout_sec = c->fetch_timeout_sec,
+		.retries = c->fetch_retries,
+		.retry_delay_ms = c->fetch_retry_delay_ms,
+	};
+	int r;
+
+	if (beneath_root(ctx, c->fetch_ca_file, &ca) < 0 ||
+	    beneath_root(ctx, c->fetch_client_cert, &cert) < 0 ||
+	    beneath_root(ctx, c->fetch_client_key, &key) < 0)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (c->fetch_bearer_token_file) {
+		size_t len;
+
+		r = bk_read_file_at(ctx->root_fd, c->fetch_bearer_token_file + 1, 4096, &token,
+				    &len, err);
+		if (r < 0)
+			return bk_err_prefix(err, "[fetch] bearer-token-file");
+		token[strcspn(token, "\r\n")] = '\0';
+	}
+	fc.ca_file = ca;
+	fc.client_cert = cert;
+	fc.client_key = key;
+	fc.bearer_token = token && token[0] ? token : NULL;
+	r = bk_fetch_new(url, &fc, ret, err);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	return r;
 }

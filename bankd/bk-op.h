@@ -111,6 +111,15 @@ void bk_op_ctx_release(struct bk_op_ctx *ctx);
 /* Report a message through ctx->obs.message (dropped without one). */
 void bk_op_log(struct bk_op_ctx *ctx, int level, const char *fmt, ...) _printf_(3, 4);
 
+/*
+ * A fetch of url set up from [fetch] of system.conf (CA file, client certificate and key
+ * beneath the root; the bearer token read from its file, at most 4 KiB, first line). -EINVAL
+ * not a URL; -ENOENT/-EACCES the token file; -ENOMEM.
+ */
+struct bk_fetch;
+int bk_op_fetch_new(struct bk_op_ctx *ctx, const char *url, struct bk_fetch **ret,
+		    struct bk_err *err);
+
 /* "ROOT/relpath" for messages (static buffer, overwritten by the next call). */
 const char *bk_op_path(struct bk_op_ctx *ctx, const char *relpath);
 

@@ -41,6 +41,11 @@ int bk_stage_marker_write_at(int state_dfd, const struct bk_stage_marker *m, str
 	    bk_json_add_string(o, "version", m->version) < 0 ||
 	    bk_json_add_u64(o, "pid", m->pid) < 0 || bk_json_add_u64(o, "started", m->started) < 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
+	if (m->url[0] && (bk_json_add_string(o, "url", m->url) < 0 ||
+			  bk_json_add_string(o, "manifest_sha256", m->manifest_sha256) < 0 ||
+			  bk_json_add_u64(o, "payload", m->payload) < 0 ||
+			  bk_json_add_u64(o, "chunks", m->chunks) < 0))
+		return bk_err_set(err, -ENOMEM, "out of memory");
 	return bk_json_write_atomic_at(state_dfd, BK_STAGE_MARKER_FILE, o, 0644, 0, err);
 }
 
@@ -77,6 +82,15 @@ static int parse_marker(struct json_object *o, struct bk_stage_marker *m, struct
 		return -ENOEXEC;
 	if (bk_json_get_u64(o, "pid", true, UINT64_MAX, &m->pid, err) < 0 ||
 	    bk_json_get_u64(o, "started", true, UINT64_MAX, &m->started, err) < 0)
+		return bk_err_recode(err, -ENOEXEC);
+	if (!json_object_object_get_ex(o, "url", NULL))
+		return 0;
+	if (copy_field(o, "url", m->url, sizeof(m->url), err) < 0 ||
+	    copy_field(o, "manifest_sha256", m->manifest_sha256, sizeof(m->manifest_sha256), err) <
+		    0)
+		return -ENOEXEC;
+	if (bk_json_get_u64(o, "payload", true, UINT64_MAX, &m->payload, err) < 0 ||
+	    bk_json_get_u64(o, "chunks", true, UINT64_MAX, &m->chunks, err) < 0)
 		return bk_err_recode(err, -ENOEXEC);
 	return 0;
 }
@@ -115,6 +129,19 @@ int bk_stage_marker_remove_at(int state_dfd, struct bk_err *err)
 		return bk_err_set(err, r, "cannot sync the directory of '%s': %m",
 				  BK_STAGE_MARKER_FILE);
 	return 0;
+}
+
+bool bk_stage_resume_point(const struct bk_stage_marker *prev, const char *url,
+			   const char *manifest_hex, enum bk_bank_id bank, bool bank_empty,
+			   size_t n_payloads, struct bk_stage_resume *ret)
+{
+	if (!prev->url[0] || !url || strcmp(prev->url, url) != 0 ||
+	    strcmp(prev->manifest_sha256, manifest_hex) != 0 || prev->bank != bank || !bank_empty ||
+	    prev->payload > n_payloads)
+		return false;
+	ret->payload = (size_t) prev->payload;
+	ret->chunks = prev->chunks;
+	return true;
 }
 
 /* ---- policy ------------------------------------------------------------------------------ */
@@ -210,30 +237,53 @@ int bk_stage_check_space(int bank_dfd, enum bk_bank_id bank, const struct bk_man
  * One payload, read once from the bundle and hashed while it is written, on three threads so
  * hashing (the bottleneck: SHA-256 runs at ~1.7 GiB/s with SHA-NI) overlaps the reads and the
  * writes on another core: a reader fills a ring of private buffers with pread, the calling
- * thread hashes each chunk, a writer pwrites it; a slot is reused only once it is both hashed
- * and written, so the bytes written are the bytes hashed (never a second read of the bundle,
- * never a mapping of a file someone else may change). The output is written with O_DIRECT
- * where the filesystem allows it (write_payload()): no second copy in the page cache, nothing
- * to write back at fsync or to evict at unmount; otherwise the writer starts the writeback of
- * what it wrote every COPY_FLUSH_CHUNKS chunks (sync_file_range), so the final fsync finds
- * little left to do. On any failure every thread stops at once; the caller discards the output.
- * Measured on a 2-core VM: a 1 GiB payload copies in about the time of SHA-256 alone.
+ * thread hashes each chunk, a writer pwrites it once it is hashed; a slot is reused only once
+ * it is both hashed and written, so the bytes written are the bytes hashed (never a second
+ * read of the bundle, never a mapping of a file someone else may change). Format 2: the
+ * calling thread checks each chunk against the payload's chunk list and the writer never
+ * writes a chunk before it verified (issue 15: no unverified byte reaches the bank); format 1
+ * (one digest per payload) can only be checked at the end, and the caller discards the file. The
+ * output is written with O_DIRECT where the filesystem allows it (write_payload()): no second copy
+ * in the page cache, nothing to write back at fsync or to evict at unmount; otherwise the writer
+ * starts the writeback of what it wrote every COPY_FLUSH_CHUNKS chunks (sync_file_range), so the
+ * final fsync finds little left to do. On any failure every thread stops at once; the caller
+ * discards the output. Measured on a 2-core VM: a 1 GiB payload copies in about the time of SHA-256
+ * alone.
  */
-#define COPY_CHUNK	  (UINT64_C(1) << 20)
+#define COPY_CHUNK	  BK_CHUNK_SIZE /* one format-2 chunk per buffer */
 #define COPY_SLOTS	  8
 #define COPY_FLUSH_CHUNKS 16
 #define COPY_DIRECT_ALIGN 4096 /* buffers, offsets and lengths of direct writes */
 
+static uint64_t now_ms(void);
+
+/* Where the chunks of one payload come from. */
+struct chunk_src {
+	int in_fd; /* the bundle, when source is NULL */
+	uint64_t in_offset;
+	const struct bk_payload *p;
+	const struct bk_stage_source *source;
+	const struct bk_chunks *list; /* format 2 */
+	int reuse_fd;		      /* the booted bank's file of the same name, or -1 */
+	uint64_t fetched, reused;
+};
+
 struct copy {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int in_fd, out_fd;
-	uint64_t in_offset, size, n_chunks;
+	struct chunk_src *src;
+	int out_fd;
+	uint64_t size, n_chunks, start;
 	uint8_t *buf[COPY_SLOTS];
 	size_t len[COPY_SLOTS];
+	bool verified[COPY_SLOTS];	      /* checked against the list by the reader */
 	uint64_t n_read, n_hashed, n_written; /* chunks done by each stage */
 	int r;				      /* the first error; every thread stops */
 	struct bk_err err;
+	const struct bk_stage_write_options *o;
+	size_t index;		/* of the payload, for checkpoints */
+	uint64_t checkpointed;	/* chunks at the last checkpoint */
+	uint64_t checkpoint_ms; /* its time, 0: none yet */
 };
 
 static size_t chunk_len(const struct copy *c, uint64_t i)
@@ -260,14 +310,61 @@ static void copy_fail(struct copy *c, int r, const char *fmt, ...)
 	pthread_cond_broadcast(&c->cond);
 }
 
+/*
+ * Chunk i (len bytes) into buf: from the booted bank's file when it holds it (checked as read:
+ * *ret_verified), else from the source or the bundle. -ENOEXEC truncated, -EIO, the source's.
+ */
+static int read_chunk(struct chunk_src *s, uint64_t i, uint8_t *buf, size_t len, bool *ret_verified,
+		      struct bk_err *err)
+{
+	ssize_t n;
+	int r;
+
+	*ret_verified = false;
+	if (s->reuse_fd >= 0 && s->list) {
+		n = bk_pread_full(s->reuse_fd, buf, len, i * COPY_CHUNK);
+		if (n == (ssize_t) len && bk_chunks_check(s->list, i, buf, len, NULL) == 0) {
+			*ret_verified = true;
+			s->reused += len;
+			return 0;
+		}
+	}
+	if (s->source) {
+		r = s->source->read(s->source->userdata, s->p, i * COPY_CHUNK, buf, len, err);
+		if (r < 0)
+			return r;
+		s->fetched += len;
+		return 0;
+	}
+	n = bk_pread_full(s->in_fd, buf, len, s->in_offset + i * COPY_CHUNK);
+	/*
+	 * The bundle's own filesystem may report a checksum error (EBADMSG) or corruption
+	 * (EUCLEAN): an I/O error reading the bundle, not a bad signature or payload.
+	 */
+	if (n == -EBADMSG || n == -EUCLEAN)
+		n = -EIO;
+	if (n < 0)
+		return bk_err_set(err, (int) n, "read error at offset %llu: %m",
+				  (unsigned long long) (s->in_offset + i * COPY_CHUNK));
+	if ((size_t) n < len)
+		return bk_err_set(
+			err, -ENOEXEC,
+			"truncated: the bundle ends at offset %llu, inside the payload",
+			(unsigned long long) (s->in_offset + i * COPY_CHUNK + (uint64_t) n));
+	s->fetched += len;
+	return 0;
+}
+
 static void *copy_reader(void *arg)
 {
 	struct copy *c = arg;
 
-	for (uint64_t i = 0; i < c->n_chunks; i++) {
+	for (uint64_t i = c->start; i < c->n_chunks; i++) {
 		unsigned slot = (unsigned) (i % COPY_SLOTS);
 		size_t len = chunk_len(c, i);
-		ssize_t n;
+		struct bk_err e = { 0 };
+		bool verified;
+		int r;
 
 		pthread_mutex_lock(&c->lock);
 		while (c->r == 0 &&
@@ -277,24 +374,13 @@ static void *copy_reader(void *arg)
 		if (c->r != 0)
 			break;
 
-		n = bk_pread_full(c->in_fd, c->buf[slot], len, c->in_offset + i * COPY_CHUNK);
-		/*
-		 * The bundle's own filesystem may report a checksum error (EBADMSG) or corruption
-		 * (EUCLEAN): an I/O error reading the bundle, not a bad signature or payload.
-		 */
-		if (n == -EBADMSG || n == -EUCLEAN)
-			n = -EIO;
+		r = read_chunk(c->src, i, c->buf[slot], len, &verified, &e);
 		pthread_mutex_lock(&c->lock);
-		if (n < 0)
-			copy_fail(c, (int) n, "read error at offset %llu: %m",
-				  (unsigned long long) (c->in_offset + i * COPY_CHUNK));
-		else if ((size_t) n < len)
-			copy_fail(c, -ENOEXEC,
-				  "truncated: the bundle ends at offset %llu, inside the payload",
-				  (unsigned long long) (c->in_offset + i * COPY_CHUNK +
-							(uint64_t) n));
+		if (r < 0)
+			copy_fail(c, r, "%s", e.msg);
 		else {
 			c->len[slot] = len;
+			c->verified[slot] = verified;
 			c->n_read = i + 1;
 			pthread_cond_broadcast(&c->cond);
 		}
@@ -336,14 +422,16 @@ static bool buffered(int fd)
 static void *copy_writer(void *arg)
 {
 	struct copy *c = arg;
-	uint64_t flushed = 0;
+	uint64_t flushed = c->start;
 
-	for (uint64_t i = 0; i < c->n_chunks; i++) {
+	for (uint64_t i = c->start; i < c->n_chunks; i++) {
 		unsigned slot = (unsigned) (i % COPY_SLOTS);
+		struct bk_err e = { 0 };
 		int r;
 
+		/* Only what was hashed (format 2: verified) is ever written. */
 		pthread_mutex_lock(&c->lock);
-		while (c->r == 0 && c->n_read <= i)
+		while (c->r == 0 && c->n_hashed <= i)
 			pthread_cond_wait(&c->cond, &c->lock);
 		pthread_mutex_unlock(&c->lock);
 		if (c->r != 0)
@@ -363,8 +451,23 @@ static void *copy_writer(void *arg)
 					       SYNC_FILE_RANGE_WRITE);
 			flushed = i + 1;
 		}
+		/* A resumable stage: these chunks are durable, the marker may say so. */
+		if (r >= 0 && c->o->checkpoint &&
+		    i + 1 - c->checkpointed >= BK_STAGE_CHECKPOINT_CHUNKS && i + 1 < c->n_chunks &&
+		    (c->checkpoint_ms == 0 ||
+		     now_ms() - c->checkpoint_ms >= BK_STAGE_CHECKPOINT_MS)) {
+			c->checkpointed = i + 1;
+			c->checkpoint_ms = now_ms();
+			if (fdatasync(c->out_fd) < 0)
+				r = -errno;
+			else if (c->o->checkpoint(c->o->checkpoint_userdata, c->index, i + 1, &e) <
+				 0)
+				r = e.code < 0 ? e.code : -EIO;
+		}
 		pthread_mutex_lock(&c->lock);
-		if (r < 0) {
+		if (r < 0 && e.msg[0]) {
+			copy_fail(c, r, "%s", e.msg);
+		} else if (r < 0) {
 			bool first = c->r == 0;
 
 			copy_fail(c, r, "write error at offset %llu: %m",
@@ -401,32 +504,32 @@ static void report(const struct bk_stage_write_options *o, struct bk_stage_progr
  * calling thread. Two threads and eight 1 MiB buffers per payload cost more than the copy
  * itself when there are thousands of tiny payloads (issue 17, item 8).
  */
-static int copy_small(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
-		      const struct bk_stage_write_options *o, struct bk_stage_progress *pr,
-		      struct bk_err *err)
+static int copy_small(struct chunk_src *src, int out_fd, const struct bk_stage_write_options *o,
+		      struct bk_stage_progress *pr, struct bk_err *err)
 {
+	const struct bk_payload *p = src->p;
 	_cleanup_free_ uint8_t *buf = NULL;
 	uint8_t d[BK_SHA256_LEN];
 	size_t len = (size_t) p->size;
 	uint64_t base = pr->done;
-	ssize_t n;
+	bool verified;
 	int r;
 
 	if (posix_memalign((void **) &buf, COPY_DIRECT_ALIGN,
 			   (len + COPY_DIRECT_ALIGN - 1) & ~(size_t) (COPY_DIRECT_ALIGN - 1)) != 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
-	n = bk_pread_full(bk_bundle_get_fd(b), buf, len, p->offset);
-	if (n < 0)
-		return bk_err_set(err, (int) n, "payload '%s': read error at offset %llu: %m",
-				  p->name, (unsigned long long) p->offset);
-	if ((size_t) n < len)
-		return bk_err_set(err, -ENOEXEC,
-				  "payload '%s': truncated: the bundle ends at offset %llu, inside "
-				  "the payload",
-				  p->name, (unsigned long long) (p->offset + (uint64_t) n));
-	r = bk_sha256_buf(buf, len, d);
+	r = read_chunk(src, 0, buf, len, &verified, err);
 	if (r < 0)
-		return bk_err_set(err, r, "payload '%s': SHA-256 failed", p->name);
+		return bk_err_prefix(err, "payload '%s'", p->name);
+	if (src->list && !verified) {
+		r = bk_chunks_check(src->list, 0, buf, len, err);
+		if (r < 0)
+			return bk_err_prefix(err, "payload '%s'", p->name);
+	} else if (!src->list) {
+		r = bk_sha256_buf(buf, len, d);
+		if (r < 0)
+			return bk_err_set(err, r, "payload '%s': SHA-256 failed", p->name);
+	}
 	if (len % COPY_DIRECT_ALIGN != 0)
 		buffered(out_fd);
 	r = pwrite_full(out_fd, buf, len, 0);
@@ -437,38 +540,46 @@ static int copy_small(struct bk_bundle *b, const struct bk_payload *p, int out_f
 	pr->payload_done = p->size;
 	pr->done = base + p->size;
 	report(o, pr);
-	return bk_bundle_check_digest(p, d, err);
+	return src->list ? 0 : bk_bundle_check_digest(p, d, err);
 }
 
-/* Copy p out of b into out_fd (from offset 0), hashing it; -EUCLEAN when it does not match. */
-static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
+/*
+ * Copy src->p into out_fd from chunk start on (the chunks before it are in out_fd already,
+ * verified), checking every chunk; -EUCLEAN when one does not match.
+ */
+static int copy_payload(struct chunk_src *src, uint64_t start, int out_fd, size_t index,
 			const struct bk_stage_write_options *o, struct bk_stage_progress *pr,
 			struct bk_err *err)
 {
+	const struct bk_payload *p = src->p;
+	const struct bk_chunks *list = src->list;
 	struct copy c = {
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.cond = PTHREAD_COND_INITIALIZER,
-		.in_fd = bk_bundle_get_fd(b),
-		.in_offset = p->offset,
+		.src = src,
 		.size = p->size,
 		.out_fd = out_fd,
+		.start = start,
+		.n_read = start,
+		.n_hashed = start,
+		.n_written = start,
+		.o = o,
+		.index = index,
+		.checkpointed = start,
 	};
 	struct bk_sha256 h = { NULL };
 	uint8_t d[BK_SHA256_LEN];
 	void *(*const helpers[])(void *) = { copy_reader, copy_writer };
 	pthread_t threads[BK_ELEMENTSOF(helpers)];
 	size_t n_threads = 0;
-	uint64_t base = pr->done;
-	int r;
+	uint64_t base = pr->done - start * COPY_CHUNK;
+	int r = 0;
 
-	if (!bk_bundle_is_signature_verified(b))
-		return bk_err_set(err, -EPERM,
-				  "payload '%s': refusing to copy from a bundle whose signature "
-				  "was not verified",
-				  p->name);
 	c.n_chunks = (p->size + COPY_CHUNK - 1) / COPY_CHUNK;
-	if (c.n_chunks <= 1)
-		return copy_small(b, p, out_fd, o, pr, err);
+	if (c.n_chunks <= 1 && start == 0)
+		return copy_small(src, out_fd, o, pr, err);
+	if (start >= c.n_chunks)
+		return 0;
 	/* Only as many buffers as chunks (slot i % COPY_SLOTS of chunk i < n_chunks). */
 	for (unsigned i = 0; i < COPY_SLOTS && i < c.n_chunks; i++) {
 		if (posix_memalign((void **) &c.buf[i], COPY_DIRECT_ALIGN, COPY_CHUNK) != 0)
@@ -483,7 +594,9 @@ static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out
 		(void) bk_err_set(err, r, "cannot start SHA-256");
 		goto out;
 	}
-	(void) posix_fadvise(c.in_fd, (off_t) p->offset, (off_t) p->size, POSIX_FADV_SEQUENTIAL);
+	if (!src->source)
+		(void) posix_fadvise(src->in_fd, (off_t) p->offset, (off_t) p->size,
+				     POSIX_FADV_SEQUENTIAL);
 	for (size_t i = 0; i < BK_ELEMENTSOF(helpers); i++) {
 		if (pthread_create(&threads[n_threads], NULL, helpers[i], &c) != 0) {
 			r = bk_err_set(err, -EAGAIN, "cannot start a copy thread");
@@ -492,7 +605,7 @@ static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out
 		n_threads++;
 	}
 
-	for (uint64_t i = 0; i < c.n_chunks; i++) {
+	for (uint64_t i = start; i < c.n_chunks; i++) {
 		unsigned slot = (unsigned) (i % COPY_SLOTS);
 		uint64_t done;
 
@@ -502,9 +615,16 @@ static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out
 		pthread_mutex_unlock(&c.lock);
 		if (c.r != 0)
 			break;
-		r = bk_sha256_update(&h, c.buf[slot], c.len[slot]);
+		if (c.verified[slot])
+			r = 0; /* read from the booted bank and checked there */
+		else if (list)
+			r = bk_chunks_check(list, i, c.buf[slot], c.len[slot], err);
+		else
+			r = bk_sha256_update(&h, c.buf[slot], c.len[slot]);
 		pthread_mutex_lock(&c.lock);
-		if (r < 0)
+		if (r < 0 && list)
+			copy_fail(&c, r, "%s", err->msg);
+		else if (r < 0)
 			copy_fail(&c, r, "SHA-256 update failed");
 		else {
 			c.n_hashed = i + 1;
@@ -538,6 +658,10 @@ out:
 		bk_sha256_release(&h);
 		return bk_err_prefix(err, "payload '%s'", p->name);
 	}
+	if (list) {
+		bk_sha256_release(&h);
+		return 0; /* every chunk verified before it was written */
+	}
 	r = bk_sha256_final(&h, d);
 	if (r < 0)
 		return bk_err_set(err, r, "payload '%s': SHA-256 final failed", p->name);
@@ -545,19 +669,125 @@ out:
 	return bk_bundle_check_digest(p, d, err);
 }
 
+/*
+ * How many of the first max chunks of the payload file fd are the list's chunks (read through
+ * the page cache and checked one by one; the first that is missing or differs ends the count).
+ */
+static uint64_t verified_prefix(int fd, const struct bk_chunks *list, uint64_t max)
+{
+	_cleanup_free_ uint8_t *buf = bk_alloc_pages(COPY_CHUNK);
+	uint64_t i;
+
+	if (!buf)
+		return 0;
+	for (i = 0; i < max && i < list->n_chunks; i++) {
+		uint64_t off;
+		size_t len;
+
+		if (bk_chunks_range(list, i, &off, &len) < 0 ||
+		    bk_pread_full(fd, buf, len, off) != (ssize_t) len ||
+		    bk_chunks_check(list, i, buf, len, NULL) < 0)
+			break;
+	}
+	return i;
+}
+
 /* ---- writing ----------------------------------------------------------------------------- */
 
-static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int bank_dfd,
+/* The booted bank's file of p's name, for delta staging: an fd, or -1 when there is none. */
+static int open_reusable(const struct bk_stage_write_options *o, const struct bk_payload *p)
+{
+	struct stat st;
+	int fd;
+
+	if (!o->reuse)
+		return -EBADF;
+	fd = openat(o->reuse_dfd, p->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -EBADF;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void) close(fd);
+		return -EBADF;
+	}
+	/* Read ahead now, while the first chunks are fetched: most of it is likely reused. */
+	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	return fd;
+}
+
+static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
 			 const struct bk_stage_write_options *o, struct bk_stage_progress *pr,
 			 struct bk_err *err)
 {
-	_cleanup_close_ int fd = -EBADF;
+	const struct bk_payload *p = &bk_bundle_get_manifest(b)->payloads[index];
+	_cleanup_(bk_chunks_freep) struct bk_chunks *list = NULL;
+	_cleanup_close_ int fd = -EBADF, reuse_fd = -EBADF;
+	struct chunk_src src = {
+		.in_fd = bk_bundle_get_fd(b),
+		.in_offset = p->offset,
+		.p = p,
+		.source = o->source,
+		.reuse_fd = -EBADF,
+	};
 	char partial[NAME_MAX + 1];
-	uint64_t t0, base;
+	uint64_t t0, base, start = 0;
 	int r;
 
+	if (!bk_bundle_is_signature_verified(b))
+		return bk_err_set(err, -EPERM,
+				  "payload '%s': refusing to copy from a bundle whose signature "
+				  "was not verified",
+				  p->name);
+	/* Format 2: the list first (checked against the signed manifest); -EUCLEAN if not. */
+	if (bk_bundle_is_chunked(b)) {
+		r = bk_bundle_load_chunks(b, p, &list, err);
+		if (r < 0)
+			return r;
+	} else if (o->source || o->resume) {
+		return bk_err_set(err, -ENOEXEC,
+				  "payload '%s': format version 1 has no chunk lists", p->name);
+	}
+	src.list = list;
+	if (list) {
+		reuse_fd = open_reusable(o, p);
+		src.reuse_fd = reuse_fd;
+	}
+
 	(void) snprintf(partial, sizeof(partial), "%s%s", BK_PARTIAL_PREFIX, p->name);
-	fd = openat(bank_dfd, partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	base = pr->done;
+	pr->payload = p->name;
+	pr->payload_done = 0;
+	pr->payload_size = p->size;
+	pr->end = false;
+
+	if (o->resume && index <= o->resume->payload) {
+		/* Complete in an earlier run: kept when every chunk of it still checks. */
+		fd = openat(bank_dfd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 && verified_prefix(fd, list, list->n_chunks) == list->n_chunks) {
+			if (o->stats)
+				o->stats->resumed += p->size;
+			pr->payload_done = p->size;
+			pr->done = base + p->size;
+			pr->end = true;
+			report(o, pr);
+			return 0;
+		}
+		if (fd >= 0)
+			(void) close(TAKE_FD(fd));
+	}
+	if (o->resume && index == o->resume->payload) {
+		fd = openat(bank_dfd, partial, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0)
+			start = verified_prefix(fd, list, o->resume->chunks);
+	}
+	if (o->resume && fd < 0) {
+		/* Whatever an interrupted run left under these names is not trusted. */
+		(void) unlinkat(bank_dfd, partial, 0);
+		(void) unlinkat(bank_dfd, p->name, 0);
+	}
+	if (fd < 0)
+		fd = openat(bank_dfd, partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0644);
 	if (fd < 0)
 		return bk_bank_fs_error(bk_err_set(err, -errno, "cannot create '%s': %m", partial),
 					err);
@@ -569,14 +799,16 @@ static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int ba
 	if (p->size >= COPY_CHUNK)
 		(void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_DIRECT);
 
-	base = pr->done;
-	pr->payload = p->name;
-	pr->payload_done = 0;
-	pr->payload_size = p->size;
-	pr->end = false;
+	pr->payload_done = start * COPY_CHUNK < p->size ? start * COPY_CHUNK : p->size;
+	pr->done = base + pr->payload_done;
 	report(o, pr);
 	t0 = now_ms();
-	r = copy_payload(b, p, fd, o, pr, err);
+	r = copy_payload(&src, start, fd, index, o, pr, err);
+	if (o->stats) {
+		o->stats->fetched += src.fetched;
+		o->stats->reused += src.reused;
+		o->stats->resumed += start * COPY_CHUNK < p->size ? start * COPY_CHUNK : p->size;
+	}
 	/*
 	 * No fsync here: one syncfs() after the last payload makes every payload durable before
 	 * the files that make the bank complete are written (bk_stage_write_bank()). An fsync
@@ -594,8 +826,12 @@ static int write_payload(struct bk_bundle *b, const struct bk_payload *p, int ba
 			bk_err_set(err, -errno, "cannot rename '%s' to '%s': %m", partial, p->name),
 			err);
 	if (r < 0) {
-		/* Whatever was written is not the payload: discard it. */
-		(void) unlinkat(bank_dfd, partial, 0);
+		/*
+		 * Whatever was written is not the payload: discard it, unless a resumable stage
+		 * recorded verified chunks of it (its caller decides what stays).
+		 */
+		if (!o->checkpoint)
+			(void) unlinkat(bank_dfd, partial, 0);
 		return r;
 	}
 	pr->payload_done = p->size;
@@ -633,7 +869,9 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 	 */
 	sig = bk_bundle_get_signature_bytes(b, &slen);
 
-	r = bk_bank_clear_at(bank_dfd, err);
+	/* A resumed stage keeps what the interrupted one wrote (checked again, payload by payload).
+	 */
+	r = o->resume ? 0 : bk_bank_clear_at(bank_dfd, err);
 	if (r < 0) {
 		(void) bk_err_prefix(err, "cannot clear the bank");
 		return bk_bank_fs_error(r, err);
@@ -645,9 +883,16 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 	for (size_t i = 0; i < m->n_payloads; i++) {
 		pr.index = i;
 		pr.done = before;
-		r = write_payload(b, &m->payloads[i], bank_dfd, o, &pr, err);
+		r = write_payload(b, i, bank_dfd, o, &pr, err);
 		if (r < 0)
 			return r;
+		/* A resumable stage: this payload is complete (checked again on a resume). */
+		if (o->checkpoint &&
+		    m->payloads[i].size >= BK_STAGE_CHECKPOINT_CHUNKS * COPY_CHUNK) {
+			r = o->checkpoint(o->checkpoint_userdata, i + 1, 0, err);
+			if (r < 0)
+				return r;
+		}
 		before += m->payloads[i].size;
 	}
 	/*

@@ -26,6 +26,7 @@
 /* In the state directory (ROOT/var/lib/bootbank) while a stage writes a bank. */
 #define BK_STAGE_MARKER_FILE	 "staging.json"
 #define BK_STAGE_MARKER_MAX_SIZE (16 * 1024)
+#define BK_STAGE_MARKER_URL_MAX	 4096
 
 struct bk_stage_marker {
 	enum bk_bank_id bank;		      /* the bank being written */
@@ -33,12 +34,23 @@ struct bk_stage_marker {
 	char version[BK_VERSION_MAX_LEN + 1]; /* ... and version, for messages */
 	uint64_t pid;			      /* of the staging process */
 	uint64_t started;		      /* Unix seconds */
+	/*
+	 * A stage from a URL (docs/stage-url.md, "Resume"): the URL, the SHA-256 of the signed
+	 * manifest (hex), and how far it is: payloads before payload are complete, the first
+	 * chunks chunks of payload are durable and verified in its ".partial." file. url[0] ==
+	 * '\0' for a stage from a file.
+	 */
+	char url[BK_STAGE_MARKER_URL_MAX + 1];
+	char manifest_sha256[BK_SHA256_HEX_LEN + 1];
+	uint64_t payload;
+	uint64_t chunks;
 };
 
 /*
  * Write the marker (state_dfd/staging.json, atomic and durable):
  *   { "format": 1, "bank": "B", "image": "acme-os", "version": "1.10.0", "pid": N,
  *     "started": N }
+ * and, for a stage from a URL, "url", "manifest_sha256", "payload", "chunks".
  * Returns 0 or -errno with a message naming the file.
  */
 int bk_stage_marker_write_at(int state_dfd, const struct bk_stage_marker *m, struct bk_err *err);
@@ -113,6 +125,50 @@ struct bk_stage_progress {
 
 typedef void (*bk_stage_progress_fn)(const struct bk_stage_progress *p, void *userdata);
 
+/*
+ * Where payload bytes come from when not from the bundle's fd (a URL: bk-fetch.h): read
+ * exactly len bytes of payload p from its offset off (a whole chunk) into buf. Called by one
+ * thread at a time. Returns 0 or -errno with err. Nothing it returns is trusted: every chunk
+ * is checked against the payload's chunk list before it is written.
+ */
+struct bk_stage_source {
+	int (*read)(void *userdata, const struct bk_payload *p, uint64_t off, void *buf, size_t len,
+		    struct bk_err *err);
+	void *userdata;
+};
+
+/* Where an interrupted stage of the same bundle stopped (docs/stage-url.md, "Resume"). */
+struct bk_stage_resume {
+	size_t payload;	 /* payloads before it are complete files in the bank ... */
+	uint64_t chunks; /* ... and its first chunks are in its ".partial." file */
+};
+
+/*
+ * May a stage of the bundle whose signed manifest has SHA-256 manifest_hex (hex), from url into
+ * bank, resume where the earlier run that left marker prev stopped (docs/stage-url.md,
+ * "Resume")? True, and *ret filled, when prev is a stage from the same URL, of the same signed
+ * bytes, into the same bank, that bank is empty in the boot state (bank_empty), and prev's
+ * payload is one of the n_payloads (or n_payloads: every payload complete). Pure.
+ */
+bool bk_stage_resume_point(const struct bk_stage_marker *prev, const char *url,
+			   const char *manifest_hex, enum bk_bank_id bank, bool bank_empty,
+			   size_t n_payloads, struct bk_stage_resume *ret);
+
+/* Where the bytes written came from. */
+struct bk_stage_stats {
+	uint64_t fetched; /* read from the bundle (its fd or the source) */
+	uint64_t reused;  /* delta: chunks of the booted bank's payload of the same name */
+	uint64_t resumed; /* already in the bank from an interrupted stage, verified again */
+};
+
+/*
+ * A resumable stage records a checkpoint after at least this many chunks (8 MiB) and, but for
+ * the first one of a payload, at least this long after the previous one (an fdatasync of the
+ * payload and an atomic write of the marker cost a few milliseconds each on a busy disk).
+ */
+#define BK_STAGE_CHECKPOINT_CHUNKS 8
+#define BK_STAGE_CHECKPOINT_MS	   1000
+
 struct bk_stage_write_options {
 	/*
 	 * Called by the calling thread when a payload starts, after each chunk (1 MiB) of it is
@@ -122,6 +178,29 @@ struct bk_stage_write_options {
 	bk_stage_progress_fn progress;
 	void *userdata;
 	uint64_t staged_time; /* for the record; 0: now */
+	/* Format 2 only, for the three below. NULL: payloads are read from the bundle's fd. */
+	const struct bk_stage_source *source;
+	/*
+	 * Delta staging: the root of the booted bank (mounted read-only). A chunk of a payload
+	 * whose file of the same name there has, at the same place, a chunk with the digest of
+	 * the chunk list is read from it (and so checked as it is read) instead of the source.
+	 */
+	bool reuse;
+	int reuse_dfd;
+	/*
+	 * NULL: clear the bank first. Else continue an interrupted stage of the same bundle:
+	 * nothing is cleared; every chunk already in the bank is read and checked against its
+	 * list again, and the stage goes on from the first one that is missing or does not match.
+	 */
+	const struct bk_stage_resume *resume;
+	/*
+	 * Optional: called by the writing thread (see BK_STAGE_CHECKPOINT_CHUNKS) once
+	 * the first chunks chunks of payload number payload are durable (fdatasync) in its
+	 * ".partial." file; a failure stops the stage.
+	 */
+	int (*checkpoint)(void *userdata, size_t payload, uint64_t chunks, struct bk_err *err);
+	void *checkpoint_userdata;
+	struct bk_stage_stats *stats; /* optional, filled */
 };
 
 /*

@@ -5,7 +5,7 @@
 # filesystem, and against `rauc install` of the same payload when rauc is installed (Debian 12
 # has the package, not installed by default); the SHA-256 of the same bytes (openssl, one core)
 # as the floor of any single pass; and the peak RSS of bankctl stage. Targets (docs/banks.md,
-# "Stage"): >= 0.9x cp + sync, faster than rauc (about 2x: rauc hashes the bundle to check
+# "Stage"): >= 1.0x cp + sync (issue 15; every chunk verified before it is written), faster than rauc (about 2x: rauc hashes the bundle to check
 # its signature, then reads it again to install), peak RSS < 32 MiB.
 #
 # Fairness: both stage and the baseline replace the previous copy (stage removes the bank's
@@ -213,22 +213,29 @@ def stage():
     sh(*rt, bankctl, "--root", root, "stage", bbi, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
+# The baseline mounts bank B in a private mount namespace of its own: a mount in the host's
+# namespace is copied into every `unshare -m` started meanwhile (other tests on a shared
+# machine), which keeps the bank busy after our umount, and stage then refuses it (exit 3).
+CP_SYNC = r'''
+loop=$1 mnt=$2 data=$3; shift 3
+mount "$loop" "$mnt" || exit 1
+t0=$(date +%s.%N)
+"$@" sh -c 'rm -f "$1" && cp "$2" "$1" && sync -f "$1"' - "$mnt/rootfs.img" "$data"; r=$?
+t1=$(date +%s.%N)
+rm -f "$mnt/rootfs.img"   # leave the bank as stage wants to find it
+umount "$mnt"
+echo "$t0 $t1"
+exit $r
+'''
+
 def cp_sync():
-    # Bank B through a loop device of its range, mounted here; only rm + cp + sync is timed.
+    # Bank B through a loop device of its range, mounted there; only rm + cp + sync is timed.
     loop = sh("losetup", "-o", boff, "--sizelimit", bsize, "-f", "--show", img,
               capture_output=True, text=True).stdout.strip()
     try:
-        sh("mount", loop, mnt)
-        try:
-            dst = os.path.join(mnt, "rootfs.img")
-            t0 = time.perf_counter()
-            sh(*rt, "sh", "-c", 'rm -f "$1" && cp "$2" "$1" && sync -f "$1"', "-", dst, data)
-            t = time.perf_counter() - t0
-            # Leave the bank as stage wants to find it: no stray file of ours.
-            os.unlink(dst)
-            return t
-        finally:
-            sh("umount", mnt)
+        out = sh("unshare", "-m", "--propagation", "private", "sh", "-c", CP_SYNC, "-", loop,
+                 mnt, data, *rt, capture_output=True, text=True).stdout.split()
+        return float(out[1]) - float(out[0])
     finally:
         sh("losetup", "-d", loop)
 
@@ -265,8 +272,8 @@ print()
 for k in contenders:
     print(f"  {k:22s} {med[k]:7.3f} s  {size / med[k] / 2**20:7.0f} MiB/s   (runs: {', '.join(f'{t:.2f}' for t in times[k])})")
 r = med["cp + sync -f"] / med["bankctl stage"]
-ok = r >= 0.9
-print(f"  ratio vs cp + sync: {r:5.2f}x  (target >= 0.9x: {'met' if ok else 'MISSED'})")
+ok = r >= 1.0
+print(f"  ratio vs cp + sync: {r:5.2f}x  (target >= 1.0x: {'met' if ok else 'MISSED'})")
 if not ok:
     missed.append(f"stage {r:.2f}x of cp + sync")
 

@@ -3,8 +3,8 @@
 # bench/verify: `bankctl image verify` (signature + every payload's SHA-256) against
 # `openssl dgst -sha256` and `sha256sum` over the same bytes (the whole bundle file), for one
 # 1 GiB payload and for four 256 MiB payloads; and the peak RSS of bankctl image verify.
-# Targets (docs/bundle-format.md): >= 1.0x openssl for one payload, >= 1.7x for four (all
-# cores), peak RSS < 32 MiB.
+# Targets (docs/bundle-format.md): >= 1.8x openssl for one payload (issue 15: format 2 hashes
+# its 1 MiB chunks on every core), >= 1.7x for four (all cores), peak RSS < 32 MiB.
 #
 # Data: real random bytes (sparse files would hash at memory speed), made once from
 # /dev/urandom and cached in build/bench/. Caches: WARM for every contender: each bundle is
@@ -86,7 +86,7 @@ def peak_rss_kib(cmd):
         + cmd, check=True, capture_output=True, text=True)
     return int(out.stdout.strip())
 
-for name, target in (("one", 1.0), ("four", 1.7)):
+for name, target in (("one", 1.8), ("four", 1.7)):
     bbi = os.path.join(run, name + ".bbi")
     size = os.path.getsize(bbi)
     contenders = {

@@ -60,6 +60,8 @@ static int compute_layout(struct bk_manifest *m, const struct bk_bundle_signer *
 		size_t len;
 
 		r = bk_manifest_assign_offsets(m, pos, &end);
+		if (r >= 0)
+			r = bk_manifest_assign_chunks(m, &end);
 		if (r < 0)
 			return bk_err_set(err, -ENOEXEC, "payloads too large for a bundle");
 		r = bk_manifest_serialise(m, &buf, &len, err);
@@ -131,25 +133,96 @@ static int write_all_at(int fd, const void *buf, size_t len, uint64_t offset)
 	return 0;
 }
 
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/*
+ * Format 2: copy p in chunks, hash each one (and the whole payload), write its list at
+ * p->chunks_offset; the whole payload's SHA-256 goes to ret, the list's to ret_chunks (what
+ * the manifest signs). Zero chunks stay holes.
+ */
+static int copy_chunked(const struct bk_payload *p, const struct source *src, int fd,
+			uint8_t ret[BK_SHA256_LEN], uint8_t ret_chunks[BK_SHA256_LEN],
+			struct bk_err *err)
+{
+	_cleanup_free_ uint8_t *buf = NULL, *list = NULL;
+	uint64_t n = bk_chunks_count(p->size), list_len;
+	struct bk_sha256 whole = { NULL };
+	int r;
+
+	if (bk_chunks_list_size(p->size, &list_len) < 0 || list_len > SIZE_MAX)
+		return bk_err_set(err, -EOVERFLOW, "payload too large");
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
+	list = malloc(list_len);
+	if (!buf || !list)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	r = bk_sha256_init(&whole);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot start SHA-256");
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t off = i * BK_CHUNK_SIZE;
+		size_t len =
+			(size_t) (p->size - off < BK_CHUNK_SIZE ? p->size - off : BK_CHUNK_SIZE);
+		ssize_t got = bk_pread_full(src->fd, buf, len, src->offset + off);
+
+		if (got < 0)
+			return bk_err_set(err, (int) got, "read error at offset %llu: %m",
+					  (unsigned long long) (src->offset + off));
+		if ((size_t) got != len)
+			r = bk_err_set(err, -EIO, "the source shrank while it was read");
+		else if (bk_sha256_buf(buf, len, list + i * BK_SHA256_LEN) < 0 ||
+			 bk_sha256_update(&whole, buf, len) < 0)
+			r = bk_err_set(err, -EIO, "SHA-256 failed");
+		else if (!all_zero(buf, len)) {
+			r = write_all_at(fd, buf, len, p->offset + off);
+			if (r < 0)
+				(void) bk_err_set(err, r, "write error: %m");
+		}
+		if (r < 0) {
+			bk_sha256_release(&whole);
+			return r;
+		}
+	}
+	r = bk_sha256_final(&whole, ret);
+	if (r < 0)
+		return bk_err_set(err, r, "SHA-256 failed");
+	r = write_all_at(fd, list, list_len, p->chunks_offset);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot write the chunk list: %m");
+	r = bk_sha256_buf(list, list_len, ret_chunks);
+	if (r < 0)
+		return bk_err_set(err, r, "SHA-256 failed");
+	return 0;
+}
+
 /* Copy every payload into fd at its (already assigned) offset, hashing on the way. */
 static int copy_payloads(struct bk_manifest *m, const struct source *src, int fd,
 			 struct bk_err *err)
 {
 	for (size_t i = 0; i < m->n_payloads; i++) {
 		struct bk_payload *p = &m->payloads[i];
-		uint8_t d[BK_SHA256_LEN];
+		uint8_t d[BK_SHA256_LEN], dc[BK_SHA256_LEN];
 		int r;
 
-		r = bk_sha256_fd_copy(src[i].fd, src[i].offset, p->size, fd, p->offset,
-				      BK_SHA256_COPY_SPARSE, d, err);
+		if (m->format >= 2)
+			r = copy_chunked(p, &src[i], fd, d, dc, err);
+		else
+			r = bk_sha256_fd_copy(src[i].fd, src[i].offset, p->size, fd, p->offset,
+					      BK_SHA256_COPY_SPARSE, d, err);
 		if (r < 0)
 			return bk_err_prefix(err, "payload '%s'", p->name);
-		if (src[i].check && memcmp(d, p->sha256, BK_SHA256_LEN) != 0)
+		if (src[i].check &&
+		    (memcmp(d, p->sha256, BK_SHA256_LEN) != 0 ||
+		     (m->format >= 2 && memcmp(dc, p->chunks_sha256, BK_SHA256_LEN) != 0)))
 			return bk_err_set(err, -EUCLEAN,
 					  "payload '%s': SHA-256 mismatch (corrupt payload) in the "
 					  "input bundle",
 					  p->name);
 		memcpy(p->sha256, d, BK_SHA256_LEN);
+		if (m->format >= 2)
+			memcpy(p->chunks_sha256, dc, BK_SHA256_LEN);
 	}
 	return 0;
 }
@@ -182,7 +255,7 @@ static int assemble(struct bk_manifest *m, const struct source *src,
 	if (r < 0)
 		return r;
 
-	h.format_version = BK_BUNDLE_FORMAT;
+	h.format_version = (uint32_t) m->format;
 	h.header_size = BK_BUNDLE_HEADER_SIZE;
 	h.manifest_offset = BK_BUNDLE_HEADER_SIZE;
 	h.manifest_size = len;
@@ -204,7 +277,10 @@ static int assemble(struct bk_manifest *m, const struct source *src,
 		r = write_all_at(fd, sig, sig_len, h.signature_offset);
 	if (r < 0)
 		return bk_err_set(err, r, "cannot write: %m");
-	/* Padding is left as holes (reads as zero); the file ends at the last payload. */
+	/*
+	 * Padding is left as holes (reads as zero); the file ends at the last payload (format 2:
+	 * at the end of the chunk table after it).
+	 */
 	if (ftruncate(fd, (off_t) end) < 0)
 		return bk_err_set(err, -errno, "cannot set the size: %m");
 	BK_DBG(BUNDLE,

@@ -2,6 +2,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -98,7 +99,7 @@ int bk_bundle_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
 	h.payload_offset = get_le64(buf + 48);
 	h.flags = get_le64(buf + 56);
 
-	if (h.format_version != BK_BUNDLE_FORMAT)
+	if (h.format_version < BK_BUNDLE_FORMAT_MIN || h.format_version > BK_BUNDLE_FORMAT)
 		return bk_err_set(err, -ENOEXEC, "unsupported format version %u", h.format_version);
 	if (h.header_size != BK_BUNDLE_HEADER_SIZE)
 		return bk_err_set(err, -ENOEXEC, "header size %u, expected %d", h.header_size,
@@ -555,6 +556,172 @@ int bk_bundle_check_padding(struct bk_bundle *b, const struct bk_manifest *m, st
 	return 0;
 }
 
+/* ---- format 2: chunks ------------------------------------------------------------------- */
+
+bool bk_bundle_is_chunked(const struct bk_bundle *b)
+{
+	return b->header.format_version >= 2;
+}
+
+int bk_bundle_load_chunks(struct bk_bundle *b, const struct bk_payload *p, struct bk_chunks **ret,
+			  struct bk_err *err)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	uint64_t len;
+	int r;
+
+	if (!bk_bundle_is_chunked(b))
+		return bk_err_set(err, -ENOEXEC,
+				  "payload '%s': a format 1 bundle has no chunk list", p->name);
+	if (bk_chunks_list_size(p->size, &len) < 0 || len > SIZE_MAX || p->chunks_offset == 0 ||
+	    p->chunks_offset > b->file_size || len > b->file_size - p->chunks_offset)
+		return bk_err_set(err, -ENOEXEC,
+				  "payload '%s': truncated: its chunk list ends past the bundle",
+				  p->name);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	r = read_exact(b->fd, buf, len, p->chunks_offset, "chunk list", err);
+	if (r < 0)
+		return bk_err_prefix(err, "payload '%s'", p->name);
+	r = bk_chunks_parse(buf, len, p->size, p->chunks_sha256, ret, err);
+	if (r < 0)
+		return bk_err_prefix(err, "payload '%s'", p->name);
+	return 0;
+}
+
+/*
+ * Every chunk of every payload is one job: threads take the next one from a shared counter,
+ * so one big payload is hashed on all cores (a chunk is independent of the others).
+ */
+struct chunk_pool {
+	int fd;
+	const struct bk_payload *ps; /* the payloads to verify, n of them */
+	size_t n;
+	struct bk_chunks **lists; /* per payload; NULL when its list failed */
+	uint64_t *first;	  /* n_payloads + 1: global index of each payload's chunk 0 */
+	uint64_t total, next;
+	pthread_mutex_t lock;
+	int *r; /* per payload: the first failure */
+	struct bk_err *errs;
+};
+
+static void pool_fail(struct chunk_pool *c, size_t k, const struct bk_err *e)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->r[k] == 0) {
+		c->r[k] = e->code < 0 ? e->code : -EIO;
+		c->errs[k] = *e;
+		(void) bk_err_prefix(&c->errs[k], "payload '%s'", c->ps[k].name);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *pool_worker(void *arg)
+{
+	struct chunk_pool *c = arg;
+	uint8_t *buf = bk_alloc_pages(BK_CHUNK_SIZE);
+
+	if (!buf) {
+		for (size_t k = 0; k < c->n; k++) {
+			struct bk_err e = { 0 };
+
+			(void) bk_err_set(&e, -ENOMEM, "out of memory");
+			pool_fail(c, k, &e);
+		}
+		return NULL;
+	}
+	for (;;) {
+		uint64_t i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED), off;
+		size_t lo = 0, hi = c->n, k, len;
+		const struct bk_payload *p;
+		struct bk_err e = { 0 };
+		ssize_t n;
+
+		if (i >= c->total)
+			break;
+		while (hi - lo > 1) { /* the last k with first[k] <= i */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (c->first[mid] <= i)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		k = lo;
+		p = &c->ps[k];
+		if (!c->lists[k] || __atomic_load_n(&c->r[k], __ATOMIC_RELAXED) != 0)
+			continue;
+		(void) bk_chunks_range(c->lists[k], i - c->first[k], &off, &len);
+		n = bk_pread_full(c->fd, buf, len, p->offset + off);
+		if (n < 0) {
+			(void) bk_err_set(&e, (int) n, "read error at offset %llu: %m",
+					  (unsigned long long) (p->offset + off));
+			pool_fail(c, k, &e);
+		} else if ((size_t) n < len) {
+			(void) bk_err_set(&e, -ENOEXEC, "truncated at offset %llu",
+					  (unsigned long long) (p->offset + off + (uint64_t) n));
+			pool_fail(c, k, &e);
+		} else if (bk_chunks_check(c->lists[k], i - c->first[k], buf, len, &e) < 0)
+			pool_fail(c, k, &e);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Verify the chunks of the n payloads ps (lists loaded first); results in r and errs. */
+static int verify_chunked(struct bk_bundle *b, const struct bk_payload *ps, size_t n,
+			  unsigned n_threads, int *r, struct bk_err *errs)
+{
+	struct chunk_pool c = { .fd = b->fd,
+				.ps = ps,
+				.n = n,
+				.lock = PTHREAD_MUTEX_INITIALIZER,
+				.r = r,
+				.errs = errs };
+	pthread_t threads[BK_SHA256_MAX_THREADS];
+	unsigned n_started = 0;
+	int ret = 0;
+
+	c.lists = calloc(n, sizeof(*c.lists));
+	c.first = calloc(n + 1, sizeof(*c.first));
+	if (!c.lists || !c.first) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t k = 0; k < n; k++) {
+		c.first[k] = c.total;
+		r[k] = bk_bundle_load_chunks(b, &ps[k], &c.lists[k], &errs[k]);
+		if (r[k] == 0)
+			c.total += c.lists[k]->n_chunks;
+	}
+	c.first[n] = c.total;
+	if (n_threads == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n_threads = cores > 0 ? (unsigned) cores : 1;
+	}
+	if (n_threads > BK_SHA256_MAX_THREADS)
+		n_threads = BK_SHA256_MAX_THREADS;
+	if (n_threads > c.total)
+		n_threads = c.total > 0 ? (unsigned) c.total : 1;
+	(void) posix_fadvise(b->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	for (unsigned t = 1; t < n_threads; t++) {
+		if (pthread_create(&threads[n_started], NULL, pool_worker, &c) != 0)
+			break;
+		n_started++;
+	}
+	(void) pool_worker(&c); /* the calling thread is one of the workers */
+	for (unsigned t = 0; t < n_started; t++)
+		pthread_join(threads[t], NULL);
+out:
+	for (size_t k = 0; c.lists && k < n; k++)
+		bk_chunks_free(c.lists[k]);
+	free(c.lists);
+	free(c.first);
+	return ret;
+}
+
 int bk_bundle_verify_payloads(struct bk_bundle *b, unsigned n_threads,
 			      struct bk_payload_check *checks, struct bk_err *err)
 {
@@ -564,6 +731,29 @@ int bk_bundle_verify_payloads(struct bk_bundle *b, unsigned n_threads,
 
 	if (!m)
 		return bk_err_set(err, -EINVAL, "manifest not loaded");
+	if (bk_bundle_is_chunked(b)) {
+		_cleanup_free_ int *rs = calloc(m->n_payloads, sizeof(int));
+		_cleanup_free_ struct bk_err *es = calloc(m->n_payloads, sizeof(struct bk_err));
+		int r;
+
+		if (!rs || !es)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+		r = verify_chunked(b, m->payloads, m->n_payloads, n_threads, rs, es);
+		if (r < 0)
+			return bk_err_set(err, r, "out of memory");
+		for (size_t i = 0; i < m->n_payloads; i++) {
+			if (checks) {
+				checks[i].r = rs[i];
+				checks[i].err = rs[i] < 0 ? es[i] : (struct bk_err){ 0 };
+			}
+			if (rs[i] < 0 && first == 0) {
+				first = rs[i];
+				if (err && err->code >= 0)
+					*err = es[i];
+			}
+		}
+		return first;
+	}
 	jobs = calloc(m->n_payloads, sizeof(*jobs));
 	if (!jobs)
 		return bk_err_set(err, -ENOMEM, "out of memory");
@@ -602,10 +792,64 @@ int bk_bundle_verify_payload(struct bk_bundle *b, const struct bk_payload *p, st
 	struct bk_sha256_job job = { .offset = p->offset, .size = p->size };
 	int r;
 
+	if (bk_bundle_is_chunked(b)) {
+		struct bk_err e = { 0 };
+		int rr = 0;
+
+		r = verify_chunked(b, p, 1, 0, &rr, &e);
+		if (r < 0)
+			return bk_err_set(err, r, "out of memory");
+		if (rr < 0 && err)
+			*err = e;
+		return rr;
+	}
+
 	r = bk_sha256_fd_jobs(b->fd, &job, 1, 0, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
 	return bk_bundle_check_digest(p, job.digest, err);
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/* Format 2: read a chunk, check it against the list, only then write it. */
+static int copy_chunked(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
+			uint64_t out_offset, unsigned flags, struct bk_err *err)
+{
+	_cleanup_(bk_chunks_freep) struct bk_chunks *c = NULL;
+	_cleanup_free_ uint8_t *buf = NULL;
+	int r;
+
+	r = bk_bundle_load_chunks(b, p, &c, err);
+	if (r < 0)
+		return r;
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
+	if (!buf)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	(void) posix_fadvise(b->fd, (off_t) p->offset, (off_t) p->size, POSIX_FADV_SEQUENTIAL);
+	for (uint64_t i = 0; i < c->n_chunks; i++) {
+		uint64_t off;
+		size_t len;
+
+		(void) bk_chunks_range(c, i, &off, &len);
+		r = read_exact(b->fd, buf, len, p->offset + off, "payload", err);
+		if (r >= 0)
+			r = bk_chunks_check(c, i, buf, len, err);
+		if (r < 0)
+			return bk_err_prefix(err, "payload '%s'", p->name);
+		if ((flags & BK_SHA256_COPY_SPARSE) && all_zero(buf, len))
+			continue;
+		r = pwrite_all(out_fd, buf, len, out_offset + off);
+		if (r < 0)
+			return bk_err_set(err, r, "payload '%s': write error at offset %llu: %m",
+					  p->name, (unsigned long long) (out_offset + off));
+	}
+	return 0;
 }
 
 static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,
@@ -621,6 +865,8 @@ static int copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out
 				  "payload '%s': refusing to copy from a bundle whose signature "
 				  "was not verified",
 				  p->name);
+	if (bk_bundle_is_chunked(b))
+		return copy_chunked(b, p, out_fd, out_offset, flags, err);
 	r = bk_sha256_fd_copy(b->fd, p->offset, p->size, out_fd, out_offset, flags, d, err);
 	if (r < 0)
 		return bk_err_prefix(err, "payload '%s'", p->name);
@@ -681,6 +927,19 @@ int bk_bundle_copy_to(struct bk_bundle *b, int out_fd, struct bk_err *err)
 		r = copy_payload(b, p, out_fd, p->offset, BK_SHA256_COPY_SPARSE, err);
 		if (r < 0)
 			return r;
+		if (bk_bundle_is_chunked(b)) {
+			/* The list as verified (loaded again: it is checked against the manifest).
+			 */
+			_cleanup_(bk_chunks_freep) struct bk_chunks *c = NULL;
+
+			r = bk_bundle_load_chunks(b, p, &c, err);
+			if (r < 0)
+				return r;
+			r = pwrite_all(out_fd, c->digests, c->n_chunks * BK_SHA256_LEN,
+				       p->chunks_offset);
+			if (r < 0)
+				return bk_err_set(err, r, "cannot write: %m");
+		}
 	}
 	/* Padding stays a hole; the size is the bundle's. */
 	if (ftruncate(out_fd, (off_t) b->file_size) < 0)

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bk-chunks.h"
 #include "bk-cms.h"
 #include "bk-err.h"
 #include "bk-manifest.h"
@@ -25,8 +26,10 @@
 #define BK_BUNDLE_MAGIC \
 	"\x89"          \
 	"BBI\r\n\x1a\n"
-#define BK_BUNDLE_MAGIC_LEN   8
-#define BK_BUNDLE_FORMAT      1
+#define BK_BUNDLE_MAGIC_LEN 8
+/* What `image build` writes (chunked payloads); format 1 bundles are still read and verified. */
+#define BK_BUNDLE_FORMAT      2
+#define BK_BUNDLE_FORMAT_MIN  1
 #define BK_BUNDLE_HEADER_SIZE 128
 /* Most zero bytes between the end of the signature and the first payload. */
 #define BK_BUNDLE_MAX_SIG_PAD (64 * 1024)
@@ -149,9 +152,10 @@ struct bk_payload_check {
 };
 
 /*
- * Hash every payload (in parallel, up to n_threads threads, 0: every core) and compare with
- * the manifest (the padding was checked by bk_bundle_load_manifest()). checks (optional)
- * is an array of the manifest's n_payloads entries, each filled with its own result.
+ * Hash every payload (in parallel, up to n_threads threads, 0: every core; format 2: every
+ * chunk of every payload is a job of its own, so one big payload is hashed on all cores too)
+ * and compare with the manifest (the padding was checked by bk_bundle_load_manifest()). checks
+ * (optional) is an array of the manifest's n_payloads entries, each filled with its own result.
  * Requires a loaded manifest (-EINVAL otherwise). Returns 0 when all match, else the first
  * failure in manifest order, its message in err ("payload 'x': SHA-256 mismatch ...").
  */
@@ -174,14 +178,30 @@ int bk_bundle_check_padding(struct bk_bundle *b, const struct bk_manifest *m, st
 int bk_bundle_check_digest(const struct bk_payload *p, const uint8_t digest[BK_SHA256_LEN],
 			   struct bk_err *err);
 
-/* Hash one payload of b and compare with the manifest: 0, -EUCLEAN, -ENOEXEC, -EIO. */
+/*
+ * Format 2: read payload p's chunk list from the bundle (its length is fixed by p->size) and
+ * check it against the manifest's chunks_sha256 (bk_chunks_parse()). *ret (bk_chunks_free())
+ * written on success. Returns 0; -EUCLEAN the list does not match; -ENOEXEC truncated or a
+ * format-1 bundle; -EIO; -ENOMEM. Messages start with "payload 'x': ".
+ */
+int bk_bundle_load_chunks(struct bk_bundle *b, const struct bk_payload *p, struct bk_chunks **ret,
+			  struct bk_err *err);
+
+/* True for a bundle whose payloads are verified chunk by chunk (format 2). */
+bool bk_bundle_is_chunked(const struct bk_bundle *b);
+
+/*
+ * Hash one payload of b and compare with the manifest: 0, -EUCLEAN, -ENOEXEC, -EIO. Format 2:
+ * the chunks are hashed on every core (like bk_bundle_verify_payloads()).
+ */
 int bk_bundle_verify_payload(struct bk_bundle *b, const struct bk_payload *p, struct bk_err *err);
 
 /*
  * Copy payload p of b to out_fd at out_offset (pwrite; the fd's position does not move)
  * while hashing it; returns -EUCLEAN when the bytes do not match the manifest's SHA-256 (the
- * caller must discard what was written). Refuses with -EPERM when b's signature has not been
- * verified and -EINVAL when the manifest is not loaded. Does not fsync. Other returns:
+ * caller must discard what was written). Format 2: each chunk is checked before it is
+ * written, so nothing that did not verify is ever written. Refuses with -EPERM when b's signature
+ * has not been verified and -EINVAL when the manifest is not loaded. Does not fsync. Other returns:
  * -ENOEXEC (bundle truncated under us), -EIO, -ENOSPC and other write errors.
  */
 int bk_bundle_copy_payload(struct bk_bundle *b, const struct bk_payload *p, int out_fd,

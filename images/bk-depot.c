@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bk-chunks.h"
 #include "bk-depot.h"
+#include "bk-fetch.h"
 #include "bk-fs.h"
 #include "bk-log.h"
 #include "bk-version.h"
@@ -239,4 +241,120 @@ int bk_depot_remove(int depot_dfd, const char *name, const char *version, struct
 	if (r < 0)
 		return bk_err_set(err, r, "cannot sync the depot directory: %m");
 	return 0;
+}
+
+/* Every chunk of payload p: fetched, checked against its list, then written at its offset. */
+static int fetch_payload(struct bk_bundle *b, struct bk_fetch *f, const struct bk_payload *p,
+			 int out, uint8_t *buf, struct bk_err *err)
+{
+	_cleanup_(bk_chunks_freep) struct bk_chunks *list = NULL;
+	int r;
+
+	r = bk_bundle_load_chunks(b, p, &list, err);
+	if (r < 0)
+		return r;
+	for (uint64_t i = 0; i < list->n_chunks; i++) {
+		uint64_t off;
+		size_t len;
+
+		(void) bk_chunks_range(list, i, &off, &len);
+		r = bk_fetch_range(f, p->offset + off, buf, len, err);
+		if (r < 0)
+			return r;
+		r = bk_chunks_check(list, i, buf, len, err);
+		if (r < 0)
+			return bk_err_prefix(err, "payload '%s'", p->name);
+		for (size_t done = 0; done < len;) {
+			ssize_t n = pwrite(out, buf + done, len - done,
+					   (off_t) (p->offset + off + done));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return bk_err_set(err, n < 0 ? -errno : -EIO,
+						  "cannot write payload '%s': %m", p->name);
+			done += (size_t) n;
+		}
+	}
+	return 0;
+}
+
+int bk_depot_import_url(int depot_dfd, struct bk_fetch *f, const struct bk_keyring *keyring,
+			unsigned cms_flags, bool force, char **ret_file, struct bk_err *err)
+{
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_free_ char *file = NULL;
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_close_ int out = -EBADF;
+	const struct bk_manifest *m;
+	char tmp[NAME_MAX + 1], rnd[17];
+	int r;
+
+	r = bk_remove_stale_temps_at(depot_dfd, err);
+	if (r < 0)
+		return r;
+	r = bk_random_hex(rnd, 16);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot make a temp name: %m");
+	(void) snprintf(tmp, sizeof(tmp), BK_TMP_PREFIX "url.%s", rnd);
+	out = openat(depot_dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (out < 0)
+		return bk_err_set(err, -errno, "cannot create '%s' in the depot: %m", tmp);
+
+	r = bk_fetch_bundle_head_into(f, out, err);
+	if (r >= 0)
+		r = bk_bundle_open_fd(out, &b, err);
+	if (r >= 0)
+		r = bk_bundle_verify_signature(b, keyring, cms_flags, err);
+	if (r >= 0)
+		r = bk_bundle_load_manifest(b, err);
+	if (r >= 0 && !bk_bundle_is_chunked(b))
+		r = bk_err_set(err, -ENOEXEC,
+			       "format version 1: importing from a URL needs format 2 (chunk "
+			       "lists verified before any byte is written)");
+	if (r >= 0)
+		r = bk_fetch_chunk_table(f, out, bk_bundle_get_manifest(b), err);
+	if (r < 0)
+		goto fail;
+	m = bk_bundle_get_manifest(b);
+	r = bk_depot_file_name(m->name, m->version, &file);
+	if (r < 0) {
+		(void) bk_err_set(err, r, "image name '%s' cannot be stored in the depot", m->name);
+		goto fail;
+	}
+	if (!force && faccessat(depot_dfd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = bk_err_set(err, -EEXIST,
+			       "image '%s' %s is already in the depot (as '%s'; --force replaces "
+			       "it)",
+			       m->name, m->version, file);
+		goto fail;
+	}
+	buf = bk_alloc_pages(BK_CHUNK_SIZE);
+	if (!buf) {
+		r = bk_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < m->n_payloads; i++) {
+		r = fetch_payload(b, f, &m->payloads[i], out, buf, err);
+		if (r < 0)
+			goto fail;
+	}
+	if (fsync(out) < 0) {
+		r = bk_err_set(err, -errno, "cannot sync '%s': %m", tmp);
+		goto fail;
+	}
+	if (renameat2(depot_dfd, tmp, depot_dfd, file, force ? 0 : RENAME_NOREPLACE) < 0) {
+		r = bk_err_set(err, -errno, "cannot rename '%s' to '%s': %m", tmp, file);
+		goto fail;
+	}
+	r = bk_fsync_dir(depot_dfd);
+	if (r < 0)
+		return bk_err_set(err, r, "cannot sync the depot directory: %m");
+	if (ret_file)
+		*ret_file = TAKE_PTR(file);
+	return 0;
+
+fail:
+	(void) unlinkat(depot_dfd, tmp, 0);
+	return r;
 }

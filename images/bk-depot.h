@@ -41,6 +41,17 @@ int bk_depot_file_name(const char *name, const char *version, char **ret);
  * the verification errors (-ENOEXEC, -EBADMSG, -EKEYREJECTED, -EKEYEXPIRED, -EUCLEAN);
  * -ENOSPC, -EIO... Blocks on fsync.
  */
+/*
+ * The same from a URL (bk-fetch.h): the temp file in the depot is the bundle itself, filled
+ * in place: header, manifest and signature fetched and verified, then the chunk table, then
+ * every chunk of every payload fetched, checked against its list and only then written at
+ * its offset (padding stays a hole, so zero). Format 1 is refused (-ENOEXEC: no chunk lists).
+ * Returns as bk_depot_import() plus bk_fetch_range()'s errors (-EIO, -ENOENT, -EKEYREJECTED).
+ */
+struct bk_fetch;
+int bk_depot_import_url(int depot_dfd, struct bk_fetch *f, const struct bk_keyring *keyring,
+			unsigned cms_flags, bool force, char **ret_file, struct bk_err *err);
+
 int bk_depot_import(int depot_dfd, int fd, const struct bk_keyring *keyring, unsigned cms_flags,
 		    bool force, char **ret_file, struct bk_err *err);
 

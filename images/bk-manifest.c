@@ -491,8 +491,9 @@ static int check_canonical(const char *buf, size_t len, bool spec, struct bk_err
 static const char *const top_keys[] = { "format",     "name",		"version",     "build",
 					"compatible", "security_epoch", "description", "created",
 					"live_patch", "payloads" };
-static const char *const payload_keys[] = { "name",   "type", "fs",	    "size",  "offset",
-					    "sha256", "live", "mountpoint", "source" };
+static const char *const payload_keys[] = { "name",   "type",	      "fs",   "size",
+					    "offset", "sha256",	      "live", "mountpoint",
+					    "source", "chunks_sha256" };
 
 static int check_keys(struct json_object *o, const char *const *keys, size_t n_keys,
 		      const char *what, struct bk_err *err)
@@ -537,9 +538,26 @@ static int get_u64(struct json_object *o, const char *key, bool required, uint64
 	return r < 0 ? bk_err_recode(err, -ENOEXEC) : r;
 }
 
-static int parse_payload(struct json_object *o, size_t index, unsigned flags, struct bk_payload *p,
-			 struct bk_err *err)
+/* A required digest field: 64 lower-case hex digits, one spelling per digest (issue 17). */
+static int get_digest(struct json_object *o, const char *key, uint8_t ret[BK_SHA256_LEN],
+		      struct bk_err *err)
 {
+	const char *s;
+	int r = get_str(o, key, true, &s, err);
+
+	if (r < 0)
+		return r;
+	if (strlen(s) != BK_SHA256_HEX_LEN || strspn(s, "0123456789abcdef") != BK_SHA256_HEX_LEN ||
+	    bk_sha256_from_hex(s, ret) < 0)
+		return bk_err_set(err, -ENOEXEC, "field '%s' must be 64 lower-case hex digits",
+				  key);
+	return 0;
+}
+
+static int parse_payload(struct json_object *o, size_t index, unsigned flags, uint64_t format,
+			 struct bk_payload *p, struct bk_err *err)
+{
+	bool chunked = format >= 2;
 	bool spec = flags & BK_MANIFEST_PARSE_SPEC;
 	const char *s = NULL;
 	char what[64];
@@ -582,7 +600,8 @@ static int parse_payload(struct json_object *o, size_t index, unsigned flags, st
 	}
 
 	if (spec) {
-		static const char *const computed[] = { "size", "offset", "sha256" };
+		static const char *const computed[] = { "size", "offset", "sha256",
+							"chunks_sha256" };
 
 		for (size_t i = 0; i < BK_ELEMENTSOF(computed); i++)
 			if (json_object_object_get_ex(o, computed[i], NULL))
@@ -607,15 +626,19 @@ static int parse_payload(struct json_object *o, size_t index, unsigned flags, st
 		r = get_u64(o, "offset", true, BK_MANIFEST_PAYLOAD_SIZE_MAX, &p->offset, err);
 		if (r < 0)
 			return r;
-		r = get_str(o, "sha256", true, &s, err);
+		r = get_digest(o, "sha256", p->sha256, err);
 		if (r < 0)
 			return r;
-		/* Lower case only: one spelling per digest (issue 17, item 4). */
-		if (strlen(s) != BK_SHA256_HEX_LEN ||
-		    strspn(s, "0123456789abcdef") != BK_SHA256_HEX_LEN ||
-		    bk_sha256_from_hex(s, p->sha256) < 0)
-			return bk_err_set(err, -ENOEXEC,
-					  "field 'sha256' must be 64 lower-case hex digits");
+		if (!chunked && json_object_object_get_ex(o, "chunks_sha256", NULL))
+			return bk_err_set(
+				err, -ENOEXEC,
+				"field 'chunks_sha256' is not part of manifest format %llu",
+				(unsigned long long) format);
+		if (chunked) {
+			r = get_digest(o, "chunks_sha256", p->chunks_sha256, err);
+			if (r < 0)
+				return r;
+		}
 	}
 
 	r = bk_json_get_bool(o, "live", false, &p->live, err);
@@ -707,7 +730,7 @@ static int parse_object(struct json_object *o, unsigned flags, struct bk_manifes
 		r = get_u64(o, "format", true, UINT64_MAX, &m->format, err);
 		if (r < 0)
 			return r;
-		if (m->format != BK_MANIFEST_FORMAT)
+		if (m->format < BK_MANIFEST_FORMAT_MIN || m->format > BK_MANIFEST_FORMAT)
 			return bk_err_set(err, -ENOEXEC, "unsupported manifest format %llu",
 					  (unsigned long long) m->format);
 	}
@@ -743,8 +766,8 @@ static int parse_object(struct json_object *o, unsigned flags, struct bk_manifes
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		m->n_payloads = i + 1;
-		r = parse_payload(json_object_array_get_idx(payloads, i), i, flags, &m->payloads[i],
-				  err);
+		r = parse_payload(json_object_array_get_idx(payloads, i), i, flags, m->format,
+				  &m->payloads[i], err);
 		if (r < 0) {
 			if (m->payloads[i].name && bk_err_is_set(err) &&
 			    strncmp(err->msg, "payload", 7) != 0)
@@ -756,6 +779,8 @@ static int parse_object(struct json_object *o, unsigned flags, struct bk_manifes
 }
 
 /* ---- validation ------------------------------------------------------------------------- */
+
+static int chunk_table(const struct bk_manifest *m, struct bk_manifest *set, uint64_t *ret_end);
 
 static int cmp_name(const void *a, const void *b)
 {
@@ -839,7 +864,7 @@ static int validate(const struct bk_manifest *m, bool spec, struct bk_err *err)
 	_cleanup_free_ const struct bk_payload **v = NULL;
 	int r;
 
-	if (m->format != BK_MANIFEST_FORMAT)
+	if (m->format < BK_MANIFEST_FORMAT_MIN || m->format > BK_MANIFEST_FORMAT)
 		return bk_err_set(err, -ENOEXEC, "unsupported manifest format %llu",
 				  (unsigned long long) m->format);
 	if (!m->name || !image_name_is_valid(m->name))
@@ -960,6 +985,13 @@ int bk_manifest_parse(const char *buf, size_t len, unsigned flags, struct bk_man
 	r = validate(m, flags & BK_MANIFEST_PARSE_SPEC, err);
 	if (r < 0)
 		return r;
+	if (!(flags & BK_MANIFEST_PARSE_SPEC)) {
+		uint64_t end;
+
+		/* Sizes and offsets are at most 2^62 each: the table's place cannot overflow. */
+		if (bk_manifest_assign_chunks(m, &end) < 0)
+			return bk_err_set(err, -ENOEXEC, "the chunk table overflows");
+	}
 	BK_DBG(BUNDLE, "manifest '%s' %s: %zu payloads", m->name, m->version, m->n_payloads);
 	*ret = TAKE_PTR(m);
 	return 0;
@@ -990,6 +1022,23 @@ int bk_manifest_check_layout(const struct bk_manifest *m, uint64_t payload_offse
 		return bk_err_set(
 			err, -ENOEXEC, "header says payloads start at %llu, manifest at %llu",
 			(unsigned long long) payload_offset, (unsigned long long) first->offset);
+	if (m->format >= 2) {
+		uint64_t end = 0;
+
+		if (chunk_table(m, NULL, &end) < 0)
+			return bk_err_set(err, -ENOEXEC, "the chunk table overflows");
+		if (end > file_size)
+			return bk_err_set(
+				err, -ENOEXEC,
+				"the chunk table ends at %llu, past the end of the bundle "
+				"(%llu bytes): truncated",
+				(unsigned long long) end, (unsigned long long) file_size);
+		if (end != file_size)
+			return bk_err_set(err, -ENOEXEC,
+					  "%llu bytes of trailing data after the chunk table",
+					  (unsigned long long) (file_size - end));
+		return 0;
+	}
 	if (last->offset + last->size != file_size)
 		return bk_err_set(err, -ENOEXEC,
 				  "%llu bytes of trailing data after the last payload",
@@ -1013,6 +1062,45 @@ int bk_manifest_assign_offsets(struct bk_manifest *m, uint64_t payload_offset, u
 	}
 	*ret_end = pos;
 	return 0;
+}
+
+/* Where the chunk lists go (into m's payloads when set) and where the table ends. */
+static int chunk_table(const struct bk_manifest *m, struct bk_manifest *set, uint64_t *ret_end)
+{
+	uint64_t end = 0, pos;
+
+	for (size_t i = 0; i < m->n_payloads; i++) {
+		const struct bk_payload *p = &m->payloads[i];
+
+		if (p->offset > UINT64_MAX - p->size)
+			return -EOVERFLOW;
+		if (p->offset + p->size > end)
+			end = p->offset + p->size;
+	}
+	if (m->format < 2) {
+		*ret_end = end;
+		return 0;
+	}
+	if (end > UINT64_MAX - BK_BUNDLE_ALIGN)
+		return -EOVERFLOW;
+	pos = align_up(end);
+	for (size_t i = 0; i < m->n_payloads; i++) {
+		uint64_t n = m->payloads[i].size / BK_MANIFEST_CHUNK_SIZE +
+			     (m->payloads[i].size % BK_MANIFEST_CHUNK_SIZE != 0);
+
+		if (n > (UINT64_MAX - pos) / BK_SHA256_LEN)
+			return -EOVERFLOW;
+		if (set)
+			set->payloads[i].chunks_offset = pos;
+		pos += n * BK_SHA256_LEN;
+	}
+	*ret_end = pos;
+	return 0;
+}
+
+int bk_manifest_assign_chunks(struct bk_manifest *m, uint64_t *ret_end)
+{
+	return chunk_table(m, m, ret_end);
 }
 
 int bk_manifest_to_json_object(const struct bk_manifest *m, struct json_object **ret)
@@ -1067,6 +1155,11 @@ int bk_manifest_to_json_object(const struct bk_manifest *m, struct json_object *
 		    bk_json_add_string(po, "sha256", hex) < 0 ||
 		    bk_json_add_bool(po, "live", p->live) < 0)
 			return -ENOMEM;
+		if (m->format >= 2) {
+			bk_sha256_to_hex(p->chunks_sha256, hex);
+			if (bk_json_add_string(po, "chunks_sha256", hex) < 0)
+				return -ENOMEM;
+		}
 		if (p->mountpoint && bk_json_add_string(po, "mountpoint", p->mountpoint) < 0)
 			return -ENOMEM;
 	}

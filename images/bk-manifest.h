@@ -17,7 +17,9 @@
 #include "bk-err.h"
 #include "bk-sha256.h"
 
-#define BK_MANIFEST_FORMAT	     1
+/* What `image build` writes; format 1 (one digest per payload) is still read and verified. */
+#define BK_MANIFEST_FORMAT	     2
+#define BK_MANIFEST_FORMAT_MIN	     1
 #define BK_MANIFEST_MAX_SIZE	     (16 * 1024 * 1024)
 #define BK_MANIFEST_MAX_PAYLOADS     65536
 #define BK_MANIFEST_MAX_LIVE_FROM    256
@@ -28,6 +30,8 @@
 #define BK_MANIFEST_MOUNTPOINT_MAX   1024
 #define BK_MANIFEST_EPOCH_MAX	     UINT64_C(0xffffffff)
 #define BK_MANIFEST_PAYLOAD_SIZE_MAX (UINT64_C(1) << 62)
+/* Format 2 chunk size (images/bk-chunks.h: BK_CHUNK_SIZE is this). */
+#define BK_MANIFEST_CHUNK_SIZE (UINT64_C(1) << 20)
 /* Payloads start on this boundary so a filesystem payload can be loop-mounted in place. */
 #define BK_BUNDLE_ALIGN 4096
 
@@ -64,14 +68,20 @@ struct bk_payload {
 	enum bk_payload_fs fs; /* _BK_FS_INVALID in a spec without "fs" (builder probes it) */
 	uint64_t size;	       /* bytes, >= 1 */
 	uint64_t offset;       /* in the bundle file, BK_BUNDLE_ALIGN aligned */
-	uint8_t sha256[BK_SHA256_LEN];
+	uint8_t sha256[BK_SHA256_LEN]; /* of the payload bytes (a payload file's identity) */
+	/*
+	 * Format 2: the SHA-256 of the payload's chunk list (images/bk-chunks.h), what verifiers
+	 * check (every byte, chunk by chunk, on every core); and where that list is (computed).
+	 */
+	uint8_t chunks_sha256[BK_SHA256_LEN];
+	uint64_t chunks_offset;
 	bool live;	  /* mounted by live patching */
 	char *mountpoint; /* absolute, normalised; non-NULL exactly when live */
 	char *source;	  /* build specs only: the file to read; NULL in manifests */
 };
 
 struct bk_manifest {
-	uint64_t format; /* BK_MANIFEST_FORMAT */
+	uint64_t format; /* BK_MANIFEST_FORMAT_MIN .. BK_MANIFEST_FORMAT */
 	char *name;
 	char *version; /* bk_version_is_valid() */
 	char *build;
@@ -114,7 +124,8 @@ int bk_manifest_validate(const struct bk_manifest *m, struct bk_err *err);
 
 /*
  * Cross-check m's layout against its bundle: the lowest payload offset must be payload_offset
- * (from the bundle header) and the last payload must end exactly at file_size. Returns 0;
+ * (from the bundle header) and the last payload (format 2: the chunk table after it) must end
+ * exactly at file_size. Returns 0;
  * -ENOEXEC "payload 'x' ends at N, past the end of the bundle (M bytes)" (truncated), or
  * "N bytes of trailing data after the last payload", or the header mismatch.
  */
@@ -128,6 +139,14 @@ int bk_manifest_check_layout(const struct bk_manifest *m, uint64_t payload_offse
  * or -EOVERFLOW.
  */
 int bk_manifest_assign_offsets(struct bk_manifest *m, uint64_t payload_offset, uint64_t *ret_end);
+
+/*
+ * Format 2: give every payload its chunks_offset (the chunk table starts at the first 4 KiB
+ * boundary after the payload that ends last; lists follow each other in manifest order) and
+ * put the end of the table (the bundle's size) in *ret_end. Format 1: *ret_end is the end of
+ * the last payload. Offsets must be assigned. Returns 0 or -EOVERFLOW.
+ */
+int bk_manifest_assign_chunks(struct bk_manifest *m, uint64_t *ret_end);
 
 /*
  * The manifest as a new JSON object (fixed key order; spec-only fields left out). *ret owned

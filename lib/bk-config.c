@@ -49,6 +49,14 @@ static const struct key keys[] = {
 	{ "livepatch", "hook-timeout-sec", KEY_U64, FIELD(hook_timeout_sec), 1, 3600, NULL },
 	{ "livepatch", "freeze-timeout-ms", KEY_U64, FIELD(freeze_timeout_ms), 1, 60000, NULL },
 	{ "livepatch", "freeze-batch", KEY_U64, FIELD(freeze_batch), 0, 100000, NULL },
+	{ "fetch", "ca-file", KEY_PATH, FIELD(fetch_ca_file), 0, 0, NULL },
+	{ "fetch", "client-cert", KEY_PATH, FIELD(fetch_client_cert), 0, 0, NULL },
+	{ "fetch", "client-key", KEY_PATH, FIELD(fetch_client_key), 0, 0, NULL },
+	{ "fetch", "bearer-token-file", KEY_PATH, FIELD(fetch_bearer_token_file), 0, 0, NULL },
+	{ "fetch", "connect-timeout-sec", KEY_U64, FIELD(fetch_connect_timeout_sec), 1, 600, NULL },
+	{ "fetch", "timeout-sec", KEY_U64, FIELD(fetch_timeout_sec), 1, 3600, NULL },
+	{ "fetch", "retries", KEY_U64, FIELD(fetch_retries), 0, 20, NULL },
+	{ "fetch", "retry-delay-ms", KEY_U64, FIELD(fetch_retry_delay_ms), 1, 60000, NULL },
 	{ "remediation", "live-patch-mode", KEY_ENUM, FIELD(live_patch_mode), 0, 0,
 	  live_patch_modes },
 };
@@ -76,6 +84,10 @@ int bk_config_init(struct bk_config *c)
 	c->tries = 3;
 	c->hook_timeout_sec = 30;
 	c->freeze_timeout_ms = 2000;
+	c->fetch_connect_timeout_sec = 15;
+	c->fetch_timeout_sec = 30;
+	c->fetch_retries = 3;
+	c->fetch_retry_delay_ms = 1000;
 	if (set_string(&c->bootloader, "file") < 0 ||
 	    set_string(&c->keyring, "/etc/bootbank/keyring.pem") < 0 ||
 	    set_string(&c->depot, "/var/lib/bootbank/depot") < 0 ||

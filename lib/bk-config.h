@@ -35,6 +35,15 @@ struct bk_config {
 	uint64_t hook_timeout_sec;
 	uint64_t freeze_timeout_ms;
 	uint64_t freeze_batch; /* workloads freezing at once during a switch; 0: twice the CPUs */
+	/* [fetch]: stage and depot import from a URL (docs/stage-url.md) */
+	char *fetch_ca_file;	       /* PEM CA bundle for https; NULL: the system's CAs */
+	char *fetch_client_cert;       /* PEM client certificate; NULL: none */
+	char *fetch_client_key;	       /* its key; NULL: in the certificate's file */
+	char *fetch_bearer_token_file; /* file holding a bearer token; NULL: none */
+	uint64_t fetch_connect_timeout_sec;
+	uint64_t fetch_timeout_sec; /* a transfer below 1 KiB/s for this long fails */
+	uint64_t fetch_retries;
+	uint64_t fetch_retry_delay_ms;
 	/* [remediation] */
 	char *live_patch_mode; /* default live-patch mode of a desired image: disable|auto|enforce
 				*/

@@ -171,6 +171,16 @@ ssize_t bk_pread_full(int fd, void *buf, size_t len, uint64_t offset)
 	return (ssize_t) done;
 }
 
+void *bk_alloc_pages(size_t size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *p = NULL;
+
+	if (posix_memalign(&p, page > 0 ? (size_t) page : 4096, size > 0 ? size : 1) != 0)
+		return NULL;
+	return p;
+}
+
 static int open_beneath_walk(int dfd, const char *relpath, int flags, mode_t mode)
 {
 	_cleanup_free_ char *copy = strdup(relpath);

@@ -59,6 +59,14 @@ ssize_t bk_read_full(int fd, void *buf, size_t len);
 ssize_t bk_pread_full(int fd, void *buf, size_t len, uint64_t offset);
 
 /*
+ * size bytes (at least 1) aligned to the page size, for the buffers bulk reads copy into:
+ * the kernel copies out of the page cache into a page-aligned buffer about 4x faster than into
+ * malloc's 16-byte aligned one (issue 15: 0.41 s against 0.08 s of system time for 1 GiB in
+ * 1 MiB preads). Release with free(). NULL when out of memory.
+ */
+void *bk_alloc_pages(size_t size);
+
+/*
  * Open (dfd, relpath) without leaving dfd: openat2() with RESOLVE_BENEATH |
  * RESOLVE_NO_MAGICLINKS (and RESOLVE_NO_SYMLINKS when nofollow), falling back to a walk with
  * O_NOFOLLOW per component on kernels without openat2. flags must include O_CLOEXEC.

@@ -141,7 +141,7 @@ static size_t buffer_size(uint64_t size)
 int bk_sha256_fd_range(int fd, uint64_t offset, uint64_t size, uint8_t ret[BK_SHA256_LEN],
 		       struct bk_err *err)
 {
-	_cleanup_free_ uint8_t *buf = malloc(buffer_size(size));
+	_cleanup_free_ uint8_t *buf = bk_alloc_pages(buffer_size(size));
 
 	if (!buf)
 		return bk_err_set(err, -ENOMEM, "out of memory");
@@ -343,7 +343,7 @@ static int ring_run(int fd, uint64_t offset, uint64_t size, int out_fd, uint64_t
 		return bk_err_set(err, -EOVERFLOW, "range %llu+%llu overflows",
 				  (unsigned long long) offset, (unsigned long long) size);
 	for (unsigned i = 0; i < BK_SHA256_RING; i++) {
-		g.buf[i] = malloc(g.chunk);
+		g.buf[i] = bk_alloc_pages(g.chunk);
 		if (!g.buf[i]) {
 			ring_free_buffers(&g);
 			return bk_err_set(err, -ENOMEM, "out of memory");
@@ -437,7 +437,7 @@ static void *pool_worker(void *userdata)
 {
 	struct pool *p = userdata;
 	size_t bufsize = buffer_size(p->max_size);
-	uint8_t *buf = malloc(bufsize);
+	uint8_t *buf = bk_alloc_pages(bufsize);
 
 	for (;;) {
 		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);

@@ -28,6 +28,7 @@ esac
 
 PACKAGES="build-essential clang pkg-config
 libmount-dev libblkid-dev libfdisk-dev libssl-dev libjson-c-dev libinih-dev libubootenv-dev
+libcurl4-openssl-dev nginx curl
 libsystemd-dev
 libcmocka-dev dbus python3-dbus python3-gi
 util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3 time

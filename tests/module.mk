@@ -13,6 +13,7 @@ WRAPS_test-fs := fsync write renameat renameat2 close
 WRAPS_test-json := fsync
 WRAPS_test-bank := unlinkat read __read_chk
 WRAPS_test-stage := write pwrite64 fsync
+WRAPS_test-bundle := pread64
 WRAPS_test-maint := fsync
 WRAPS_test-events := fsync
 WRAPS_test-switch := renameat

@@ -122,7 +122,7 @@ for p in "${payloads[@]}"; do
 	for at in $off $((off + size - 1)); do
 		flip "$at"
 		expect_exit 7 "payload $name byte $at flipped: exit 7" "$BANKCTL" image verify "$work/bad.bbi" $K
-		check "payload $name: message names it" grep -q "payload '$name': SHA-256 mismatch" <<<"$ERR"
+		check "payload $name: message names it" grep -Eq "payload '$name': chunk [0-9]+ \(offset [0-9]+\): SHA-256 mismatch" <<<"$ERR"
 	done
 done
 flip $((pay_off - 1))
@@ -178,6 +178,21 @@ canon "a space before the JSON" "must start with" 'prepend:\s'
 canon "an escaped key" "escape in an object key" 'replace:"build"=>"\u0062uild"'
 craft 'replace:"description": "integration test image"=>"description": "clef \ud834\udd1e"'
 expect_exit 0 "a paired surrogate escape is fine" "$BANKCTL" image verify "$work/c.bbi" $K
+
+# Format 1 (docs/bundle-format.md, "Format versions"): still verified, each payload by its
+# whole SHA-256; the same content without chunk lists, made by craft-bundle.py --format1.
+craft --format1
+check "format 1: the header says 1" test "$(od -An -tu4 -j8 -N4 "$work/c.bbi" | tr -d ' ')" = 1
+check "format 1: no chunk table" test "$(stat -c %s "$work/c.bbi")" -lt "$(stat -c %s "$bbi")"
+expect_exit 0 "a format-1 bundle is still verified" "$BANKCTL" image verify "$work/c.bbi" $K
+check "format 1: verify names the image" grep -q "ok: acme-os 1.10.0 (build 42), 4 payloads" <<<"$OUT"
+size1=$(stat -c %s "$work/c.bbi")
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2]) - 1); b = f.read(1); f.seek(-1, 1); f.write(bytes([b[0] ^ 1]))' "$work/c.bbi" "$size1"
+expect_exit 7 "format 1: the last payload byte flipped: exit 7" "$BANKCTL" image verify "$work/c.bbi" $K
+check "format 1: the whole-payload digest names it" grep -q "SHA-256 mismatch (corrupt payload): manifest " <<<"$ERR"
+craft --format1 digest:vmlinuz:last
+expect_exit 7 "format 1: a signed sha256 one byte off: exit 7" "$BANKCTL" image verify "$work/c.bbi" $K
+check "format 1: names vmlinuz" grep -q "payload 'vmlinuz': SHA-256 mismatch" <<<"$ERR"
 rm -f "$work/c.bbi"
 
 # Bad signers.

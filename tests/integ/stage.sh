@@ -211,7 +211,7 @@ read -r poff < <("$BANKCTL" image info --json "$img/demo-os-2.0.0.bbi" | json "[
 cp "$img/demo-os-2.0.0.bbi" "$T/bad.bbi" && flip "$T/bad.bbi" $((poff + 1000))
 h=$(hashp A)
 expect_exit 7 "a corrupt payload: exit 7" B stage "$T/bad.bbi"
-check "corrupt payload: the message names the payload" grep -q "^bankctl: bank B: payload 'initrd.img': SHA-256 mismatch" <<<"$ERR"
+check "corrupt payload: the message names the payload and the chunk" grep -q "^bankctl: bank B: payload 'initrd.img': chunk 0 (offset 0): SHA-256 mismatch" <<<"$ERR"
 check "corrupt payload: bank A byte-identical" test "$(hashp A)" = "$h"
 check "corrupt payload: bank B empty in the boot state" test "$(bankstate B)" = empty
 check "corrupt payload: no partial file, no marker" no_leftovers

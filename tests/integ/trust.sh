@@ -1,10 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Bundle trust (issues 17 and 18): every verb that takes a bundle runs the same checks.
-#  - One corruption set (flipped header, manifest, signature and payload bytes, non-zero
-#    padding, truncation, trailing data, an untrusted signer, validly signed manifests whose
-#    digest of one payload differs from the real SHA-256 in its first or last byte only, and
-#    validly signed manifests that are not in the canonical form) goes through `image verify`,
+#  - One corruption set (flipped header, manifest, signature, payload and chunk-table bytes,
+#    non-zero padding, truncation, trailing data, an untrusted signer, validly signed
+#    manifests whose digest of one payload differs from the real SHA-256 in its first or last
+#    byte only, and validly signed manifests that are not in the canonical form) goes through `image verify`,
 #    `image mount`, `depot import`, `stage` and `livepatch apply`, each with the exit code
 #    docs/bankctl.md gives; after a refusal both bank partitions are byte-identical (exit 5/6),
 #    or for a corrupt payload (7) the booted bank is and the alternate one is left empty;
@@ -106,6 +106,7 @@ mk 6 padding-before-payloads pad $((poff - 1))
 mk 6 padding-after-kernel pad $((koff + ksize))
 mk 6 truncated cut $((size - 1))
 mk 6 trailing-data append
+mk 7 chunk-table-byte flip $((size - 20))
 mk 5 untrusted-signer signer
 mk 7 kernel-digest-last-byte digest:vmlinuz:last
 mk 7 kernel-digest-first-byte digest:vmlinuz:first
@@ -116,7 +117,7 @@ mk 6 null-string 'replace:"description": "trust test"=>"description": null'
 mk 6 lone-surrogate 'replace:"description": "trust test"=>"description": "trust \ud800test"'
 mk 6 upper-case-digest upper:vmlinuz
 mk 6 trailing-json-bytes 'append:\s'
-check "the corruption set is complete (20 cases)" test "${#cases[@]}" -eq 20
+check "the corruption set is complete (21 cases)" test "${#cases[@]}" -eq 21
 
 # --- a disk: 1.0 staged into bank A, booted and good; bank B empty ---------------------------
 disk=$T/disk.img

@@ -27,6 +27,12 @@ extern int wrap_unlinkat_armed, wrap_unlinkat_skip;
 extern int wrap_read_armed, wrap_read_skip;
 extern int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
 
+/* pwrite64: every call is shown to wrap_pwrite64_observe when set (issue 15: what is written). */
+extern void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
+
+/* pread64: every call is shown to wrap_pread64_observe when set (no fault injection). */
+extern void (*wrap_pread64_observe)(int fd, const void *buf, size_t len, off_t offset);
+
 void wrap_reset(void);
 
 int __real_fsync(int fd);
@@ -41,6 +47,10 @@ int __wrap_renameat2(int olddfd, const char *oldname, int newdfd, const char *ne
 		     unsigned flags);
 int __real_close(int fd);
 int __wrap_close(int fd);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t offset);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t offset);
+ssize_t __real_pread64(int fd, void *buf, size_t len, off_t offset);
+ssize_t __wrap_pread64(int fd, void *buf, size_t len, off_t offset);
 int __real_open64(const char *path, int flags, ...);
 int __wrap_open64(const char *path, int flags, ...);
 int __real_unlinkat(int dfd, const char *name, int flags);
@@ -49,5 +59,3 @@ ssize_t __real_read(int fd, void *buf, size_t len);
 ssize_t __wrap_read(int fd, void *buf, size_t len);
 ssize_t __real___read_chk(int fd, void *buf, size_t len, size_t buflen);
 ssize_t __wrap___read_chk(int fd, void *buf, size_t len, size_t buflen);
-ssize_t __real_pwrite64(int fd, const void *buf, size_t len, off_t offset);
-ssize_t __wrap_pwrite64(int fd, const void *buf, size_t len, off_t offset);

@@ -13,6 +13,8 @@ void (*wrap_open64_before)(const char *path);
 int wrap_unlinkat_armed, wrap_unlinkat_skip;
 int wrap_read_armed, wrap_read_skip;
 int wrap_pwrite64_armed, wrap_pwrite64_skip, wrap_pwrite64_errno;
+void (*wrap_pwrite64_observe)(int fd, const void *buf, size_t len, off_t offset);
+void (*wrap_pread64_observe)(int fd, const void *buf, size_t len, off_t offset);
 
 void wrap_reset(void)
 {
@@ -28,4 +30,6 @@ void wrap_reset(void)
 	wrap_unlinkat_armed = wrap_unlinkat_skip = 0;
 	wrap_read_armed = wrap_read_skip = 0;
 	wrap_pwrite64_armed = wrap_pwrite64_skip = wrap_pwrite64_errno = 0;
+	wrap_pwrite64_observe = NULL;
+	wrap_pread64_observe = NULL;
 }

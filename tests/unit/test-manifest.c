@@ -73,6 +73,55 @@ static void expect_bad(const char *text, const char *needle)
 		fail_msg("message '%s' does not contain '%s'", err.msg, needle);
 }
 
+/*
+ * Format 2: "chunks_sha256" (the digest of the chunk list) beside "sha256"; each payload's
+ * list is placed after the payload that ends last, in manifest order; the bundle ends at the
+ * end of the table.
+ */
+static void test_manifest_format2(void **state)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	struct bk_err err = { 0 };
+	static const char *const chunked =
+		"{ \"name\": \"vmlinuz\", \"type\": \"kernel\", \"fs\": \"raw\", "
+		"\"size\": 3145729, \"offset\": 4096, " HASH ", \"chunks_sha256\": "
+		"\"cb7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }, "
+		"{ \"name\": \"f\", \"type\": \"file\", \"fs\": \"raw\", "
+		"\"size\": 1, \"offset\": 3153920, " HASH ", \"chunks_sha256\": "
+		"\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }";
+	/* 3145729 bytes: 4 chunks (the last one byte); 1 byte: 1 chunk. */
+	uint64_t table = 3153920 + 4096;
+
+	assert_int_equal(parse(doc("\"format\": 2", chunked), &m, &err), 0);
+	assert_int_equal(m->format, 2);
+	assert_int_equal(m->payloads[0].sha256[0], 0xba);
+	assert_int_equal(m->payloads[0].chunks_sha256[0], 0xcb);
+	assert_int_equal(m->payloads[0].chunks_offset, table);
+	assert_int_equal(m->payloads[1].chunks_offset, table + 4 * 32);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, table + 5 * 32, &err), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, table + 5 * 32 - 1, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "the chunk table ends at"));
+	assert_non_null(strstr(err.msg, "truncated"));
+	bk_err_clear(&err);
+	assert_int_equal(bk_manifest_check_layout(m, 4096, table + 5 * 32 + 1, &err), -ENOEXEC);
+	assert_non_null(strstr(err.msg, "1 bytes of trailing data after the chunk table"));
+
+	/* Format 2 needs the list's digest; format 1 has none. */
+	expect_bad(doc("\"format\": 2", KERNEL), "missing field 'chunks_sha256'");
+	expect_bad(doc("", chunked), "field 'chunks_sha256' is not part of manifest format 1");
+	{
+		char k2[1024];
+
+		snprintf(k2, sizeof(k2), "%s", chunked);
+		*strstr(k2, "\"cb78") = '\0';
+		strcat(k2,
+		       "\"CB7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\" }");
+		expect_bad(doc("\"format\": 2", k2),
+			   "field 'chunks_sha256' must be 64 lower-case hex digits");
+	}
+}
+
 static void test_manifest_valid(void **state)
 {
 	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
@@ -172,7 +221,8 @@ static void test_manifest_missing_fields(void **state)
 static void test_manifest_wrong_types(void **state)
 {
 	expect_bad("{ \"format\": \"1\" }", "field 'format' must be an integer");
-	expect_bad("{ \"format\": 2 }", "unsupported manifest format 2");
+	expect_bad("{ \"format\": 3 }", "unsupported manifest format 3");
+	expect_bad("{ \"format\": 0 }", "unsupported manifest format 0");
 	expect_bad("{ \"format\": 1, \"name\": 7 }", "field 'name' must be a string");
 	expect_bad(doc("\"description\": [ ]", KERNEL), "field 'description' must be a string");
 	expect_bad("{ " TOP ", \"payloads\": { } }", "field 'payloads' must be an array");
@@ -589,6 +639,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_valid),
+		cmocka_unit_test(test_manifest_format2),
 		cmocka_unit_test(test_manifest_malformed_json),
 		cmocka_unit_test(test_manifest_missing_fields),
 		cmocka_unit_test(test_manifest_wrong_types),

@@ -353,6 +353,7 @@ static void test_write_bank_corrupt_payload(void **state)
 	struct bk_bank_record *rec = NULL;
 	struct bk_err err = { 0 };
 	char c;
+	int r;
 
 	build(dir);
 	b = open_bundle(dir, true);
@@ -365,10 +366,11 @@ static void test_write_bank_corrupt_payload(void **state)
 	assert_int_equal(pwrite(fd, &c, 1, (off_t) (p->offset + K_SIZE - 5)), 1);
 	bfd = bank_fd(dir);
 
-	assert_int_equal(bk_stage_write_bank(b, bfd, &o, &rec, &err), -EUCLEAN);
+	r = bk_stage_write_bank(b, bfd, &o, &rec, &err);
+	assert_int_equal(r, -EUCLEAN);
 	assert_null(rec);
-	assert_non_null(strstr(err.msg, "payload 'vmlinuz': SHA-256 mismatch (corrupt payload): "
-					"manifest "));
+	assert_non_null(strstr(err.msg, "payload 'vmlinuz': chunk 3 (offset 3145728): SHA-256 "
+					"mismatch (corrupt payload)"));
 	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
 	assert_int_equal(faccessat(bfd, "vmlinuz", F_OK, 0), -1);
 	assert_int_equal(faccessat(bfd, BK_BANK_RECORD_FILE, F_OK, 0), -1);
@@ -391,8 +393,83 @@ static void test_write_bank_truncated(void **state)
 		0);
 	bfd = bank_fd(dir);
 	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -ENOEXEC);
-	assert_non_null(strstr(err.msg, "payload 'vmlinuz': truncated: the bundle ends at offset"));
+	/* Format 2: its chunk list (after the payloads) is gone first. */
+	assert_non_null(strstr(err.msg, "payload 'vmlinuz': truncated"));
 	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+}
+
+/* What was written to the bank's files: any byte of [bad_from, bad_to) of the kernel? */
+static struct {
+	uint64_t bad_from, bad_to, max_end;
+	unsigned writes, bad_writes;
+} pw;
+
+static void on_pwrite(int fd, const void *buf, size_t len, off_t offset)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	(void) buf;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		return;
+	path[n] = '\0';
+	if (!strstr(path, "/bank/.partial.vmlinuz"))
+		return;
+	pw.writes++;
+	if ((uint64_t) offset + len > pw.max_end)
+		pw.max_end = (uint64_t) offset + len;
+	if ((uint64_t) offset < pw.bad_to && (uint64_t) offset + len > pw.bad_from)
+		pw.bad_writes++;
+}
+
+/*
+ * Issue 15: no byte that did not verify is ever written to a bank. A byte flipped in the middle
+ * of chunk k (first, middle, last) of the kernel: every pwrite of the kernel's file is watched;
+ * none touches chunk k or any chunk after it.
+ */
+static void test_write_bank_never_writes_unverified(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_close_ int fd = -EBADF;
+	uint64_t off;
+
+	build(dir);
+	fd = openat(dir->dfd, "b.bbi", O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (uint64_t k = 0; k < 4; k++) {
+		_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+		_cleanup_close_ int bfd = -EBADF;
+		struct bk_stage_write_options o = { 0 };
+		struct bk_err err = { 0 };
+		char c;
+
+		b = open_bundle(dir, true);
+		off = bk_bundle_get_manifest(b)->payloads[0].offset + k * (1 << 20) +
+		      (k == 3 ? 8 : 500000);
+		assert_int_equal(pread(fd, &c, 1, (off_t) off), 1);
+		c ^= 0x01;
+		assert_int_equal(pwrite(fd, &c, 1, (off_t) off), 1);
+
+		memset(&pw, 0, sizeof(pw));
+		pw.bad_from = k << 20;
+		pw.bad_to = UINT64_MAX;
+		bfd = bank_fd(dir);
+		wrap_reset();
+		wrap_pwrite64_observe = on_pwrite;
+		assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -EUCLEAN);
+		wrap_reset();
+		print_message("# corrupt chunk %llu: %u writes of the kernel, up to %llu, %u of "
+			      "unverified bytes\n",
+			      (unsigned long long) k, pw.writes, (unsigned long long) pw.max_end,
+			      pw.bad_writes);
+		assert_int_equal(pw.bad_writes, 0);
+		assert_true(pw.max_end <= k << 20);
+		assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
+		c ^= 0x01;
+		assert_int_equal(pwrite(fd, &c, 1, (off_t) off), 1);
+	}
 }
 
 /* A bundle SUB/b.bbi of n one-byte payloads "pNNNNN", and the bank directory SUB/bank. */
@@ -415,7 +492,7 @@ static void build_tiny(struct bk_test_dir *dir, const char *sub, size_t n)
 				"\"compatible\": \"acme-x86_64\", \"security_epoch\": 0, "
 				"\"payloads\": [ ");
 	for (size_t i = 0; i < n; i++) {
-		char name[16];
+		char name[24]; /* "p" and up to 20 digits: no truncation warning */
 
 		snprintf(name, sizeof(name), "p%05zu", i);
 		write_source(sdfd, name, 1, (unsigned) i);
@@ -594,6 +671,221 @@ static void test_write_bank_fs_errors(void **state)
 			"bank: cannot sync the bank directory: Input/output error");
 }
 
+/* ---- a source other than the bundle's fd, delta and resume ---------------------------------- */
+
+/* A source reading the bundle file itself, counting what it is asked for. */
+struct counting_source {
+	int fd;
+	unsigned calls;
+	uint64_t bytes;
+	char log[512]; /* "payload:chunk " for each read */
+	int fail_at;   /* fail the fail_at-th call with -EIO (1-based), 0 never */
+};
+
+static int counting_read(void *userdata, const struct bk_payload *p, uint64_t off, void *buf,
+			 size_t len, struct bk_err *err)
+{
+	struct counting_source *s = userdata;
+	size_t used = strlen(s->log);
+
+	s->calls++;
+	if (s->fail_at && (int) s->calls == s->fail_at)
+		return bk_err_set(err, -EIO, "connection reset");
+	snprintf(s->log + used, sizeof(s->log) - used, "%s:%llu ", p->name,
+		 (unsigned long long) (off / BK_CHUNK_SIZE));
+	assert_int_equal(pread(s->fd, buf, len, (off_t) (p->offset + off)), (ssize_t) len);
+	s->bytes += len;
+	return 0;
+}
+
+static void copy_file(int dfd, const char *from, int to_dfd, const char *to)
+{
+	char buf[65536];
+	int in = openat(dfd, from, O_RDONLY | O_CLOEXEC);
+	int out = openat(to_dfd, to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	assert_true(in >= 0 && out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t) n), n);
+	close(in);
+	close(out);
+}
+
+/* Overwrite one byte at offset off of (dfd, name). */
+static void flip(int dfd, const char *name, off_t off)
+{
+	int fd = openat(dfd, name, O_RDWR | O_CLOEXEC);
+	char c;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &c, 1, off), 1);
+	c = (char) ~c;
+	assert_int_equal(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
+static int truncateat(int dfd, const char *name, off_t size)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = ftruncate(fd, size) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static void expect_bank_is_sources(struct bk_test_dir *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && cmp -s k.bin bank/vmlinuz && cmp -s i.bin bank/initrd.img && "
+		 "cmp -s f.bin bank/notes.txt",
+		 dir->path);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Delta: the "booted bank" holds vmlinuz with its chunk 1 changed, initrd.img as it is, no
+ * notes.txt: only vmlinuz chunk 1 and notes.txt are read from the source.
+ */
+static void test_write_bank_delta(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, booted = -EBADF;
+	struct counting_source cs = { .fd = -EBADF };
+	struct bk_stage_source src = { counting_read, &cs };
+	struct bk_stage_stats stats = { 0 };
+	struct bk_stage_write_options o = { .source = &src, .stats = &stats };
+	struct bk_err err = { 0 };
+
+	build(dir);
+	b = open_bundle(dir, true);
+	bfd = bank_fd(dir);
+	assert_int_equal(mkdirat(dir->dfd, "booted", 0755), 0);
+	booted = openat(dir->dfd, "booted", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	copy_file(dir->dfd, "k.bin", booted, "vmlinuz");
+	flip(booted, "vmlinuz", BK_CHUNK_SIZE + 99);
+	copy_file(dir->dfd, "i.bin", booted, "initrd.img");
+	cs.fd = openat(dir->dfd, "b.bbi", O_RDONLY | O_CLOEXEC);
+	o.reuse = true;
+	o.reuse_dfd = booted;
+
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	assert_string_equal(cs.log, "vmlinuz:1 notes.txt:0 ");
+	assert_int_equal(stats.fetched, BK_CHUNK_SIZE + 1);
+	assert_int_equal(stats.reused, K_SIZE - BK_CHUNK_SIZE + 4096);
+	assert_int_equal(stats.resumed, 0);
+	expect_bank_is_sources(dir);
+
+	/* Without reuse every chunk comes from the source. */
+	cs.log[0] = '\0';
+	cs.calls = 0;
+	stats = (struct bk_stage_stats){ 0 };
+	o.reuse = false;
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	assert_int_equal(cs.calls, 4 + 1 + 1);
+	assert_int_equal(stats.fetched, K_SIZE + 4096 + 1);
+	assert_int_equal(stats.reused, 0);
+	close(cs.fd);
+}
+
+/*
+ * Resume: the interrupted run left vmlinuz's first two chunks, the second one damaged: the
+ * stage goes on from chunk 1 (chunk 0 checked again and kept). A failing source keeps the
+ * partial file when the stage is resumable (checkpoint set).
+ */
+static int no_checkpoint(void *userdata, size_t payload, uint64_t chunks, struct bk_err *err)
+{
+	return 0;
+}
+
+static void test_write_bank_resume(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF;
+	struct counting_source cs = { .fd = -EBADF, .fail_at = 3 };
+	struct bk_stage_source src = { counting_read, &cs };
+	struct bk_stage_resume resume = { .payload = 0, .chunks = 2 };
+	struct bk_stage_stats stats = { 0 };
+	struct bk_stage_write_options o = { .source = &src,
+					    .stats = &stats,
+					    .checkpoint = no_checkpoint };
+	struct bk_err err = { 0 };
+
+	build(dir);
+	b = open_bundle(dir, true);
+	bfd = bank_fd(dir);
+	cs.fd = openat(dir->dfd, "b.bbi", O_RDONLY | O_CLOEXEC);
+
+	/* Fails at the third chunk: the partial file stays (a resumable stage). */
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), -EIO);
+	assert_non_null(strstr(err.msg, "connection reset"));
+	assert_int_equal(faccessat(bfd, ".partial.vmlinuz", F_OK, 0), 0);
+
+	/*
+	 * What a run killed after its checkpoint at chunk 2 leaves (how much the failed run
+	 * wrote depends on its threads), chunk 1 damaged since: resumed from chunk 1, chunk 0
+	 * checked again and kept.
+	 */
+	copy_file(dir->dfd, "k.bin", bfd, ".partial.vmlinuz");
+	assert_int_equal(truncateat(bfd, ".partial.vmlinuz", 2 * BK_CHUNK_SIZE), 0);
+	flip(bfd, ".partial.vmlinuz", BK_CHUNK_SIZE + 5);
+	cs.fail_at = 0;
+	cs.calls = 0;
+	cs.log[0] = '\0';
+	o.resume = &resume;
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	assert_string_equal(cs.log, "vmlinuz:1 vmlinuz:2 vmlinuz:3 initrd.img:0 notes.txt:0 ");
+	assert_int_equal(stats.resumed, BK_CHUNK_SIZE);
+	expect_bank_is_sources(dir);
+
+	/* Everything complete already: a resume at payload 3 fetches nothing. */
+	assert_int_equal(unlinkat(bfd, BK_BANK_RECORD_FILE, 0), 0);
+	resume = (struct bk_stage_resume){ .payload = 3, .chunks = 0 };
+	cs.calls = 0;
+	stats = (struct bk_stage_stats){ 0 };
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	assert_int_equal(cs.calls, 0);
+	assert_int_equal(stats.resumed, K_SIZE + 4096 + 1);
+	expect_bank_is_sources(dir);
+	close(cs.fd);
+}
+
+static void test_resume_point(void **state)
+{
+	struct bk_stage_marker m = { .bank = BK_BANK_B, .payload = 2, .chunks = 40 };
+	const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	struct bk_stage_resume r = { 0 };
+
+	snprintf(m.url, sizeof(m.url), "https://h/x.bbi");
+	snprintf(m.manifest_sha256, sizeof(m.manifest_sha256), "%s", hex);
+	assert_true(bk_stage_resume_point(&m, "https://h/x.bbi", hex, BK_BANK_B, true, 3, &r));
+	assert_int_equal(r.payload, 2);
+	assert_int_equal(r.chunks, 40);
+	/* Another URL, other signed bytes, another bank, a bank not empty, too few payloads. */
+	r = (struct bk_stage_resume){ 0 };
+	assert_false(bk_stage_resume_point(&m, "https://h/y.bbi", hex, BK_BANK_B, true, 3, &r));
+	assert_false(
+		bk_stage_resume_point(&m, "https://h/x.bbi",
+				      "f0112233445566778899aabbccddeeff00112233445566778899aabb"
+				      "ccddeeff",
+				      BK_BANK_B, true, 3, &r));
+	assert_false(bk_stage_resume_point(&m, "https://h/x.bbi", hex, BK_BANK_A, true, 3, &r));
+	assert_false(bk_stage_resume_point(&m, "https://h/x.bbi", hex, BK_BANK_B, false, 3, &r));
+	assert_false(bk_stage_resume_point(&m, "https://h/x.bbi", hex, BK_BANK_B, true, 1, &r));
+	assert_int_equal(r.payload, 0);
+	/* Every payload complete: payload == n_payloads. */
+	assert_true(bk_stage_resume_point(&m, "https://h/x.bbi", hex, BK_BANK_B, true, 2, &r));
+	/* A marker of a stage from a file never resumes. */
+	m.url[0] = '\0';
+	assert_false(bk_stage_resume_point(&m, "", hex, BK_BANK_B, true, 3, &r));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -608,6 +900,8 @@ int main(void)
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_corrupt_payload, bk_test_dir_setup,
 						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_never_writes_unverified,
+						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_truncated, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_fs_errors, bk_test_dir_setup,
@@ -618,6 +912,11 @@ int main(void)
 						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_many_tiny_payloads,
 						bk_test_dir_setup, bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_delta, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_resume, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test(test_resume_point),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
