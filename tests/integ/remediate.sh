@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Remediation (docs/remediation.md) on a loop-backed bootbank disk with signed bundles and a
 # running workload: desired set/show/clear; every compliance state with its reason and exit
-# code; each pre-check failing alone; the verdict of each live-patch mode when the live path is
+# code; each of the 16 pre-checks failing alone; the verdict of each live-patch mode when the live path is
 # possible and when it is not; remediate on the live path (same pid, compliant after) and on the
 # reboot path (reboot required, finished by boot --simulate + mark-good, then compliant);
 # remediate killed at sampled mutating calls on both paths: recover, scan tells the truth, a
@@ -256,6 +256,18 @@ alone workloads "a --no-fsr workload no hook can restart" "cannot be suspended"
 mv "$T/hooks.d" "$root/etc/bootbank/livepatch.d"
 bc workload remove nofsr >/dev/null
 kill "$nofsr"; wait "$nofsr" 2>/dev/null
+bc desired clear >/dev/null
+alone "desired image" "no desired image is set" "no desired image is set (bankctl desired set)"
+check "  ... exit 24" test "$(cat "$T/pre.rc")" = 24
+bc desired set acme-os 1.1 --live-patch-mode enforce >/dev/null
+bc depot remove acme-os 1.1 >/dev/null
+alone depot "the desired image removed from the depot" "the desired image is not in the depot"
+bc depot import "$T/img/v11.bbi" >/dev/null
+bc rev add acme-os-1.1 "$T/src-v11/app.squashfs" --image acme-os --version 1.1 >/dev/null
+alone "revision room" "a revision of the new id from another file" "revision 'acme-os-1.1' exists and does not come from bank B"
+umount "$root/run/bootbank/rev/acme-os-1.1" && rmdir "$root/run/bootbank/rev/acme-os-1.1" &&
+	rm "$root/var/lib/bootbank/revisions/acme-os-1.1.json"
+
 
 # --- the verdict of each mode, live possible (1.1) and impossible (2.0) ----------------------
 verdict() { # VERSION MODE EXIT CHOSEN
