@@ -68,7 +68,7 @@ trap cleanup EXIT
 bc() { "$BANKCTL" --root "$root" "$@"; }
 jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
 
-# bundle FILE VERSION STAMP FROM [COMPATIBLE] [EPOCH] [KERNEL-BYTES]
+# bundle FILE VERSION STAMP FROM [COMPATIBLE] [EPOCH] [KERNEL-BYTES] [BUILD]
 bundle() {
 	local d=$T/src-$1 i
 	mkdir -p "$d/tree"
@@ -76,7 +76,7 @@ bundle() {
 	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
 	head -c "${7:-100000}" /dev/urandom >"$d/vmlinuz"
 	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "b$2", "compatible": "${5:-acme-x86_64}",
+{ "name": "acme-os", "version": "$2", "build": "${8:-b$2}", "compatible": "${5:-acme-x86_64}",
   "security_epoch": ${6:-1}, "live_patch": { "from": [ $4 ] },
   "payloads": [
     { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
@@ -95,6 +95,10 @@ bundle v05 0.5 f '"1.0"'
 bundle v15 1.5 g '"1.0"' other-arm64
 bundle v16 1.6 h '"1.0"' acme-x86_64 0
 bundle v17 1.7 i '"1.0"' acme-x86_64 1 20000000
+# Same name and version, another build (and so another manifest): not the desired image.
+bundle v10r2 1.0 j '"0.9"' acme-x86_64 1 100000 b1.0-r2
+bundle v11r2 1.1 k '"1.0"' acme-x86_64 1 100000 b1.1-r2
+bundle v20r2 2.0 l '"0.9"' acme-x86_64 1 100000 b2.0-r2
 
 truncate -s 48M "$disk"
 bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
@@ -156,6 +160,11 @@ expect_exit 20 "scan: non-compliant, exit 20" bc scan
 check "  ... what differs: version, in service 1.0 booted from A, desired 1.1" grep -q "version differs: in service acme-os 1.0 (build b1.0) (booted from bank A), desired acme-os 1.1" <<<"$OUT"
 expect_exit 20 "scan --json: non-compliant" bc scan --json
 check "  ... state, exit code, banks" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["state"]=="non-compliant" and d["exit_code"]==20 and d["banks"]["A"]["booted"] and d["booted"]=="A" else 1)' "$OUT"
+bc depot import "$T/img/v10r2.bbi" >/dev/null && bc desired set acme-os 1.0 >/dev/null
+expect_exit 20 "scan, desired 1.0 but the depot's 1.0 is another build than the booted one: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "build differs: in service acme-os 1.0 (build b1.0) (booted from bank A), desired acme-os 1.0 (build b1.0-r2)" <<<"$OUT"
+bc depot remove acme-os 1.0 >/dev/null
+bc desired set acme-os 1.1 --live-patch-mode enforce >/dev/null
 incompat() { # VERSION DESC PATTERN (desired set fails for an image not in the depot: kept)
 	bc desired set acme-os "$1" >/dev/null 2>&1
 	expect_exit 22 "scan, desired $1: incompatible, exit 22 ($2)" bc scan
@@ -268,7 +277,6 @@ alone "revision room" "a revision of the new id from another file" "revision 'ac
 umount "$root/run/bootbank/rev/acme-os-1.1" && rmdir "$root/run/bootbank/rev/acme-os-1.1" &&
 	rm "$root/var/lib/bootbank/revisions/acme-os-1.1.json"
 
-
 # --- the verdict of each mode, live possible (1.1) and impossible (2.0) ----------------------
 verdict() { # VERSION MODE EXIT CHOSEN
 	bc desired set acme-os "$1" >/dev/null
@@ -349,6 +357,10 @@ steps = [e["step"] for e in ev]
 sys.exit(0 if len(tasks) == 1 and "compliance scan" in steps and "switch-over" in steps and "compliance check" in steps else 1)' "$T/events.json" "$n0"
 expect_exit 0 "scan: compliant, exit 0" bc scan
 check "  ... live-patched, bank B boots next and holds it" grep -q "acme-os 1.1 (build b1.1) is in service (live-patched: revision 'acme-os-1.1' from bank B, booted bank A); bank B, which boots next, holds it" <<<"$OUT"
+bc depot remove acme-os 1.1 >/dev/null && bc depot import "$T/img/v11r2.bbi" >/dev/null
+expect_exit 20 "scan, the depot's 1.1 another build than the live-patched 1.1: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "build differs: in service acme-os 1.1 (build b1.1) (live-patched: revision 'acme-os-1.1' from bank B, booted bank A), desired acme-os 1.1 (build b1.1-r2)" <<<"$OUT"
+bc depot remove acme-os 1.1 >/dev/null && bc depot import "$T/img/v11.bbi" >/dev/null
 n0=$(nevents)
 expect_exit 0 "remediate again: nothing to do, exit 0" bc remediate
 check "  ... says so" grep -q "nothing to do" <<<"$OUT"
@@ -436,6 +448,12 @@ check "  ... ends with 'reboot required'" bash -c "tail -n1 <<<\"\$0\" | grep -q
 check "bank A boots next, 1.1 still in service" bash -c "test \"$(next_boot)\" = A && test \"$(rev_of_app)\" = acme-os-1.1"
 expect_exit 21 "scan: compliant-pending-reboot, exit 21" bc scan
 check "  ... staged and activated in bank A" grep -q "acme-os 2.0 (build b2.0) is staged and activated in bank A, which boots next" <<<"$OUT"
+bc depot remove acme-os 2.0 >/dev/null && bc depot import "$T/img/v20r2.bbi" >/dev/null
+expect_exit 20 "scan, the depot's 2.0 another build than the one staged in bank A: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "version differs: in service acme-os 1.1 (build b1.1) (booted from bank B), desired acme-os 2.0 (build b2.0-r2); bank A holds acme-os 2.0 (build b2.0), staged" <<<"$OUT"
+pre
+check "  ... precheck: bank A's 2.0 is not the desired image staged intact" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["reboot"]["staged_intact"] is False and d["reboot"]["possible"] else 1)' "$T/pre.json"
+bc depot remove acme-os 2.0 >/dev/null && bc depot import "$T/img/v20.bbi" >/dev/null
 expect_exit 21 "remediate again: nothing staged again, reboot required, exit 21" bc remediate
 check "  ... no stage step" bash -c "! grep -Eq '^  [0-9:.]{12}  stage ' <<<\"\$0\"" "$OUT"
 expect_exit 1 "remediate --reboot in a sandbox is refused" bc remediate --reboot
