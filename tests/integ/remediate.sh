@@ -10,108 +10,37 @@
 # remediate completes.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
-B=${BK_BUILD:-build/cc}
-READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
-for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt flock; do
-	command -v "$t" >/dev/null || bk_skip "needs $t"
-done
-[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
-CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
-[ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
-SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || SO=
+bk_live_sandbox bk-remed 200m flock
 # Crash points of each path: every STRIDE-th mutating call from a random OFFSET (both printed,
 # so a failure can be run again): every 8th in make check, every 24th under the sanitizers (a
 # point takes about 2.5 s on the live path, 1.1 s on the reboot path); BK_CRASH_STRIDE=1 takes
 # all of them, about 265 (by hand: about 8 minutes more), BK_CRASH_OFFSET picks the first.
 STRIDE=${BK_CRASH_STRIDE:-8}
-if [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan; then
-	STRIDE=${BK_CRASH_STRIDE:-24}
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-fi
+[ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan && STRIDE=${BK_CRASH_STRIDE:-24}
 OFFSET=${BK_CRASH_OFFSET:-$((RANDOM % STRIDE))}
 [ -z "$SO" ] || echo "# crash points: every ${STRIDE}th from offset $OFFSET (BK_CRASH_STRIDE=$STRIDE BK_CRASH_OFFSET=$OFFSET repeats this run)"
 # crash_points TOTAL: the points of this run, 1-based
 crash_points() { seq $((1 + OFFSET)) "$STRIDE" "$1"; }
 # elapsed T0_NS POINTS: "S s, M s a point" since T0_NS
 elapsed() { python3 -c 'import sys,time; s=(time.time_ns()-int(sys.argv[1]))/1e9; n=max(1,len(sys.argv[2].split())); print("%.0f s, %.1f s a point" % (s, s/n))' "$1" "$2"; }
+bk_live_stop() { mountpoint -q "$root/var/lib/bootbank" && umount "$root/var/lib/bootbank"; return 0; }
+conf() { bk_live_conf "$@"; }
 
-T=$(bk_tmp)
-mount -t tmpfs -o size=200m bk-remed "$T" || bk_skip "cannot mount tmpfs"
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=$T/root
-view=$T/view
-disk=$T/disk.img
-cgname=bkremed-test-$$
-cg=$CGROOT/$cgname
-mkdir -p "$root/etc/bootbank" "$view" "$T/img"
-mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
-bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
-cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-conf() {
-	cat >"$root/etc/bootbank/system.conf" <<EOF2
-[system]
-compatible = ${1:-acme-x86_64}
-[keyring]
-path = /etc/bootbank/keyring.pem
-[livepatch]
-freeze-timeout-ms = 1000
-EOF2
-}
-conf
-pids=()
-unmount_all() {
-	local d
-	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
-		[ -d "$d" ] && umount "$d" 2>/dev/null
-	done
-	return 0
-}
-cleanup() {
-	local p d
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-	rmdir "$cg" 2>/dev/null
-	unmount_all
-	mountpoint -q "$root/var/lib/bootbank" && umount "$root/var/lib/bootbank"
-	umount "$T" 2>/dev/null
-	bk_cleanup
-}
-trap cleanup EXIT
-bc() { "$BANKCTL" --root "$root" "$@"; }
-jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
-
-# bundle FILE VERSION STAMP FROM [COMPATIBLE] [EPOCH] [KERNEL-BYTES] [BUILD]
-bundle() {
-	local d=$T/src-$1 i
-	mkdir -p "$d/tree"
-	for i in 0 1 2 3; do echo "rev=$3" >"$d/tree/f00$i"; done
-	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
-	head -c "${7:-100000}" /dev/urandom >"$d/vmlinuz"
-	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "${8:-b$2}", "compatible": "${5:-acme-x86_64}",
-  "security_epoch": ${6:-1}, "live_patch": { "from": [ $4 ] },
-  "payloads": [
-    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
-    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
-      "live": true, "mountpoint": "/opt/acme" } ] }
-EOF2
-	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$1.bbi" --key "$T/pki/signer.key" \
-		--cert "$T/pki/signer.crt" --intermediate "$T/pki/intermediate.crt" >/dev/null
-}
+# bundle FILE VERSION STAMP FROM [OPTION=VALUE...]: bk_live_bundle, build "bVERSION" by default
+bundle() { bk_live_bundle "$1" "$2" "$3" "$4" build="b$2" "${@:5}"; }
 bundle v10 1.0 a '"0.9"' || bk_skip "cannot build bundles"
 bundle v11 1.1 b '"1.0"'
 bundle v12 1.2 c '"1.1"'
 bundle v20 2.0 d '"0.9"'
 bundle v21 2.1 e '"0.9"'
 bundle v05 0.5 f '"1.0"'
-bundle v15 1.5 g '"1.0"' other-arm64
-bundle v16 1.6 h '"1.0"' acme-x86_64 0
-bundle v17 1.7 i '"1.0"' acme-x86_64 1 20000000
+bundle v15 1.5 g '"1.0"' compatible=other-arm64
+bundle v16 1.6 h '"1.0"' epoch=0
+bundle v17 1.7 i '"1.0"' kernel_bytes=20000000
 # Same name and version, another build (and so another manifest): not the desired image.
-bundle v10r2 1.0 j '"0.9"' acme-x86_64 1 100000 b1.0-r2
-bundle v11r2 1.1 k '"1.0"' acme-x86_64 1 100000 b1.1-r2
-bundle v20r2 2.0 l '"0.9"' acme-x86_64 1 100000 b2.0-r2
+bundle v10r2 1.0 j '"0.9"' build=b1.0-r2
+bundle v11r2 1.1 k '"1.0"' build=b1.1-r2
+bundle v20r2 2.0 l '"0.9"' build=b2.0-r2
 
 truncate -s 48M "$disk"
 bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
@@ -124,17 +53,6 @@ for v in v11 v12 v20 v21 v05 v15 v16 v17; do
 done
 
 mkdir -p "$cg/app"
-start_reader() {
-	rm -f "$T/stats"
-	(
-		echo "$BASHPID" >"$cg/app/cgroup.procs"
-		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
-			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
-	) &
-	reader=$!
-	pids+=("$reader")
-	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
-}
 start_reader
 bc workload add app --cgroup "$cgname/app" --view "$view" >/dev/null || bk_skip "workload add failed"
 mkdir -p "$root/etc/bootbank/livepatch.d"
@@ -384,7 +302,7 @@ alone "alternate bank" "bank B holds the revision in service" "bank B holds the 
 
 # --- reboot into bank B, then the reboot path to 2.0 -----------------------------------------
 bc desired set acme-os 1.1 >/dev/null
-kill -9 "$reader"; wait "$reader" 2>/dev/null
+kill -9 "$reader"; wait "$reader" 2>/dev/null; reader=
 unmount_all
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 bc boot --simulate >/dev/null && bc mark-good >/dev/null && bc rev restore >/dev/null
@@ -473,7 +391,7 @@ expect_exit 21 "remediate again: nothing staged again, reboot required, exit 21"
 check "  ... no stage step" bash -c "! grep -Eq '^  [0-9:.]{12}  stage ' <<<\"\$0\"" "$OUT"
 expect_exit 1 "remediate --reboot in a sandbox is refused" bc remediate --reboot
 check "  ... says why" grep -q "reboot refused: the root .* is a sandbox" <<<"$ERR"
-kill -9 "$reader"; wait "$reader" 2>/dev/null
+kill -9 "$reader"; wait "$reader" 2>/dev/null; reader=
 unmount_all
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 expect_exit 0 "boot --simulate boots bank A" bc boot --simulate
