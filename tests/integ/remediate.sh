@@ -13,8 +13,8 @@ bk_need_root
 bk_live_sandbox bk-remed 200m flock
 # Crash points of each path: every STRIDE-th mutating call from a random OFFSET (both printed,
 # so a failure can be run again): every 8th in make check, every 24th under the sanitizers (a
-# point takes about 2.5 s on the live path, 1.1 s on the reboot path); BK_CRASH_STRIDE=1 takes
-# all of them, about 265 (by hand: about 8 minutes more), BK_CRASH_OFFSET picks the first.
+# point takes about 2.5 s on the live path, 1-2.5 s on the reboot path); BK_CRASH_STRIDE=1 takes
+# all of them, about 265 (by hand: 8 to 11 minutes more), BK_CRASH_OFFSET picks the first.
 STRIDE=${BK_CRASH_STRIDE:-8}
 [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan && STRIDE=${BK_CRASH_STRIDE:-24}
 OFFSET=${BK_CRASH_OFFSET:-$((RANDOM % STRIDE))}
