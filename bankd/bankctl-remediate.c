@@ -17,11 +17,47 @@
 
 enum { OPT_MODE = 0x100, OPT_REBOOT };
 
-static int parse_mode(const struct bankctl_verb *v, const char *s, enum bk_lp_mode *ret)
+/*
+ * The options of every remediation verb: the common ones, --live-patch-mode when ret_mode is
+ * not NULL, --reboot when ret_reboot is not NULL; then the arguments: none when args is NULL,
+ * else as many as args names words ("NAME VERSION"). Returns 0, or the exit code of a usage
+ * error it printed.
+ */
+static int parse_options(struct bankctl *ctx, int argc, char **argv, enum bk_lp_mode *ret_mode,
+			 bool *ret_reboot, const char *args)
 {
-	*ret = bk_lp_mode_from_string(s);
-	if (*ret < 0)
-		return bankctl_usage(v, "unknown live-patch mode '%s' (disable, auto, enforce)", s);
+	static const struct option common[] = { BANKCTL_COMMON_LONGOPTS };
+	struct option longopts[BK_ELEMENTSOF(common) + 3] = { { 0 } };
+	size_t n = 0;
+	int c, n_args = 0;
+
+	for (; n < BK_ELEMENTSOF(common); n++)
+		longopts[n] = common[n];
+	if (ret_mode)
+		longopts[n++] =
+			(struct option){ "live-patch-mode", required_argument, NULL, OPT_MODE };
+	if (ret_reboot)
+		longopts[n++] = (struct option){ "reboot", no_argument, NULL, OPT_REBOOT };
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
+		if (c == OPT_MODE) {
+			*ret_mode = bk_lp_mode_from_string(optarg);
+			if (*ret_mode < 0)
+				return bankctl_usage(ctx->verb,
+						     "unknown live-patch mode '%s' (disable, auto, "
+						     "enforce)",
+						     optarg);
+		} else if (c == OPT_REBOOT)
+			*ret_reboot = true;
+		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
+			return BK_EXIT_USAGE;
+	}
+	for (const char *a = args; a && *a; a += strspn(a, " "), n_args++)
+		a += strcspn(a, " ");
+	if (!args && optind < argc)
+		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	if (args && argc - optind != n_args)
+		return bankctl_usage(ctx->verb, "expected %s", args);
 	return 0;
 }
 
@@ -47,25 +83,14 @@ static int print_doc(struct json_object *o, int ok_code)
 
 int bankctl_desired_set(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
-						  { "live-patch-mode", required_argument, NULL,
-						    OPT_MODE },
-						  { NULL, 0, NULL, 0 } };
 	enum bk_lp_mode mode = _BK_LP_MODE_INVALID;
 	struct bk_op_desired d;
 	struct bk_err err = { 0 };
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		if (c == OPT_MODE) {
-			if (parse_mode(ctx->verb, optarg, &mode) != 0)
-				return BK_EXIT_USAGE;
-		} else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	}
-	if (argc - optind != 2)
-		return bankctl_usage(ctx->verb, "expected NAME VERSION");
+	r = parse_options(ctx, argc, argv, &mode, NULL, "NAME VERSION");
+	if (r != 0)
+		return r;
 	if (!ctx->op.configured)
 		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
 				     ctx->op.config_path);
@@ -81,18 +106,14 @@ int bankctl_desired_set(struct bankctl *ctx, int argc, char **argv)
 
 int bankctl_desired_show(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_op_desired d;
 	struct bk_err err = { 0 };
 	char when[40];
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	if (optind < argc)
-		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	r = parse_options(ctx, argc, argv, NULL, NULL, NULL);
+	if (r != 0)
+		return r;
 	r = bk_op_desired_get(&ctx->op, &d, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
@@ -115,16 +136,12 @@ int bankctl_desired_show(struct bankctl *ctx, int argc, char **argv)
 
 int bankctl_desired_clear(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_err err = { 0 };
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	if (optind < argc)
-		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	r = parse_options(ctx, argc, argv, NULL, NULL, NULL);
+	if (r != 0)
+		return r;
 	r = bk_op_desired_clear(&ctx->op, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
@@ -156,16 +173,12 @@ static void print_scan(const struct bk_op_scan_result *s)
 
 int bankctl_scan(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
 	struct bk_op_scan_result s;
-	int c;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1)
-		if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	if (optind < argc)
-		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	r = parse_options(ctx, argc, argv, NULL, NULL, NULL);
+	if (r != 0)
+		return r;
 	bk_op_scan(&ctx->op, &s);
 	if (ctx->json)
 		return print_doc(bk_op_scan_to_json(&s), bk_compliance_exit_code(s.state));
@@ -198,25 +211,14 @@ static void print_precheck(const struct bk_op_precheck_result *p)
 
 int bankctl_precheck(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { BANKCTL_COMMON_LONGOPTS,
-						  { "live-patch-mode", required_argument, NULL,
-						    OPT_MODE },
-						  { NULL, 0, NULL, 0 } };
 	enum bk_lp_mode mode = _BK_LP_MODE_INVALID;
 	struct bk_op_precheck_result p;
 	struct bk_err err = { 0 };
-	int c, r;
+	int r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		if (c == OPT_MODE) {
-			if (parse_mode(ctx->verb, optarg, &mode) != 0)
-				return BK_EXIT_USAGE;
-		} else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	}
-	if (optind < argc)
-		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	r = parse_options(ctx, argc, argv, &mode, NULL, NULL);
+	if (r != 0)
+		return r;
 	r = bk_op_precheck(&ctx->op, mode, NULL, &p, &err);
 	if (r < 0)
 		return bankctl_fail(r, &err);
@@ -263,29 +265,14 @@ static void json_detail(void *userdata, const char *text)
 
 int bankctl_remediate(struct bankctl *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		BANKCTL_COMMON_LONGOPTS,
-		{ "live-patch-mode", required_argument, NULL, OPT_MODE },
-		{ "reboot", no_argument, NULL, OPT_REBOOT },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct bk_op_remediate_opts o = { .mode = _BK_LP_MODE_INVALID };
 	struct bk_op_remediate_result res = { 0 };
 	struct bk_err err = { 0 };
-	int c, r, ret;
+	int r, ret;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jhw", longopts, NULL)) != -1) {
-		if (c == OPT_MODE) {
-			if (parse_mode(ctx->verb, optarg, &o.mode) != 0)
-				return BK_EXIT_USAGE;
-		} else if (c == OPT_REBOOT)
-			o.reboot = true;
-		else if (bankctl_common_option(ctx, c, ctx->verb) <= 0)
-			return BK_EXIT_USAGE;
-	}
-	if (optind < argc)
-		return bankctl_usage(ctx->verb, "unexpected argument '%s'", argv[optind]);
+	r = parse_options(ctx, argc, argv, &o.mode, &o.reboot, NULL);
+	if (r != 0)
+		return r;
 	if (!ctx->op.configured)
 		return bankctl_usage(ctx->verb, "nothing is configured: no '%s'",
 				     ctx->op.config_path);

@@ -279,9 +279,8 @@ _printf_(2, 3) static void set_reason(struct bk_op_scan_result *res, const char 
 	va_end(ap);
 }
 
-/* "name version (build b)" of a content record (JSON), and its name and version. */
-static bool content_image(struct json_object *c, char *buf, size_t len, const char **ret_name,
-			  const char **ret_version)
+/* "name version (build b)" of a content record (JSON) into sb, and its name. */
+static bool content_image(struct json_object *c, struct bk_op_scan_bank *sb, const char **ret_name)
 {
 	const char *name = NULL, *version = NULL, *build = NULL;
 
@@ -289,10 +288,56 @@ static bool content_image(struct json_object *c, char *buf, size_t len, const ch
 	    bk_json_get_string(c, "version", true, &version, NULL) < 0)
 		return false;
 	(void) bk_json_get_string(c, "build", false, &build, NULL);
-	(void) snprintf(buf, len, "%s %s (build %s)", name, version, build ? build : "-");
+	(void) snprintf(sb->image, sizeof(sb->image), "%s %s (build %s)", name, version,
+			build ? build : "-");
+	(void) snprintf(sb->version, sizeof(sb->version), "%s", version);
+	(void) snprintf(sb->build, sizeof(sb->build), "%s", build ? build : "-");
 	*ret_name = name;
-	*ret_version = version;
 	return true;
+}
+
+/*
+ * Is the content record c the image the depot entry e holds? The same manifest digest (name,
+ * version, build, payloads and their digests all in it); name and version alone when the
+ * depot does not hold the desired image (e NULL).
+ */
+static bool content_is(struct json_object *c, const struct bk_op_desired *des,
+		       const struct bk_depot_entry *e)
+{
+	const char *name = NULL, *version = NULL, *hex = NULL;
+	uint8_t sha[BK_SHA256_LEN];
+
+	if (bk_json_get_string(c, "name", true, &name, NULL) < 0 ||
+	    bk_json_get_string(c, "version", true, &version, NULL) < 0 ||
+	    strcmp(name, des->name) != 0 || strcmp(version, des->version) != 0)
+		return false;
+	if (!e)
+		return true;
+	return bk_json_get_string(c, "manifest_sha256", true, &hex, NULL) >= 0 &&
+	       bk_sha256_from_hex(hex, sha) >= 0 &&
+	       memcmp(sha, e->manifest_sha256, sizeof(sha)) == 0;
+}
+
+/*
+ * Is the live-patched revision rev the desired image's? Its image name and version, and its
+ * payload's digest is the one the depot bundle's manifest gives that payload (e NULL: name
+ * and version alone).
+ */
+static bool rev_is(const struct bk_rev *rev, const struct bk_op_desired *des,
+		   const struct bk_depot_entry *e)
+{
+	const struct bk_payload *p;
+	char hex[BK_SHA256_HEX_LEN + 1];
+
+	if (strcmp(rev->image, des->name) != 0 || strcmp(rev->version, des->version) != 0)
+		return false;
+	if (!e)
+		return true;
+	p = rev->payload ? bk_manifest_find_payload(e->manifest, rev->payload) : NULL;
+	if (!p || !rev->digest)
+		return false;
+	bk_sha256_to_hex(p->sha256, hex);
+	return strcmp(hex, rev->digest) == 0;
 }
 
 /* The revision in service (live-patched), when there is one: 0 and *ret, 1 none. */
@@ -369,14 +414,17 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 	struct bk_boot_data d;
 	struct bk_err err = { 0 };
 	struct bk_rev rev = { 0 };
-	const char *bv = NULL, *in_name = NULL, *in_version = NULL;
+	const char *bv = NULL, *in_name = NULL, *in_version = NULL, *in_build = NULL;
 	char in_name_buf[128] = "";
 	struct bk_op_scan_bank *nb = NULL;
-	const char *twhy = NULL;
+	struct bk_depot_entry *dv = NULL;
+	const struct bk_depot_entry *de = NULL; /* the desired image in the depot */
+	const char *twhy = NULL, *what;
 	enum bk_bank_id target;
 	char why[512];
+	size_t dn = 0, di;
 	uint64_t m0 = bk_now_ns();
-	bool live = false;
+	bool live = false, in_match;
 	int r;
 
 	*res = (struct bk_op_scan_result){ .state = BK_UNKNOWN,
@@ -397,6 +445,9 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		goto out;
 	}
 	res->has_desired = true;
+	if (bk_op_depot_list(ctx, &dv, &dn, NULL) >= 0 &&
+	    depot_find(dv, dn, res->desired.name, res->desired.version, &di) == 0)
+		de = &dv[di];
 	r = bk_op_boot_load(ctx, &boot, &d, &err);
 	if (r < 0) {
 		set_reason(res, "cannot read the boot state: %s", err.msg);
@@ -419,23 +470,22 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 	for (enum bk_bank_id b = 0; b < _BK_BANK_MAX; b++) {
 		_cleanup_(json_object_putp) struct json_object *c = NULL;
 		struct bk_op_scan_bank *sb = &res->banks[b];
-		const char *name, *version;
+		const char *name;
 
 		sb->state = d.state.bank[b].state;
 		sb->booted = b == res->booted;
 		sb->next = b == res->next;
 		if (sb->state == BK_BANK_EMPTY || bk_op_bank_content(ctx, b, &c) != 0)
 			continue;
-		sb->known = content_image(c, sb->image, sizeof(sb->image), &name, &version);
+		sb->known = content_image(c, sb, &name);
 		if (!sb->known)
 			continue;
-		(void) snprintf(sb->version, sizeof(sb->version), "%s", version);
-		sb->desired = strcmp(name, res->desired.name) == 0 &&
-			      strcmp(version, res->desired.version) == 0;
+		sb->desired = content_is(c, &res->desired, de);
 		if (b == res->booted) {
 			(void) snprintf(in_name_buf, sizeof(in_name_buf), "%s", name);
 			in_name = in_name_buf;
 			in_version = bv = sb->version;
+			in_build = sb->build;
 		}
 	}
 	if (!res->banks[res->booted].known) {
@@ -456,11 +506,13 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		live = true;
 		in_name = rev.image;
 		in_version = rev.version;
+		in_build = NULL;
 		if (rb >= 0 && res->banks[rb].known &&
-		    strcmp(res->banks[rb].version, rev.version) == 0)
+		    strcmp(res->banks[rb].version, rev.version) == 0) {
 			(void) snprintf(res->in_service, sizeof(res->in_service), "%s",
 					res->banks[rb].image);
-		else
+			in_build = res->banks[rb].build;
+		} else
 			(void) snprintf(res->in_service, sizeof(res->in_service), "%s %s",
 					rev.image, rev.version);
 		(void) snprintf(res->in_service_how, sizeof(res->in_service_how),
@@ -469,8 +521,8 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 				bk_bank_id_to_string(res->booted));
 	}
 	nb = res->next >= 0 ? &res->banks[res->next] : NULL;
-	if (strcmp(in_name, res->desired.name) == 0 &&
-	    strcmp(in_version, res->desired.version) == 0) {
+	in_match = live ? rev_is(&rev, &res->desired, de) : res->banks[res->booted].desired;
+	if (in_match) {
 		if (nb && nb->desired) {
 			res->state = BK_COMPLIANT;
 			set_reason(res,
@@ -509,22 +561,33 @@ void bk_op_scan(struct bk_op_ctx *ctx, struct bk_op_scan_result *res)
 		goto out;
 	}
 	res->state = BK_NON_COMPLIANT;
+	/* Same name and version, another image: the build says which, else the manifest. */
+	what = strcmp(in_name, res->desired.name) != 0	     ? "name" :
+	       strcmp(in_version, res->desired.version) != 0 ? "version" :
+	       in_build && de &&
+			       strcmp(in_build, de->manifest->build ? de->manifest->build : "-") !=
+				       0 ?
+							       "build" :
+							       "manifest";
 	{
 		const char *other = res->booted == BK_BANK_A ? "B" : "A";
 		const struct bk_op_scan_bank *ob = &res->banks[res->booted == BK_BANK_A];
 
-		set_reason(res,
-			   "%s differs: in service %s (%s), desired %s %s; bank %s holds %s%s%s",
-			   strcmp(in_name, res->desired.name) != 0 ? "name" : "version",
-			   res->in_service, res->in_service_how, res->desired.name,
-			   res->desired.version, other,
-			   ob->state == BK_BANK_EMPTY ? "nothing" :
-			   ob->known		      ? ob->image :
-							"an unreadable image",
-			   ob->state == BK_BANK_EMPTY ? "" : ", ",
-			   ob->state == BK_BANK_EMPTY ? "" : bk_bank_state_to_string(ob->state));
+		set_reason(
+			res,
+			"%s differs: in service %s (%s), desired %s %s%s%s%s; bank %s holds %s%s%s",
+			what, res->in_service, res->in_service_how, res->desired.name,
+			res->desired.version, de ? " (build " : "",
+			de ? (de->manifest->build ? de->manifest->build : "-") : "", de ? ")" : "",
+			other,
+			ob->state == BK_BANK_EMPTY ? "nothing" :
+			ob->known		   ? ob->image :
+						     "an unreadable image",
+			ob->state == BK_BANK_EMPTY ? "" : ", ",
+			ob->state == BK_BANK_EMPTY ? "" : bk_bank_state_to_string(ob->state));
 	}
 out:
+	bk_depot_entries_free(dv, dn);
 	bk_rev_release(&rev);
 	res->duration_ns = bk_now_ns() - m0;
 }

@@ -91,7 +91,8 @@ struct bk_op_scan_bank {
 	bool known;	   /* content record read */
 	char image[192];   /* "acme-os 1.1 (build 1)" or "" */
 	char version[64];  /* its version */
-	bool desired;	   /* it holds the desired image */
+	char build[64];	   /* its build, "-" when the record has none */
+	bool desired;	   /* it holds the desired image: the depot bundle's manifest digest */
 	bool booted, next; /* booted now; boots next */
 };
 

@@ -36,16 +36,8 @@ cleanup() {
 trap cleanup EXIT
 root=$run/root
 . bench/lib/images.sh
-bench_images "$run" "$root"
-printf '[system]\ncompatible = bench\n' >"$root/etc/bootbank/system.conf"
-truncate -s 48M "$run/disk.img"
-B() { "$BANKCTL" --root "$root" "$@"; }
-B disk init "$run/disk.img" --boot-size 8M --bank-size 16M >/dev/null
-B stage "$run/1.0.bbi" --activate >/dev/null
-B boot --simulate >/dev/null
-B mark-good >/dev/null
-B stage "$run/2.0.bbi" >/dev/null
-loop=$(losetup -P -f --show "$run/disk.img")
+bench_two_banks "$run" "$root"
+loop=$BENCH_LOOP
 
 addr=unix:path=$run/bus.socket
 cat >"$run/bus.conf" <<EOF
@@ -86,17 +78,7 @@ echo "bench/bankd: Status over a private bus, $N calls each (2 banks with images
 bus=$($PY tests/integ/bankd-client.py "$addr" bench "$N")
 read -r p50 p99 < <($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.3f %.3f" % (d["p50_ms"], d["p99_ms"]))' "$bus")
 printf '%-38s p50 %7.3f ms   p99 %7.3f ms\n' "bankd Status (D-Bus round trip)" "$p50" "$p99"
-$PY - "$N" "$BANKCTL" "$root" <<'PY'
-import subprocess, sys, time
-n, bankctl, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-t = []
-for _ in range(n):
-    s = time.perf_counter()
-    subprocess.run([bankctl, "--root", root, "--json", "status"], stdout=subprocess.DEVNULL, check=True)
-    t.append((time.perf_counter() - s) * 1000)
-t.sort()
-print("%-38s p50 %7.3f ms   p99 %7.3f ms" % ("bankctl --json status (a process)", t[n // 2], t[min(n - 1, n * 99 // 100)]))
-PY
+bench_time "$N" "bankctl --json status (a process)" "$BANKCTL" --root "$root" --json status
 rss1=$(rss)
 mv "$root/var/lib/bootbank/banks" "$root/var/lib/bootbank/banks.off"
 nocopy=$($PY tests/integ/bankd-client.py "$addr" bench 100)

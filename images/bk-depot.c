@@ -14,6 +14,7 @@
 #include "bk-fetch.h"
 #include "bk-fs.h"
 #include "bk-log.h"
+#include "bk-sha256.h"
 #include "bk-version.h"
 
 int bk_depot_file_name(const char *name, const char *version, char **ret)
@@ -138,6 +139,13 @@ static int read_entry(int depot_dfd, const char *name, struct bk_depot_entry *e)
 		e->size = bk_bundle_get_size(b);
 		bytes = bk_bundle_get_manifest_bytes(b, &len);
 		r = bk_manifest_parse(bytes, len, 0, &e->manifest, &err);
+	}
+	if (r >= 0) {
+		r = bk_sha256_buf(bytes, len, e->manifest_sha256);
+		if (r < 0) {
+			e->manifest = bk_manifest_free(e->manifest);
+			(void) bk_err_set(&err, r, "cannot hash the manifest");
+		}
 	}
 	if (r == -ENOMEM)
 		return r;

@@ -20,7 +20,8 @@ struct bk_depot_entry {
 	char *file;		      /* name in the depot directory */
 	uint64_t size;		      /* bytes */
 	struct bk_manifest *manifest; /* NULL when the file could not be read (see error) */
-	char *error;		      /* why not, else NULL */
+	uint8_t manifest_sha256[BK_SHA256_LEN]; /* of the manifest bytes, when manifest is set */
+	char *error;				/* why not, else NULL */
 };
 
 /*

@@ -17,55 +17,17 @@
 # directories and of both banks; a bank whose bank.json exists is complete.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
-B=${BK_BUILD:-build/cc}
-READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
-SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || bk_skip "no crash injector (make tests)"
-for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt debugfs; do
-	command -v "$t" >/dev/null || bk_skip "needs $t"
-done
-[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
-CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
-[ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
+bk_live_sandbox bk-crash-livepatch 200m debugfs
+[ -n "$SO" ] || bk_skip "no crash injector (make tests)"
 # Crash points: every STRIDE-th from a random OFFSET (both printed, so a failure can be run
 # again), every 4th in make check and every 12th under the sanitizers (each point restores the
 # disk, applies and starts a workload: about 6 s); BK_CRASH_STRIDE=1 takes them all (by hand,
 # about 16 minutes), BK_CRASH_OFFSET picks the first.
 STRIDE=${BK_CRASH_STRIDE:-4}
-if ldd "$BANKCTL" | grep -q libasan; then
-	STRIDE=${BK_CRASH_STRIDE:-12}
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-fi
+ldd "$BANKCTL" | grep -q libasan && STRIDE=${BK_CRASH_STRIDE:-12}
 OFFSET=${BK_CRASH_OFFSET:-$((RANDOM % STRIDE))}
 echo "# crash points: every ${STRIDE}th from offset $OFFSET (BK_CRASH_STRIDE=$STRIDE BK_CRASH_OFFSET=$OFFSET repeats this run)"
 
-T=$(bk_tmp)
-mount -t tmpfs -o size=200m bk-crash-live "$T" || bk_skip "cannot mount tmpfs"
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=$T/root
-view=$T/view
-disk=$T/disk.img
-cgname=bk-crash-livepatch-$$
-cg=$CGROOT/$cgname
-mkdir -p "$root/etc/bootbank" "$view" "$T/img"
-mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
-bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
-cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-cat >"$root/etc/bootbank/system.conf" <<'EOF2'
-[system]
-compatible = acme-x86_64
-[keyring]
-path = /etc/bootbank/keyring.pem
-[livepatch]
-freeze-timeout-ms = 1000
-EOF2
-reader=
-unmount_all() {
-	local d
-	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
-		[ -d "$d" ] && umount "$d" 2>/dev/null
-	done
-	return 0
-}
 stop_reader() {
 	[ -n "$reader" ] || return 0
 	echo 0 >"$cg/app/cgroup.freeze" 2>/dev/null
@@ -73,37 +35,10 @@ stop_reader() {
 	wait "$reader" 2>/dev/null
 	reader=
 }
-cleanup() {
-	stop_reader
-	rmdir "$cg/app" "$cg" 2>/dev/null
-	unmount_all
-	umount "$T" 2>/dev/null
-	bk_cleanup
-}
-trap cleanup EXIT
-bc() { "$BANKCTL" --root "$root" "$@"; }
-jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
+bk_live_stop() { stop_reader; }
 
-# bundle NAME VERSION STAMP FROM
-bundle() {
-	local d=$T/src-$1 i
-	mkdir -p "$d/tree/d"
-	for i in 0 1 2 3; do echo "rev=$3" >"$d/tree/f00$i"; done
-	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
-	head -c 100000 /dev/urandom >"$d/vmlinuz"
-	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "1", "compatible": "acme-x86_64", "security_epoch": 1,
-  "live_patch": { "from": [ $4 ] },
-  "payloads": [
-    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
-    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
-      "live": true, "mountpoint": "/opt/acme" } ] }
-EOF2
-	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$1.bbi" --key "$T/pki/signer.key" \
-		--cert "$T/pki/signer.crt" --intermediate "$T/pki/intermediate.crt" >/dev/null
-}
-bundle v10 1.0 a '"0.9"' || bk_skip "cannot build bundles"
-bundle v11 1.1 b '"1.0"'
+bk_live_bundle v10 1.0 a '"0.9"' || bk_skip "cannot build bundles"
+bk_live_bundle v11 1.1 b '"1.0"'
 
 truncate -s 48M "$disk"
 bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
@@ -130,16 +65,6 @@ cp --sparse=always "$disk" "$T/snap/disk.img"
 cp -a "$root" "$T/snap/root"
 pristine_a=$(hash_a)
 
-start_reader() {
-	rm -f "$T/stats"
-	(
-		echo "$BASHPID" >"$cg/app/cgroup.procs"
-		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
-			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
-	) &
-	reader=$!
-	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
-}
 # restore: back to the starting point (a new inode for the image: no loop device of an old run
 # is reused), then 1.0 in service with the reader on it
 restore() {

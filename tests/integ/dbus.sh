@@ -11,6 +11,8 @@
 # group may; busy while bankctl (flock) or a job holds the lock; bankd killed with SIGKILL in
 # the middle of a stage and of a live patch, its job child killed alone: the next bankd (or a
 # Recover call) recovers, invariants as in docs/crash-safety.md; SIGTERM ends bankd cleanly.
+# Remediation: desired state, Scan, Precheck, Remediate on the live path and on the reboot path
+# (a job ending "reboot required", then boot --simulate, mark-good and Scan saying compliant).
 . "$(dirname "$0")/lib.sh"
 
 bk_need_root
@@ -565,6 +567,40 @@ dcall "Scan after it: compliant" Scan
 check "  ... compliant, exit code 0" test "$(json "d['state'], d['exit_code']" <<<"$OUT")" = "('compliant', 0)"
 djob "Remediate again: nothing to do, the job completes" Remediate "" '{}'
 check "  ... outcome 'nothing to do', no step" test "$(completed "['result']" | json "d['outcome'], len(d['steps'])")" = "('nothing to do', 0)"
+
+# The reboot path through the API: reboot into bank B (1.1, from the live path above), then 2.0,
+# which cannot live-patch 1.x: auto takes the reboot path and the job ends "reboot required"
+# (bankctl's exit 21); a simulated reboot into bank A and mark-good finish it.
+reboot2() { # the host's reboot: bankd stops, run/ is emptied, the loader picks a bank
+	stop_bankd || not_ok "bankd stops with exit 0 for the reboot"
+	unmount_all
+	find "$root2/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+	B2 boot --simulate >/dev/null && B2 mark-good >/dev/null && B2 rev restore >/dev/null &&
+		start_bankd "$root2"
+}
+lbundle v20 2.0 c '"0.9"' && B2 depot import "$img/v20.bbi" >/dev/null || not_ok "depot import of 2.0"
+check "reboot into bank B (boot --simulate, mark-good, rev restore), bankd again" reboot2
+dcall "DesiredSet(acme-os, 2.0, auto)" DesiredSet acme-os 2.0 auto
+djob "Remediate(\"\", {}) to 2.0: the reboot path runs as a job to its end" Remediate "" '{}'
+check "  ... its steps as StepFinished, one task: compliance scan, pre-check, stage, activate, compliance check, reboot required" python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])["signals"]
+steps = [x["step"] for x in s if x["signal"] == "StepFinished"]
+want = ["compliance scan", "pre-check", "stage", "activate", "compliance check", "reboot required"]
+pos = [steps.index(w) if w in steps else -1 for w in want]
+ok = -1 not in pos and pos == sorted(pos) and "switch-over" not in steps
+ok = ok and len({x["task"] for x in s if x["signal"] == "StepFinished"}) == 1
+ok = ok and s[-1]["signal"] == "Completed" and s[-1]["exit_code"] == 0
+ok or print("# signals:", json.dumps(s), file=sys.stderr)
+sys.exit(0 if ok else 1)' "$JOB"
+check "  ... Completed: outcome 'reboot required' on the reboot path, exit_code 21, pending reboot" test "$(completed "['result']" | json "d['outcome'], d['path'], d['exit_code'], d['after']['state']")" = "('reboot required', 'reboot', 21, 'compliant-pending-reboot')"
+check "  ... effect: 1.1 still current, bank A boots next" test "$(current) $(next2)" = "acme-os-1.1 A"
+dcall "Scan: compliant-pending-reboot" Scan
+check "  ... exit code 21, bank A holds 2.0" test "$(json "d['state'], d['exit_code'], d['banks']['A']['image']" <<<"$OUT")" = "('compliant-pending-reboot', 21, 'acme-os 2.0 (build 1)')"
+check "reboot into bank A (boot --simulate, mark-good), bankd again" reboot2
+dcall "Scan after the reboot and mark-good" Scan
+check "  ... compliant, exit code 0: 2.0 booted from bank A" test "$(json "d['state'], d['exit_code'], d['in_service'], d['booted']" <<<"$OUT")" = "('compliant', 0, 'acme-os 2.0 (build 1)', 'A')"
+check "  ... the document 'bankctl scan --json' prints" same_json "$OUT" "$(B2 scan --json)"
 dcall "DesiredClear" DesiredClear
 check "  ... cleared; Scan says unknown" test "$(json "d['cleared']" <<<"$OUT") $(C call Scan | json "json.loads(d['value'])['state']")" = "true unknown"
 stop_bankd

@@ -58,3 +58,129 @@ bk_track_loop() {
 bk_done() {
 	exit $_bk_failed
 }
+
+# ---- the live-patch sandbox (livepatch.sh, crash-livepatch.sh, remediate.sh) ----------------
+
+# bk_live_sandbox NAME TMPFS-SIZE [TOOL...]: skips unless this can run (live-reader, the tools,
+# loop devices, a cgroup2 mount); sets B, READER, SO (the crash injector, or empty), CGROOT; a
+# tmpfs NAME at $T holding the sandbox root $root (system.conf for acme-x86_64, the keyring of
+# the test PKI in $T/pki), $view, $disk (not created yet) and $T/img; the cgroup $cg
+# ($CGROOT/$cgname, cgname NAME-PID). At exit: bk_live_stop when the test defines it, $reader
+# and every pid in pids killed, the cgroup's children and itself removed, every revision and
+# bank mount, the tmpfs.
+bk_live_sandbox() {
+	local name=$1 size=$2 t
+	shift 2
+	B=${BK_BUILD:-build/cc}
+	READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
+	for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt "$@"; do
+		command -v "$t" >/dev/null || bk_skip "needs $t"
+	done
+	[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
+	CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
+	[ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
+	SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || SO=
+	if [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan; then
+		export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+	fi
+	T=$(bk_tmp)
+	pids=()
+	reader=
+	cg=
+	mount -t tmpfs -o size="$size" "$name" "$T" || bk_skip "cannot mount tmpfs"
+	root=$T/root
+	trap bk_live_cleanup EXIT
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+	view=$T/view
+	disk=$T/disk.img
+	cgname=$name-$$
+	mkdir -p "$root/etc/bootbank" "$view" "$T/img"
+	mkdir "$CGROOT/$cgname" || bk_skip "cannot create a cgroup under '$CGROOT'"
+	cg=$CGROOT/$cgname
+	bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
+	cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
+	bk_live_conf
+}
+
+# bk_live_conf [COMPATIBLE]: (re)write the sandbox's system.conf
+bk_live_conf() {
+	cat >"$root/etc/bootbank/system.conf" <<EOF
+[system]
+compatible = ${1:-acme-x86_64}
+[keyring]
+path = /etc/bootbank/keyring.pem
+[livepatch]
+freeze-timeout-ms = 1000
+EOF
+}
+
+unmount_all() {
+	local d
+	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
+		[ -d "$d" ] && umount "$d" 2>/dev/null
+	done
+	return 0
+}
+
+bk_live_cleanup() {
+	local p d
+	declare -F bk_live_stop >/dev/null && bk_live_stop
+	for p in ${reader:-} "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in ${reader:-} "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	if [ -n "${cg:-}" ]; then
+		for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+		rmdir "$cg" 2>/dev/null
+	fi
+	unmount_all
+	umount "$T" 2>/dev/null
+	bk_cleanup
+}
+
+# bc: bankctl on the sandbox root; jq1 EXPR: EXPR of the JSON document d on stdin, printed
+bc() { "$BANKCTL" --root "$root" "$@"; }
+jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
+
+# bk_live_bundle FILE VERSION STAMP FROM [compatible=C] [epoch=N] [build=B] [signer=WHO]
+#   [kernel=NAME] [kernel_bytes=N]: $T/img/FILE.bbi, acme-os VERSION, signed by WHO of the test
+# PKI (default signer, with the intermediate), live-patching the versions FROM (the inside of
+# a JSON list), a live squashfs of files "rev=STAMP" and a random kernel payload.
+bk_live_bundle() {
+	local file=$1 d=$T/src-$1 version=$2 stamp=$3 from=$4 compatible=acme-x86_64 epoch=1 build=1
+	local signer=signer kernel=vmlinuz kernel_bytes=100000 i o
+	shift 4
+	for o in "$@"; do
+		case $o in
+		compatible=* | epoch=* | build=* | signer=* | kernel=* | kernel_bytes=*) local "$o" ;;
+		*) echo "bk_live_bundle: unknown option '$o'" >&2; return 2 ;;
+		esac
+	done
+	mkdir -p "$d/tree/d"
+	for i in 0 1 2 3; do echo "rev=$stamp" >"$d/tree/f00$i"; done
+	cp "$d"/tree/f00* "$d/tree/d/"
+	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
+	head -c "$kernel_bytes" /dev/urandom >"$d/vmlinuz"
+	cat >"$d/spec.json" <<EOF
+{ "name": "acme-os", "version": "$version", "build": "$build", "compatible": "$compatible",
+  "security_epoch": $epoch, "live_patch": { "from": [ $from ] },
+  "payloads": [
+    { "name": "$kernel", "type": "kernel", "source": "vmlinuz" },
+    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
+      "live": true, "mountpoint": "/opt/acme" } ] }
+EOF
+	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$file.bbi" --key "$T/pki/$signer.key" \
+		--cert "$T/pki/$signer.crt" $([ "$signer" = signer ] && echo --intermediate "$T/pki/intermediate.crt") >/dev/null
+}
+
+# start_reader: the reader workload (tests/tools/live-reader) in the cgroup $cg/app, in its own
+# mount namespace with the current revision bound on $view; its pid in $reader, its statistics
+# in $T/stats (waits up to 5 s for the first).
+start_reader() {
+	rm -f "$T/stats"
+	(
+		echo "$BASHPID" >"$cg/app/cgroup.procs"
+		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
+			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
+	) &
+	reader=$!
+	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
+}

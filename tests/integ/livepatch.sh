@@ -10,81 +10,10 @@
 # calls and the next run leaves the workload thawed on one revision and the boot choice on it.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
-B=${BK_BUILD:-build/cc}
-READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
-for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt; do
-	command -v "$t" >/dev/null || bk_skip "needs $t"
-done
-[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
-CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
-[ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
-SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || SO=
-if [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan; then
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-fi
+bk_live_sandbox bk-livepatch 160m
 
-T=$(bk_tmp)
-mount -t tmpfs -o size=160m bk-live "$T" || bk_skip "cannot mount tmpfs"
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=$T/root
-view=$T/view
-disk=$T/disk.img
-cgname=bk-livepatch-test-$$
-cg=$CGROOT/$cgname
-mkdir -p "$root/etc/bootbank" "$view" "$T/img"
-mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
-bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
-cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-cat >"$root/etc/bootbank/system.conf" <<'EOF2'
-[system]
-compatible = acme-x86_64
-[keyring]
-path = /etc/bootbank/keyring.pem
-[livepatch]
-freeze-timeout-ms = 1000
-EOF2
-pids=()
-unmount_all() {
-	local d
-	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
-		[ -d "$d" ] && umount "$d" 2>/dev/null
-	done
-	return 0
-}
-cleanup() {
-	local p d
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-	rmdir "$cg" 2>/dev/null
-	unmount_all
-	umount "$T" 2>/dev/null
-	bk_cleanup
-}
-trap cleanup EXIT
-bc() { "$BANKCTL" --root "$root" "$@"; }
-jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
-
-# bundle NAME VERSION STAMP FROM COMPATIBLE [SIGNER] [EPOCH] [KERNEL-PAYLOAD-NAME]
-bundle() {
-	local d=$T/src-$1 i
-	mkdir -p "$d/tree/d"
-	for i in 0 1 2 3; do echo "rev=$3" >"$d/tree/f00$i"; done
-	cp "$d"/tree/f00* "$d/tree/d/"
-	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
-	head -c 100000 /dev/urandom >"$d/vmlinuz"
-	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "1", "compatible": "$5", "security_epoch": ${7:-1},
-  "live_patch": { "from": [ $4 ] },
-  "payloads": [
-    { "name": "${8:-vmlinuz}", "type": "kernel", "source": "vmlinuz" },
-    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
-      "live": true, "mountpoint": "/opt/acme" } ] }
-EOF2
-	local who=${6:-signer}
-	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$1.bbi" --key "$T/pki/$who.key" \
-		--cert "$T/pki/$who.crt" $([ "$who" = signer ] && echo --intermediate "$T/pki/intermediate.crt") >/dev/null
-}
+# bundle FILE VERSION STAMP FROM COMPATIBLE [SIGNER] [EPOCH] [KERNEL-PAYLOAD-NAME]
+bundle() { bk_live_bundle "$1" "$2" "$3" "$4" compatible="$5" signer="${6:-signer}" epoch="${7:-1}" kernel="${8:-vmlinuz}"; }
 bundle v10 1.0 a '"0.9"' acme-x86_64 || bk_skip "cannot build bundles"
 bundle v11 1.1 b '"1.0"' acme-x86_64
 bundle v12 1.2 c '"1.1"' acme-x86_64
@@ -112,17 +41,6 @@ check "bank A is mounted read-only in the host's namespace" bash -c "findmnt -n 
 check "the base revision shows 1.0" grep -qx "rev=a" "$root/run/bootbank/rev/acme-os-1.0/f000"
 
 mkdir -p "$cg/app"
-start_reader() {
-	rm -f "$T/stats"
-	(
-		echo "$BASHPID" >"$cg/app/cgroup.procs"
-		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
-			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
-	) &
-	reader=$!
-	pids+=("$reader")
-	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
-}
 start_reader
 expect_exit 0 "workload add" bc workload add app --cgroup "$cgname/app" --view "$view"
 
@@ -329,7 +247,7 @@ sleep 0.3
 check "the reader never failed an open nor mixed revisions" bash -c "grep -qx 'failed_opens 0' '$T/stats' && grep -qx 'mixed 0' '$T/stats'"
 
 # Reboot: the workload and every mount go, /run is empty again.
-kill -9 "$reader"; wait "$reader" 2>/dev/null
+kill -9 "$reader"; wait "$reader" 2>/dev/null; reader=
 unmount_all
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 expect_exit 0 "boot (simulated): the loader boots bank B" bc boot --simulate

@@ -2,99 +2,45 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Remediation (docs/remediation.md) on a loop-backed bootbank disk with signed bundles and a
 # running workload: desired set/show/clear; every compliance state with its reason and exit
-# code; each pre-check failing alone; the verdict of each live-patch mode when the live path is
+# code; each of the 16 pre-checks failing alone; the verdict of each live-patch mode when the live path is
 # possible and when it is not; remediate on the live path (same pid, compliant after) and on the
 # reboot path (reboot required, finished by boot --simulate + mark-good, then compliant);
-# remediate killed at sampled mutating calls on both paths: recover, scan tells the truth, a
-# second remediate completes.
+# remediate killed at its mutating calls on both paths (every 8th from a random offset in
+# make check, every one with BK_CRASH_STRIDE=1): recover, scan tells the truth, a second
+# remediate completes.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
-B=${BK_BUILD:-build/cc}
-READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
-for t in openssl mksquashfs python3 losetup mkfs.ext4 findmnt flock; do
-	command -v "$t" >/dev/null || bk_skip "needs $t"
-done
-[ -e /dev/loop-control ] || bk_skip "no /dev/loop-control"
-CGROOT=$(findmnt -n -o TARGET -t cgroup2 | head -n1)
-[ -n "$CGROOT" ] || bk_skip "no cgroup2 mount"
-SO=$(realpath "$B/tests/crash/bk-crash.so" 2>/dev/null) || SO=
-if [ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan; then
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-fi
+bk_live_sandbox bk-remed 200m flock
+# Crash points of each path: every STRIDE-th mutating call from a random OFFSET (both printed,
+# so a failure can be run again): every 8th in make check, every 24th under the sanitizers (a
+# point takes about 2.5 s on the live path, 1-2.5 s on the reboot path); BK_CRASH_STRIDE=1 takes
+# all of them, about 265 (by hand: 8 to 11 minutes more), BK_CRASH_OFFSET picks the first.
+STRIDE=${BK_CRASH_STRIDE:-8}
+[ -n "$SO" ] && ldd "$BANKCTL" | grep -q libasan && STRIDE=${BK_CRASH_STRIDE:-24}
+OFFSET=${BK_CRASH_OFFSET:-$((RANDOM % STRIDE))}
+[ -z "$SO" ] || echo "# crash points: every ${STRIDE}th from offset $OFFSET (BK_CRASH_STRIDE=$STRIDE BK_CRASH_OFFSET=$OFFSET repeats this run)"
+# crash_points TOTAL: the points of this run, 1-based
+crash_points() { seq $((1 + OFFSET)) "$STRIDE" "$1"; }
+# elapsed T0_NS POINTS: "S s, M s a point" since T0_NS
+elapsed() { python3 -c 'import sys,time; s=(time.time_ns()-int(sys.argv[1]))/1e9; n=max(1,len(sys.argv[2].split())); print("%.0f s, %.1f s a point" % (s, s/n))' "$1" "$2"; }
+bk_live_stop() { mountpoint -q "$root/var/lib/bootbank" && umount "$root/var/lib/bootbank"; return 0; }
+conf() { bk_live_conf "$@"; }
 
-T=$(bk_tmp)
-mount -t tmpfs -o size=200m bk-remed "$T" || bk_skip "cannot mount tmpfs"
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=$T/root
-view=$T/view
-disk=$T/disk.img
-cgname=bkremed-test-$$
-cg=$CGROOT/$cgname
-mkdir -p "$root/etc/bootbank" "$view" "$T/img"
-mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
-bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
-cp "$T/pki/keyring.pem" "$root/etc/bootbank/keyring.pem"
-conf() {
-	cat >"$root/etc/bootbank/system.conf" <<EOF2
-[system]
-compatible = ${1:-acme-x86_64}
-[keyring]
-path = /etc/bootbank/keyring.pem
-[livepatch]
-freeze-timeout-ms = 1000
-EOF2
-}
-conf
-pids=()
-unmount_all() {
-	local d
-	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
-		[ -d "$d" ] && umount "$d" 2>/dev/null
-	done
-	return 0
-}
-cleanup() {
-	local p d
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	for d in "$cg"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-	rmdir "$cg" 2>/dev/null
-	unmount_all
-	mountpoint -q "$root/var/lib/bootbank" && umount "$root/var/lib/bootbank"
-	umount "$T" 2>/dev/null
-	bk_cleanup
-}
-trap cleanup EXIT
-bc() { "$BANKCTL" --root "$root" "$@"; }
-jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print(str(r).lower() if isinstance(r,bool) else r)' "$1"; }
-
-# bundle FILE VERSION STAMP FROM [COMPATIBLE] [EPOCH] [KERNEL-BYTES]
-bundle() {
-	local d=$T/src-$1 i
-	mkdir -p "$d/tree"
-	for i in 0 1 2 3; do echo "rev=$3" >"$d/tree/f00$i"; done
-	mksquashfs "$d/tree" "$d/app.squashfs" -quiet -noappend -all-root >/dev/null
-	head -c "${7:-100000}" /dev/urandom >"$d/vmlinuz"
-	cat >"$d/spec.json" <<EOF2
-{ "name": "acme-os", "version": "$2", "build": "b$2", "compatible": "${5:-acme-x86_64}",
-  "security_epoch": ${6:-1}, "live_patch": { "from": [ $4 ] },
-  "payloads": [
-    { "name": "vmlinuz", "type": "kernel", "source": "vmlinuz" },
-    { "name": "app.squashfs", "type": "component", "source": "app.squashfs",
-      "live": true, "mountpoint": "/opt/acme" } ] }
-EOF2
-	"$BANKCTL" image build "$d/spec.json" -o "$T/img/$1.bbi" --key "$T/pki/signer.key" \
-		--cert "$T/pki/signer.crt" --intermediate "$T/pki/intermediate.crt" >/dev/null
-}
+# bundle FILE VERSION STAMP FROM [OPTION=VALUE...]: bk_live_bundle, build "bVERSION" by default
+bundle() { bk_live_bundle "$1" "$2" "$3" "$4" build="b$2" "${@:5}"; }
 bundle v10 1.0 a '"0.9"' || bk_skip "cannot build bundles"
 bundle v11 1.1 b '"1.0"'
 bundle v12 1.2 c '"1.1"'
 bundle v20 2.0 d '"0.9"'
 bundle v21 2.1 e '"0.9"'
 bundle v05 0.5 f '"1.0"'
-bundle v15 1.5 g '"1.0"' other-arm64
-bundle v16 1.6 h '"1.0"' acme-x86_64 0
-bundle v17 1.7 i '"1.0"' acme-x86_64 1 20000000
+bundle v15 1.5 g '"1.0"' compatible=other-arm64
+bundle v16 1.6 h '"1.0"' epoch=0
+bundle v17 1.7 i '"1.0"' kernel_bytes=20000000
+# Same name and version, another build (and so another manifest): not the desired image.
+bundle v10r2 1.0 j '"0.9"' build=b1.0-r2
+bundle v11r2 1.1 k '"1.0"' build=b1.1-r2
+bundle v20r2 2.0 l '"0.9"' build=b2.0-r2
 
 truncate -s 48M "$disk"
 bc disk init "$disk" --boot-size 8M --bank-size 16M >/dev/null || bk_skip "disk init failed"
@@ -107,17 +53,6 @@ for v in v11 v12 v20 v21 v05 v15 v16 v17; do
 done
 
 mkdir -p "$cg/app"
-start_reader() {
-	rm -f "$T/stats"
-	(
-		echo "$BASHPID" >"$cg/app/cgroup.procs"
-		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
-			_ "$root/run/bootbank/current" "$view" "$READER" "$T/stats"
-	) &
-	reader=$!
-	pids+=("$reader")
-	for _ in $(seq 1 100); do [ -s "$T/stats" ] && break; sleep 0.05; done
-}
 start_reader
 bc workload add app --cgroup "$cgname/app" --view "$view" >/dev/null || bk_skip "workload add failed"
 mkdir -p "$root/etc/bootbank/livepatch.d"
@@ -156,6 +91,11 @@ expect_exit 20 "scan: non-compliant, exit 20" bc scan
 check "  ... what differs: version, in service 1.0 booted from A, desired 1.1" grep -q "version differs: in service acme-os 1.0 (build b1.0) (booted from bank A), desired acme-os 1.1" <<<"$OUT"
 expect_exit 20 "scan --json: non-compliant" bc scan --json
 check "  ... state, exit code, banks" python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["state"]=="non-compliant" and d["exit_code"]==20 and d["banks"]["A"]["booted"] and d["booted"]=="A" else 1)' "$OUT"
+bc depot import "$T/img/v10r2.bbi" >/dev/null && bc desired set acme-os 1.0 >/dev/null
+expect_exit 20 "scan, desired 1.0 but the depot's 1.0 is another build than the booted one: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "build differs: in service acme-os 1.0 (build b1.0) (booted from bank A), desired acme-os 1.0 (build b1.0-r2)" <<<"$OUT"
+bc depot remove acme-os 1.0 >/dev/null
+bc desired set acme-os 1.1 --live-patch-mode enforce >/dev/null
 incompat() { # VERSION DESC PATTERN (desired set fails for an image not in the depot: kept)
 	bc desired set acme-os "$1" >/dev/null 2>&1
 	expect_exit 22 "scan, desired $1: incompatible, exit 22 ($2)" bc scan
@@ -256,6 +196,17 @@ alone workloads "a --no-fsr workload no hook can restart" "cannot be suspended"
 mv "$T/hooks.d" "$root/etc/bootbank/livepatch.d"
 bc workload remove nofsr >/dev/null
 kill "$nofsr"; wait "$nofsr" 2>/dev/null
+bc desired clear >/dev/null
+alone "desired image" "no desired image is set" "no desired image is set (bankctl desired set)"
+check "  ... exit 24" test "$(cat "$T/pre.rc")" = 24
+bc desired set acme-os 1.1 --live-patch-mode enforce >/dev/null
+bc depot remove acme-os 1.1 >/dev/null
+alone depot "the desired image removed from the depot" "the desired image is not in the depot"
+bc depot import "$T/img/v11.bbi" >/dev/null
+bc rev add acme-os-1.1 "$T/src-v11/app.squashfs" --image acme-os --version 1.1 >/dev/null
+alone "revision room" "a revision of the new id from another file" "revision 'acme-os-1.1' exists and does not come from bank B"
+umount "$root/run/bootbank/rev/acme-os-1.1" && rmdir "$root/run/bootbank/rev/acme-os-1.1" &&
+	rm "$root/var/lib/bootbank/revisions/acme-os-1.1.json"
 
 # --- the verdict of each mode, live possible (1.1) and impossible (2.0) ----------------------
 verdict() { # VERSION MODE EXIT CHOSEN
@@ -292,7 +243,8 @@ if [ -n "$SO" ]; then
 	total=$(cat "$T/count" 2>/dev/null || echo 0)
 	[ "$(scan_state)" = compliant ] || failures+=("@0: not compliant after a remediate under the injector (exit $rc)")
 	bc livepatch rollback >/dev/null 2>&1
-	points=$(python3 -c "import sys; t=int(sys.argv[1]); print(' '.join(str(n) for n in sorted(set([1, 2, 3] + [max(1, t * k // 10) for k in range(1, 10)] + [t]))))" "$total")
+	points=$(crash_points "$total")
+	t0=$(date +%s%N)
 	for n in $points; do
 		LD_PRELOAD=$SO BK_CRASH_AT=$n bc remediate >/dev/null 2>&1
 		out=$(bc --wait recover 2>&1) || failures+=("@$n: recover: $out")
@@ -309,7 +261,7 @@ if [ -n "$SO" ]; then
 		bc livepatch rollback >/dev/null 2>&1 || failures+=("@$n: rollback to reset failed")
 	done
 	if [ ${#failures[@]} -eq 0 ] && [ "$total" -gt 10 ]; then
-		ok "remediate (live path) killed at $(wc -w <<<"$points") of its $total mutating calls ($points): recovered, scan tells the truth, a second remediate completes"
+		ok "remediate (live path) killed at $(wc -w <<<"$points") of its $total mutating calls (every ${STRIDE}th from $((OFFSET + 1)), $(elapsed "$t0" "$points")): recovered, scan tells the truth, a second remediate completes"
 	else
 		for f in "${failures[@]:0:10}"; do not_ok "live crash $f"; done
 		not_ok "live path crash loop: ${#failures[@]} failures over $total calls"
@@ -337,6 +289,10 @@ steps = [e["step"] for e in ev]
 sys.exit(0 if len(tasks) == 1 and "compliance scan" in steps and "switch-over" in steps and "compliance check" in steps else 1)' "$T/events.json" "$n0"
 expect_exit 0 "scan: compliant, exit 0" bc scan
 check "  ... live-patched, bank B boots next and holds it" grep -q "acme-os 1.1 (build b1.1) is in service (live-patched: revision 'acme-os-1.1' from bank B, booted bank A); bank B, which boots next, holds it" <<<"$OUT"
+bc depot remove acme-os 1.1 >/dev/null && bc depot import "$T/img/v11r2.bbi" >/dev/null
+expect_exit 20 "scan, the depot's 1.1 another build than the live-patched 1.1: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "build differs: in service acme-os 1.1 (build b1.1) (live-patched: revision 'acme-os-1.1' from bank B, booted bank A), desired acme-os 1.1 (build b1.1-r2)" <<<"$OUT"
+bc depot remove acme-os 1.1 >/dev/null && bc depot import "$T/img/v11.bbi" >/dev/null
 n0=$(nevents)
 expect_exit 0 "remediate again: nothing to do, exit 0" bc remediate
 check "  ... says so" grep -q "nothing to do" <<<"$OUT"
@@ -346,7 +302,7 @@ alone "alternate bank" "bank B holds the revision in service" "bank B holds the 
 
 # --- reboot into bank B, then the reboot path to 2.0 -----------------------------------------
 bc desired set acme-os 1.1 >/dev/null
-kill -9 "$reader"; wait "$reader" 2>/dev/null
+kill -9 "$reader"; wait "$reader" 2>/dev/null; reader=
 unmount_all
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 bc boot --simulate >/dev/null && bc mark-good >/dev/null && bc rev restore >/dev/null
@@ -364,7 +320,8 @@ if [ -n "$SO" ]; then
 	rc=$?
 	total=$(cat "$T/count" 2>/dev/null || echo 0)
 	[ "$rc" = 21 ] || failures+=("@0: exit $rc under the injector, not 21")
-	points=$(python3 -c "import sys; t=int(sys.argv[1]); print(' '.join(str(n) for n in sorted(set([1, 2, 3] + [max(1, t * k // 10) for k in range(1, 10)] + [t]))))" "$total")
+	points=$(crash_points "$total")
+	t0=$(date +%s%N)
 	v=2.1
 	for n in $points; do
 		bc desired set acme-os "$v" --live-patch-mode auto >/dev/null
@@ -398,7 +355,7 @@ EOF2
 		v=$([ "$v" = 2.1 ] && echo 2.0 || echo 2.1)
 	done
 	if [ ${#failures[@]} -eq 0 ] && [ "$total" -gt 10 ]; then
-		ok "remediate (reboot path) killed at $(wc -w <<<"$points") of its $total mutating calls ($points): recovered, scan tells the truth, a second remediate completes, bank B untouched"
+		ok "remediate (reboot path) killed at $(wc -w <<<"$points") of its $total mutating calls (every ${STRIDE}th from $((OFFSET + 1)), $(elapsed "$t0" "$points")): recovered, scan tells the truth, a second remediate completes, bank B untouched"
 	else
 		for f in "${failures[@]:0:10}"; do not_ok "reboot crash $f"; done
 		not_ok "reboot path crash loop: ${#failures[@]} failures over $total calls"
@@ -424,11 +381,17 @@ check "  ... ends with 'reboot required'" bash -c "tail -n1 <<<\"\$0\" | grep -q
 check "bank A boots next, 1.1 still in service" bash -c "test \"$(next_boot)\" = A && test \"$(rev_of_app)\" = acme-os-1.1"
 expect_exit 21 "scan: compliant-pending-reboot, exit 21" bc scan
 check "  ... staged and activated in bank A" grep -q "acme-os 2.0 (build b2.0) is staged and activated in bank A, which boots next" <<<"$OUT"
+bc depot remove acme-os 2.0 >/dev/null && bc depot import "$T/img/v20r2.bbi" >/dev/null
+expect_exit 20 "scan, the depot's 2.0 another build than the one staged in bank A: non-compliant, exit 20" bc scan
+check "  ... the reason names the build" grep -q "version differs: in service acme-os 1.1 (build b1.1) (booted from bank B), desired acme-os 2.0 (build b2.0-r2); bank A holds acme-os 2.0 (build b2.0), staged" <<<"$OUT"
+pre
+check "  ... precheck: bank A's 2.0 is not the desired image staged intact" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["reboot"]["staged_intact"] is False and d["reboot"]["possible"] else 1)' "$T/pre.json"
+bc depot remove acme-os 2.0 >/dev/null && bc depot import "$T/img/v20.bbi" >/dev/null
 expect_exit 21 "remediate again: nothing staged again, reboot required, exit 21" bc remediate
 check "  ... no stage step" bash -c "! grep -Eq '^  [0-9:.]{12}  stage ' <<<\"\$0\"" "$OUT"
 expect_exit 1 "remediate --reboot in a sandbox is refused" bc remediate --reboot
 check "  ... says why" grep -q "reboot refused: the root .* is a sandbox" <<<"$ERR"
-kill -9 "$reader"; wait "$reader" 2>/dev/null
+kill -9 "$reader"; wait "$reader" 2>/dev/null; reader=
 unmount_all
 find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 expect_exit 0 "boot --simulate boots bank A" bc boot --simulate
