@@ -15,7 +15,7 @@ description:
     assessment ran C(mark-good)), or fails after C(timeout) seconds.
   - Changes nothing; runs the same in check mode.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   timeout:
     description: Seconds to wait.
@@ -68,7 +68,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     start = time.time()
     while True:
-        _, st = run_json(module, ["status"])
+        st = run_json(module, ["status"])[1]
         boot = (st or {}).get("boot") or {}
         booted = boot.get("booted")
         state = ((boot.get("banks") or {}).get(booted) or {}).get("state") if booted else None

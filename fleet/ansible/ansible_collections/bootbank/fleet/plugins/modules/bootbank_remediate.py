@@ -20,7 +20,7 @@ description:
   - In check mode only the scan and the pre-check run (they change nothing); C(changed) says
     whether a remediation would be done.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   live_patch_mode:
     description: Override the desired state's live-patch mode for this run.
@@ -92,7 +92,7 @@ def main():
     mode = ["--live-patch-mode", module.params["live_patch_mode"]] \
         if module.params["live_patch_mode"] else []
     res = dict(changed=False, path=None, reboot_required=False, precheck=None, failed_checks=[])
-    _, scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))
+    scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))[1]
     res["scan_before"] = scan
     state = scan.get("state")
     res["outcome"] = state
