@@ -35,7 +35,8 @@ util-linux fdisk e2fsprogs dosfstools squashfs-tools erofs-utils openssl python3
 grub-common grub-emu
 libubootenv-tool u-boot-tools u-boot-qemu qemu-system-arm xxd systemd-boot strace
 scdoc man-db bash-completion
-ansible-core openssh-server openssh-client iproute2"
+ansible-core openssh-server openssh-client iproute2
+pylint yamllint python3-pycodestyle python3-voluptuous"
 
 # make check-boot only. The Debian kernel it boots is fetched with `apt-get download`
 # into build/check-boot (never installed on the host).

@@ -6,9 +6,19 @@
 # with the bootbank.fleet collection over SSH. Scenarios: --check changes nothing (sandbox
 # roots and disks hashed); a live-patch rollout (every host compliant, workloads keep their
 # pids, the DRS order); a second run changes nothing; a rollout whose third host fails its
-# pre-check stops there (hosts four and later untouched, the report names host and reason).
+# pre-check stops there (hosts four and later untouched, the report names host and reason);
+# the reboot path through Ansible's reboot module (each host's reboot command power-cycles its
+# sandbox: docs/fleet.md): a rollout whose second host's new bank fails its boot assessment
+# stops there, then a rollout that reboots every host into the other bank, assessed good.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
+# check DESC CMD...: as lib.sh's, but returns 1 on failure, so that "check ... || show RUN"
+# prints the failing run's log
+check() {
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else not_ok "$desc" && return 1; fi
+}
 B=${BK_BUILD:-build/cc}
 READER=$(realpath "$B/tests/tools/live-reader" 2>/dev/null) || bk_skip "no live-reader (make tests)"
 for t in ansible-playbook sshd ssh ssh-keygen ip nsenter openssl mksquashfs python3 losetup mkfs.ext4 findmnt; do
@@ -21,6 +31,10 @@ SSHD=$(command -v sshd)
 
 T=$(bk_tmp)
 chmod 755 "$T"
+# The hosts share this mount namespace; each workload has one of its own, a slave of this one:
+# when a host's reboot unmounts its banks and revisions here, the copies in the other hosts'
+# workloads go too (on real machines they never see them), so nothing keeps its banks busy.
+mount --bind "$T" "$T" && mount --make-rshared "$T" || bk_skip "cannot make '$T' a shared mount"
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 tag=bkfleet$$
 cg=$CGROOT/$tag
@@ -40,9 +54,12 @@ cleanup() {
 		for d in "$h"/root/run/bootbank/rev/* "$h"/root/run/bootbank/bank/*; do
 			[ -d "$d" ] && umount "$d" 2>/dev/null
 		done
+		# the host's processes: its sshd (restarted by its reboots), sessions, a boot in progress
+		for p in $(ip netns pids "$tag-n$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 		ip netns del "$tag-n$n" 2>/dev/null
 		ip link del "${tag}h$n" 2>/dev/null
 	done
+	umount -l "$T" 2>/dev/null
 	bk_cleanup
 }
 trap cleanup EXIT
@@ -69,6 +86,7 @@ EOF2
 bundle v10 1.0 '"0.9"' || bk_skip "cannot build bundles"
 bundle v11 1.1 '"1.0"'
 bundle v12 1.2 '"1.1"'
+bundle v20 2.0 '"0.1"' # not live-patchable from 1.x
 
 # --- the managed hosts: a sandbox, a loop disk, workloads, an sshd in a netns ---------------
 ssh-keygen -q -t ed25519 -N '' -f "$T/id_control" || bk_skip "ssh-keygen failed"
@@ -80,7 +98,7 @@ start_reader() {
 	rm -f "$h/stats-$2"
 	(
 		echo "$BASHPID" >"$cg/n$1-$2/cgroup.procs"
-		exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
+		exec unshare -m --propagation slave sh -c 'mount --bind "$1" "$2" && exec "$3" "$2" 4 "$4" 200' \
 			_ "$h/root/run/bootbank/current" "$h/view-$2" "$READER" "$h/stats-$2"
 	) &
 	r=$!
@@ -102,6 +120,68 @@ node() { # N WORKLOADS
 		"$BANKCTL" --root "$root" mark-good >/dev/null &&
 		"$BANKCTL" --root "$root" rev restore >/dev/null || return 1
 	for w in $(seq 1 "$2"); do start_reader "$n" "app$w" || return 1; done
+	# the boot assessment's required check: the application takes a second to come up
+	mkdir -p "$root/etc/bootbank/health.d/required.d"
+	printf '#!/bin/sh\nsleep 1\necho app is up\n' >"$root/etc/bootbank/health.d/required.d/10-app"
+	chmod 755 "$root/etc/bootbank/health.d/required.d/10-app"
+	cat /proc/sys/kernel/random/uuid >"$h/boot_id"
+	# The host's reboot (the reboot module's reboot_command here): its power cycle, detached,
+	# so that the command returns as shutdown -r does. The power cycle (boot [DELAY]): every
+	# process of the host killed (its network namespace: sshd, the sessions; its workloads'
+	# cgroups), the sandbox's mounts gone and run/bootbank emptied (a tmpfs at boot); then the
+	# loader (boot --simulate), bootbank-rev-restore.service (rev restore), a new boot id (the
+	# reboot module's boot_time_command reads it), sshd; then bootbank-assess.service on a
+	# trial boot, and when that marks the bank bad, the reboot into the other bank it makes
+	# on a real host (never under --root).
+	cat >"$h/boot" <<EOF2
+#!/bin/bash
+set -u
+ns=$tag-n$n h=$h root=$root bankctl=$BANKCTL sshd=$SSHD cgs=$cg/n$n-
+EOF2
+	cat >>"$h/boot" <<'EOF2'
+bc() { "$bankctl" --root "$root" "$@"; }
+down() {
+	local p c d
+	# as at a shutdown: SIGTERM (exit traps run: a shell's lock files go), then SIGKILL
+	for p in $(ip netns pids "$ns"); do [ "$p" = $$ ] || kill "$p" 2>/dev/null; done
+	for _ in $(seq 1 20); do [ "$(ip netns pids "$ns" | grep -vxc "$$")" = 0 ] && break; sleep 0.1; done
+	for p in $(ip netns pids "$ns"); do [ "$p" = $$ ] || kill -9 "$p" 2>/dev/null; done
+	for c in "$cgs"*/; do [ -e "$c/cgroup.kill" ] && echo 1 >"$c/cgroup.kill"; done
+	for _ in $(seq 1 50); do [ -z "$(cat "$cgs"*/cgroup.procs 2>/dev/null)" ] && break; sleep 0.1; done
+	# (a workload's mount namespace, gone with it, releases its mounts a moment later)
+	for d in "$root"/run/bootbank/rev/* "$root"/run/bootbank/bank/*; do
+		for _ in $(seq 1 100); do mountpoint -q "$d" && ! umount "$d" 2>/dev/null || break; sleep 0.1; done
+		if mountpoint -q "$d"; then
+			echo "still mounted after 10 s: $d"
+			losetup -l -O NAME,BACK-FILE,AUTOCLEAR | grep -F "$root"
+			for p in $(grep -l -F " $d " /proc/[0-9]*/mountinfo 2>/dev/null | cut -d/ -f3); do
+				echo "  in the mount namespace of $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)"
+			done | sort -u | head
+			return 1
+		fi
+	done
+	find "$root/run/bootbank" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
+}
+up() {
+	bc boot --simulate && bc rev restore || return 1
+	cat /proc/sys/kernel/random/uuid >"$h/boot_id"
+	"$sshd" -D -e -f "$h/ssh/sshd_config" </dev/null 2>>"$h/ssh/sshd.log" &
+}
+next_is_other() {
+	bc --json status | python3 -c 'import json, sys; b = json.load(sys.stdin)["boot"]; sys.exit(b["booted"]["bank"] == b["next_boot"]["bank"])'
+}
+echo "boot $(date +%T.%N)"
+sleep "${1:-0}"
+down && up || exit 1
+if bc assess --is-trial >/dev/null; then
+	if ! bc assess && next_is_other; then
+		echo "boot $(date +%T.%N) (the assessment failed: back to the other bank)"
+		down && up || exit 1
+	fi
+fi
+EOF2
+	printf '#!/bin/sh\nsetsid -f bash %s 1 </dev/null >>%s 2>&1\n' "$h/boot" "$h/boot.log" >"$h/reboot"
+	chmod 755 "$h/boot" "$h/reboot"
 	# the network: a veth pair, $net.N.1 here, $net.N.2 in the host's namespace
 	ip netns add "$tag-n$n" || return 1
 	ip link add "${tag}h$n" type veth peer name eth0 netns "$tag-n$n" || return 1
@@ -143,7 +223,7 @@ ok "4 managed hosts set up in $(python3 -c "import sys; print('%.1f' % (float(sy
 mkdir -p "$T/ctl"
 cat >"$T/ctl/inventory.ini" <<EOF2
 [bootbank]
-$(for n in 4 3 1 2; do echo "node$n ansible_host=$net.$n.2 bootbank_root=$T/node$n/root"; done)
+$(for n in 4 3 1 2; do echo "node$n ansible_host=$net.$n.2 bootbank_root=$T/node$n/root bootbank_reboot_command=$T/node$n/reboot bootbank_boot_time_command='cat $T/node$n/boot_id'"; done)
 
 [bootbank:vars]
 ansible_user=root
@@ -152,7 +232,6 @@ ansible_ssh_private_key_file=$T/id_control
 ansible_ssh_common_args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
 bootbank_bankctl=$BANKCTL
 bootbank_controller_bankctl=$BANKCTL
-bootbank_sandbox_reboot=true
 bootbank_image_name=acme-os
 
 [local]
@@ -189,7 +268,11 @@ order() { # RUN: the hosts in the order the rollout took them
 	grep -o '^TASK \[Facts\]\|^ok: \[node[0-9]\]\|^changed: \[node[0-9]\]\|^fatal: \[node[0-9]\]' "$T/ctl/$1.log" |
 		awk '/TASK \[Facts\]/{t=1; next} t && /node/{gsub(/.*\[|\]/, ""); print; t=0}' | tr '\n' ' ' | sed 's/ $//'
 }
-show() { sed 's/^/#   /' "$T/ctl/$1.log" | tail -n 60; }
+show() { # RUN: the end of its log, and the hosts' boot logs
+	local n
+	sed 's/^/#   /' "$T/ctl/$1.log" | tail -n 60
+	for n in $(seq 1 $NHOSTS); do [ -s "$T/node$n/boot.log" ] && sed "s/^/#   node$n boot: /" "$T/node$n/boot.log" | tail -n 20; done
+}
 hash_all() { # the sandbox roots (files, links) and the disks of every host
 	local n
 	for n in $(seq 1 $NHOSTS); do
@@ -260,6 +343,74 @@ for n in 1 2 3 4; do
 done
 check "  ... the summary says 'unchanged' for each" test "$(grep -c ' unchanged$' "$T/ctl/again.report")" = 4
 
+# --- the reboot path --------------------------------------------------------------------
+bootst() { # N: "BOOTED-BANK STATE BANK-A-STATE BANK-B-STATE IN-SERVICE-VERSION" of node N
+	bc "$1" --json status | python3 -c 'import json, sys; b = json.load(sys.stdin)["boot"]; k = b["booted"]["bank"]; print(k, b["banks"][k]["state"], b["banks"]["A"]["state"], b["banks"]["B"]["state"])'
+}
+inservice() { bc "$1" scan --json | python3 -c 'import json, sys; print((json.load(sys.stdin)["in_service"] or "? ?").split(" ")[1])'; }
+hash_node() { (cd "$T/node$1/root" && find . -type f ! -path ./run/bootbank/lock -print0 | sort -z | xargs -0 sha256sum; sha256sum <"$T/node$1/disk.img") | sha256sum; }
+wait_ssh() { # N: until node N's sshd answers (10 s at most)
+	for _ in $(seq 1 50); do
+		ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+			-o BatchMode=yes -o ConnectTimeout=2 "root@$net.$1.2" true && return 0
+		sleep 0.2
+	done
+	return 1
+}
+steps() { # RUN: the hosts on which the reboot and the assessment ran, in order ("R:node1 A:node1 ...")
+	awk '/^TASK \[Reboot \(the reboot path\)\]/{t="R"; next} /^TASK \[Wait until the booted bank is assessed good\]/{t="A"; next}
+		/^TASK /{t=""} t && /^(ok|changed|fatal): \[node[0-9]\]/{h=$2; gsub(/[\[\]:]/, "", h); printf "%s:%s ", t, h}' "$T/ctl/$1.log" | sed 's/ $//'
+}
+# Every host rebooted since its live patch (its power cycle run by hand): bank B, which the live
+# patch activated, boots, is assessed good, serves 1.1; the workloads stopped, as at a reboot.
+for n in 1 2 3 4; do
+	id0=$(cat "$T/node$n/boot_id")
+	nsenter --net="/run/netns/$tag-n$n" bash "$T/node$n/boot" 0 >>"$T/node$n/boot.log" 2>&1
+	check "node$n power-cycled: bank B booted and assessed good, 1.1 in service, a new boot id, sshd back" \
+		bash -c "test '$(bootst $n)' = 'B good good good' && test '$(inservice $n)' = 1.1 && test '$(cat "$T/node$n/boot_id")' != '$id0' && test -z '$(cat "$cg"/n$n-*/cgroup.procs)'" || sed 's/^/#   /' "$T/node$n/boot.log"
+	wait_ssh "$n" || not_ok "node$n: sshd did not come back"
+done
+# node2's application does not come up on the new bank: its boot assessment fails.
+printf '#!/bin/sh\necho "app did not come up"\nexit 1\n' >"$T/node2/root/etc/bootbank/health.d/required.d/50-app"
+chmod 755 "$T/node2/root/etc/bootbank/health.d/required.d/50-app"
+sync
+h3=$(hash_node 3) h4=$(hash_node 4)
+for n in 1 2; do id0[n]=$(cat "$T/node$n/boot_id"); done
+play rbstop 1.2 -e bootbank_live_patch_mode=disable
+check "reboot path, node2's new bank fails its assessment: ansible-playbook fails (exit $RC, ${SECS} s)" test "$RC" != 0 || show rbstop
+check "  ... the order node1 node2 (reboot path for all, fewest workloads, the name), then stopped" test "$(order rbstop)" = "node1 node2"
+check "  ... node1 rebooted by the reboot module and assessed good before node2 was taken, node2 rebooted, not assessed good" \
+	test "$(steps rbstop)" = "R:node1 A:node1 R:node2 A:node2"
+check "  ... node1: 1.2 in service from bank A (the other bank), assessed good, compliant, a new boot id" \
+	bash -c "test '$(bootst 1)' = 'A good good good' && test '$(inservice 1)' = 1.2 && test '$(scan_state 1)' = compliant && test '$(cat "$T/node1/boot_id")' != '${id0[1]}'"
+check "  ... node2: bank A marked bad by the assessment, fell back to bank B (1.1), non-compliant" \
+	bash -c "test '$(bootst 2)' = 'B good bad good' && test '$(inservice 2)' = 1.1 && test '$(scan_state 2)' = non-compliant && test \$(grep -c '^boot ' '$T/node2/boot.log') = 3"
+sync
+check "  ... node3 and node4 untouched (roots and disks hashed before and after)" \
+	test "$(hash_node 3) $(hash_node 4)" = "$h3 $h4"
+check "  ... the report names node2 and the failed assessment" \
+	grep -q "^node2 .*FAILED at '[^']*': booted bank B, not A (A is bad: health check '50-app' failed" "$T/ctl/rbstop.report"
+check "  ... node3 and node4 'not taken'" test "$(grep -c '^node[34] .*not taken' "$T/ctl/rbstop.report")" = 2
+cp "$T/ctl/rbstop.report" "$T/rbstop.report.keep"
+
+# node2's application fixed; 2.0 cannot be live-patched from 1.x: auto takes the reboot path.
+rm "$T/node2/root/etc/bootbank/health.d/required.d/50-app"
+for n in 1 2 3 4; do b0[n]=$(bootst $n | cut -d' ' -f1) id0[n]=$(cat "$T/node$n/boot_id"); done
+play reboot 2.0
+check "reboot-path rollout of 2.0 (live-patch mode auto, no live-patch base): exits 0 (${SECS} s)" test "$RC" = 0 || show reboot
+check "  ... each host rebooted by the reboot module, then assessed good, before the next" \
+	test "$(steps reboot)" = "R:node1 A:node1 R:node2 A:node2 R:node3 A:node3 R:node4 A:node4"
+for n in 1 2 3 4; do
+	other=A && [ "${b0[n]}" = A ] && other=B
+	check "  ... node$n: 2.0 in service from bank $other (the other bank), assessed good, compliant, a new boot id" \
+		bash -c "test '$(bootst $n | cut -d' ' -f1,2)' = '$other good' && test '$(inservice $n)' = 2.0 && test '$(scan_state $n)' = compliant && test '$(cat "$T/node$n/boot_id")' != '${id0[n]}'"
+done
+check "  ... the summary: 4 of 4 compliant, each 'remediated (reboot path)'" bash -c "grep -q '^4 of 4 hosts compliant' '$T/ctl/reboot.report' && test \$(grep -c '^node[1-4] .*remediated (reboot path)' '$T/ctl/reboot.report') = 4"
+
+echo "# reboot-path rollout report:"
+sed 's/^/#   /' "$T/ctl/reboot.report"
+echo "# stopped reboot-path rollout report:"
+sed 's/^/#   /' "$T/rbstop.report.keep"
 echo "# live rollout report:"
 sed 's/^/#   /' "$T/live.report.keep"
 echo "# stopped rollout report:"

@@ -108,17 +108,72 @@ class Remediate(ModuleCase):
         self.assertEqual(calls, ["scan", "precheck", "remediate"])
 
     def test_reboot_path(self):
-        res, _ = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
-                                                        "precheck": PRE_OK,
-                                                        "remediate": REM_REBOOT})
+        res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("non-compliant", 20),
+                                                            "precheck": PRE_OK,
+                                                            "remediate": REM_REBOOT,
+                                                            "status": STATUS("A", "A=good B=trying",
+                                                                             next_bank="B")})
         self.assertTrue(res["changed"])
         self.assertTrue(res["reboot_required"])
         self.assertEqual(res["path"], "reboot")
+        self.assertEqual(res["next_bank"], "B")
+        self.assertEqual(calls, ["scan", "precheck", "remediate", "status"])
+
+    def test_pending_reboot_names_the_bank(self):
+        scan = SCAN("compliant-pending-reboot", 21)
+        scan[1]["next"] = "B"
+        res, calls = self.run_module("bootbank_remediate", {"scan": scan})
+        self.assertEqual(res["next_bank"], "B")
+        self.assertEqual(calls, ["scan"])
 
     def test_incompatible_fails_before_the_precheck(self):
         res, calls = self.run_module("bootbank_remediate", {"scan": SCAN("incompatible", 22)})
         self.assertTrue(res.get("failed"))
         self.assertEqual(calls, ["scan"])
+
+
+def STATUS(booted, banks, next_bank=None, reason=None):
+    """bankctl status --json as it is: boot.booted is an object, each bank a state."""
+    states = dict(b.split("=") for b in banks.split())
+    return [0, {"boot": {"booted": {"bank": booted, "reason": "primary"},
+                         "next_boot": {"bank": next_bank or booted},
+                         "banks": {k: {"state": v, "bad_reason": reason if v == "bad" else None}
+                                   for k, v in states.items()}},
+                "assessment": {"action": "marked-bad", "reason": reason} if reason else None}]
+
+
+class Assess(ModuleCase):
+    def test_good_is_done(self):
+        res, calls = self.run_module("bootbank_assess", {"status": STATUS("B", "A=good B=good")},
+                                     bank="B", timeout=5)
+        self.assertFalse(res.get("failed"), res)
+        self.assertFalse(res["changed"])
+        self.assertEqual((res["booted"], res["state"]), ("B", "good"))
+        self.assertEqual(calls, ["status"])
+
+    def test_marked_bad_fails_at_once_with_the_reason(self):
+        res, calls = self.run_module("bootbank_assess",
+                                     {"status": STATUS("B", "A=good B=bad", reason="health check '50-app' failed")},
+                                     bank="B", timeout=30, delay=0.1)
+        self.assertTrue(res.get("failed"))
+        self.assertIn("bank B was marked bad by the boot assessment: health check '50-app' failed",
+                      res["msg"])
+        self.assertEqual(calls, ["status"])
+
+    def test_fallen_back_to_the_other_bank_fails(self):
+        res, calls = self.run_module("bootbank_assess",
+                                     {"status": STATUS("A", "A=good B=bad", reason="health check '50-app' failed")},
+                                     bank="B", timeout=30)
+        self.assertTrue(res.get("failed"))
+        self.assertIn("booted bank A, not B (B is bad: health check '50-app' failed)", res["msg"])
+        self.assertEqual(calls, ["status"])
+
+    def test_trying_waits_then_times_out(self):
+        res, calls = self.run_module("bootbank_assess", {"status": STATUS("B", "A=good B=trying")},
+                                     bank="B", timeout=1, delay=0.2)
+        self.assertTrue(res.get("failed"))
+        self.assertIn("bank B is trying, not good, after 1 s", res["msg"])
+        self.assertGreater(len(calls), 2)
 
 
 class Desired(ModuleCase):

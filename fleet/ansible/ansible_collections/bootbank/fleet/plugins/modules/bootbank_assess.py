@@ -12,11 +12,22 @@ module: bootbank_assess
 short_description: Wait until the booted bank of a bootbank host is assessed good
 description:
   - Polls C(bankctl status --json) until the booted bank's boot state is C(good) (the boot
-    assessment ran C(mark-good)), or fails after C(timeout) seconds.
+    assessment ran C(mark-good)), or fails after C(timeout) seconds while it is still on
+    trial.
+  - Fails at once when the booted bank was marked C(bad) (the assessment failed; a real host
+    then reboots into the other bank), or when the booted bank is not C(bank) (the host fell
+    back to the other bank), with the bad bank's reason.
   - Changes nothing; runs the same in check mode.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
+  bank:
+    description:
+      - The bank the host must have booted (C(A) or C(B)); the one a reboot-path remediation
+        activated (C(next_bank) of M(bootbank.fleet.bootbank_remediate)). Any booted bank
+        when omitted.
+    type: str
+    choices: [A, B]
   timeout:
     description: Seconds to wait.
     type: int
@@ -35,8 +46,9 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Wait for the boot assessment
+- name: Wait for the boot assessment of the bank the remediation activated
   bootbank.fleet.bootbank_assess:
+    bank: "{{ remediation.next_bank }}"
     timeout: 600
 """
 
@@ -46,7 +58,11 @@ booted:
   returned: always
   type: str
 state:
-  description: Its boot state at the end.
+  description: Its boot state at the end (C(good), C(trying), C(bad)...).
+  returned: always
+  type: str
+bad_reason:
+  description: Why the expected (or booted) bank is bad, when it is.
   returned: always
   type: str
 waited:
@@ -62,22 +78,46 @@ from ansible_collections.bootbank.fleet.plugins.module_utils.bankctl import (
     COMMON_ARGS, run_json)
 
 
+def booted_bank(boot):
+    """The booted bank of status --json's "boot" object ("booted": {"bank": ...})."""
+    booted = boot.get("booted")
+    if isinstance(booted, dict):
+        return booted.get("bank")
+    return booted
+
+
 def main():
     spec = dict(COMMON_ARGS)
-    spec.update(timeout=dict(type="int", default=300), delay=dict(type="float", default=2))
+    spec.update(bank=dict(type="str", choices=["A", "B"]),
+                timeout=dict(type="int", default=300), delay=dict(type="float", default=2))
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    want = module.params["bank"]
     start = time.time()
     while True:
-        _, st = run_json(module, ["status"])
+        st = run_json(module, ["status"])[1]
         boot = (st or {}).get("boot") or {}
-        booted = boot.get("booted")
-        state = ((boot.get("banks") or {}).get(booted) or {}).get("state") if booted else None
+        banks = boot.get("banks") or {}
+        booted = booted_bank(boot)
+        state = (banks.get(booted) or {}).get("state") if booted else None
         waited = time.time() - start
+        res = dict(changed=False, booted=booted, state=state, waited=waited, bad_reason=None)
+        if want and booted and booted != want:
+            other = banks.get(want) or {}
+            res["bad_reason"] = other.get("bad_reason")
+            why = other.get("state") or "unknown"
+            if other.get("bad_reason"):
+                why += ": " + other["bad_reason"]
+            module.fail_json(msg="booted bank %s, not %s (%s is %s): the host fell back"
+                             % (booted, want, want, why), **res)
         if state == "good":
-            module.exit_json(changed=False, booted=booted, state=state, waited=waited)
+            module.exit_json(**res)
+        if state == "bad":
+            res["bad_reason"] = (banks.get(booted) or {}).get("bad_reason")
+            module.fail_json(msg="bank %s was marked bad by the boot assessment: %s"
+                             % (booted, res["bad_reason"] or "no reason recorded"), **res)
         if waited >= module.params["timeout"]:
             module.fail_json(msg="bank %s is %s, not good, after %d s" % (booted, state, waited),
-                             booted=booted, state=state, waited=waited)
+                             **res)
         time.sleep(module.params["delay"])
 
 

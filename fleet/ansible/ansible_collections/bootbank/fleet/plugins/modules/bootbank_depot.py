@@ -17,7 +17,7 @@ description:
   - Idempotent; nothing is copied when the depot holds the image. In check mode nothing is
     copied nor imported; C(changed) says whether it would be.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   name:
     description: Image name.
@@ -71,7 +71,7 @@ from ansible_collections.bootbank.fleet.plugins.module_utils.bankctl import (
 
 
 def lookup(module):
-    _, depot = run_json(module, ["depot", "list"])
+    depot = run_json(module, ["depot", "list"])[1]
     for e in depot or []:
         if e.get("name") == module.params["name"] and e.get("version") == module.params["version"]:
             return e

@@ -16,7 +16,7 @@ description:
   - Idempotent; reports C(changed) only when the desired image or mode differs. In check mode
     it compares and reports, and writes nothing.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   name:
     description: Image name (the bundle's C(name)). Required with C(state=present).
@@ -79,7 +79,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
                            required_if=[("state", "present", ("name", "version"))])
     p = module.params
-    _, before = run_json(module, ["desired", "show"])
+    before = run_json(module, ["desired", "show"])[1]
     if p["state"] == "absent":
         if before is None:
             module.exit_json(changed=False, desired=None, previous=None)
@@ -93,7 +93,7 @@ def main():
         module.exit_json(changed=True, desired=want, previous=before)
     run(module, ["desired", "set", p["name"], p["version"], "--live-patch-mode",
                  p["live_patch_mode"]])
-    _, after = run_json(module, ["desired", "show"])
+    after = run_json(module, ["desired", "show"])[1]
     module.exit_json(changed=True, desired=after, previous=before)
 
 

@@ -15,7 +15,7 @@ description:
     C(depot list) on the managed host and returns them as the fact C(bootbank).
   - Changes nothing; runs the same in check mode.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   root:
     description: Sandbox root passed to bankctl as C(--root) (for tests); unset on real hosts.
@@ -97,11 +97,11 @@ from ansible_collections.bootbank.fleet.plugins.module_utils.bankctl import (
 
 
 def gather(module):
-    _, status = run_json(module, ["status"])
-    _, scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))
-    _, desired = run_json(module, ["desired", "show"])
-    _, workloads = run_json(module, ["workload", "list"])
-    _, depot = run_json(module, ["depot", "list"])
+    status = run_json(module, ["status"])[1]
+    scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))[1]
+    desired = run_json(module, ["desired", "show"])[1]
+    workloads = run_json(module, ["workload", "list"])[1]
+    depot = run_json(module, ["depot", "list"])[1]
     status = status or {}
     scan = scan or {}
     boot = status.get("boot") or {}

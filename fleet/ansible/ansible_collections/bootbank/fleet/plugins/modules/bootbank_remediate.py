@@ -20,7 +20,7 @@ description:
   - In check mode only the scan and the pre-check run (they change nothing); C(changed) says
     whether a remediation would be done.
 version_added: "0.1.0"
-author: bootbank developers
+author: bootbank developers (!UNKNOWN)
 options:
   live_patch_mode:
     description: Override the desired state's live-patch mode for this run.
@@ -43,6 +43,11 @@ EXAMPLES = r"""
 - name: Reboot when the reboot path was taken
   ansible.builtin.reboot:
   when: remediation.reboot_required
+
+- name: Wait until the new bank is assessed good
+  bootbank.fleet.bootbank_assess:
+    bank: "{{ remediation.next_bank }}"
+  when: remediation.reboot_required
 """
 
 RETURN = r"""
@@ -54,6 +59,10 @@ reboot_required:
   description: The host must reboot into the activated bank to be compliant.
   returned: always
   type: bool
+next_bank:
+  description: The bank the next boot takes (the one the reboot path activated), for M(bootbank.fleet.bootbank_assess)'s C(bank).
+  returned: when reboot_required
+  type: str
 outcome:
   description: The remediation's outcome (e.g. compliant, reboot required), or the scan state when nothing ran.
   returned: always
@@ -85,6 +94,12 @@ from ansible_collections.bootbank.fleet.plugins.module_utils.bankctl import (
     COMMON_ARGS, failing_checks, run_json, run_json_lines)
 
 
+def next_bank(module):
+    """The bank the next boot takes (status --json: boot.next_boot.bank)."""
+    st = run_json(module, ["status"])[1]
+    return (((st or {}).get("boot") or {}).get("next_boot") or {}).get("bank")
+
+
 def main():
     spec = dict(COMMON_ARGS)
     spec.update(live_patch_mode=dict(type="str", choices=["disable", "auto", "enforce"]))
@@ -92,14 +107,14 @@ def main():
     mode = ["--live-patch-mode", module.params["live_patch_mode"]] \
         if module.params["live_patch_mode"] else []
     res = dict(changed=False, path=None, reboot_required=False, precheck=None, failed_checks=[])
-    _, scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))
+    scan = run_json(module, ["scan"], ok_rcs=(0, 20, 21, 22, 23))[1]
     res["scan_before"] = scan
     state = scan.get("state")
     res["outcome"] = state
     if state == "compliant":
         module.exit_json(**res)
     if state == "compliant-pending-reboot":
-        res.update(path="reboot", reboot_required=True)
+        res.update(path="reboot", reboot_required=True, next_bank=scan.get("next"))
         module.exit_json(**res)
     if state in ("incompatible", "unknown"):
         module.fail_json(msg="%s: %s" % (state, scan.get("reason")), **res)
@@ -125,7 +140,7 @@ def main():
         res["outcome"] = result.get("outcome")
         res["path"] = result.get("path") or res["path"]
     if rc == 21:
-        res["reboot_required"] = True
+        res.update(reboot_required=True, next_bank=next_bank(module))
         module.exit_json(**res)
     if rc != 0:
         msg = (result or {}).get("error") or err.strip() or "exit %d" % rc
