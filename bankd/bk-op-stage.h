@@ -14,6 +14,7 @@
 
 #include "bk-bank.h"
 #include "bk-cms.h"
+#include "bk-op-etc.h"
 #include "bk-op.h"
 
 /* The directory of the banks' content record copies, beneath the state directory. */
@@ -52,7 +53,8 @@ struct bk_op_stage_result {
 	uint64_t bytes;
 	double seconds;
 	bool activated;
-	struct bk_boot_data d; /* the boot state after */
+	struct bk_boot_data d;	    /* the boot state after */
+	struct bk_op_etc_carry etc; /* the booted bank's /etc layer carried into the new bank's */
 };
 
 /*
@@ -65,8 +67,8 @@ int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 void bk_op_stage_result_release(struct bk_op_stage_result *res);
 
 /*
- * {"bank", "why", "image", "bytes", "seconds", "activated", "boot"}: the result `stage --json`
- * prints (with "event": "result", "ok": true added). NULL on ENOMEM.
+ * {"bank", "why", "image", "bytes", "seconds", "activated", "boot", "etc"}: the result `stage
+ * --json` prints (with "event": "result", "ok": true added). NULL on ENOMEM.
  */
 struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *res);
 
