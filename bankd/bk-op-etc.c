@@ -419,11 +419,11 @@ static int carry(struct bk_op_ctx *ctx, int layers, enum bk_bank_id from, enum b
 	return 0;
 }
 
-int bk_op_etc_carry(struct bk_op_ctx *ctx, enum bk_bank_id from, enum bk_bank_id to, int bank_dfd,
+int bk_op_etc_carry(struct bk_op_ctx *ctx, enum bk_bank_id from, enum bk_bank_id to, int bundle_fd,
 		    const struct bk_manifest *m, const struct bk_bank_record *rec,
 		    struct bk_op_etc_carry *c, struct bk_err *err)
 {
-	_cleanup_close_ int layers = -EBADF, upper = -EBADF, pfd = -EBADF, mnt_dfd = -EBADF;
+	_cleanup_close_ int layers = -EBADF, upper = -EBADF, mnt_dfd = -EBADF;
 	_cleanup_free_ char *mnt = NULL;
 	_cleanup_free_ struct walk *w = NULL;
 	const struct bk_payload *p;
@@ -474,12 +474,13 @@ int bk_op_etc_carry(struct bk_op_ctx *ctx, enum bk_bank_id from, enum bk_bank_id
 		r = bk_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	pfd = openat(bank_dfd, p->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (pfd < 0) {
-		r = bk_err_set(err, -errno, "cannot open the rootfs payload '%s': %m", p->name);
-		goto out;
-	}
-	r = bk_mount_loop_fd(pfd, 0, 0, bk_payload_fs_to_string(p->fs), mnt, err);
+	/*
+	 * From the bundle (its bytes were hashed as they were written), not from the bank: a
+	 * loop device lets go of its file only after the unmount, and the bank is unmounted
+	 * right after this (it would still be busy).
+	 */
+	r = bk_mount_loop_fd(bundle_fd, p->offset, p->size, bk_payload_fs_to_string(p->fs), mnt,
+			     err);
 	if (r < 0) {
 		(void) bk_err_prefix(err, "cannot mount the rootfs payload '%s'", p->name);
 		goto out;

@@ -38,8 +38,9 @@ void bk_op_etc_carry_release(struct bk_op_etc_carry *c);
 
 /*
  * Carry the layer of bank from into bank to's layer (replacing it), for the image m just
- * written into the bank open at bank_dfd (its rootfs payload is mounted read-only at
- * ROOT/BK_OP_ETC_NEW_ROOTFS for the comparison, in the process's private namespace). The new
+ * written into bank to from the verified bundle open at bundle_fd (its rootfs payload is
+ * mounted read-only from the bundle at ROOT/BK_OP_ETC_NEW_ROOTFS for the comparison, in the
+ * process's private namespace, and unmounted again). The new
  * layer is built beside the old one ("<TO>.new"), synced, and renamed in place with its image
  * file (the manifest digest, as hex) that the initramfs compares with bank.json: a layer
  * whose image matches is used as it is at the first boot. No layer of the booted bank (no
@@ -47,7 +48,7 @@ void bk_op_etc_carry_release(struct bk_op_etc_carry *c);
  * 0 with c->done and c->tried false and c->skipped set. Returns 0 or -errno with err (c->tried
  * set); a partial new layer is removed.
  */
-int bk_op_etc_carry(struct bk_op_ctx *ctx, enum bk_bank_id from, enum bk_bank_id to, int bank_dfd,
+int bk_op_etc_carry(struct bk_op_ctx *ctx, enum bk_bank_id from, enum bk_bank_id to, int bundle_fd,
 		    const struct bk_manifest *m, const struct bk_bank_record *rec,
 		    struct bk_op_etc_carry *c, struct bk_err *err);
 

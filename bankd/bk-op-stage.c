@@ -396,8 +396,8 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	 * the new bank without a layer made for its image, which its first boot then carries.
 	 */
 	if (booted_r == 0) {
-		r = bk_op_etc_carry(ctx, booted.bank, res->bank, bank_dfd, m, res->record,
-				    &res->etc, err);
+		r = bk_op_etc_carry(ctx, booted.bank, res->bank, bk_bundle_get_fd(b), m,
+				    res->record, &res->etc, err);
 		if (r < 0) {
 			bk_op_log(ctx, LOG_WARNING,
 				  "cannot carry bank %s's /etc layer forward: %s; bank %s's first "
