@@ -155,6 +155,18 @@ static void print_text(const struct bk_op_stage_result *res)
 		printf("  bank %s is staged, not activated: 'bankctl activate %s' lets the loader "
 		       "try it\n",
 		       bk_bank_id_to_string(res->bank), bk_bank_id_to_string(res->bank));
+	if (res->etc.done) {
+		printf("  /etc: bank %s's layer carried forward into bank %s's (%zu %s)\n",
+		       bk_bank_id_to_string(res->etc.from), bk_bank_id_to_string(res->bank),
+		       res->etc.n_entries, res->etc.n_entries == 1 ? "entry" : "entries");
+		for (size_t i = 0; i < res->etc.n_conflicts; i++)
+			printf("  /etc conflict: %s: changed locally and by the new image; the "
+			       "local version is kept\n",
+			       res->etc.conflicts[i]);
+	} else if (res->etc.tried) {
+		printf("  /etc: not carried forward (%s): bank %s's first boot carries it\n",
+		       res->etc.skipped, bk_bank_id_to_string(res->bank));
+	}
 	bankctl_print_next(&res->d.state);
 }
 

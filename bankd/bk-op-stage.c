@@ -527,6 +527,24 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	res->seconds = (double) (now_ns() - t0) / 1e9;
 	for (size_t i = 0; i < m->n_payloads; i++)
 		res->bytes += m->payloads[i].size;
+	/*
+	 * The booted bank's /etc layer into the new bank's (docs/initramfs.md): a failure leaves
+	 * the new bank without a layer made for its image, which its first boot then carries.
+	 */
+	if (booted_r == 0) {
+		r = bk_op_etc_carry(ctx, booted.bank, res->bank, bk_bundle_get_fd(b), m,
+				    res->record, &res->etc, err);
+		if (r < 0) {
+			bk_op_log(ctx, LOG_WARNING,
+				  "cannot carry bank %s's /etc layer forward: %s; bank %s's first "
+				  "boot carries it",
+				  bk_bank_id_to_string(booted.bank), err->msg,
+				  bk_bank_id_to_string(res->bank));
+			bk_err_clear(err);
+		}
+	} else {
+		(void) snprintf(res->etc.skipped, sizeof(res->etc.skipped), "no bank is booted");
+	}
 	(void) close(TAKE_FD(bank_dfd));
 	r = bk_op_umount_part(ctx, bk_part_id_from_bank(res->bank), err);
 	if (r < 0)
@@ -554,6 +572,34 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	return 0;
 }
 
+/* The carry-forward as events of the stage: a summary, and a warning for each conflict. */
+static void record_etc_carry(struct bk_op_ctx *ctx, const struct bk_op_stage_result *res)
+{
+	const struct bk_op_etc_carry *c = &res->etc;
+	struct bk_op_task t;
+	uint64_t now = bk_op_realtime_ns();
+
+	bk_op_task_init(&t, ctx, "stage", true);
+	if (!c->done)
+		bk_op_task_step(&t, "etc carry-forward", -EIO, NULL, now, 0,
+				"bank %s's /etc layer not carried into bank %s: %s; its first boot "
+				"carries it",
+				bk_bank_id_to_string(c->from), bk_bank_id_to_string(res->bank),
+				c->skipped);
+	else
+		bk_op_task_step(&t, "etc carry-forward", 0, NULL, now, 0,
+				"bank %s's /etc layer carried into bank %s: %zu %s, %zu %s",
+				bk_bank_id_to_string(c->from), bk_bank_id_to_string(res->bank),
+				c->n_entries, c->n_entries == 1 ? "entry" : "entries",
+				c->n_conflicts, c->n_conflicts == 1 ? "conflict" : "conflicts");
+	for (size_t i = 0; i < c->n_conflicts; i++)
+		bk_op_task_step(&t, "etc carry-forward", -EEXIST, "warning", now, 0,
+				"%s: changed locally and by the new image; the local version is "
+				"kept",
+				c->conflicts[i]);
+	bk_op_task_release(&t);
+}
+
 int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 		struct bk_op_stage_result *res, struct bk_err *err)
 {
@@ -575,12 +621,15 @@ int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 				    bk_bank_id_to_string(res->bank), res->why,
 				    res->activated ? ", activated" : "");
 	}
+	if (r >= 0 && ctx->lock_fd >= 0 && res->etc.tried)
+		record_etc_carry(ctx, res);
 	return r;
 }
 
 void bk_op_stage_result_release(struct bk_op_stage_result *res)
 {
 	res->record = bk_bank_record_free(res->record);
+	bk_op_etc_carry_release(&res->etc);
 }
 
 struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *res)
@@ -598,7 +647,8 @@ struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *
 	    bk_json_add_u64(o, "bytes_resumed", res->bytes_resumed) < 0 ||
 	    bk_json_add(o, "seconds", json_object_new_double(res->seconds)) < 0 ||
 	    bk_json_add_bool(o, "activated", res->activated) < 0 ||
-	    bk_json_add(o, "boot", bk_op_bootstate_json(&res->d)) < 0)
+	    bk_json_add(o, "boot", bk_op_bootstate_json(&res->d)) < 0 ||
+	    bk_json_add(o, "etc", bk_op_etc_carry_to_json(&res->etc)) < 0)
 		return NULL;
 	return TAKE_PTR(o);
 }

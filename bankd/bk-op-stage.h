@@ -14,6 +14,7 @@
 
 #include "bk-bank.h"
 #include "bk-cms.h"
+#include "bk-op-etc.h"
 #include "bk-op.h"
 
 /* The directory of the banks' content record copies, beneath the state directory. */
@@ -62,7 +63,8 @@ struct bk_op_stage_result {
 	uint64_t bytes_resumed; /* kept from an interrupted stage of the same URL */
 	double seconds;
 	bool activated;
-	struct bk_boot_data d; /* the boot state after */
+	struct bk_boot_data d;	    /* the boot state after */
+	struct bk_op_etc_carry etc; /* the booted bank's /etc layer carried into the new bank's */
 };
 
 /*
@@ -76,8 +78,8 @@ void bk_op_stage_result_release(struct bk_op_stage_result *res);
 
 /*
  * {"bank", "why", "image", "bytes", "bytes_fetched", "bytes_reused", "bytes_resumed", "seconds",
- * "activated", "boot"}: the result `stage --json`
- * prints (with "event": "result", "ok": true added). NULL on ENOMEM.
+ * "activated", "boot", "etc"}: the result `stage --json` prints (with "event": "result", "ok":
+ * true added). NULL on ENOMEM.
  */
 struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *res);
 

@@ -48,6 +48,14 @@ ok("bank A (primary" in o or re.search(r"booted.*A", o) is not None, "1: status 
 o = out("1: root is read-only, /etc writable")
 ok("ROOT-RO" in o and "ETC-RW" in o, "1: / is read-only, /etc is writable")
 ok("squashfs" in o and "overlay" in o, "1: / is the squashfs payload, /etc an overlay")
+o = out("2: stage 2.0.0 --activate")
+ok("/etc: bank A's layer carried forward into bank B's" in o,
+   "2: stage carried A's /etc layer into B's at stage time")
+ok("/etc conflict: /etc/bkhost-conflict: changed locally and by the new image" in o,
+   "2: stage reports the conflict (a file changed on A and in 2.0.0)")
+ok("/etc conflict: /etc/bkhost-local" not in o, "2: a file 2.0.0 did not change is no conflict")
+ok(re.search(r"^[0-9a-f]{64}\s*$", o.strip().split("\n")[-1]) is not None,
+   "2: B's layer records the new image's manifest digest")
 o = out("2: assessment done")
 ok('"action":"marked-good"' in o and '"bank":"B"' in o, "2: assess marked B good on its trial boot")
 ok(o.strip().endswith("2.0.0"), "2: B runs 2.0.0")
@@ -61,6 +69,9 @@ ok("ActiveState=inactive" in o, "4: a rollback boot of a good bank is not assess
 o = out("4: version after roll-forward")
 ok(o.startswith("2.0.0") and "bootbank.bank=B" in o and "bootbank.reason=primary" in o,
    "4: after roll-forward B (2.0.0) boots, primary")
+ok(out("3: booted under UEFI").strip() == "UEFI", "3: the second VM runs under UEFI (OVMF)")
+for l in out("4: where the boot's time went").split("\n"):
+    print("# " + l)
 o = out("3: status")
 ok("bootbank.bank=B" in o and "bootbank.reason=fallback" in o,
    "3: after the failed trial the loader boots B with reason fallback (kernel command line)")

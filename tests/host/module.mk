@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # tests/host: make check-host, a real Debian 12 system with systemd booting from a bank in QEMU
-# (TCG, BIOS) and assessing its own boots (docs/check-host.md). Needs the check-boot packages
-# and mmdebstrap; the root filesystem is cached under build/check-host/cache.
+# (TCG, BIOS and UEFI) and assessing its own boots (docs/check-host.md). Needs the check-boot
+# packages and mmdebstrap; the root filesystem is cached under build/check-host/cache; this
+# project's Debian package (make deb, build/deb) is what the root gets.
 .PHONY: check-host check-host-run
 
 check-host: ensure-deps
 	@scripts/deps.sh ensure-boot
 	@command -v mmdebstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y mmdebstrap
+	@$(MAKE) --no-print-directory deb
 	@$(MAKE) --no-print-directory check-host-run
 
 check-host-run: $(PROGRAMS)

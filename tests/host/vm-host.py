@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Drive one QEMU (TCG) VM through its serial console, across its own reboots (check-host).
 
-tests/host/vm-host.py --disk DISK --log LOG --script SCRIPT.json [--stall S] [--timeout S]
+tests/host/vm-host.py [--firmware bios|uefi --vars VARS [--code OVMF_CODE]] --disk DISK --log LOG
+                      --script SCRIPT.json [--stall S] [--timeout S]
 
 SCRIPT is a JSON list of steps, done in order; each may be named ("name"):
   {"expect": REGEX}             wait until the console (escape sequences removed) shows REGEX
@@ -36,6 +37,9 @@ from vm import ANSI, Qmp  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--firmware", choices=("bios", "uefi"), default="bios")
+    p.add_argument("--vars", help="OVMF's variable store (a copy of it), for uefi")
+    p.add_argument("--code", default="/usr/share/OVMF/OVMF_CODE_4M.fd")
     p.add_argument("--disk", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--script", required=True)
@@ -43,6 +47,8 @@ def main():
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--memory", type=int, default=1024)
     a = p.parse_args()
+    if a.firmware == "uefi" and not a.vars:
+        p.error("uefi needs --vars")
     steps = json.load(open(a.script))
 
     tmp = tempfile.mkdtemp(prefix="bkhost-vm-")
@@ -52,6 +58,9 @@ def main():
             "-qmp", "unix:%s,server=on,wait=off" % qmp_path,
             "-drive", "file=%s,format=raw,if=none,id=disk" % a.disk,
             "-device", "virtio-blk-pci,drive=disk,bootindex=1"]
+    if a.firmware == "uefi":
+        argv += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % a.code,
+                 "-drive", "if=pflash,format=raw,unit=1,file=%s" % a.vars]
     log = open(a.log, "wb")
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
