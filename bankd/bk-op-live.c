@@ -568,6 +568,24 @@ static int release_bank(struct bk_op_ctx *ctx, struct bk_op_live *live, enum bk_
 	return bk_op_live_bank_release(ctx, live, bank, err);
 }
 
+int bk_op_live_release_stale(struct bk_op_ctx *ctx, enum bk_bank_id bank, int *ret_n,
+			     struct bk_err *err)
+{
+	struct bk_op_live live = { .state_dfd = -EBADF, .run_dfd = -EBADF };
+	_cleanup_free_ char *current = NULL;
+	int n = 0, r;
+
+	r = bk_op_live_open(ctx, &live, err);
+	if (r >= 0) {
+		(void) bk_rev_pointer_get(live.run_dfd, BK_REV_CURRENT, &current, NULL);
+		r = release_bank(ctx, &live, bank, current, &n, err);
+	}
+	bk_op_live_close(&live);
+	if (ret_n)
+		*ret_n = n;
+	return r;
+}
+
 /* --- the stage, in a child process ------------------------------------------------------- */
 
 enum { MSG_READY = 1, MSG_RESULT };

@@ -57,6 +57,16 @@ int bk_op_live_bank_open(struct bk_op_ctx *ctx, struct bk_op_live *live, enum bk
 int bk_op_live_bank_release(struct bk_op_ctx *ctx, struct bk_op_live *live, enum bk_bank_id bank,
 			    struct bk_err *err);
 
+/*
+ * Bank about to be staged again (remediate's reboot path, livepatch apply): revisions copied
+ * out of it that are not in service (a rolled-back live patch, the previous revision) are
+ * stale from here on: unmounted and forgotten, and the bank's own mount goes, so the stage
+ * finds the bank unused. -EBUSY naming the revision when it holds the one in service or one
+ * a mount namespace still uses. *ret_n (optional): how many were released. Lock held.
+ */
+int bk_op_live_release_stale(struct bk_op_ctx *ctx, enum bk_bank_id bank, int *ret_n,
+			     struct bk_err *err);
+
 struct bk_op_livepatch_opts {
 	int fd;				  /* the bundle, open (the caller keeps it) */
 	const char *path;		  /* for messages */

@@ -39,6 +39,7 @@ bundle v16 1.6 h '"1.0"' epoch=0
 bundle v17 1.7 i '"1.0"' kernel_bytes=20000000
 # Same name and version, another build (and so another manifest): not the desired image.
 bundle v10r2 1.0 j '"0.9"' build=b1.0-r2
+bundle v22 2.2 k '"2.0"'
 bundle v11r2 1.1 k '"1.0"' build=b1.1-r2
 bundle v20r2 2.0 l '"0.9"' build=b2.0-r2
 
@@ -419,4 +420,18 @@ sys.exit(0 if ok else 1)' "$OUT"
 bc desired set acme-os 2.0 >/dev/null
 expect_exit 20 "desired 2.0 in service, but bank B (2.1) boots next: non-compliant, exit 20" bc scan
 check "  ... says so" grep -q "acme-os 2.0 (build b2.0) is in service (booted from bank A), but the next boot would boot bank B (acme-os 2.1 (build b2.1))" <<<"$OUT"
+
+# --- the reboot path after a rolled-back live patch: its revision out of the alternate bank ---
+# is stale (stage is about to overwrite that bank) and is released, not a busy bank mid-way
+bc depot import "$T/img/v22.bbi" >/dev/null
+expect_exit 0 "rev restore: the booted 2.0's live payload in service" bc rev restore
+bc desired set acme-os 2.2 --live-patch-mode enforce >/dev/null
+expect_exit 0 "remediate 2.2 (enforce): the live path from 2.0" bc remediate
+expect_exit 0 "livepatch rollback: 2.0 in service again, 2.2's revision out of bank B stays mounted" bc livepatch rollback
+check "  ... the revision out of bank B is still mounted" mountpoint -q "$root/run/bootbank/rev/acme-os-2.2"
+bc desired set acme-os 2.1 --live-patch-mode disable >/dev/null
+expect_exit 21 "remediate 2.1 (disable): the reboot path stages bank B, exit 21" bc remediate
+check "  ... the stage step released the stale revision" grep -Eq "^  [0-9:.]{12}  stage +ok .*a stale revision out of it released" <<<"$OUT"
+check "  ... which is unmounted and forgotten" bash -c "! mountpoint -q '$root/run/bootbank/rev/acme-os-2.2' && test ! -e '$root/var/lib/bootbank/revisions/acme-os-2.2.json'"
+expect_exit 21 "scan: compliant-pending-reboot, exit 21" bc scan
 bk_done
