@@ -202,11 +202,14 @@ loop_attach() {
 	partx -a "$LOOP" 2>/dev/null || partx -u "$LOOP" || die "partx on $LOOP failed"
 	udevadm settle 2>/dev/null || true
 	local i
-	for i in $(seq 50); do
+	# Under load the nodes can be late, or a device being freed was handed out and lost
+	# them: ask again every second, for at most 10 s.
+	for i in $(seq 100); do
 		[ -b "${LOOP}p1" ] && break
+		[ $((i % 10)) -ne 0 ] || partx -u "$LOOP" 2>/dev/null || partx -a "$LOOP" 2>/dev/null || true
 		sleep 0.1
 	done
-	[ -b "${LOOP}p1" ] || die "no partition node ${LOOP}p1"
+	[ -b "${LOOP}p1" ] || die "no partition node ${LOOP}p1 after 10 s"
 }
 
 loop_detach() {
