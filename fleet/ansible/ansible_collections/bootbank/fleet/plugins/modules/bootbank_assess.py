@@ -36,13 +36,8 @@ options:
     description: Seconds between polls.
     type: float
     default: 2
-  root:
-    description: Sandbox root passed to bankctl as C(--root) (for tests).
-    type: str
-  bankctl:
-    description: Path of bankctl on the managed host.
-    type: str
-    default: bankctl
+extends_documentation_fragment:
+  - bootbank.fleet.bankctl
 """
 
 EXAMPLES = r"""

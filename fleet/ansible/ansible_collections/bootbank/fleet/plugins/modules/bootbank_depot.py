@@ -37,13 +37,8 @@ options:
     description: Only say whether the image is present (used by the action plugin).
     type: bool
     default: false
-  root:
-    description: Sandbox root passed to bankctl as C(--root) (for tests).
-    type: str
-  bankctl:
-    description: Path of bankctl on the managed host.
-    type: str
-    default: bankctl
+extends_documentation_fragment:
+  - bootbank.fleet.bankctl
 """
 
 EXAMPLES = r"""

@@ -34,13 +34,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  root:
-    description: Sandbox root passed to bankctl as C(--root) (for tests).
-    type: str
-  bankctl:
-    description: Path of bankctl on the managed host.
-    type: str
-    default: bankctl
+extends_documentation_fragment:
+  - bootbank.fleet.bankctl
 """
 
 EXAMPLES = r"""

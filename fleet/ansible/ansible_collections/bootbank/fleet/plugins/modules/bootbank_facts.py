@@ -16,16 +16,10 @@ description:
   - Changes nothing; runs the same in check mode.
 version_added: "0.1.0"
 author: bootbank developers (!UNKNOWN)
-options:
-  root:
-    description: Sandbox root passed to bankctl as C(--root) (for tests); unset on real hosts.
-    type: str
-  bankctl:
-    description: Path of bankctl on the managed host.
-    type: str
-    default: bankctl
 notes:
   - Uses bankctl over the connection Ansible already has (ssh), not bankd's D-Bus API.
+extends_documentation_fragment:
+  - bootbank.fleet.bankctl
 """
 
 EXAMPLES = r"""

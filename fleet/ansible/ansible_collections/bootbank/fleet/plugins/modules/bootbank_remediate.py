@@ -26,13 +26,8 @@ options:
     description: Override the desired state's live-patch mode for this run.
     type: str
     choices: [disable, auto, enforce]
-  root:
-    description: Sandbox root passed to bankctl as C(--root) (for tests).
-    type: str
-  bankctl:
-    description: Path of bankctl on the managed host.
-    type: str
-    default: bankctl
+extends_documentation_fragment:
+  - bootbank.fleet.bankctl
 """
 
 EXAMPLES = r"""
