@@ -319,9 +319,9 @@ check "  ... node4 untouched (its root and disk hashed before and after)" test "
 check "  ... the report names node3 and the reason" grep -q "^node3 .*FAILED at 'Pre-check': pre-check failed: .*workloads: .*cannot be suspended" "$T/ctl/stop.report"
 check "  ... and node4 'not taken'" grep -q "^node4 .*not taken" "$T/ctl/stop.report"
 # node3 as before: its second reader instead of the --no-fsr workload
-bc 3 workload remove nofsr >/dev/null
+out=$(bc 3 workload remove nofsr 2>&1) || not_ok "node3: workload remove nofsr: $out"
 kill "$nofsr"; wait "$nofsr" 2>/dev/null
-bc 3 workload add app2 --cgroup "$tag/n3-app2" --view "$T/node3/view-app2" >/dev/null
+out=$(bc 3 workload add app2 --cgroup "$tag/n3-app2" --view "$T/node3/view-app2" 2>&1) || not_ok "node3: workload add app2: $out"
 
 # --- a live-patch rollout across the fleet ---------------------------------------------------
 play live 1.1
@@ -384,7 +384,7 @@ check "  ... node1 rebooted by the reboot module and assessed good before node2 
 check "  ... node1: 1.2 in service from bank A (the other bank), assessed good, compliant, a new boot id" \
 	bash -c "test '$(bootst 1)' = 'A good good good' && test '$(inservice 1)' = 1.2 && test '$(scan_state 1)' = compliant && test '$(cat "$T/node1/boot_id")' != '${id0[1]}'"
 check "  ... node2: bank A marked bad by the assessment, fell back to bank B (1.1), non-compliant" \
-	bash -c "test '$(bootst 2)' = 'B good bad good' && test '$(inservice 2)' = 1.1 && test '$(scan_state 2)' = non-compliant && test \$(grep -c '^boot ' '$T/node2/boot.log') = 3"
+	bash -c "test '$(bootst 2)' = 'B good bad good' && test '$(inservice 2)' = 1.1 && test '$(scan_state 2)' = non-compliant && test \$(grep -c '^boot ' '$T/node2/boot.log') = 3" || show rbstop
 sync
 check "  ... node3 and node4 untouched (roots and disks hashed before and after)" \
 	test "$(hash_node 3) $(hash_node 4)" = "$h3 $h4"

@@ -22,7 +22,11 @@ with open(os.path.join(d, "calls"), "a") as f:
     f.write(" ".join(args) + "\n")
 table = json.load(open(os.path.join(d, "table.json")))
 key = " ".join(args[:2]) if args[:1] in (["desired"], ["depot"], ["workload"]) else args[0]
-rc, out = table.get(key, [0, "null"])
+ans = table.get(key, [0, "null"])
+if isinstance(ans, dict):  # {"seq": [ANSWER, ...]}: one per call, the last one repeated
+    n = sum(1 for _ in open(os.path.join(d, "calls")) if _.split()[:1] == [args[0]]) - 1
+    ans = ans["seq"][min(n, len(ans["seq"]) - 1)]
+rc, out = ans
 sys.stdout.write(out if isinstance(out, str) else json.dumps(out))
 sys.exit(rc)
 """
@@ -151,14 +155,25 @@ class Assess(ModuleCase):
         self.assertEqual((res["booted"], res["state"]), ("B", "good"))
         self.assertEqual(calls, ["status"])
 
-    def test_marked_bad_fails_at_once_with_the_reason(self):
+    def test_marked_bad_and_no_fall_back_fails_with_the_reason(self):
         res, calls = self.run_module("bootbank_assess",
                                      {"status": STATUS("B", "A=good B=bad", reason="health check '50-app' failed")},
+                                     bank="B", timeout=30, delay=0.1, fallback_timeout=1)
+        self.assertTrue(res.get("failed"))
+        self.assertIn("bank B was marked bad by the boot assessment: health check '50-app' failed; "
+                      "the host did not reboot into the other bank within 1 s", res["msg"])
+        self.assertGreater(len(calls), 5)
+        self.assertLess(len(calls), 20)
+
+    def test_marked_bad_waits_for_the_fall_back(self):
+        # the host reboots into bank A while the module polls (here: the same process sees it)
+        bad = STATUS("B", "A=good B=bad", reason="health check '50-app' failed")
+        back = STATUS("A", "A=good B=bad", reason="health check '50-app' failed")
+        res, calls = self.run_module("bootbank_assess", {"status": {"seq": [bad, bad, back]}},
                                      bank="B", timeout=30, delay=0.1)
         self.assertTrue(res.get("failed"))
-        self.assertIn("bank B was marked bad by the boot assessment: health check '50-app' failed",
-                      res["msg"])
-        self.assertEqual(calls, ["status"])
+        self.assertIn("booted bank A, not B (B is bad: health check '50-app' failed)", res["msg"])
+        self.assertEqual(calls, ["status"] * 3)
 
     def test_fallen_back_to_the_other_bank_fails(self):
         res, calls = self.run_module("bootbank_assess",

@@ -14,9 +14,13 @@ description:
   - Polls C(bankctl status --json) until the booted bank's boot state is C(good) (the boot
     assessment ran C(mark-good)), or fails after C(timeout) seconds while it is still on
     trial.
-  - Fails at once when the booted bank was marked C(bad) (the assessment failed; a real host
-    then reboots into the other bank), or when the booted bank is not C(bank) (the host fell
-    back to the other bank), with the bad bank's reason.
+  - Fails when the booted bank is not C(bank) (the host fell back to the other bank), with
+    the bad bank's reason.
+  - When the booted bank was marked C(bad) (the assessment failed), a host whose other bank
+    can boot reboots into it at once (C(bankctl assess)); the module keeps polling through
+    that reboot, so that the playbook sees the host go down, waits for it and asks again (the
+    fall-back is then seen). It fails with the bad bank's reason when the host is still up
+    on the bad bank after C(fallback_timeout) seconds (no other bank could boot).
   - Changes nothing; runs the same in check mode.
 version_added: "0.1.0"
 author: bootbank developers (!UNKNOWN)
@@ -36,6 +40,12 @@ options:
     description: Seconds between polls.
     type: float
     default: 2
+  fallback_timeout:
+    description:
+      - Seconds to wait, once the booted bank is C(bad), for the host to reboot into the other
+        bank before failing with the bad bank's reason (within C(timeout)).
+    type: int
+    default: 60
 extends_documentation_fragment:
   - bootbank.fleet.bankctl
 """
@@ -84,10 +94,12 @@ def booted_bank(boot):
 def main():
     spec = dict(COMMON_ARGS)
     spec.update(bank=dict(type="str", choices=["A", "B"]),
-                timeout=dict(type="int", default=300), delay=dict(type="float", default=2))
+                timeout=dict(type="int", default=300), delay=dict(type="float", default=2),
+                fallback_timeout=dict(type="int", default=60))
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     want = module.params["bank"]
     start = time.time()
+    bad_since = None
     while True:
         st = run_json(module, ["status"])[1]
         boot = (st or {}).get("boot") or {}
@@ -107,10 +119,17 @@ def main():
         if state == "good":
             module.exit_json(**res)
         if state == "bad":
-            res["bad_reason"] = (banks.get(booted) or {}).get("bad_reason")
-            module.fail_json(msg="bank %s was marked bad by the boot assessment: %s"
-                             % (booted, res["bad_reason"] or "no reason recorded"), **res)
-        if waited >= module.params["timeout"]:
+            # The host reboots into the other bank now, when it can: this process ends with
+            # it; the playbook waits for the host and asks again.
+            bad_since = time.time() if bad_since is None else bad_since
+            if (time.time() - bad_since >= module.params["fallback_timeout"]
+                    or waited >= module.params["timeout"]):
+                res["bad_reason"] = (banks.get(booted) or {}).get("bad_reason")
+                module.fail_json(msg="bank %s was marked bad by the boot assessment: %s; the "
+                                 "host did not reboot into the other bank within %d s"
+                                 % (booted, res["bad_reason"] or "no reason recorded",
+                                    time.time() - bad_since), **res)
+        elif waited >= module.params["timeout"]:
             module.fail_json(msg="bank %s is %s, not good, after %d s" % (booted, state, waited),
                              **res)
         time.sleep(module.params["delay"])
