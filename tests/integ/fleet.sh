@@ -176,6 +176,8 @@ down && up || exit 1
 if bc assess --is-trial >/dev/null; then
 	if ! bc assess && next_is_other; then
 		echo "boot $(date +%T.%N) (the assessment failed: back to the other bank)"
+		# a shutdown takes a while: whoever polls sees the bad bank before the host goes down
+		sleep 3
 		down && up || exit 1
 	fi
 fi
