@@ -63,9 +63,10 @@ void bankd_request_release(struct bankd_request *req)
 	req->fd = -EBADF;
 	free(req->bank);
 	free(req->reason);
+	free(req->url);
 	free(req->name);
 	free(req->version);
-	req->bank = req->reason = req->name = req->version = NULL;
+	req->bank = req->reason = req->name = req->version = req->url = NULL;
 }
 
 /* ---- the observer: one JSON line per call ------------------------------------------------ */
@@ -210,12 +211,16 @@ static int run_stage(struct bk_op_ctx *ctx, const struct bankd_request *req,
 	char name[4096];
 	int r;
 
-	fd_name(req->fd, name, sizeof(name));
+	if (req->url)
+		(void) snprintf(name, sizeof(name), "%s", req->url);
+	else
+		fd_name(req->fd, name, sizeof(name));
 	r = bk_op_keyring_load(ctx, NULL, &kr, err);
 	if (r < 0)
 		return r;
 	struct bk_op_stage_opts o = {
 		.fd = req->fd,
+		.url = req->url,
 		.path = name,
 		.keyring = kr,
 		.activate = req->activate,
@@ -320,12 +325,16 @@ static int run_depot(struct bk_op_ctx *ctx, const struct bankd_request *req,
 		*ret = TAKE_PTR(o);
 		return 0;
 	}
-	fd_name(req->fd, name, sizeof(name));
+	if (req->url)
+		(void) snprintf(name, sizeof(name), "%s", req->url);
+	else
+		fd_name(req->fd, name, sizeof(name));
 	r = bk_op_keyring_load(ctx, NULL, &kr, err);
 	if (r < 0)
 		return r;
 	struct bk_op_depot_import_opts io = {
 		.fd = req->fd,
+		.url = req->url,
 		.path = name,
 		.keyring = kr,
 		.force = req->force,

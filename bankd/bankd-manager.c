@@ -22,6 +22,7 @@
 #include "bk-bundle.h"
 #include "bk-err.h"
 #include "bk-events.h"
+#include "bk-fetch.h"
 #include "bk-json.h"
 #include "bk-log.h"
 #include "bk-maint.h"
@@ -295,6 +296,54 @@ static int method_stage(sd_bus_message *msg, void *userdata, sd_bus_error *error
 					       "no_check_time", NULL };
 
 	return method_with_bundle(msg, userdata, BANKD_OP_STAGE, allowed, error);
+}
+
+/*
+ * StageURL, DepotImportURL: the bundle at an http(s) URL, fetched by the job with the
+ * credentials and trust of system.conf's [fetch] (docs/stage-url.md); the caller gives no file.
+ */
+static int method_with_url(sd_bus_message *msg, struct bankd_manager *m, enum bankd_op op,
+			   const char *const *allowed, sd_bus_error *error)
+{
+	struct bankd_request req;
+	const char *url;
+	int r;
+
+	r = prepare(m, msg, op, &req, error);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read(msg, "s", &url);
+	if (r < 0)
+		return r;
+	r = read_options(msg, &req, allowed, error);
+	if (r >= 0 && !bk_fetch_is_url(url))
+		r = sd_bus_error_setf(error, "org.bootbank.Error.Usage",
+				      "'%s' is not an http:// or https:// URL", url);
+	if (r >= 0) {
+		req.url = strdup(url);
+		if (!req.url)
+			r = -ENOMEM;
+	}
+	if (r < 0) {
+		bankd_request_release(&req);
+		return r;
+	}
+	return start(m, msg, &req, BANKD_REPLY_PATH, error);
+}
+
+static int method_stage_url(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	static const char *const allowed[] = { "activate", "allow_downgrade", "ignore_compatible",
+					       "no_check_time", NULL };
+
+	return method_with_url(msg, userdata, BANKD_OP_STAGE, allowed, error);
+}
+
+static int method_depot_import_url(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+	static const char *const allowed[] = { "force", "no_check_time", NULL };
+
+	return method_with_url(msg, userdata, BANKD_OP_DEPOT_IMPORT, allowed, error);
 }
 
 static int method_depot_import(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -725,6 +774,8 @@ static const sd_bus_vtable manager_vtable[] = {
 				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("Stage", "ha{sv}", SD_BUS_PARAM(bundle) SD_BUS_PARAM(options), "o",
 				 SD_BUS_PARAM(job), method_stage, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("StageURL", "sa{sv}", SD_BUS_PARAM(url) SD_BUS_PARAM(options), "o",
+				 SD_BUS_PARAM(job), method_stage_url, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("Activate", "su", SD_BUS_PARAM(bank) SD_BUS_PARAM(tries), "s",
 				 SD_BUS_PARAM(json), method_short, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("MarkGood", "s", SD_BUS_PARAM(bank), "s", SD_BUS_PARAM(json),
@@ -740,6 +791,9 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_METHOD_WITH_NAMES("DepotImport", "ha{sv}",
 				 SD_BUS_PARAM(bundle) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
 				 method_depot_import, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_NAMES("DepotImportURL", "sa{sv}",
+				 SD_BUS_PARAM(url) SD_BUS_PARAM(options), "o", SD_BUS_PARAM(job),
+				 method_depot_import_url, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("DepotList", "", , "s", SD_BUS_PARAM(json), method_depot_list,
 				 SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_NAMES("DepotRemove", "ss", SD_BUS_PARAM(name) SD_BUS_PARAM(version), "s",

@@ -55,6 +55,7 @@ struct bankd_request {
 			 * precheck, remediate ("": the desired one's) */
 	char *name;	/* depot remove, desired set: name; livepatch: revision id */
 	char *version;	/* depot remove, desired set */
+	char *url;	/* StageURL, DepotImportURL: the bundle's http(s) URL (fd unused) */
 	uint32_t tries; /* activate (0: system.conf's) */
 	bool activate, allow_downgrade, ignore_compatible, no_check_time, force, no_beneath;
 	bool reboot; /* remediate */

@@ -34,8 +34,9 @@ PATH = "/org/bootbank/Manager1"
 IFACE = "org.bootbank.Manager1"
 JOB_IFACE = "org.bootbank.Job1"
 SIGS = {
-    "Status": "", "ExplainNextBoot": "", "Stage": "ha{sv}", "Activate": "su", "MarkGood": "s",
+    "Status": "", "ExplainNextBoot": "", "Stage": "ha{sv}", "StageURL": "sa{sv}", "Activate": "su", "MarkGood": "s",
     "MarkBad": "ss", "Rollback": "", "RollForward": "", "Recover": "", "DepotImport": "ha{sv}",
+    "DepotImportURL": "sa{sv}",
     "DepotList": "", "DepotRemove": "ss", "Events": "u", "LivePatchApply": "ha{sv}",
     "LivePatchRollback": "", "LivePatchStatus": "",
     "DesiredSet": "sss", "DesiredShow": "", "DesiredClear": "", "Scan": "", "Precheck": "s",

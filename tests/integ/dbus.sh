@@ -45,6 +45,7 @@ cleanup() {
 	[ -n "$holder" ] && kill -9 "$holder" 2>/dev/null
 	[ -n "$bankd_pid" ] && kill -9 "$bankd_pid" 2>/dev/null
 	[ -n "$dbus_pid" ] && kill -9 "$dbus_pid" 2>/dev/null
+	bk_nginx_stop "$T/nginx"
 	wait 2>/dev/null
 	unmount_all
 	for d in "${disks[@]}"; do
@@ -239,8 +240,9 @@ ok "bankd starts and takes org.bootbank.Manager1 on the private bus"
 # --- introspection: the interface, as docs/dbus-api.md writes it --------------------------------
 busctl --address="$A" introspect org.bootbank.Manager1 /org/bootbank/Manager1 >"$T/introspect" 2>&1
 check "busctl introspect lists org.bootbank.Manager1" grep -q '^org\.bootbank\.Manager1 *interface' "$T/introspect"
-for mth in Status ExplainNextBoot Stage Activate MarkGood MarkBad Rollback RollForward Recover \
-	DepotImport DepotList DepotRemove Events LivePatchApply LivePatchRollback LivePatchStatus \
+for mth in Status ExplainNextBoot Stage StageURL Activate MarkGood MarkBad Rollback RollForward \
+	Recover DepotImport DepotImportURL DepotList DepotRemove Events LivePatchApply \
+	LivePatchRollback LivePatchStatus \
 	DesiredSet DesiredShow DesiredClear Scan Precheck Remediate; do
 	grep -q "^\.$mth *method" "$T/introspect" || not_ok "introspect: method $mth missing"
 done
@@ -337,6 +339,35 @@ dcall "Events(5)" Events 5
 check "Events(5) are the last five 'events --json -n 5' shows" same_json "$OUT" "$(B events --json -n 5)"
 check "  ... the mark-bad is among them" grep -q mark-bad <<<"$(json "[e['operation'] for e in d]" <<<"$OUT")"
 
+# --- from a URL: StageURL, DepotImportURL (nginx on 127.0.0.1, its own prefix and port) -------------
+if command -v nginx >/dev/null && command -v curl >/dev/null; then
+	UP=${BK_DBUS_URL_PORT:-18483}
+	mkdir -p "$T/www"
+	cp "$img/demo-os-2.0.0.bbi" "$img/demo-os-1.0.0.bbi" "$T/www/"
+	if bk_nginx_start "$T/nginx" "$UP" "$T/www"; then
+		W=http://127.0.0.1:$UP
+		dfail org.bootbank.Error.Usage "StageURL of an ftp:// URL: org.bootbank.Error.Usage at once" StageURL "ftp://127.0.0.1/x.bbi" '{}'
+		check "  ... the message names the URL" grep -q "'ftp://127.0.0.1/x.bbi' is not an http:// or https:// URL" <<<"$ERR"
+		dfail org.bootbank.Error.Usage "StageURL with an unknown option: Usage" StageURL "$W/demo-os-2.0.0.bbi" '{"force": true}'
+		ha=$(hashp A)
+		djob "StageURL(v2 over http) runs as a job to its end" StageURL "$W/demo-os-2.0.0.bbi" '{}'
+		check "  ... Completed: exit 0, bank B, image 2.0.0, every payload byte fetched" \
+			test "$(completed "['exit_code']") $(completed "['result']" | json "d['bank'], d['image']['version'], d['bytes_fetched'] > 0")" = "0 ('B', '2.0.0', True)"
+		check "  ... bank B holds 2.0.0 (bankctl status), staged; bank A byte-identical" \
+			test "$(bankstate B) $(B status --json | json "d['boot']['banks']['B']['content']['version']") $(hashp A)" = "staged 2.0.0 $ha"
+		check "  ... nginx served the bundle with range requests (HTTP 206)" grep -q '^/demo-os-2.0.0.bbi 206 ' "$T/nginx/access.log"
+		djob "StageURL(a missing file) runs as a job" StageURL "$W/missing.bbi" '{}'
+		check "  ... Completed: org.bootbank.Error.NotFound, exit 4" test "$(completed "['error']") $(completed "['exit_code']")" = "org.bootbank.Error.NotFound 4"
+		djob "DepotImportURL(v1)" DepotImportURL "$W/demo-os-1.0.0.bbi" '{}'
+		check "  ... Completed names the depot file; DepotList lists demo-os 1.0.0" \
+			test "$(completed "['result']" | json "d['imported'].endswith('demo-os_1.0.0.bbi')") $(B depot list --json | json "[(x['name'], x['version']) for x in d]")" = "true [('demo-os', '1.0.0')]"
+		dcall "DepotRemove(demo-os, 1.0.0) after the URL import" DepotRemove demo-os 1.0.0
+	else
+		not_ok "nginx on 127.0.0.1:$UP starts ($(tail -n 2 "$T/nginx/error.log" 2>/dev/null))"
+	fi
+	bk_nginx_stop "$T/nginx"
+fi
+
 # --- bad bundles through the API --------------------------------------------------------------------
 flip() { python3 -c 'import sys
 with open(sys.argv[1], "r+b") as f:
@@ -373,7 +404,8 @@ denied=0
 for c in "Stage @$img/demo-os-2.0.0.bbi {}" "Activate B 0" "MarkGood A" "MarkBad A x" "Rollback" \
 	"RollForward" "Recover" "DepotImport @$img/demo-os-2.0.0.bbi {}" "DepotRemove demo-os 1.0.0" \
 	"LivePatchApply @$img/demo-os-2.0.0.bbi {}" "LivePatchRollback" "DesiredSet demo-os 1.0.0 auto" \
-	"DesiredClear" "Precheck auto"; do
+	"DesiredClear" "Precheck auto" "StageURL http://127.0.0.1:9/x.bbi {}" \
+	"DepotImportURL http://127.0.0.1:9/x.bbi {}"; do
 	# shellcheck disable=SC2086
 	r=$(U call $c)
 	if [ "$(json "d['ok'] is False and d['error']" <<<"$r")" = org.freedesktop.DBus.Error.AccessDenied ]; then
@@ -382,7 +414,7 @@ for c in "Stage @$img/demo-os-2.0.0.bbi {}" "Activate B 0" "MarkGood A" "MarkBad
 		not_ok "nobody: ${c%% *} not denied ($r)"
 	fi
 done
-check "nobody: all 14 mutating methods (and Precheck, which runs hooks) are AccessDenied" test "$denied" -eq 14
+check "nobody: all 16 mutating methods (and Precheck, which runs hooks) are AccessDenied" test "$denied" -eq 16
 check "  ... nothing changed: banks, boot state, no new event" test "$(hashp A)$(hashp B) $(statehash) $(B events --json -n 1000 | json "len(d)")" = "$h $s $ne"
 check "  ... bankd logged the refusals" grep -q "refused to uid 65534: not root, not in group '$grp'" "$T/bankd.log"
 r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --groups="$gid" $PY "$CLIENT" "$A" call Recover)

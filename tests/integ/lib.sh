@@ -59,6 +59,50 @@ bk_done() {
 	exit $_bk_failed
 }
 
+# bk_nginx_start DIR PORT WWW: nginx from Debian on 127.0.0.1:PORT serving WWW, its prefix,
+# config, pid and logs under DIR (access log DIR/access.log: "URI STATUS BODY-BYTES"); waits
+# until it answers (5 s at most). Returns 1 when it does not start. bk_nginx_stop DIR at exit.
+bk_nginx_start() {
+	local dir=$1 port=$2 www=$3
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<EOF
+user root;
+daemon on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 64; }
+http {
+	log_format bk '\$uri \$status \$body_bytes_sent';
+	access_log $dir/access.log bk;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	types { application/octet-stream bbi; }
+	server {
+		listen 127.0.0.1:$port;
+		root $www;
+	}
+}
+EOF
+	nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || return 1
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+bk_nginx_stop() {
+	local pid
+	pid=$(cat "$1/nginx.pid" 2>/dev/null) || return 0
+	kill -QUIT "$pid" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null
+	return 0
+}
+
 # ---- the live-patch sandbox (livepatch.sh, crash-livepatch.sh, remediate.sh) ----------------
 
 # bk_live_sandbox NAME TMPFS-SIZE [TOOL...]: skips unless this can run (live-reader, the tools,
