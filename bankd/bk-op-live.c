@@ -540,8 +540,8 @@ static int release_bank(struct bk_op_ctx *ctx, struct bk_op_live *live, enum bk_
 		if (current && strcmp(current, revs[i].id) == 0) {
 			r = bk_err_set(err, -EBUSY,
 				       "bank %s holds the revision in service ('%s'): reboot into "
-				       "it, or 'bankctl livepatch rollback', before another live "
-				       "patch",
+				       "it, or 'bankctl livepatch rollback', before the bank is "
+				       "written again",
 				       x, revs[i].id);
 			break;
 		}
@@ -1098,6 +1098,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		.keyring = o->keyring,
 		.activate = true,
 		.no_check_time = o->no_check_time,
+		.keep_revisions = true, /* released above, with the pre-check */
 	};
 	r = stage_in_child(&a, &so, err);
 	if (r < 0) {

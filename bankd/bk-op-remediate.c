@@ -1397,12 +1397,8 @@ static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,
 		struct bk_op_stage_result sres;
 		struct bk_op_stage_opts so;
 
-		int n_released = 0;
-
-		/* A rolled-back live patch's revision out of the target bank keeps it mounted. */
-		r = bk_op_live_release_stale(ctx, res->pre.target, &n_released, err);
-		if (r >= 0)
-			r = open_desired_bundle(ctx, des, &fd, &file, err);
+		/* The stage releases a rolled-back live patch's revision out of the bank. */
+		r = open_desired_bundle(ctx, des, &fd, &file, err);
 		if (r >= 0) {
 			so = (struct bk_op_stage_opts){ .fd = fd,
 							.path = file,
@@ -1416,13 +1412,14 @@ static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,
 					err->msg);
 			return r;
 		}
-		bk_op_task_step(task, "stage", 0, NULL, t0, bk_now_ns() - m0,
-				"%s %s staged into bank %s (%s), %.1f MiB in %.2f s%s", des->name,
-				des->version, bk_bank_id_to_string(sres.bank), sres.why,
-				(double) sres.bytes / 1048576.0, sres.seconds,
-				n_released == 0 ? "" :
-				n_released == 1 ? ", a stale revision out of it released" :
-						  ", its stale revisions released");
+		bk_op_task_step(
+			task, "stage", 0, NULL, t0, bk_now_ns() - m0,
+			"%s %s staged into bank %s (%s), %.1f MiB in %.2f s%s", des->name,
+			des->version, bk_bank_id_to_string(sres.bank), sres.why,
+			(double) sres.bytes / 1048576.0, sres.seconds,
+			sres.revisions_released == 0 ? "" :
+			sres.revisions_released == 1 ? ", a stale revision out of it released" :
+						       ", its stale revisions released");
 		res->pre.target = sres.bank;
 		bk_op_stage_result_release(&sres);
 	}

@@ -22,6 +22,7 @@
 #include "bk-log.h"
 #include "bk-maint.h"
 #include "bk-mount.h"
+#include "bk-op-live.h"
 #include "bk-op-stage.h"
 #include "bk-op.h"
 #include "bk-select.h"
@@ -403,6 +404,13 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 			return bk_err_prefix(err, "'%s'", o->path);
 	}
 
+	/* A rolled-back live patch's revision out of the target bank keeps it mounted. */
+	if (!o->check_only && !o->keep_revisions) {
+		r = bk_op_live_release_stale(ctx, res->bank, &res->revisions_released, err);
+		if (r < 0)
+			return r;
+	}
+
 	/* The bank must be ours alone, and big enough. */
 	r = bk_op_get_disk(ctx, &disk, err);
 	if (r < 0)
@@ -616,10 +624,15 @@ int bk_op_stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 		if (r < 0)
 			bk_op_event(ctx, "stage", r, err, "%s", "");
 		else
-			bk_op_event(ctx, "stage", 0, NULL, "%s %s staged into bank %s (%s)%s",
+			bk_op_event(ctx, "stage", 0, NULL, "%s %s staged into bank %s (%s)%s%s",
 				    res->record->name, res->record->version,
 				    bk_bank_id_to_string(res->bank), res->why,
-				    res->activated ? ", activated" : "");
+				    res->activated ? ", activated" : "",
+				    res->revisions_released == 0 ?
+					    "" :
+				    res->revisions_released == 1 ?
+					    "; a stale revision out of it released" :
+					    "; its stale revisions released");
 	}
 	if (r >= 0 && ctx->lock_fd >= 0 && res->etc.tried)
 		record_etc_carry(ctx, res);
@@ -647,6 +660,7 @@ struct json_object *bk_op_stage_result_to_json(const struct bk_op_stage_result *
 	    bk_json_add_u64(o, "bytes_resumed", res->bytes_resumed) < 0 ||
 	    bk_json_add(o, "seconds", json_object_new_double(res->seconds)) < 0 ||
 	    bk_json_add_bool(o, "activated", res->activated) < 0 ||
+	    bk_json_add_u64(o, "revisions_released", (uint64_t) res->revisions_released) < 0 ||
 	    bk_json_add(o, "boot", bk_op_bootstate_json(&res->d)) < 0 ||
 	    bk_json_add(o, "etc", bk_op_etc_carry_to_json(&res->etc)) < 0)
 		return NULL;

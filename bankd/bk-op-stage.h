@@ -43,6 +43,13 @@ struct bk_op_stage_opts {
 	 */
 	bool check_only;
 	/*
+	 * Keep the revisions mounted out of the target bank (a live patch releases them itself,
+	 * before its pre-check). Otherwise a stage first releases the stale ones, which a rolled
+	 * back live patch leaves behind and which keep the bank busy (bk_op_live_release_stale());
+	 * one a workload still uses, or the one in service, refuses the stage.
+	 */
+	bool keep_revisions;
+	/*
 	 * Optional: called once every check passed, right before the first write (the staging
 	 * marker), with the bank to write and the boot state; a failure stops the stage with
 	 * nothing written. A stage with before_write records no event of its own (the caller's
@@ -63,6 +70,7 @@ struct bk_op_stage_result {
 	uint64_t bytes_resumed; /* kept from an interrupted stage of the same URL */
 	double seconds;
 	bool activated;
+	int revisions_released;	    /* stale revisions unmounted out of the bank first */
 	struct bk_boot_data d;	    /* the boot state after */
 	struct bk_op_etc_carry etc; /* the booted bank's /etc layer carried into the new bank's */
 };

@@ -232,6 +232,18 @@ if [ -n "$SO" ]; then
 	fi
 fi
 
+# --- a plain stage after a rollback: the stale revision out of bank B is released first -------
+bc livepatch apply "$T/img/v11.bbi" >/dev/null && bc livepatch rollback >/dev/null
+check "after an apply and a rollback, 1.1's revision is still mounted out of bank B" findmnt -n "$root/run/bootbank/rev/acme-os-1.1"
+expect_exit 0 "stage into bank B after the rollback" bc stage "$T/img/v11.bbi" --json
+check "  ... the result counts one stale revision released" test "$(tail -n 1 <<<"$OUT" | jq1 'd["revisions_released"]')" = 1
+check "  ... 1.1's revision unmounted, its metadata and the previous pointer gone; 1.0 in service" \
+	bash -c "! findmnt -n '$root/run/bootbank/rev/acme-os-1.1' >/dev/null && test ! -e '$root/var/lib/bootbank/revisions/acme-os-1.1.json' && test ! -e '$root/run/bootbank/previous' && test \"\$(readlink '$root/run/bootbank/current')\" = rev/acme-os-1.0"
+check "  ... the workload is still on 1.0, bank A boots next" bash -c "test '$(rev_of_app)' = acme-os-1.0 && test '$(next_boot)' = A"
+check "  ... the stage event says so" bash -c "'$BANKCTL' --root '$root' events -n 1 | grep -q 'staged into bank B .*; a stale revision out of it released'"
+# as before: 1.1 applied and rolled back (the next apply releases it itself)
+bc livepatch apply "$T/img/v11.bbi" >/dev/null && bc livepatch rollback >/dev/null
+
 # --- apply again after the rollback, then reboot into the patched bank -------------------
 expect_exit 0 "apply 1.1 again after the rollback (the stale revision of bank B is released), --json" bc livepatch apply "$T/img/v11.bbi" --json
 check "--json: one document with the steps and the switch report" python3 -c '
