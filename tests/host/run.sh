@@ -44,6 +44,13 @@ mkdir -p "$W" "$CACHE" "$W/images"
 T0=$(date +%s)
 phase() { echo "# $(($(date +%s) - T0)) s: $*"; }
 
+# make check-host builds the package first (make deb, build/deb); BK_HOST_DEB names another.
+DEB=${BK_HOST_DEB:-$(ls "$REPO"/build/deb/bootbank_*.deb 2>/dev/null | head -n1)}
+[ -f "$DEB" ] || die "no bootbank_*.deb in build/deb (make deb)"
+# The package's own dependencies (first alternatives, no versions) go into the root too: a
+# library the package starts to need (libcurl4 with URL staging) can never fail its dpkg -i.
+PACKAGES="$PACKAGES $(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep -v '^$' | sort -u | tr '\n' ' ')"
+
 # --- the root filesystem (cached) ---------------------------------------------------------
 KEY=$(printf '%s\n' "$SUITE" "$MIRROR" "$MMDEB_OPTS" $PACKAGES | sha256sum | cut -c1-16)
 ROOT_TAR=$CACHE/root-$KEY.tar
@@ -63,9 +70,6 @@ KVER=$(ls "$R/lib/modules" | head -n1)
 [ -n "$KVER" ] && [ -f "$R/boot/vmlinuz-$KVER" ] || die "no kernel in the root"
 
 # --- this build into it: the project's Debian package ------------------------------------------
-# make check-host builds it first (make deb, build/deb); BK_HOST_DEB names another.
-DEB=${BK_HOST_DEB:-$(ls "$REPO"/build/deb/bootbank_*.deb 2>/dev/null | head -n1)}
-[ -f "$DEB" ] || die "no bootbank_*.deb in build/deb (make deb)"
 phase "dpkg -i $(basename "$DEB") in the root"
 cp "$DEB" "$R/tmp/bootbank.deb"
 # initramfs-tools' trigger (the package adds a hook) would rebuild the root's own initramfs:
