@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include "bk-lock.h"
 #include "bk-op-recover.h"
 #include "bk-op.h"
+
+#define BK_TOKEN_MAX 4096 /* bytes of [fetch] bearer-token-file */
 
 static int load_config(struct bk_op_ctx *ctx, const char *config_arg, struct bk_err *err)
 {
@@ -250,11 +253,73 @@ static int beneath_root(struct bk_op_ctx *ctx, const char *path, char **ret)
 	return asprintf(ret, "%s%s", root, path) < 0 ? -ENOMEM : 0;
 }
 
+/*
+ * The bearer token: the first line of path (beneath the root) into buf (size BK_TOKEN_MAX + 1).
+ * The file must be a regular file of at most BK_TOKEN_MAX bytes, owned by the user bankctl
+ * runs as (root) and with no permission for group or others, as ssh wants of a private key:
+ * whoever can read it can fetch as this machine, and whoever can write it chooses what this
+ * machine sends. The token has its own file so that system.conf can stay readable by all.
+ */
+static int read_token(struct bk_op_ctx *ctx, const char *path, char *buf, struct bk_err *err)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	ssize_t n;
+
+	while (*path == '/')
+		path++;
+	fd = openat(ctx->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ELOOP)
+		return bk_err_set(
+			err, -ELOOP,
+			"[fetch] bearer-token-file '%s' is a symlink (name the file itself)",
+			bk_op_path(ctx, path));
+	if (fd < 0)
+		return bk_err_set(err, -errno, "[fetch] bearer-token-file: cannot open '%s': %m",
+				  bk_op_path(ctx, path));
+	if (fstat(fd, &st) < 0)
+		return bk_err_set(err, -errno, "[fetch] bearer-token-file: cannot stat '%s': %m",
+				  bk_op_path(ctx, path));
+	if (!S_ISREG(st.st_mode))
+		return bk_err_set(err, -EBADFD,
+				  "[fetch] bearer-token-file '%s' is not a regular file",
+				  bk_op_path(ctx, path));
+	if (st.st_uid != geteuid()) {
+		char who[32];
+
+		if (geteuid() == 0)
+			(void) snprintf(who, sizeof(who), "root");
+		else
+			(void) snprintf(who, sizeof(who), "uid %u", (unsigned) geteuid());
+		return bk_err_set(err, -EACCES,
+				  "[fetch] bearer-token-file '%s' is owned by uid %u, not %s: "
+				  "another user can read or replace the token (chown it)",
+				  bk_op_path(ctx, path), (unsigned) st.st_uid, who);
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		return bk_err_set(err, -EACCES,
+				  "[fetch] bearer-token-file '%s' has mode %04o: group or others "
+				  "can read or replace the token (chmod 600 it)",
+				  bk_op_path(ctx, path), (unsigned) (st.st_mode & 07777));
+	n = bk_read_full(fd, buf, BK_TOKEN_MAX + 1);
+	if (n < 0)
+		return bk_err_set(err, (int) n, "[fetch] bearer-token-file: cannot read '%s': %m",
+				  bk_op_path(ctx, path));
+	if (n > BK_TOKEN_MAX)
+		return bk_err_set(err, -EFBIG,
+				  "[fetch] bearer-token-file '%s' is larger than %d bytes",
+				  bk_op_path(ctx, path), BK_TOKEN_MAX);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
 int bk_op_fetch_new(struct bk_op_ctx *ctx, const char *url, struct bk_fetch **ret,
 		    struct bk_err *err)
 {
 	const struct bk_config *c = &ctx->config;
-	_cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL, *token = NULL;
+	_cleanup_free_ char *ca = NULL, *cert = NULL, *key = NULL;
+	char token[BK_TOKEN_MAX + 1] = "";
 	struct bk_fetch_config fc = {
 		.connect_timeout_sec = c->fetch_connect_timeout_sec,
 		.low_speed_timeout_sec = c->fetch_timeout_sec,
@@ -268,20 +333,17 @@ int bk_op_fetch_new(struct bk_op_ctx *ctx, const char *url, struct bk_fetch **re
 	    beneath_root(ctx, c->fetch_client_key, &key) < 0)
 		return bk_err_set(err, -ENOMEM, "out of memory");
 	if (c->fetch_bearer_token_file) {
-		size_t len;
-
-		r = bk_read_file_at(ctx->root_fd, c->fetch_bearer_token_file + 1, 4096, &token,
-				    &len, err);
-		if (r < 0)
-			return bk_err_prefix(err, "[fetch] bearer-token-file");
-		token[strcspn(token, "\r\n")] = '\0';
+		r = read_token(ctx, c->fetch_bearer_token_file, token, err);
+		if (r < 0) {
+			explicit_bzero(token, sizeof(token));
+			return r;
+		}
 	}
 	fc.ca_file = ca;
 	fc.client_cert = cert;
 	fc.client_key = key;
-	fc.bearer_token = token && token[0] ? token : NULL;
+	fc.bearer_token = token[0] ? token : NULL;
 	r = bk_fetch_new(url, &fc, ret, err);
-	if (token)
-		explicit_bzero(token, strlen(token));
+	explicit_bzero(token, sizeof(token));
 	return r;
 }

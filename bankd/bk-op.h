@@ -113,8 +113,10 @@ void bk_op_log(struct bk_op_ctx *ctx, int level, const char *fmt, ...) _printf_(
 
 /*
  * A fetch of url set up from [fetch] of system.conf (CA file, client certificate and key
- * beneath the root; the bearer token read from its file, at most 4 KiB, first line). -EINVAL
- * not a URL; -ENOENT/-EACCES the token file; -ENOMEM.
+ * beneath the root; the bearer token read from its file, at most 4 KiB, first line). The
+ * token file must be a regular file (not a symlink) owned by the user bankctl runs as (root)
+ * with no permission for group or others: -EACCES otherwise, with a message naming the fix.
+ * -EINVAL not a URL; -ENOENT, -ELOOP (a symlink), -EFBIG, -EBADFD the token file; -ENOMEM.
  */
 struct bk_fetch;
 int bk_op_fetch_new(struct bk_op_ctx *ctx, const char *url, struct bk_fetch **ret,

@@ -31,6 +31,7 @@ struct bk_fetch {
 	CURL *curl;
 	char *url;
 	struct curl_slist *headers; /* Authorization, when a token is configured (https) */
+	bool token_withheld;	    /* a token is configured, but the URL is http:// */
 	struct bk_fetch_config c;   /* its strings are the copies below */
 	char *ca_file, *client_cert, *client_key;
 	char errbuf[CURL_ERROR_SIZE];
@@ -254,6 +255,8 @@ int bk_fetch_new(const char *url, const struct bk_fetch_config *c, struct bk_fet
 		explicit_bzero(h, strlen(h));
 		if (!f->headers)
 			return bk_err_set(err, -ENOMEM, "out of memory");
+	} else if (c->bearer_token) {
+		f->token_withheld = true;
 	}
 	*ret = TAKE_PTR(f);
 	return 0;
@@ -307,6 +310,42 @@ static bool tls_trust_failure(CURLcode rc)
 {
 	return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
 	       rc == CURLE_SSL_ISSUER_ERROR || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+/*
+ * What to check after a 401, a 403 or (https) a 400: which credentials went with the request
+ * decides the hint, so the message points at the setting that needs fixing. nginx answers 400
+ * to a client certificate it requires or cannot verify (ssl_verify_client), before any
+ * location is looked at.
+ */
+static const char *auth_hint(const struct bk_fetch *f, long status)
+{
+	bool token = f->headers, cert = f->c.client_cert && is_https(f->url);
+
+	if (status == 401) {
+		if (f->token_withheld)
+			return "the server wants credentials; [fetch] bearer-token-file is sent over "
+			       "https only, never to an http:// URL";
+		if (token)
+			return "the server did not accept the token of [fetch] bearer-token-file, "
+			       "or wants [fetch] client-cert";
+		return "the server wants credentials: [fetch] bearer-token-file, client-cert";
+	}
+	if (status == 403) {
+		if (token || cert)
+			return "the server refused these credentials: check [fetch] client-cert, "
+			       "client-key and bearer-token-file, and what the server allows them";
+		if (f->token_withheld)
+			return "the server refused access; [fetch] bearer-token-file is sent over "
+			       "https only, never to an http:// URL";
+		return "the server refused access without credentials: [fetch] client-cert and "
+		       "client-key, or bearer-token-file";
+	}
+	if (cert)
+		return "bad request; a server that checks client certificates says so when it "
+		       "does not trust [fetch] client-cert";
+	return "bad request; a server that checks client certificates says so when none is "
+	       "sent: [fetch] client-cert";
 }
 
 /*
@@ -403,6 +442,8 @@ static int attempt(struct bk_fetch *f, uint64_t off, void *buf, size_t len, stru
 	}
 	if (status == 404 || status == 410)
 		return bk_err_set(err, -ENOENT, "HTTP %ld (not found)", status);
+	if (status == 401 || status == 403 || (status == 400 && is_https(f->url)))
+		return bk_err_set(err, -EIO, "HTTP %ld (%s)", status, auth_hint(f, status));
 	if (status == 416)
 		return bk_err_set(err, f->size ? -EIO : -ENOEXEC,
 				  f->size ?

@@ -73,7 +73,8 @@ int bk_fetch_new(const char *url, const struct bk_fetch_config *c, struct bk_fet
  * delay. Returns 0; -ENOENT 404/410; -EKEYREJECTED the server's TLS certificate is not trusted;
  * -EIO also when the file changed on the server (size, ETag or Last-Modified); -ENOEXEC off + len
  * is past the end of the file; -EIO anything else (no ranges, refused redirect, other status,
- * transport error after the retries). Messages name the URL and the range.
+ * transport error after the retries). Messages name the URL and the range; a 401, a 403 and
+ * (https) a 400 also say which [fetch] credentials to check, given what was sent.
  */
 int bk_fetch_range(struct bk_fetch *f, uint64_t off, void *buf, size_t len, struct bk_err *err);
 

@@ -4,8 +4,9 @@
 # 18480-18481, stopped at the end even on failure): a full stream; servers that lie (a flipped
 # byte in one chunk, a truncated file, a redirect to another origin, the file replaced between
 # requests); delta staging against the booted bank (bytes counted from nginx's access log);
-# resume after killing bankctl at several points; https with a test CA, trusted and untrusted.
-# docs/stage-url.md.
+# resume after killing bankctl at several points; https with a test CA, trusted and untrusted;
+# https credentials: a bearer token (never sent over http; its file's owner and mode checked)
+# and a client certificate (trusted, missing, from another CA). docs/stage-url.md.
 . "$(dirname "$0")/lib.sh"
 
 bk_need_root
@@ -39,6 +40,27 @@ openssl req -new -x509 -key "$T/nginx/server.key" -CA "$pki/root-ca.crt" -CAkey 
 	-subj "/O=bootbank test/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
 	-addext "extendedKeyUsage=serverAuth" -days 2 -out "$T/nginx/server.crt" 2>/dev/null ||
 	bk_skip "cannot make a server certificate"
+# Credentials: a random bearer token; a client CA (the one nginx trusts for client
+# certificates), a client certificate it signed and one signed by a rogue CA of the same shape.
+tok=$(openssl rand -hex 24)
+cacert() { # NAME CN: a self-signed CA in $T/nginx
+	openssl ecparam -name prime256v1 -genkey -noout -out "$T/nginx/$1.key" 2>/dev/null &&
+		openssl req -new -x509 -key "$T/nginx/$1.key" -subj "/O=bootbank test/CN=$2" -days 2 \
+			-addext "basicConstraints=critical,CA:TRUE" \
+			-addext "keyUsage=critical,keyCertSign,cRLSign" -out "$T/nginx/$1.crt" 2>/dev/null
+}
+clientcert() { # NAME CA: a clientAuth certificate NAME.{crt,key} signed by CA, in $root/etc/bootbank
+	openssl ecparam -name prime256v1 -genkey -noout -out "$root/etc/bootbank/$1.key" 2>/dev/null &&
+		openssl req -new -x509 -key "$root/etc/bootbank/$1.key" -CA "$T/nginx/$2.crt" \
+			-CAkey "$T/nginx/$2.key" -subj "/O=bootbank test/CN=$1" -days 2 \
+			-addext "basicConstraints=critical,CA:FALSE" \
+			-addext "keyUsage=critical,digitalSignature" \
+			-addext "extendedKeyUsage=clientAuth" -out "$root/etc/bootbank/$1.crt" 2>/dev/null &&
+		chmod 600 "$root/etc/bootbank/$1.key"
+}
+{ cacert client-ca "bootbank test client CA" && cacert rogue-ca "bootbank test rogue CA" &&
+	clientcert client client-ca && clientcert rogue-client rogue-ca; } ||
+	bk_skip "cannot make the client certificates"
 cat >"$T/nginx/nginx.conf" <<EOF
 user root;
 daemon on;
@@ -48,6 +70,7 @@ error_log $T/nginx/error.log;
 events { worker_connections 64; }
 http {
 	log_format bk '\$uri \$status \$body_bytes_sent "\$http_range"';
+	log_format auth '\$server_port	\$uri	\$status	"\$ssl_client_verify"	"\$http_authorization"';
 	access_log $T/nginx/access.log bk;
 	client_body_temp_path $T/nginx/body;
 	proxy_temp_path $T/nginx/proxy;
@@ -62,12 +85,28 @@ http {
 		location /slow/ { limit_rate 4m; }
 		location = /redirect-other.bbi { return 302 http://localhost:$PORT/v1.bbi; }
 		location = /redirect-same.bbi { return 302 /v2.bbi; }
+		location /auth/ {
+			access_log $T/nginx/auth.log auth;
+			if (\$http_authorization != "Bearer $tok") { return 401; }
+			alias $www/;
+		}
 	}
 	server {
 		listen 127.0.0.1:$TLS_PORT ssl;
 		ssl_certificate $T/nginx/server.crt;
 		ssl_certificate_key $T/nginx/server.key;
+		ssl_verify_client optional;
+		ssl_client_certificate $T/nginx/client-ca.crt;
+		access_log $T/nginx/auth.log auth;
 		root $www;
+		location /auth/ {
+			if (\$http_authorization != "Bearer $tok") { return 401; }
+			alias $www/;
+		}
+		location /mtls/ {
+			if (\$ssl_client_verify != SUCCESS) { return 403; }
+			alias $www/;
+		}
 	}
 }
 EOF
@@ -313,6 +352,113 @@ conf "ca-file = /etc/bootbank/server-ca.pem
 "
 expect_exit 0 "https with [fetch] ca-file" B stage "$S/v2.bbi" --json
 check "https: bank B holds v2" holds B big-2
-check "https: bank A untouched all along" test "$(hashp A)" = "$ha"
+
+# --- https credentials: a bearer token, a client certificate ---------------------------------
+# Every refusal comes at the first request, before anything is written: bank B keeps its bytes
+# and its boot state. auth.log has the requests of the TLS server and of the plain server's
+# /auth/, a line each: port, URI, status, "client certificate verification", "Authorization".
+# authlog PORT URI: the Authorization headers nginx got for URI on PORT, one line a request.
+authlog() { awk -F '\t' -v p="$1" -v u="$2" '$1 == p && $2 == u { print $5 }' "$T/nginx/auth.log"; }
+oneline() { test "$(wc -l <<<"$ERR")" = 1 && grep -qF -- "$1" <<<"$ERR"; }
+refused() { # DESC CODE MESSAGE CMD...
+	local desc=$1 code=$2 msg=$3
+	shift 3
+	expect_exit "$code" "$desc: exit $code" "$@"
+	check "$desc: one line: $msg" oneline "$msg"
+	check "$desc: bank B untouched" test "$(hashp B)" = "$hb"
+	check "$desc: bank B still $stb in the boot state" test "$(bankstate B)" = "$stb"
+	check "$desc: no marker" test ! -e "$marker"
+}
+tokfile=$root/etc/bootbank/token
+printf '%s\n' "$tok" >"$tokfile"
+chmod 600 "$tokfile"
+hb=$(hashp B)
+stb=$(bankstate B)
+: >"$T/nginx/auth.log"
+refused "https /auth/ without a token" 8 \
+	"'$S/auth/v3.bbi': bytes 0-127: HTTP 401 (the server wants credentials: [fetch] bearer-token-file, client-cert)" \
+	B stage "$S/auth/v3.bbi"
+check "no token: nginx got no Authorization header" test "$(authlog "$TLS_PORT" /auth/v3.bbi)" = '"-"'
+printf 'not-%s\n' "$tok" >"$root/etc/bootbank/wrong-token"
+chmod 600 "$root/etc/bootbank/wrong-token"
+conf "ca-file = /etc/bootbank/server-ca.pem
+bearer-token-file = /etc/bootbank/wrong-token
+"
+refused "https /auth/ with a wrong token" 8 \
+	"HTTP 401 (the server did not accept the token of [fetch] bearer-token-file, or wants [fetch] client-cert)" \
+	B stage "$S/auth/v3.bbi"
+conf "ca-file = /etc/bootbank/server-ca.pem
+bearer-token-file = /etc/bootbank/token
+"
+# The token file: owned by root, no permission for group or others; refused before any request.
+: >"$T/nginx/auth.log"
+chmod 644 "$tokfile"
+refused "token file mode 0644" 1 \
+	"[fetch] bearer-token-file '$tokfile' has mode 0644: group or others can read or replace the token (chmod 600 it)" \
+	B stage "$S/auth/v3.bbi"
+chmod 620 "$tokfile"
+refused "token file mode 0620 (group-writable)" 1 "has mode 0620: group or others can read or replace the token" \
+	B stage "$S/auth/v3.bbi"
+chmod 600 "$tokfile"
+chown 65534 "$tokfile"
+refused "token file owned by uid 65534" 1 \
+	"[fetch] bearer-token-file '$tokfile' is owned by uid 65534, not root: another user can read or replace the token (chown it)" \
+	B stage "$S/auth/v3.bbi"
+chown 0 "$tokfile"
+ln -s token "$root/etc/bootbank/token-link"
+conf "ca-file = /etc/bootbank/server-ca.pem
+bearer-token-file = /etc/bootbank/token-link
+"
+refused "token file is a symlink" 1 "[fetch] bearer-token-file '$root/etc/bootbank/token-link' is a symlink (name the file itself)" \
+	B stage "$S/auth/v3.bbi"
+check "refused token files: no request reached nginx" test ! -s "$T/nginx/auth.log"
+conf "ca-file = /etc/bootbank/server-ca.pem
+bearer-token-file = /etc/bootbank/token
+"
+# Over http the token stays home: the plain server's /auth/ answers 401, and its log shows no
+# Authorization header (while the same request with the token is served, so the 401 is the
+# missing header's).
+refused "token configured, http:// /auth/" 8 \
+	"'$U/auth/v3.bbi': bytes 0-127: HTTP 401 (the server wants credentials; [fetch] bearer-token-file is sent over https only, never to an http:// URL)" \
+	B stage "$U/auth/v3.bbi"
+check "http: nginx on port $PORT got requests, none with an Authorization header ($(authlog "$PORT" /auth/v3.bbi | sort | uniq -c | tr '\n' ' '))" \
+	test "$(authlog "$PORT" /auth/v3.bbi | sort -u)" = '"-"'
+check "http: the same URL with the token would be served (206)" \
+	test "$(curl -s -o /dev/null -w '%{http_code}' -r 0-0 -H "Authorization: Bearer $tok" "$U/auth/v3.bbi")" = 206
+: >"$T/nginx/auth.log"
+expect_exit 0 "https /auth/ with [fetch] bearer-token-file" B stage "$S/auth/v3.bbi" --json
+check "token: bank B holds v3" holds B big-3
+check "token: every request carried the token and was answered 206" \
+	test "$(authlog "$TLS_PORT" /auth/v3.bbi | sort -u)" = "\"Bearer $tok\"" -a \
+	"$(awk -F '\t' '$3 != 206' "$T/nginx/auth.log" | wc -l)" = 0
+
+# A client certificate: /mtls/ wants one that the client CA signed.
+hb=$(hashp B)
+stb=$(bankstate B)
+conf "ca-file = /etc/bootbank/server-ca.pem
+"
+refused "https /mtls/ without a client certificate" 8 \
+	"'$S/mtls/v2.bbi': bytes 0-127: HTTP 403 (the server refused access without credentials: [fetch] client-cert and client-key, or bearer-token-file)" \
+	B stage "$S/mtls/v2.bbi"
+conf "ca-file = /etc/bootbank/server-ca.pem
+client-cert = /etc/bootbank/rogue-client.crt
+client-key = /etc/bootbank/rogue-client.key
+"
+: >"$T/nginx/auth.log"
+refused "https /mtls/ with a client certificate of another CA" 8 \
+	"'$S/mtls/v2.bbi': bytes 0-127: HTTP 400 (bad request; a server that checks client certificates says so when it does not trust [fetch] client-cert)" \
+	B stage "$S/mtls/v2.bbi"
+check "rogue certificate: nginx got it, could not verify it and answered 400" \
+	test "$(awk -F '\t' '$2 == "/mtls/v2.bbi" { print $3, substr($4, 1, 8) }' "$T/nginx/auth.log" | sort -u)" = '400 "FAILED:'
+conf "ca-file = /etc/bootbank/server-ca.pem
+client-cert = /etc/bootbank/client.crt
+client-key = /etc/bootbank/client.key
+"
+: >"$T/nginx/auth.log"
+expect_exit 0 "https /mtls/ with [fetch] client-cert and client-key" B stage "$S/mtls/v2.bbi" --json
+check "client certificate: bank B holds v2" holds B big-2
+check "client certificate: every request verified and answered 206" \
+	test "$(awk -F '\t' '{ print $2, $3, $4 }' "$T/nginx/auth.log" | sort -u)" = '/mtls/v2.bbi 206 "SUCCESS"'
+check "https credentials: bank A untouched all along" test "$(hashp A)" = "$ha"
 
 bk_done
