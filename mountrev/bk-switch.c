@@ -627,9 +627,22 @@ int bk_view_swap_finish(struct bk_view_swap *s, enum bk_view_mode *ret_mode, boo
 	/* Only the check comes after the view changed: a failure before it changed nothing. */
 	if (m.r < 0 && m.step == STEP_VERIFY && ret_changed)
 		*ret_changed = true;
-	if (m.r == -ESTALE)
-		return bk_err_set(err, m.r, "view '%s' does not show revision '%s' after the swap",
-				  s->view, s->id);
+	if (m.r == -ESTALE) {
+		dev_t seen = (dev_t) m.dev;
+
+		/* The devices tell which mount the view shows: the old one, or neither. */
+		return bk_err_set(
+			err, m.r,
+			"view '%s' does not show revision '%s' after the swap (%s: it "
+			"shows device %u:%u%s, the revision is %u:%u)",
+			s->view, s->id,
+			m.mode == BK_VIEW_BENEATH  ? "mounted beneath, the old top detached" :
+			m.mode == BK_VIEW_STACKED  ? "stacked on the old mount" :
+			m.mode == BK_VIEW_ATTACHED ? "attached, the view was no mount" :
+						     "no mode",
+			major(seen), minor(seen), seen == s->old_dev ? ", the old one" : "",
+			major(s->new_dev), minor(s->new_dev));
+	}
 	if (m.r < 0)
 		return bk_err_set(err, m.r, "view '%s': %s failed: %s", s->view, step_name(m.step),
 				  strerror(-m.r));
