@@ -52,7 +52,8 @@ ifdef SANITIZE
 CFLAGS += -O1 -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZE)
 else
-HARDEN_CFLAGS += -D_FORTIFY_SOURCE=3
+# -U first: dpkg-buildflags' CPPFLAGS (the package build) bring -D_FORTIFY_SOURCE=2
+HARDEN_CFLAGS += -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3
 endif
 
 BK_CPPFLAGS := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DBK_VERSION='"$(VERSION)"' \
@@ -186,9 +187,11 @@ uninstall:
 	rm -rf '$(DESTDIR)$(INCLUDEDIR)/bootbank' '$(DESTDIR)$(DATADIR)/bootbank'
 
 # --- Debian package (docs/packaging.md) ----------------------------------------------------
+# The package is built as Debian builds it, whatever this make was given (WERROR=1, O=, CC=
+# would otherwise reach its inner make through MAKEFLAGS).
 deb:
 	@scripts/deps.sh ensure-deb
-	scripts/build-deb.sh build/deb
+	MAKEFLAGS= MAKEOVERRIDES= scripts/build-deb.sh build/deb
 
 check-deb: deb
 	@BK_DEB_DIR=build/deb BK_BUILD='$(O)' tests/run-tests.sh integ/deb
