@@ -406,6 +406,21 @@ static _noreturn_ void helper_main(int sock, int run_dfd, const char *relpath, i
 	tree = open_tree(run_dfd, relpath, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (tree < 0)
 		helper_send(sock, -errno, STEP_OPEN_TREE, 0, false, 0);
+	/*
+	 * A clone of a shared mount (systemd makes / shared) joins its peer group: every view
+	 * would be a peer of the host's revision mount and of the other workloads' views. A
+	 * beneath move re-mounts the old top on the clone, and that mount would propagate onto
+	 * every peer: a view switched at the same time showed the old revision until the old
+	 * top was detached (integ/fleet failed so, now and then), and a mount made in one view
+	 * showed in the host's revision and in the other views. A view is its workload's own.
+	 */
+	{
+		struct mount_attr attr = { .propagation = MS_PRIVATE };
+
+		if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0 &&
+		    errno != ENOSYS)
+			helper_send(sock, -errno, STEP_OPEN_TREE, 0, false, 0);
+	}
 	if (fstat(tree, &st) < 0)
 		helper_send(sock, -errno, STEP_OPEN_TREE, 0, false, 0);
 	new_dev = st.st_dev;

@@ -334,6 +334,17 @@ for n in 1 2 3 4; do
 done
 check "  ... the summary: 4 of 4 compliant; node3, node4 'remediated (live path)', node1, node2 'unchanged'" bash -c "grep -q '^4 of 4 hosts compliant' '$T/ctl/live.report' && test \$(grep -c '^node[34] .*remediated (live path)' '$T/ctl/live.report') = 2 && test \$(grep -c '^node[12] .* unchanged$' '$T/ctl/live.report') = 2"
 cp "$T/ctl/live.report" "$T/live.report.keep"
+# The hosts' mounts are shared here, as systemd makes them: a view must still be its workload's
+# own, no peer of the host's revision mount nor of the other views (a peer once showed the
+# old revision in a view switched beside another, and failed this rollout now and then).
+props=
+for n in 1 2 3 4; do
+	for c in "$cg"/n$n-*/; do
+		p=$(head -n 1 "$c/cgroup.procs") && [ -n "$p" ] &&
+			props+=" $(nsenter -t "$p" -m findmnt -n -o PROPAGATION "$T/node$n/view-$(basename "$c" | cut -d- -f2)")"
+	done
+done
+check "  ... every workload's view is a private mount in its namespace:$props" bash -c '[ -n "$0" ] && ! grep -qv "^private$" <<<"$(tr " " "\n" <<<"$0" | sed "/^$/d")"' "$props"
 
 # --- a second run changes nothing ----------------------------------------------------------
 sync
