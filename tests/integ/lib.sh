@@ -59,11 +59,17 @@ bk_done() {
 	exit $_bk_failed
 }
 
-# bk_nginx_start DIR PORT WWW: nginx from Debian on 127.0.0.1:PORT serving WWW, its prefix,
-# config, pid and logs under DIR (access log DIR/access.log: "URI STATUS BODY-BYTES"); waits
-# until it answers (5 s at most). Returns 1 when it does not start. bk_nginx_stop DIR at exit.
-bk_nginx_start() {
-	local dir=$1 port=$2 www=$3
+# nginx from Debian on 127.0.0.1, its prefix, config, pid and logs under DIR:
+# bk_nginx_conf DIR <<EOF: DIR/nginx.conf, the common part (root, one worker, pid, logs and
+#   temp paths in DIR, .bbi as octet-stream) around stdin, the rest of the http block (log
+#   formats, access logs, servers);
+# bk_nginx_run DIR PORT: starts it and waits until 127.0.0.1:PORT answers (5 s at most);
+#   1 when nginx does not start, 2 when it does not answer;
+# bk_nginx_start DIR PORT WWW: one server on 127.0.0.1:PORT serving WWW, its access log
+#   DIR/access.log ("URI STATUS BODY-BYTES"), then bk_nginx_run;
+# bk_nginx_stop DIR at exit.
+bk_nginx_conf() {
+	local dir=$1
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<EOF
 user root;
@@ -73,26 +79,35 @@ pid $dir/nginx.pid;
 error_log $dir/error.log;
 events { worker_connections 64; }
 http {
-	log_format bk '\$uri \$status \$body_bytes_sent';
-	access_log $dir/access.log bk;
 	client_body_temp_path $dir/body;
 	proxy_temp_path $dir/proxy;
 	fastcgi_temp_path $dir/fastcgi;
 	uwsgi_temp_path $dir/uwsgi;
 	scgi_temp_path $dir/scgi;
 	types { application/octet-stream bbi; }
+$(cat)
+}
+EOF
+}
+bk_nginx_run() {
+	nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" || return 1
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$2/" && return 0
+		sleep 0.1
+	done
+	return 2
+}
+bk_nginx_start() {
+	local dir=$1 port=$2 www=$3
+	bk_nginx_conf "$dir" <<EOF
+	log_format bk '\$uri \$status \$body_bytes_sent';
+	access_log $dir/access.log bk;
 	server {
 		listen 127.0.0.1:$port;
 		root $www;
 	}
-}
 EOF
-	nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" || return 1
-	for _ in $(seq 50); do
-		curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-		sleep 0.1
-	done
-	return 1
+	bk_nginx_run "$dir" "$port"
 }
 bk_nginx_stop() {
 	local pid

@@ -61,23 +61,10 @@ clientcert() { # NAME CA: a clientAuth certificate NAME.{crt,key} signed by CA, 
 { cacert client-ca "bootbank test client CA" && cacert rogue-ca "bootbank test rogue CA" &&
 	clientcert client client-ca && clientcert rogue-client rogue-ca; } ||
 	bk_skip "cannot make the client certificates"
-cat >"$T/nginx/nginx.conf" <<EOF
-user root;
-daemon on;
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 64; }
-http {
+bk_nginx_conf "$T/nginx" <<EOF
 	log_format bk '\$uri \$status \$body_bytes_sent "\$http_range"';
 	log_format auth '\$server_port	\$uri	\$status	"\$ssl_client_verify"	"\$http_authorization"';
 	access_log $T/nginx/access.log bk;
-	client_body_temp_path $T/nginx/body;
-	proxy_temp_path $T/nginx/proxy;
-	fastcgi_temp_path $T/nginx/fastcgi;
-	uwsgi_temp_path $T/nginx/uwsgi;
-	scgi_temp_path $T/nginx/scgi;
-	types { application/octet-stream bbi; }
 	keepalive_requests 100000;
 	server {
 		listen 127.0.0.1:$PORT;
@@ -108,20 +95,10 @@ http {
 			alias $www/;
 		}
 	}
-}
 EOF
-nginx_stop() {
-	local pid
-	pid=$(cat "$T/nginx/nginx.pid" 2>/dev/null) || return 0
-	kill -QUIT "$pid" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null
-	return 0
-}
-trap 'nginx_stop; bk_cleanup' EXIT
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" ||
-	bk_skip "nginx does not start on 127.0.0.1:$PORT (port in use?)"
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+trap 'bk_nginx_stop "$T/nginx"; bk_cleanup' EXIT
+bk_nginx_run "$T/nginx" "$PORT"
+[ $? -ne 1 ] || bk_skip "nginx does not start on 127.0.0.1:$PORT (port in use?)"
 U=http://127.0.0.1:$PORT
 # fetched URI: body bytes nginx sent for URI since the log was last cut
 fetched() { awk -v u="$1" '$1 == u { n += $3 } END { print n + 0 }' "$T/nginx/access.log"; }
@@ -293,14 +270,13 @@ check "resume: no marker left" test ! -e "$marker"
 "$BANKCTL" --root "$root" stage "$U/slow/v3.bbi" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 300); do [ "$(progress)" -ge 8 ] && break; sleep 0.1; done
-nginx_stop
+bk_nginx_stop "$T/nginx"
 wait "$pid"
 rc=$?
 check "server stopped mid-stream: exit 8 (got $rc)" test "$rc" = 8
 check "server stopped: the marker stays for a resume" test -e "$marker"
 check "server stopped: bank B is empty in the boot state" test "$(bankstate B)" = empty
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log"
-for _ in $(seq 50); do curl -s -o /dev/null "$U/" && break; sleep 0.1; done
+bk_nginx_run "$T/nginx" "$PORT"
 expect_exit 0 "resume after the network failure" B stage "$U/slow/v3.bbi" --json
 check "network resume: bytes kept" test "$(result "d['bytes_resumed'] >= 8 << 20")" = true
 check "network resume: bank B holds v3" holds B big-3
