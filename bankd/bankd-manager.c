@@ -290,12 +290,14 @@ static int method_with_bundle(sd_bus_message *msg, struct bankd_manager *m, enum
 	return start(m, msg, &req, BANKD_REPLY_PATH, error);
 }
 
+/* The options of Stage and StageURL, of DepotImport and DepotImportURL. */
+static const char *const stage_options[] = { "activate", "allow_downgrade", "ignore_compatible",
+					     "no_check_time", NULL };
+static const char *const import_options[] = { "force", "no_check_time", NULL };
+
 static int method_stage(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-	static const char *const allowed[] = { "activate", "allow_downgrade", "ignore_compatible",
-					       "no_check_time", NULL };
-
-	return method_with_bundle(msg, userdata, BANKD_OP_STAGE, allowed, error);
+	return method_with_bundle(msg, userdata, BANKD_OP_STAGE, stage_options, error);
 }
 
 /*
@@ -333,24 +335,17 @@ static int method_with_url(sd_bus_message *msg, struct bankd_manager *m, enum ba
 
 static int method_stage_url(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-	static const char *const allowed[] = { "activate", "allow_downgrade", "ignore_compatible",
-					       "no_check_time", NULL };
-
-	return method_with_url(msg, userdata, BANKD_OP_STAGE, allowed, error);
+	return method_with_url(msg, userdata, BANKD_OP_STAGE, stage_options, error);
 }
 
 static int method_depot_import_url(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-	static const char *const allowed[] = { "force", "no_check_time", NULL };
-
-	return method_with_url(msg, userdata, BANKD_OP_DEPOT_IMPORT, allowed, error);
+	return method_with_url(msg, userdata, BANKD_OP_DEPOT_IMPORT, import_options, error);
 }
 
 static int method_depot_import(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
-	static const char *const allowed[] = { "force", "no_check_time", NULL };
-
-	return method_with_bundle(msg, userdata, BANKD_OP_DEPOT_IMPORT, allowed, error);
+	return method_with_bundle(msg, userdata, BANKD_OP_DEPOT_IMPORT, import_options, error);
 }
 
 static int method_livepatch_apply(sd_bus_message *msg, void *userdata, sd_bus_error *error)
