@@ -27,11 +27,14 @@ VERSION := 0.1.0
 comma := ,
 O ?= build/$(notdir $(firstword $(CC)))$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-PKGS := mount blkid fdisk libcrypto json-c inih libcurl
+PKGS := mount blkid fdisk libcrypto json-c inih
+# libcurl: its header only; images/bk-fetch.c dlopen()s libcurl.so.4 on the first fetch, so
+# bankd and bankctl do not map it and its 40-odd libraries unless they fetch.
+DLOPEN_PKGS := libcurl
 # Only bankd links libsystemd (sd-bus, sd-event): bankctl and the tests stay without it.
 BANKD_PKGS := libsystemd
 TEST_PKGS := cmocka
-pkgs-ok := $(shell $(PKG_CONFIG) --exists $(PKGS) $(BANKD_PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
+pkgs-ok := $(shell $(PKG_CONFIG) --exists $(PKGS) $(DLOPEN_PKGS) $(BANKD_PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
 
 cc-option = $(shell $(CC) -Werror $(1) -c -x c /dev/null -o /dev/null 2>/dev/null && echo $(1))
 
@@ -58,7 +61,7 @@ endif
 
 BK_CPPFLAGS := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DBK_VERSION='"$(VERSION)"' \
 	-Ilib -Iimages -Imountrev -Ibootloader-hooks -Ibankd \
-	$(shell $(PKG_CONFIG) --cflags $(PKGS) $(BANKD_PKGS) 2>/dev/null)
+	$(shell $(PKG_CONFIG) --cflags $(PKGS) $(DLOPEN_PKGS) $(BANKD_PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(BK_CPPFLAGS) $(CPPFLAGS) $(WARNFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(HARDEN_LDFLAGS) $(LDFLAGS)
 LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread

@@ -351,6 +351,9 @@ if command -v nginx >/dev/null && command -v curl >/dev/null; then
 		dfail org.bootbank.Error.Usage "StageURL with an unknown option: Usage" StageURL "$W/demo-os-2.0.0.bbi" '{"force": true}'
 		ha=$(hashp A)
 		djob "StageURL(v2 over http) runs as a job to its end" StageURL "$W/demo-os-2.0.0.bbi" '{}'
+		# libcurl is dlopen()ed by whoever fetches: the job's child, never the daemon (idle RSS)
+		check "  ... bankd itself never mapped libcurl (the job's child fetched)" \
+			test "$(grep -c 'libcurl' "/proc/$bankd_pid/maps")" = 0
 		check "  ... Completed: exit 0, bank B, image 2.0.0, every payload byte fetched" \
 			test "$(completed "['exit_code']") $(completed "['result']" | json "d['bank'], d['image']['version'], d['bytes_fetched'] > 0")" = "0 ('B', '2.0.0', True)"
 		check "  ... bank B holds 2.0.0 (bankctl status), staged; bank A byte-identical" \

@@ -210,6 +210,17 @@ lie 6 "a truncated file" "truncated\|past the end" "$U/truncated.bbi"
 lie 8 "a redirect to another origin" "redirect to another origin refused: 'http://localhost:$PORT/v1.bbi'" "$U/redirect-other.bbi"
 expect_exit 4 "a missing file: exit 4" B stage "$U/nope.bbi"
 check "missing: HTTP 404 named" grep -q "HTTP 404" <<<"$ERR"
+# libcurl is dlopen()ed on the first fetch: hidden (an empty file bound over it in this mount
+# namespace), a URL stage fails with one line naming the package; nothing is written.
+curlso=$(ldconfig -p | awk '$1 == "libcurl.so.4" && /x86-64|64bit/ { print $NF; exit }')
+if [ -n "$curlso" ] && : >"$T/empty.so" && mount --bind "$T/empty.so" "$curlso"; then
+	lie 1 "libcurl hidden" "http(s) needs libcurl (libcurl.so.4, Debian package libcurl4): " "$U/v2.bbi"
+	expect_exit 0 "libcurl hidden: a local bundle still stages" B stage "$www/v2.bbi" --json
+	check "libcurl hidden: bank B holds v2" holds B big-2
+	umount "$curlso"
+else
+	not_ok "cannot hide libcurl.so.4 ('$curlso') with a bind mount"
+fi
 # The file replaced while it is read: v3 is served slowly, v1 moved over it after 1.5 s.
 cp "$www/v3.bbi" "$www/slow/replaced.bbi"
 "$BANKCTL" --root "$root" stage "$U/slow/replaced.bbi" >"$T/replaced.out" 2>"$T/replaced.err" &
