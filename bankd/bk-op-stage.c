@@ -356,6 +356,8 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 			       "verified before any byte is written); rebuild or re-sign it");
 	if (r >= 0 && o->url)
 		r = bk_fetch_chunk_table(fetch, fd, bk_bundle_get_manifest(b), err);
+	if (r >= 0 && o->url)
+		r = bk_bundle_check_padding(b, bk_bundle_get_manifest(b), err);
 	if (r < 0)
 		return o->url ? r : bk_err_prefix(err, "'%s'", o->path);
 	m = bk_bundle_get_manifest(b);

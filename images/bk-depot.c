@@ -322,6 +322,8 @@ int bk_depot_import_url(int depot_dfd, struct bk_fetch *f, const struct bk_keyri
 			       "lists verified before any byte is written)");
 	if (r >= 0)
 		r = bk_fetch_chunk_table(f, out, bk_bundle_get_manifest(b), err);
+	if (r >= 0)
+		r = bk_bundle_check_padding(b, bk_bundle_get_manifest(b), err);
 	if (r < 0)
 		goto fail;
 	m = bk_bundle_get_manifest(b);

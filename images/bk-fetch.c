@@ -693,10 +693,20 @@ int bk_fetch_chunk_table(struct bk_fetch *f, int fd, const struct bk_manifest *m
 			 struct bk_err *err)
 {
 	uint64_t start = UINT64_MAX;
+	int r;
 
-	for (size_t i = 0; i < m->n_payloads; i++)
-		if (m->payloads[i].chunks_offset < start)
-			start = m->payloads[i].chunks_offset;
+	for (size_t i = 0; i < m->n_payloads; i++) {
+		const struct bk_payload *p = &m->payloads[i];
+		uint64_t end = p->offset + p->size;
+		uint64_t next = (end + BK_BUNDLE_ALIGN - 1) & ~(uint64_t) (BK_BUNDLE_ALIGN - 1);
+
+		if (p->chunks_offset < start)
+			start = p->chunks_offset;
+		/* The padding after the payload: a file's is read by bk_bundle_check_padding(). */
+		r = fetch_into(f, fd, end, next < f->size ? next : f->size, err);
+		if (r < 0)
+			return r;
+	}
 	if (start == UINT64_MAX || start > f->size)
 		return bk_err_set(err, -ENOEXEC, "no chunk table");
 	return fetch_into(f, fd, start, f->size, err);

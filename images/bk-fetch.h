@@ -102,9 +102,11 @@ int bk_fetch_bundle_head(struct bk_fetch *f, int *ret_fd, struct bk_err *err);
 int bk_fetch_bundle_head_into(struct bk_fetch *f, int fd, struct bk_err *err);
 
 /*
- * Format 2: fetch the chunk table (from the lowest chunks_offset of m to the end of the file)
- * into fd, the memfd of bk_fetch_bundle_head(), once the manifest m is verified and loaded.
- * Its lists are checked by bk_bundle_load_chunks(). Returns 0 or bk_fetch_range()'s errors.
+ * Format 2: fetch the zero padding after every payload (to the next 4 KiB boundary) and the
+ * chunk table (from the lowest chunks_offset of m to the end of the file) into fd, the memfd of
+ * bk_fetch_bundle_head(), once the manifest m is verified and loaded. The caller then checks
+ * the padding with bk_bundle_check_padding() (bk_bundle_load_manifest() saw only the hole) and
+ * the lists with bk_bundle_load_chunks(). Returns 0 or bk_fetch_range()'s errors.
  */
 int bk_fetch_chunk_table(struct bk_fetch *f, int fd, const struct bk_manifest *m,
 			 struct bk_err *err);

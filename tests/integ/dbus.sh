@@ -98,50 +98,19 @@ djob() {
 completed() { json "[s for s in d['signals'] if s['signal'] == 'Completed'][-1]$1" <<<"$JOB"; }
 
 # --- the bus ---------------------------------------------------------------------------------
-mkdir -p "$T/bus"
-cat >"$T/bus/system.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>$A</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>$repo/data/dbus/org.bootbank.Manager1.conf</include>
-</busconfig>
-EOF
-dbus-daemon --config-file="$T/bus/system.conf" --nofork --nopidfile >"$T/bus/log" 2>&1 &
-dbus_pid=$!
-for _ in $(seq 100); do [ -S "$T/bus/socket" ] && break; sleep 0.05; done
-[ -S "$T/bus/socket" ] || bk_skip "dbus-daemon did not start: $(cat "$T/bus/log")"
+bk_bus_start "$T/bus" || bk_skip "dbus-daemon did not start: $(cat "$T/bus/log")"
+dbus_pid=$BK_BUS_PID
+[ "$BK_BUS" = "$A" ] || bk_skip "the bus is not at $A"
 
 # The admin group for the group-member checks: an existing group 'nobody' is not in.
 grp=$(getent group users staff | head -n1 | cut -d: -f1)
 gid=$(getent group "$grp" | cut -d: -f3)
 
 start_bankd() { # ROOT: start bankd and wait for its name (it recovers before taking it)
-	"$BANKD" --root "$1" --bus-address "$A" --admin-group "$grp" >>"$T/bankd.log" 2>&1 &
-	bankd_pid=$!
-	for _ in $(seq 300); do
-		busctl --address="$A" list --no-pager 2>/dev/null | grep -q '^org\.bootbank\.Manager1 ' && return 0
-		kill -0 "$bankd_pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	return 1
+	local r=0
+	bk_bankd_start "$1" "$T/bankd.log" --admin-group "$grp" || r=1
+	bankd_pid=$BK_BANKD_PID
+	return $r
 }
 stop_bankd() { # SIGTERM, bounded wait; returns bankd's exit status
 	local rc

@@ -8,11 +8,15 @@
 #    `image mount`, `depot import`, `stage` and `livepatch apply`, each with the exit code
 #    docs/bankctl.md gives; after a refusal both bank partitions are byte-identical (exit 5/6),
 #    or for a corrupt payload (7) the booted bank is and the alternate one is left empty;
-#    nothing is mounted, the depot and the boot state are unchanged.
+#    nothing is mounted, the depot and the boot state are unchanged. Format 1 gets the digest
+#    cases too (its whole-payload SHA-256 is the digest compared there).
+#  - The same set through `stage URL` and `depot import URL` (nginx on 127.0.0.1) and bankd's
+#    Stage, DepotImport, LivePatchApply (an fd) and StageURL on a private bus.
 #  - A FIFO, a directory or a device as the bundle path is refused at once (never blocks).
 #  - `image mount` refuses a bundle another user can write (owner, mode, directories above
 #    it); a second, unprivileged user rewriting the payload in a race never gets a changed
-#    byte into the mounted filesystem.
+#    byte into the mounted filesystem; the same user rewriting the signature and a payload
+#    while root stages it never empties a staged bank on a refusal.
 . "$(dirname "$0")/lib.sh"
 
 bk_need_root
@@ -112,12 +116,18 @@ mk 7 kernel-digest-last-byte digest:vmlinuz:last
 mk 7 kernel-digest-first-byte digest:vmlinuz:first
 mk 7 live-digest-last-byte digest:app.squashfs:last
 mk 7 live-digest-first-byte digest:app.squashfs:first
+# Format 1 has no chunk lists: there each payload's whole SHA-256 is the digest compared
+# (bk_bundle_check_digest()), so the same one-byte lies again in a format-1 bundle.
+mk 7 f1-kernel-digest-last-byte --format1 digest:vmlinuz:last
+mk 7 f1-kernel-digest-first-byte --format1 digest:vmlinuz:first
+mk 7 f1-live-digest-last-byte --format1 digest:app.squashfs:last
+mk 7 f1-live-digest-first-byte --format1 digest:app.squashfs:first
 mk 6 duplicate-key 'replace:"version": "1.1"=>"version": "1.1", "version": "9.9.9"'
 mk 6 null-string 'replace:"description": "trust test"=>"description": null'
 mk 6 lone-surrogate 'replace:"description": "trust test"=>"description": "trust \ud800test"'
 mk 6 upper-case-digest upper:vmlinuz
 mk 6 trailing-json-bytes 'append:\s'
-check "the corruption set is complete (21 cases)" test "${#cases[@]}" -eq 21
+check "the corruption set is complete (25 cases)" test "${#cases[@]}" -eq 25
 
 # --- a disk: 1.0 staged into bank A, booted and good; bank B empty ---------------------------
 disk=$T/disk.img
@@ -133,6 +143,9 @@ unmount_all() {
 writer_pid=
 cleanup() {
 	[ -z "$writer_pid" ] || { kill "$writer_pid" 2>/dev/null; wait "$writer_pid" 2>/dev/null; }
+	[ -z "${BK_BANKD_PID:-}" ] || { kill -9 "$BK_BANKD_PID" 2>/dev/null; wait "$BK_BANKD_PID" 2>/dev/null; }
+	bk_bus_stop
+	bk_nginx_stop "$T/nginx"
 	unmount_all
 	bk_cleanup
 }
@@ -159,7 +172,7 @@ expect_exit 0 "the booted bank A holds 1.0" test "$(bankstate A)" = good
 after() {
 	local verb=$1 code=$2 name=$3 a=$4 b=$5 s=$6
 	check "$name: $verb: booted bank A byte-identical" test "$(hash_a)" = "$a"
-	if [ "$code" = 7 ] && { [ "$verb" = stage ] || [ "$verb" = "livepatch apply" ]; }; then
+	if [ "$code" = 7 ] && [[ "$verb" =~ ^(stage|livepatch\ apply|stage\ URL|D-Bus\ (Stage|StageURL|LivePatchApply))$ ]]; then
 		# Found while written (docs/bankctl.md): the alternate bank is left empty.
 		check "$name: $verb: bank B left empty" test "$(bankstate B)" = empty
 	else
@@ -189,6 +202,71 @@ for c in "${cases[@]}"; do
 	done
 done
 
+# --- the same set through the URL and D-Bus paths ---------------------------------------------
+# `stage URL` and `depot import URL` (nginx on 127.0.0.1 serving $T/img), and bankd's Stage,
+# DepotImport and LivePatchApply (the bundle passed as a file descriptor) and StageURL, on a
+# private bus: the same exit codes (Completed's exit_code), the same state after. Over a URL a
+# format-1 bundle is refused for its format (6, docs/stage-url.md) before a digest is read.
+PORT=${BK_TRUST_PORT:-18487}
+U=http://127.0.0.1:$PORT
+BANKD=$(realpath "${BK_BUILD:-build/cc}/bin/bankd" 2>/dev/null)
+via_url=no via_bus=no
+if bk_nginx_start "$T/nginx" "$PORT" "$T/img"; then
+	via_url=yes
+else
+	not_ok "nginx on 127.0.0.1:$PORT starts ($(tail -n 2 "$T/nginx/error.log" 2>/dev/null))"
+fi
+if [ -x "$BANKD" ] && bk_bus_start "$T/bus" && bk_bankd_start "$root" "$T/bankd.log"; then
+	via_bus=yes
+else
+	not_ok "bankd on a private bus starts ($(tail -n 2 "$T/bus/log" "$T/bankd.log" 2>/dev/null))"
+fi
+# D METHOD ARG...: a bankd job to its end; the exit code Completed gives (or "none: ...")
+D() {
+	local r
+	r=$(timeout 120 /usr/bin/python3 "$repo/tests/integ/bankd-client.py" "$BK_BUS" job "$@" 2>&1)
+	json "[s for s in d['signals'] if s['signal'] == 'Completed'][-1]['exit_code']" <<<"$r" 2>/dev/null ||
+		echo "none: $r"
+}
+dexpect() { # CODE DESC METHOD ARG...
+	local code=$1 desc=$2 got
+	shift 2
+	got=$(D "$@")
+	check "$desc: exit $code (got $got)" test "$got" = "$code"
+}
+for c in "${cases[@]}"; do
+	read -r code name <<<"$c"
+	f=$T/img/c-$name.bbi
+	ucode=$code
+	case $name in f1-*) ucode=6 ;; esac
+	if [ $via_url = yes ]; then
+		d=$(depot_snapshot)
+		expect_exit "$ucode" "$name: depot import URL: exit $ucode" bc depot import --force "$U/c-$name.bbi"
+		check "$name: depot import URL: the depot unchanged" test "$(depot_snapshot)" = "$d"
+		a=$(hash_a) b=$(hash_b) s=$(statehash)
+		expect_exit "$ucode" "$name: stage URL: exit $ucode" bc stage "$U/c-$name.bbi"
+		after "stage URL" "$ucode" "$name" "$a" "$b" "$s"
+	fi
+	if [ $via_bus = yes ]; then
+		d=$(depot_snapshot)
+		dexpect "$code" "$name: D-Bus DepotImport" DepotImport "@$f" '{"force": true}'
+		check "$name: D-Bus DepotImport: the depot unchanged" test "$(depot_snapshot)" = "$d"
+		for m in Stage LivePatchApply; do
+			a=$(hash_a) b=$(hash_b) s=$(statehash)
+			dexpect "$code" "$name: D-Bus $m" "$m" "@$f" '{}'
+			after "D-Bus $m" "$code" "$name" "$a" "$b" "$s"
+		done
+		if [ $via_url = yes ]; then
+			a=$(hash_a) b=$(hash_b) s=$(statehash)
+			dexpect "$ucode" "$name: D-Bus StageURL" StageURL "$U/c-$name.bbi" '{}'
+			after "D-Bus StageURL" "$ucode" "$name" "$a" "$b" "$s"
+		fi
+	fi
+done
+[ -z "${BK_BANKD_PID:-}" ] || { kill "$BK_BANKD_PID"; wait "$BK_BANKD_PID" 2>/dev/null; BK_BANKD_PID=; }
+bk_bus_stop
+bk_nginx_stop "$T/nginx"
+
 # --- the unchanged bundle passes every verb (the refusals above are not blanket ones) ---------
 expect_exit 0 "good: image mount" "$BANKCTL" image mount "$good" app.squashfs "$T/mnt" $K
 check "good: the mounted payload shows its files" grep -qx "rev=b" "$T/mnt/f000"
@@ -196,6 +274,12 @@ unmount_all
 expect_exit 0 "good: depot import" bc depot import "$good"
 expect_exit 0 "good: stage" bc stage "$good"
 check "good: bank B staged" test "$(bankstate B)" = staged
+# ... and its format-1 form verifies: the f1-* refusals are the digests', not the format's
+if craft "$good" "$T/img/good-f1.bbi" "$pki" --format1; then
+	expect_exit 0 "good, format 1: image verify" "$BANKCTL" image verify "$T/img/good-f1.bbi" $K
+else
+	not_ok "making the format-1 form of the good bundle"
+fi
 
 # --- not a regular file: refused at once, never blocks (issue 17, item 5) --------------------
 # Every verb opens a bundle path with bk_bundle_open_path() (bankctl_open_bundle() for the
@@ -304,6 +388,55 @@ done
 check "the second user was rewriting the bundle all along" kill "$writer_pid"
 wait "$writer_pid" 2>/dev/null
 writer_pid=
+
+# The race of item 2: nobody owns a bundle (1.2, validly signed) and flips a byte of its
+# signature and one of its kernel, each for a while and back, while root stages it over the
+# staged 1.1 in bank B. Stage reads header, manifest and signature once and verifies them from
+# memory, and touches no bank before every check that can refuse has passed: a refusal for the
+# signature (5) leaves bank B byte-identical and still staged; a corrupt payload found while
+# written (7) leaves it empty (docs/bankctl.md); a stage that succeeds staged 1.2.
+craft "$good" "$T/race/s.bbi" "$pki" 'replace:"version": "1.1"=>"version": "1.2"' ||
+	not_ok "making the 1.2 bundle"
+chown nobody "$T/race/s.bbi"
+sinfo=$("$BANKCTL" image info --json "$T/race/s.bbi")
+read -r s_soff s_ssize < <(json "'%d %d' % (d['header']['signature_offset'], d['header']['signature_size'])" <<<"$sinfo")
+s_koff=$(json "[p['offset'] + p['size'] // 2 for p in d['manifest']['payloads'] if p['name'] == 'vmlinuz'][0]" <<<"$sinfo")
+as_nobody "$py" - "$T/race/s.bbi" "$((s_soff + s_ssize / 2))" "$s_koff" <<'PY' &
+import sys, time
+path, offs = sys.argv[1], [int(x) for x in sys.argv[2:]]
+with open(path, "r+b", buffering=0) as f:
+    orig = []
+    for at in offs:
+        f.seek(at)
+        orig.append(f.read(1)[0])
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        for at, b in zip(offs, orig):
+            for v in (b ^ 0x01, b):
+                f.seek(at); f.write(bytes([v]))
+                time.sleep(0.013)
+PY
+writer_pid=$!
+sleep 0.2
+check "stage race: the second user is rewriting the bundle" kill -0 "$writer_pid"
+declare -A seen=()
+for i in $(seq 12); do
+	a=$(hash_a) b=$(hash_b) st=$(bankstate B)
+	OUT=$(bc stage "$T/race/s.bbi" 2>&1)
+	rc=$?
+	seen[$rc]=$((${seen[$rc]:-0} + 1))
+	check "stage race $i: the booted bank A byte-identical (exit $rc)" test "$(hash_a)" = "$a"
+	case $rc in
+	0) check "stage race $i: staged 1.2" test "$(bankstate B) $(bc status --json | json "d['boot']['banks']['B']['content']['version']")" = "staged 1.2" ;;
+	5) check "stage race $i: refused (5): bank B byte-identical and still $st" test "$(hash_b) $(bankstate B)" = "$b $st" ;;
+	7) check "stage race $i: corrupt payload (7): bank B left empty" test "$(bankstate B)" = empty ;;
+	*) not_ok "stage race $i: exit $rc, expected 0, 5 or 7: $OUT" ;;
+	esac
+done
+check "stage race: the second user was rewriting the bundle all along" kill "$writer_pid"
+wait "$writer_pid" 2>/dev/null
+writer_pid=
+echo "# stage race: exit codes seen (code=count): $(for k in "${!seen[@]}"; do printf '%s=%s ' "$k" "${seen[$k]}"; done)"
 
 # A bundle only root can write mounts, in the same directory (/tmp above it is sticky).
 cp "$good" "$T/race/root.bbi"
