@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,46 +68,70 @@ static int reply_json(sd_bus_message *msg, struct json_object *o)
 
 /* ---- access -------------------------------------------------------------------------------- */
 
+/* Whether the user uid is a member of group gid in the user database (NSS). */
+static bool user_in_group(uid_t uid, gid_t gid)
+{
+	_cleanup_free_ gid_t *groups = NULL;
+	struct passwd *pw;
+	int n = 64;
+
+	pw = getpwuid(uid);
+	if (!pw)
+		return false;
+	if (pw->pw_gid == gid)
+		return true;
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *g = realloc(groups, sizeof(gid_t) * (size_t) n);
+		int want = n;
+
+		if (!g)
+			return false;
+		groups = g;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &want) >= 0) {
+			for (int i = 0; i < want; i++)
+				if (groups[i] == gid)
+					return true;
+			return false;
+		}
+		if (want <= n)
+			return false;
+		n = want;
+	}
+	return false;
+}
+
 /*
- * Root or a member of the admin group, from the credentials the bus has for the sender
- * (SO_PEERCRED at connect, augmented from /proc for the groups). Every uid we learn must be 0
- * for root; the group may be the effective or a supplementary one.
+ * Root or a member of the admin group. Only what the bus itself vouches for counts: with
+ * dbus-daemon that is the sender's pid and effective uid (SO_PEERCRED at connect); sd-bus
+ * fills the uid, gid and supplementary groups in from /proc/PID ("augmented"), which a caller
+ * can race by exiting and letting a privileged process reuse its pid, so sd-bus itself never
+ * authorises on them. Root is an effective uid of 0 from the bus; the group is the user
+ * database's membership of that uid (its primary group or a member list), as dbus-daemon's
+ * own <policy group="..."> and polkit's unix-group: rules decide it.
  */
 static int check_admin(struct bankd_manager *m, sd_bus_message *msg, const char *what,
 		       sd_bus_error *error)
 {
 	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *c = NULL;
-	const gid_t *gids = NULL;
 	struct group *gr;
-	uid_t uid = 1, euid = 1;
-	gid_t egid;
-	bool has_uid, has_euid;
-	int r, n;
+	uid_t euid = 1;
+	int r;
 
-	r = sd_bus_query_sender_creds(msg,
-				      SD_BUS_CREDS_UID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
-					      SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
-					      SD_BUS_CREDS_AUGMENT,
-				      &c);
+	r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &c);
+	if (r >= 0 && (sd_bus_creds_get_augmented_mask(c) & SD_BUS_CREDS_EUID))
+		r = -EPERM; /* not from the bus: never trusted */
+	if (r >= 0)
+		r = sd_bus_creds_get_euid(c, &euid);
 	if (r < 0)
 		return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
 					 "cannot learn who is calling: %s", strerror(-r));
-	has_uid = sd_bus_creds_get_uid(c, &uid) >= 0;
-	has_euid = sd_bus_creds_get_euid(c, &euid) >= 0;
-	if ((has_uid || has_euid) && (!has_uid || uid == 0) && (!has_euid || euid == 0))
+	if (euid == 0)
 		return 0;
-
 	gr = getgrnam(m->admin_group);
-	if (gr) {
-		if (sd_bus_creds_get_egid(c, &egid) >= 0 && egid == gr->gr_gid)
-			return 0;
-		n = sd_bus_creds_get_supplementary_gids(c, &gids);
-		for (int i = 0; i < n; i++)
-			if (gids[i] == gr->gr_gid)
-				return 0;
-	}
+	if (gr && user_in_group(euid, gr->gr_gid))
+		return 0;
 	bk_log(LOG_NOTICE, "%s refused to uid %u: not root, not in group '%s'", what,
-	       (unsigned) (has_euid ? euid : uid), m->admin_group);
+	       (unsigned) euid, m->admin_group);
 	return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s needs root or group '%s'",
 				 what, m->admin_group);
 }

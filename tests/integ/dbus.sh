@@ -389,8 +389,20 @@ done
 check "nobody: all 16 mutating methods (and Precheck, which runs hooks) are AccessDenied" test "$denied" -eq 16
 check "  ... nothing changed: banks, boot state, no new event" test "$(hashp A)$(hashp B) $(statehash) $(B events --json -n 1000 | json "len(d)")" = "$h $s $ne"
 check "  ... bankd logged the refusals" grep -q "refused to uid 65534: not root, not in group '$grp'" "$T/bankd.log"
+# The group counts as the user database has it (as dbus-daemon's <policy group=> and polkit
+# do), never from the caller's /proc (sd-bus fills gids in from there: a pid can be reused).
 r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --groups="$gid" $PY "$CLIENT" "$A" call Recover)
-check "a member of the admin group ('$grp') may call Recover" test "$(json "d['ok']" <<<"$r")" = true
+check "nobody holding '$grp' as a supplementary gid, but no member in the user database: denied" \
+	test "$(json "d['ok'] is False and d['error']" <<<"$r")" = org.freedesktop.DBus.Error.AccessDenied
+# nobody made a member of $grp in this mount namespace's /etc/group (bankd reads it per call)
+sed "s/^\($grp:[^:]*:[^:]*:\)\(.*\)$/\1\2,nobody/; s/:,nobody$/:nobody/" /etc/group >"$T/group"
+if grep -q "^$grp:.*nobody" "$T/group" && mount --bind "$T/group" /etc/group; then
+	r=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups $PY "$CLIENT" "$A" call Recover)
+	check "nobody, a member of '$grp' in /etc/group, may call Recover (no gid of its own needed)" test "$(json "d['ok']" <<<"$r")" = true
+	umount /etc/group
+else
+	not_ok "cannot make nobody a member of '$grp' in a copy of /etc/group"
+fi
 
 # --- busy: bankctl's lock (flock), and a job of bankd's own ----------------------------------------
 # As bankctl holds it: flock(2) on the lock file, by a process that then just sleeps.
