@@ -351,9 +351,10 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	if (r >= 0)
 		r = bk_bundle_load_manifest(b, err);
 	if (r >= 0 && o->url && !bk_bundle_is_chunked(b))
-		r = bk_err_set(err, -ENOEXEC,
-			       "format version 1: staging from a URL needs format 2 (chunk lists "
-			       "verified before any byte is written); rebuild or re-sign it");
+		r = bk_err_set(
+			err, -ENOEXEC,
+			"format version 1: staging from a URL needs format 2 (chunk lists "
+			"verified before any byte is written); rebuild it with 'bankctl image build'");
 	if (r >= 0 && o->url)
 		r = bk_fetch_chunk_table(fetch, fd, bk_bundle_get_manifest(b), err);
 	if (r >= 0 && o->url)
