@@ -47,9 +47,9 @@ static const struct bankctl_verb image_subs[] = {
 };
 
 static const struct bankctl_verb depot_subs[] = {
-	{ "import", bankctl_depot_import, "depot import IMAGE.bbi [--force] [--no-check-time]",
-	  "verify a bundle and copy it into the depot atomically", "--force --no-check-time",
-	  "bbi" },
+	{ "import", bankctl_depot_import, "depot import IMAGE.bbi|URL [--force] [--no-check-time]",
+	  "verify a bundle (a file or an http(s) URL) and copy it into the depot atomically",
+	  "--force --no-check-time", "bbi" },
 	{ "list", bankctl_depot_list, "depot list [--json]", "list the bundles in the depot", "",
 	  "" },
 	{ "remove", bankctl_depot_remove, "depot remove NAME VERSION",
@@ -176,9 +176,10 @@ static const struct bankctl_verb verbs[] = {
 	  "apply a signed image's live payload to the running workloads, or go back",
 	  .subs = livepatch_subs },
 	{ "stage", bankctl_stage,
-	  "stage IMAGE.bbi|--desired [--activate] [--allow-downgrade] [--ignore-compatible] "
+	  "stage IMAGE.bbi|URL|--desired [--activate] [--allow-downgrade] [--ignore-compatible] "
 	  "[--keyring PATH] [--no-check-time] [--json]",
-	  "verify an image and write it into the alternate bank (hashed while written)",
+	  "verify an image (a file or an http(s) URL) and write it into the alternate bank, "
+	  "every chunk verified before it is written",
 	  "--desired --activate --allow-downgrade --ignore-compatible --keyring=PATH "
 	  "--no-check-time",
 	  "bbi" },
