@@ -72,13 +72,13 @@ for page in bootbank-system.conf.5 bootbank-bundle.5 bootbank-hooks.7; do
 	check "$page is installed" test "$OUT" = "/usr/share/man/man${page##*.}/$page.gz"
 done
 expect_exit 0 "man bankctl renders" in_root env MANWIDTH=80 man --warnings bankctl
-if dpkg-deb -c "$deb" | grep -q '\./usr/sbin/bankd$'; then # once the bankd branch is merged
-	expect_exit 0 "bankd --version" in_root bankd --version
-	expect_exit 0 "man -w bankd" in_root man -w bankd
-	check "bankd.service is installed" test -f "$root/lib/systemd/system/bankd.service"
-	check "the D-Bus policy is installed" \
-		test -f "$root/usr/share/dbus-1/system.d/org.bootbank.Manager1.conf"
-fi
+expect_exit 0 "bankd --version" in_root bankd --version
+expect_exit 0 "man -w bankd" in_root man -w bankd
+check "bankd.service is installed" test -f "$root/lib/systemd/system/bankd.service"
+check "the D-Bus policy is installed" \
+	test -f "$root/usr/share/dbus-1/system.d/org.bootbank.Manager1.conf"
+check "the D-Bus activation file is installed" \
+	test -f "$root/usr/share/dbus-1/system-services/org.bootbank.Manager1.service"
 check "the completion is where bash-completion looks" \
 	test -f "$root/usr/share/bash-completion/completions/bankctl"
 expect_exit 0 "the completion loads in bash" in_root bash -c \

@@ -20,9 +20,13 @@ for f in /usr/sbin/bankctl /usr/lib/systemd/system/bootbank-assess.service \
 	/usr/lib/systemd/system/bootbank-deadline.timer /usr/lib/systemd/system/bootbank-deadline.service \
 	/usr/lib/systemd/system/bootbank-rev-restore.service /usr/lib/tmpfiles.d/bootbank.conf \
 	/usr/share/initramfs-tools/hooks/bootbank /usr/share/initramfs-tools/scripts/bootbank \
-	/usr/share/bootbank/systemd/workload.conf.example; do
+	/usr/share/bootbank/systemd/workload.conf.example /usr/sbin/bankd \
+	/usr/lib/systemd/system/bankd.service /usr/share/dbus-1/system.d/org.bootbank.Manager1.conf \
+	/usr/share/dbus-1/system-services/org.bootbank.Manager1.service; do
 	check "installs $f" test -s "$T/dest$f"
 done
+check "bankd.service starts the installed bankd" grep -qx 'ExecStart=/usr/sbin/bankd' "$T/dest/usr/lib/systemd/system/bankd.service"
+check "the bus activation file names bankd.service" grep -qx 'SystemdService=bankd.service' "$T/dest/usr/share/dbus-1/system-services/org.bootbank.Manager1.service"
 for d in /etc/bootbank/health.d/required.d /etc/bootbank/health.d/wanted.d; do
 	check "makes $d" test -d "$T/dest$d"
 done
