@@ -141,6 +141,18 @@ static void obs_step(void *userdata, const struct bk_op_step *st)
 	emit(out, "step", o);
 }
 
+static void obs_step_begin(void *userdata, const char *task_id, const char *step)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o || bk_op_json_add_nullable(o, "task", task_id) < 0 ||
+	    bk_op_json_add_nullable(o, "step", step) < 0) {
+		json_object_put(o);
+		return;
+	}
+	emit(userdata, "step-begin", o);
+}
+
 static void obs_detail(void *userdata, const char *text)
 {
 	struct json_object *o = json_object_new_object();
@@ -533,6 +545,7 @@ void bankd_child_main(const char *root, const char *config, const struct bankd_r
 		ctx.obs = (struct bk_op_observer){
 			.task = obs_task,
 			.step = obs_step,
+			.step_begin = obs_step_begin,
 			.detail = obs_detail,
 			.progress = obs_progress,
 			.message = obs_message,

@@ -184,6 +184,10 @@ static void handle_line(struct bankd_job *j, const char *line, size_t len)
 					  "ssstts", jstr(o, "task"), jstr(o, "step"),
 					  jstr(o, "result"), ju64(o, "start_ns") / 1000,
 					  ju64(o, "duration_ns") / 1000, jstr(o, "message"));
+	} else if (strcmp(type, "step-begin") == 0) {
+		/* Step: the step in progress from its start, until the next one starts. */
+		(void) set_str(&j->step, jstr(o, "step"));
+		changed(j, "Step");
 	} else if (strcmp(type, "progress") == 0) {
 		uint64_t done = ju64(o, "done"), total = ju64(o, "total");
 

@@ -295,10 +295,18 @@ static int settle_boot(void *userdata, const struct bk_maint *m, bool committed,
 
 static void live_on_step(void *userdata, const struct bk_lp_step *st);
 
+static void live_on_step_begin(void *userdata, const char *step)
+{
+	struct live_ud *ud = userdata;
+
+	bk_op_task_begin_step(ud->task, step);
+}
+
 static void live_ctx_hook(struct bk_op_live *live, struct live_ud *ud)
 {
 	live->lp.settle = settle_boot;
 	live->lp.on_step = ud->task ? live_on_step : NULL;
+	live->lp.on_step_begin = ud->task ? live_on_step_begin : NULL;
 	live->lp.userdata = ud;
 }
 
@@ -691,6 +699,7 @@ static int enter_maintenance(struct apply *a, const struct stage_msg *ready, str
 	uint64_t t0 = bk_op_realtime_ns(), m0 = bk_now_ns();
 	int r;
 
+	bk_op_task_begin_step(a->task, "maintenance mode");
 	(void) snprintf(a->bank, sizeof(a->bank), "%s",
 			bk_bank_id_to_string((enum bk_bank_id) ready->bank));
 	a->m.bank = a->bank;
@@ -749,6 +758,7 @@ static int stage_in_child(struct apply *a, const struct bk_op_stage_opts *o, str
 			r = enter_maintenance(a, &msg, err);
 			if (r < 0)
 				break; /* closing the pipe cancels the stage */
+			bk_op_task_begin_step(a->task, "stage");
 			t0 = bk_op_realtime_ns();
 			m0 = bk_now_ns();
 			if (bk_write_full(go_w, "g", 1) < 0) {
@@ -996,6 +1006,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		bk_op_task_begin(task, path);
 
 	/* 1. Pre-check: nothing changes before the image, the workloads and the bank qualify. */
+	bk_op_task_begin_step(task, "pre-check");
 	t0 = bk_op_realtime_ns();
 	m0 = bk_now_ns();
 	r = bk_maint_check(live.state_dfd, "live patch", err);
@@ -1112,6 +1123,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		goto fail_recover;
 
 	/* 5. The revision, from the bank's copy (the bank stays mounted read-only). */
+	bk_op_task_begin_step(task, "mount revision");
 	t0 = bk_op_realtime_ns();
 	m0 = bk_now_ns();
 	r = mount_from_bank(&a, m, p, id, current, err);

@@ -1389,6 +1389,7 @@ static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,
 	uint64_t t0 = bk_op_realtime_ns(), m0 = bk_now_ns();
 	int r;
 
+	bk_op_task_begin_step(task, "stage");
 	if (res->pre.staged_intact) {
 		bk_op_task_step(task, "stage", 0, "skipped", t0, 0,
 				"%s %s is staged in bank %s already, intact", des->name,
@@ -1423,6 +1424,7 @@ static int reboot_path(struct bk_op_ctx *ctx, struct bk_op_task *task,
 		res->pre.target = sres.bank;
 		bk_op_stage_result_release(&sres);
 	}
+	bk_op_task_begin_step(task, "activate");
 	t0 = bk_op_realtime_ns();
 	m0 = bk_now_ns();
 	ctx->events_in_task = true; /* one task: this step is the activation's event */
@@ -1510,6 +1512,7 @@ int bk_op_remediate(struct bk_op_ctx *ctx, const struct bk_op_remediate_opts *o,
 	}
 
 	/* 2. Pre-check, and the path the mode picks. */
+	bk_op_task_begin_step(&task, "pre-check");
 	memset(&msg, 0, sizeof(msg));
 	r = in_child(ctx, true, o->mode, keyring, &msg, err);
 	if (r < 0) {

@@ -35,6 +35,12 @@ void bk_op_task_begin(struct bk_op_task *t, const char *subject)
 		t->ctx->obs.task(t->ctx->obs.userdata, t->operation, t->id, subject);
 }
 
+void bk_op_task_begin_step(struct bk_op_task *t, const char *step)
+{
+	if (!t->quiet && t->ctx->obs.step_begin)
+		t->ctx->obs.step_begin(t->ctx->obs.userdata, t->id, step);
+}
+
 /* Fill ev with copies of the strings; false when out of memory (ev released). */
 static bool make_event(struct bk_event *ev, uint64_t time_ms, const char *task,
 		       const char *operation, const char *step, const char *result,

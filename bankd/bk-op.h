@@ -55,6 +55,8 @@ struct bk_op_observer {
 		     const char *subject);
 	/* A task log line (also appended to events.jsonl by the operation). */
 	void (*step)(void *userdata, const struct bk_op_step *st);
+	/* A step of the task starts (its line comes through step when it ends): bankd's Step. */
+	void (*step_begin)(void *userdata, const char *task_id, const char *step);
 	/* A detail line under the last step (a hook's output line, a workload not running). */
 	void (*detail)(void *userdata, const char *text);
 	/* Bytes written by a stage; called often (the front end throttles). */
@@ -189,6 +191,9 @@ void bk_op_task_release(struct bk_op_task *t);
 
 /* Tell the observer that the task began (obs.task), working on subject. */
 void bk_op_task_begin(struct bk_op_task *t, const char *subject);
+
+/* Tell the observer that a step starts (obs.step_begin); no event (the end records one). */
+void bk_op_task_begin_step(struct bk_op_task *t, const char *step);
 
 /*
  * Record one step: an event (result "ok" when r >= 0, else "failed"; result_override, when not

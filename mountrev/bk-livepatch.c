@@ -355,6 +355,14 @@ static struct clock clock_now(void)
 	return (struct clock){ realtime_ns(), bk_now_ns() };
 }
 
+/* A step starts now: its start time, and the observer told. */
+static struct clock begin_step(const struct bk_livepatch_ctx *c, const char *name)
+{
+	if (c->on_step_begin)
+		c->on_step_begin(c->userdata, name);
+	return clock_now();
+}
+
 static void report_step(const struct bk_livepatch_ctx *c, const char *name, int r, struct clock t0,
 			const char *msg, const struct bk_hook_run *hooks,
 			const struct bk_lp_report *rep)
@@ -590,7 +598,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	}
 	m.from = rep->from;
 	m.to = rep->to;
-	t0 = clock_now();
+	t0 = begin_step(c, "maintenance mode");
 	fresh = !bk_maint_is_set(c->state_dfd);
 	r = set_phase(c, &m, BK_MAINT_PHASE_PREPARING, err);
 	if (fresh || r < 0)
@@ -607,7 +615,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.new_version = to_version,
 		.nofsr_workloads = nofsr,
 	};
-	t0 = clock_now();
+	t0 = begin_step(c, "scan hooks");
 	r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms, &rep->scan, err);
 	/* Every --no-fsr workload must be restarted by a hook, or the live path is vetoed. */
 	if (r >= 0)
@@ -635,7 +643,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		.freeze_batch = c->freeze_batch,
 		.view_flags = c->view_flags,
 	};
-	t0 = clock_now();
+	t0 = begin_step(c, "switch-over");
 	/*
 	 * The claimed --no-fsr workloads first, running (their hooks restart them afterwards),
 	 * then the pointer and the frozen ones. A failure of either undoes the unfrozen swaps;
@@ -654,7 +662,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	if (r < 0) {
 		rep->rolled_back = true;
 		report_step(c, "switch-over", r, t0, err->msg, NULL, rep);
-		t0 = clock_now();
+		t0 = begin_step(c, "revert hooks");
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
 		hooks_message("revert", rep->revert, 0, NULL, nofsr, msg, sizeof(msg));
 		report_step(c, "revert hooks", 0, t0, msg, rep->revert, NULL);
@@ -676,7 +684,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 	r = record_current(c->state_dfd, to, err);
 	if (r < 0)
 		goto out;
-	t0 = clock_now();
+	t0 = begin_step(c, c->rollback ? "revert hooks" : "apply hooks");
 	if (c->rollback) {
 		run_hooks_warn(c, BK_HOOK_REVERT, &env, &rep->revert, &rep->hook_warning);
 		hooks_message("revert", rep->revert, 0, NULL, nofsr, msg, sizeof(msg));
@@ -686,7 +694,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 		hooks_message("apply", rep->apply, 0, NULL, nofsr, msg, sizeof(msg));
 		report_step(c, "apply hooks", 0, t0, msg, rep->apply, NULL);
 	}
-	t0 = clock_now();
+	t0 = begin_step(c, "maintenance mode");
 	r = settle(c, &m, true, err);
 	if (r >= 0)
 		r = bk_maint_clear(c->state_dfd, err);

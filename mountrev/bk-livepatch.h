@@ -59,6 +59,8 @@ struct bk_livepatch_ctx {
 	int (*settle)(void *userdata, const struct bk_maint *m, bool committed, struct bk_err *err);
 	/* Optional: called at the end of each step (never in the frozen window). */
 	void (*on_step)(void *userdata, const struct bk_lp_step *s);
+	/* Optional: called when a step starts (before any workload is frozen). */
+	void (*on_step_begin)(void *userdata, const char *step);
 	void *userdata;
 };
 

@@ -173,6 +173,8 @@ def job(addr, method, args, kill_on, timeout):
             loop.quit()
         elif iface == "org.freedesktop.DBus.Properties" and member == "PropertiesChanged":
             ch = sargs[1]
+            if "Step" in ch:
+                seen.append({"signal": "Step", "step": str(ch["Step"])})
             if "Progress" in ch:
                 p = plain(ch["Progress"])
                 seen.append({"signal": "Progress", "percent": p[0], "done": p[1], "total": p[2]})

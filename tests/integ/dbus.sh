@@ -525,6 +525,27 @@ ok = ok and s[-1]["signal"] == "Completed" and s[-1]["exit_code"] == 0
 ok = ok and len({x["task"] for x in s if x["signal"] == "StepFinished"}) == 1
 ok or print("# signals:", json.dumps(s), file=sys.stderr)
 sys.exit(0 if ok else 1)' "$JOB"
+check "  ... the Step property names each step from its start: set before its StepFinished" python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])["signals"]
+def first(kind, step):
+    return next((i for i, x in enumerate(s) if x["signal"] == kind and x["step"] == step), None)
+def first_kind(kind):
+    return next((i for i, x in enumerate(s) if x["signal"] == kind), None)
+ok = True
+for w in ["pre-check", "maintenance mode", "stage", "mount revision", "scan hooks", "switch-over", "apply hooks"]:
+    # set at its start and again at its end (a Step set only at the end would come once)
+    a, b = first("Step", w), first("StepFinished", w)
+    n = sum(1 for x in s if x["signal"] == "Step" and x["step"] == w)
+    if a is None or b is None or a > b or n < 2:
+        ok = False
+        print("# %s: Step at %s (%d times), StepFinished at %s" % (w, a, n, b), file=sys.stderr)
+# the stage: Step says "stage" before its first byte of progress
+p, st = first_kind("Progress"), first("Step", "stage")
+if p is None or st is None or st > p:
+    ok = False
+    print("# stage: Step at %s, first Progress at %s" % (st, p), file=sys.stderr)
+sys.exit(0 if ok else 1)' "$JOB"
 check "Completed carries the live-patch report (ok, the switch to 1.1)" test "$(completed "['result']" | json "d['ok'], d['switch']['to']")" = "(True, 'acme-os-1.1')"
 check "effect: 1.1 current, bank B boots next" test "$(current) $(next2)" = "acme-os-1.1 B"
 check "the revision's bank is mounted where the host sees it (not in a private namespace)" findmnt "$root2/run/bootbank/bank/B"
