@@ -528,11 +528,27 @@ static int stage(struct bk_op_ctx *ctx, const struct bk_op_stage_opts *o,
 	res->bytes_reused = stats.reused;
 	res->bytes_resumed = stats.resumed;
 	if (r < 0) {
+		enum undo how = !fetch				       ? UNDO_TEMPS :
+				bk_fetch_last_failure_transient(fetch) ? UNDO_KEEP :
+									 UNDO_CLEAR;
+
 		(void) bk_err_prefix(err, "bank %s", bk_bank_id_to_string(res->bank));
-		undo_partial(ctx, res->bank, &bank_dfd, state_dfd,
-			     !fetch				    ? UNDO_TEMPS :
-			     bk_fetch_last_failure_transient(fetch) ? UNDO_KEEP :
-								      UNDO_CLEAR);
+		undo_partial(ctx, res->bank, &bank_dfd, state_dfd, how);
+		if (how == UNDO_KEEP) {
+			/*
+			 * Nothing was interrupted: this run reports the kept chunks in its own
+			 * error, and the marker's pid 0 tells the next run's recovery that it
+			 * was reported (it would say "recovered: an interrupted stage").
+			 */
+			marker.pid = 0;
+			if (bk_stage_marker_write_at(state_dfd, &marker, NULL) >= 0 && err)
+				(void) snprintf(err->msg + strnlen(err->msg, sizeof(err->msg)),
+						sizeof(err->msg) -
+							strnlen(err->msg, sizeof(err->msg)),
+						"; the verified chunks stay in bank %s: staging "
+						"the same URL again resumes",
+						bk_bank_id_to_string(res->bank));
+		}
 		return r;
 	}
 	res->seconds = (double) (now_ns() - t0) / 1e9;

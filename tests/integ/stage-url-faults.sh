@@ -129,8 +129,9 @@ lines() { printf '%s\n' "$@"; }
 # fails DESC PATH RANGE MESSAGE WHEN: exit 8 with one line "'URL': bytes RANGE...: MESSAGE";
 # WHEN is "before" (the failure came before anything was written: bank B untouched, no
 # marker) or "during" (in the payloads: bank B empty in the boot state, the marker names the
-# URL and big.bin's first 8 chunks, which bank B keeps, verified, for a resume; the next
-# mutating run, here `recover`, reports it once: crash-safety.md); bank A untouched either way.
+# URL and big.bin's first 8 chunks, which bank B keeps, verified, for a resume; the failing
+# stage's own line says so, and the next run's recovery (here `recover`) does not report it
+# again as "an interrupted stage": nothing was interrupted); bank A untouched either way.
 fails() {
 	local desc=$1 path=$2 rng=$3 msg=$4 when=$5 hb stb
 	hb=$(hashp B)
@@ -147,10 +148,13 @@ fails() {
 			test "$(json "d['url'], d['payload'], d['chunks']" <"$marker" 2>&1)" = "('$U$path', 2, 8)"
 		check "$desc: bank B keeps the verified payloads and chunks" \
 			inbank B sh -c "cmp -s vmlinuz $T/src/vmlinuz-2 && cmp -s root.squashfs $T/src/root.squashfs && cmp -s -n $((8 << 20)) .partial.big.bin $T/src/big-2"
+		check "$desc: the line says the verified chunks stay for a resume" \
+			grep -qF "; the verified chunks stay in bank B: staging the same URL again resumes" <<<"$ERR"
+		check "$desc: the marker stays, pid 0 (reported)" test "$(json "d['url'], d['pid']" <"$marker" 2>&1)" = "('$U$path', 0)"
 		expect_exit 0 "$desc: recover" B recover
-		check "$desc: recover reports the kept chunks once" \
-			grep -qF "its verified chunks stay for a resume of '$U$path'" <<<"$OUT$ERR"
-		check "$desc: the marker stays, pid 0" test "$(json "d['url'], d['pid']" <"$marker" 2>&1)" = "('$U$path', 0)"
+		check "$desc: recover does not call it an interrupted stage" \
+			bash -c '! grep -q "interrupted" <<<"$0"' "$OUT$ERR"
+		check "$desc: the marker still there, pid 0" test "$(json "d['url'], d['pid']" <"$marker" 2>&1)" = "('$U$path', 0)"
 	fi
 	check "$desc: bank A untouched" test "$(hashp A)" = "$ha"
 }
