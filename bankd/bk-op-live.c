@@ -428,8 +428,7 @@ static char *mfree(char *p)
 	return NULL;
 }
 
-/* "<name>-<version>" with every character a revision id may not hold replaced by '_'. */
-static int default_id(const struct bk_manifest *m, char **ret)
+int bk_op_live_default_id(const struct bk_manifest *m, char **ret)
 {
 	char *id;
 
@@ -1031,7 +1030,7 @@ int bk_op_livepatch_apply(struct bk_op_ctx *ctx, const struct bk_op_livepatch_op
 		goto fail_precheck;
 	if (o->id)
 		id = strdup(o->id);
-	else if (default_id(m, &id) < 0)
+	else if (bk_op_live_default_id(m, &id) < 0)
 		id = NULL;
 	if (!id) {
 		r = bk_err_set(err, -ENOMEM, "out of memory");

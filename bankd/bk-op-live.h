@@ -15,6 +15,8 @@
 #include "bk-op.h"
 #include "bk-select.h"
 
+struct bk_manifest;
+
 struct bk_op_live {
 	struct bk_livepatch_ctx lp;
 	int state_dfd;
@@ -39,6 +41,13 @@ void bk_op_live_close(struct bk_op_live *live);
  * what), 0 nothing to do, <0 error (the flag stays). For bk_op_recover_after_lock().
  */
 int bk_op_live_recover(struct bk_op_ctx *ctx, char *what, size_t len, struct bk_err *err);
+
+/*
+ * The revision id a live patch of the image m gets without --id: "<name>-<version>" with every
+ * character a revision id may not hold replaced by '_' (livepatch apply, and the pre-check
+ * that asks the scan hooks about it). 0 or -ENOMEM.
+ */
+int bk_op_live_default_id(const struct bk_manifest *m, char **ret);
 
 /* A switch-over report as a new JSON object (--json of rev switch, livepatch). 0 or -ENOMEM. */
 int bk_op_live_report_json(const struct bk_lp_report *rep, struct json_object **ret);

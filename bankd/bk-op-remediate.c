@@ -725,8 +725,8 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 	_cleanup_free_ char *cur = NULL, *id = NULL;
 	_cleanup_close_ int revs_dfd = -EBADF;
 	struct bk_rev rev = { 0 }, old = { 0 };
+	struct bk_lp_dry_run dry = { 0 };
 	struct bk_err err = { 0 };
-	size_t n_running = 0, n_nofsr = 0;
 	bool has_live = false, base = false;
 	int r;
 
@@ -762,50 +762,52 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 				  m->name, m->version, cur, rev.version);
 	}
 
-	r = bk_livepatch_precheck(&live.lp, &n_running, &n_nofsr, &err);
-	if (r < 0)
+	/*
+	 * The workloads and the scan hooks: the dry run of the live patch, its scan hooks given
+	 * what the real one gives them (the --no-fsr workloads too), their claims checked.
+	 */
+	if (m && base && bk_op_live_default_id(m, &id) < 0)
+		id = NULL;
+	r = bk_livepatch_dry_run(&live.lp, id, m ? m->version : NULL, &dry, &err);
+	if (r < 0) {
 		add_check(res, "workloads", true, BK_CHECK_FAIL, "%s", err.msg);
+		add_check(res, "scan hooks", true, BK_CHECK_SKIP, "no dry run");
+		goto room;
+	}
+	if (dry.workloads_r < 0)
+		add_check(res, "workloads", true, BK_CHECK_FAIL, "%s", dry.workloads_err.msg);
+	else if (dry.n_nofsr == 0)
+		add_check(res, "workloads", true, BK_CHECK_PASS, "%zu running %s can be suspended",
+			  dry.n_running, dry.n_running == 1 ? "workload" : "workloads");
 	else
 		add_check(res, "workloads", true, BK_CHECK_PASS,
-			  "%zu running %s can be suspended%s", n_running,
-			  n_running == 1 ? "workload" : "workloads",
-			  n_nofsr ? " (--no-fsr ones left to the scan hooks)" : "");
+			  "%zu running %s can be suspended; --no-fsr %s: %s", dry.n_running,
+			  dry.n_running == 1 ? "workload" : "workloads", dry.nofsr,
+			  dry.scanned ? "claimed by the scan hooks (dry run)" :
+					"left to the scan hooks, not asked");
 
-	r = bk_hooks_count(live.hooks_dir, &err);
-	if (r < 0)
-		add_check(res, "scan hooks", true, BK_CHECK_FAIL, "%s", err.msg);
-	else if (r == 0)
+	if (dry.n_hooks < 0)
+		add_check(res, "scan hooks", true, BK_CHECK_FAIL, "%s", dry.scan_err.msg);
+	else if (dry.n_hooks == 0)
 		add_check(res, "scan hooks", true, BK_CHECK_PASS, "no hooks installed");
-	else if (!base || !m)
+	else if (dry.workloads_r < 0 && !dry.scanned && id)
+		add_check(res, "scan hooks", true, BK_CHECK_SKIP,
+			  "not asked: the workloads do not resolve");
+	else if (!dry.scanned)
 		add_check(res, "scan hooks", true, BK_CHECK_SKIP,
 			  "no live patch to ask them about");
-	else {
-		_cleanup_(bk_hook_run_freep) struct bk_hook_run *run = NULL;
-		_cleanup_free_ char *new_id = NULL;
-		struct bk_hook_env env = { 0 };
-		int n = r;
+	else if (dry.scan_r < 0)
+		add_check(res, "scan hooks", true, BK_CHECK_FAIL, "%s (dry run)", dry.scan_err.msg);
+	else
+		add_check(res, "scan hooks", true, BK_CHECK_PASS,
+			  "%d %s let the live patch go on (dry run)", dry.n_hooks,
+			  dry.n_hooks == 1 ? "hook" : "hooks");
 
-		if (asprintf(&new_id, "%s-%s", m->name, m->version) < 0)
-			new_id = NULL;
-		env = (struct bk_hook_env){ .old_rev = cur,
-					    .new_rev = new_id,
-					    .old_version = rev.version,
-					    .new_version = m->version,
-					    .dry_run = true };
-		r = bk_hooks_run(live.hooks_dir, BK_HOOK_SCAN, &env, live.lp.hook_timeout_ms, &run,
-				 &err);
-		if (r < 0)
-			add_check(res, "scan hooks", true, BK_CHECK_FAIL, "%s (dry run)", err.msg);
-		else
-			add_check(res, "scan hooks", true, BK_CHECK_PASS,
-				  "%d %s let the live patch go on (dry run)", n,
-				  n == 1 ? "hook" : "hooks");
-	}
-
+room:
+	if (m && !id && bk_op_live_default_id(m, &id) < 0)
+		id = NULL;
 	if (!m || target < 0)
 		add_check(res, "revision room", true, BK_CHECK_SKIP, "no image or no target bank");
-	else if (asprintf(&id, "%s-%s", m->name, m->version) < 0)
-		id = NULL;
 	if (m && target >= 0 && id) {
 		if (revs_dfd >= 0 && bk_rev_load(revs_dfd, id, &old, NULL) == 0 &&
 		    (!old.bank || strcmp(old.bank, bk_bank_id_to_string(target)) != 0))
@@ -818,6 +820,7 @@ static void check_live(struct bk_op_ctx *ctx, const struct bk_manifest *m, bool 
 	}
 	(void) bundle_ok;
 out:
+	bk_lp_dry_run_release(&dry);
 	bk_rev_release(&rev);
 	bk_rev_release(&old);
 	bk_op_live_close(&live);

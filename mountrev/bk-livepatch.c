@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,17 +416,52 @@ static int count_running(const struct bk_lp_workload *lws, size_t n)
 	return k;
 }
 
+/* Append to buf (len bytes, *pos used so far), cut at its end. */
+_printf_(4, 5) static void appendf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	if (*pos + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(buf + *pos, len - *pos, fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		*pos = (size_t) k < len - *pos ? *pos + (size_t) k : len - 1;
+}
+
+/*
+ * The running --no-fsr workloads that block the live path: all of them when none_installed
+ * (no hook at all could claim one), else those no scan hook of scan claimed. -EBUSY naming
+ * every one of them, 0 when there is none.
+ */
+static int nofsr_blocked(const struct bk_lp_workload *lws, size_t n, const struct bk_hook_run *scan,
+			 bool none_installed, struct bk_err *err)
+{
+	char names[400] = "";
+	size_t k = 0, pos = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!is_unfrozen(&lws[i]) ||
+		    (!none_installed && bk_hook_run_restarts(scan, lws[i].w.name)))
+			continue;
+		appendf(names, sizeof(names), &pos, "%s'%s'", k ? ", " : "", lws[i].w.name);
+		k++;
+	}
+	if (k == 0)
+		return 0;
+	return bk_err_set(err, -EBUSY,
+			  "%s %s cannot be suspended (--no-fsr) and %s %s: the live path is "
+			  "blocked; stop %s or use the reboot path",
+			  k == 1 ? "workload" : "workloads", names,
+			  none_installed ? "no hook is installed to restart" : "no hook restarts",
+			  k == 1 ? "it" : "them", k == 1 ? "it" : "them");
+}
+
 static int check_no_fsr(const struct bk_lp_workload *lws, size_t n, struct bk_err *err)
 {
-	for (size_t i = 0; i < n; i++)
-		if (is_unfrozen(&lws[i]))
-			return bk_err_set(
-				err, -EBUSY,
-				"workload '%s' cannot be suspended (--no-fsr) and no hook "
-				"is installed to restart it: the live path is blocked; stop "
-				"it or use the reboot path",
-				lws[i].w.name);
-	return 0;
+	return nofsr_blocked(lws, n, NULL, true, err);
 }
 
 /*
@@ -452,15 +488,23 @@ static int check_no_fsr_early(const struct bk_livepatch_ctx *c, const struct bk_
 static int check_claims(const struct bk_lp_workload *lws, size_t n, const struct bk_hook_run *scan,
 			struct bk_err *err)
 {
-	for (size_t i = 0; i < n; i++)
-		if (is_unfrozen(&lws[i]) && !bk_hook_run_restarts(scan, lws[i].w.name))
-			return bk_err_set(
-				err, -EBUSY,
-				"workload '%s' cannot be suspended (--no-fsr) and no hook "
-				"restarts it: the live path is blocked; stop it or use the "
-				"reboot path",
-				lws[i].w.name);
-	return 0;
+	return nofsr_blocked(lws, n, scan, false, err);
+}
+
+/*
+ * What the scan hooks of a live patch from `from` to `to` are given, in bk_livepatch_switch()
+ * and in its dry run alike: the revisions, their versions, the running --no-fsr workloads.
+ */
+static struct bk_hook_env scan_env(const char *from, const char *to, const char *from_version,
+				   const char *to_version, const char *nofsr)
+{
+	return (struct bk_hook_env){
+		.old_rev = from,
+		.new_rev = to,
+		.old_version = from_version,
+		.new_version = to_version,
+		.nofsr_workloads = nofsr,
+	};
 }
 
 int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, size_t *ret_nofsr,
@@ -482,6 +526,103 @@ int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running,
 		*ret_nofsr = k;
 	bk_lp_workloads_free(lws, n);
 	return r;
+}
+
+void bk_lp_dry_run_release(struct bk_lp_dry_run *d)
+{
+	if (!d)
+		return;
+	d->scan = bk_hook_run_free(d->scan);
+	free(d->nofsr);
+	d->nofsr = NULL;
+}
+
+int bk_livepatch_dry_run(const struct bk_livepatch_ctx *c, const char *to, const char *to_version,
+			 struct bk_lp_dry_run *d, struct bk_err *err)
+{
+	_cleanup_free_ char *from = NULL, *from_version = NULL;
+	struct bk_lp_workload *lws = NULL;
+	struct bk_hook_env env;
+	char views[sizeof(d->workloads_err.msg)] = "";
+	size_t n = 0, pos = 0;
+	struct bk_err e = { 0 };
+	int r, first = 0;
+
+	*d = (struct bk_lp_dry_run){ 0 };
+	d->n_hooks = bk_hooks_count(c->hooks_dir, &d->scan_err);
+	if (d->n_hooks < 0)
+		d->scan_r = d->n_hooks;
+	r = bk_lp_workloads_open(c->state_dfd, &lws, &n, &d->workloads_err);
+	if (r < 0) {
+		d->workloads_r = r;
+		return 0; /* the live patch would stop here: nothing to ask the hooks */
+	}
+	d->nofsr = nofsr_names(lws, n);
+	if (!d->nofsr) {
+		bk_lp_workloads_free(lws, n);
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (is_unfrozen(&lws[i]))
+			d->n_nofsr++;
+		else if (lws[i].running)
+			d->n_running++;
+	}
+
+	/* Each running workload's view, as the view helper of the switch-over will look. */
+	for (size_t i = 0; i < n; i++) {
+		if (!lws[i].running)
+			continue;
+		bk_err_clear(&e);
+		r = bk_view_check(lws[i].nsfd, lws[i].w.view, &e);
+		if (r < 0) {
+			appendf(views, sizeof(views), &pos, "%sworkload '%s': %s", pos ? "; " : "",
+				lws[i].w.name, e.msg);
+			first = first < 0 ? first : r;
+		}
+	}
+
+	/* The scan hooks, given exactly what bk_livepatch_switch() gives them, as a dry run. */
+	if (d->n_hooks > 0 && to) {
+		if (bk_rev_pointer_get(c->run_dfd, BK_REV_CURRENT, &from, NULL) < 0)
+			from = NULL;
+		version_of(c->state_dfd, from, &from_version);
+		env = scan_env(from, to, from_version, to_version, d->nofsr);
+		env.dry_run = true;
+		d->scan_r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms,
+					 &d->scan, &d->scan_err);
+		d->scanned = true;
+	}
+
+	/*
+	 * Every running --no-fsr workload claimed: with no hook installed none can be; with the
+	 * scan hooks asked, by their "restart NAME" lines (those that ran, when one stopped the
+	 * live patch). With hooks that were not asked (no live patch to ask about) it stays open.
+	 */
+	bk_err_clear(&e);
+	r = 0;
+	if (d->n_hooks == 0)
+		r = check_no_fsr(lws, n, &e);
+	else if (d->scanned)
+		r = check_claims(lws, n, d->scan, &e);
+	if (r < 0 && d->scanned && d->scan_r < 0)
+		(void) bk_err_suffix(
+			&e, " (only the scan hooks before the one that stopped were asked)");
+	if (r < 0 || first < 0) {
+		char *msg = d->workloads_err.msg;
+
+		pos = 0;
+		msg[0] = '\0';
+		if (r < 0)
+			appendf(msg, sizeof(d->workloads_err.msg), &pos, "%s", e.msg);
+		if (first < 0)
+			appendf(msg, sizeof(d->workloads_err.msg), &pos, "%s%s", r < 0 ? "; " : "",
+				views);
+		d->workloads_r = r < 0 ? r : first;
+		d->workloads_err.code = d->workloads_r;
+	}
+	bk_lp_workloads_free(lws, n);
+	return 0;
 }
 
 static void hooks_message(const char *phase, const struct bk_hook_run *run, int r,
@@ -608,13 +749,7 @@ int bk_livepatch_switch(const struct bk_livepatch_ctx *c, const char *to, struct
 			abandon(c, &m);
 		goto out;
 	}
-	env = (struct bk_hook_env){
-		.old_rev = rep->from,
-		.new_rev = to,
-		.old_version = from_version,
-		.new_version = to_version,
-		.nofsr_workloads = nofsr,
-	};
+	env = scan_env(rep->from, to, from_version, to_version, nofsr);
 	t0 = begin_step(c, "scan hooks");
 	r = bk_hooks_run(c->hooks_dir, BK_HOOK_SCAN, &env, c->hook_timeout_ms, &rep->scan, err);
 	/* Every --no-fsr workload must be restarted by a hook, or the live path is vetoed. */

@@ -122,6 +122,40 @@ BK_DEFINE_CLEANUP(struct bk_lp_report *, bk_lp_report_free)
 int bk_livepatch_precheck(const struct bk_livepatch_ctx *c, size_t *ret_running, size_t *ret_nofsr,
 			  struct bk_err *err);
 
+/* What the dry run of a live patch found (bk_livepatch_dry_run()). */
+struct bk_lp_dry_run {
+	size_t n_running;	  /* running workloads that would be frozen */
+	size_t n_nofsr;		  /* running --no-fsr ones (never frozen: a hook restarts them) */
+	char *nofsr;		  /* their names, space-separated (BOOTBANK_NOFSR_WORKLOADS) */
+	int n_hooks;		  /* hooks installed (bk_hooks_count()), or its -errno */
+	bool scanned;		  /* the scan hooks ran */
+	int scan_r;		  /* 0, or why the hooks stop the live patch (scan_err) */
+	struct bk_err scan_err;	  /* -ECANCELED a veto, -EPROTO a failing hook, -errno */
+	struct bk_hook_run *scan; /* what they said (NULL when they did not run) */
+	int workloads_r;	  /* 0, or why the workloads block it (workloads_err) */
+	struct bk_err workloads_err;
+};
+
+void bk_lp_dry_run_release(struct bk_lp_dry_run *d);
+
+/*
+ * The dry run of a live patch to revision `to` (version to_version; not mounted yet) from the
+ * revision in service, for a pre-check (bankctl precheck, remediate): what
+ * bk_livepatch_switch() would decide before it moves anything, with nothing set or moved:
+ *   - every registered workload resolves (else workloads_r, and nothing more is asked);
+ *   - each running workload's view exists in its mount namespace, a directory
+ *     (bk_view_check(): the switch-over's view helper would fail there);
+ *   - the scan hooks, when any is installed and `to` is given, run with BOOTBANK_DRY_RUN=1 and
+ *     otherwise exactly the inputs bk_livepatch_switch() gives them: the revision in service
+ *     and its version, `to` and to_version, BOOTBANK_NOFSR_WORKLOADS (scan_r);
+ *   - every running --no-fsr workload is claimed by a scan hook's "restart NAME" line; with no
+ *     hook installed none can be (workloads_r names every one that is not).
+ * d->workloads_err lists every reason the workloads block the live path, "; " between.
+ * Returns 0 (the findings in *d: bk_lp_dry_run_release() it) or -ENOMEM.
+ */
+int bk_livepatch_dry_run(const struct bk_livepatch_ctx *c, const char *to, const char *to_version,
+			 struct bk_lp_dry_run *d, struct bk_err *err);
+
 /*
  * Live patch to revision `to` (mounted at RUN/rev/<to>, with metadata in STATE/revisions):
  *   1. pre-check: `to` is mounted; every registered workload resolves; a running --no-fsr

@@ -189,6 +189,42 @@ int bk_view_stat(pid_t pid, const char *view, dev_t *ret_dev, bool *ret_is_mount
 	return 0;
 }
 
+int bk_view_check(int mntns_fd, const char *view, struct bk_err *err)
+{
+	dev_t dev;
+	bool is_mount;
+	int status, r;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return bk_err_set(err, -errno, "cannot fork to look at view '%s': %m", view);
+	if (pid == 0) {
+		/* As the view helper does: the view as the workload's namespace resolves it. */
+		if (setns(mntns_fd, CLONE_NEWNS) < 0)
+			_exit(100 + (errno < 100 ? errno : EIO));
+		r = statx_view(AT_FDCWD, view, &dev, &is_mount);
+		_exit(r < 0 && -r < 100 ? -r : r < 0 ? EIO : 0);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return bk_err_set(err, -errno, "cannot wait for the view lookup: %m");
+	if (!WIFEXITED(status))
+		return bk_err_set(err, -EIO, "the lookup of view '%s' died", view);
+	r = WEXITSTATUS(status);
+	if (r == 0)
+		return 0;
+	if (r >= 100)
+		return bk_err_set(err, -(r - 100), "cannot enter its mount namespace: %s",
+				  strerror(r - 100));
+	if (r == ENOENT)
+		return bk_err_set(err, -ENOENT, "view '%s' does not exist in its mount namespace",
+				  view);
+	if (r == ENOTDIR)
+		return bk_err_set(err, -ENOTDIR, "view '%s' is not a directory", view);
+	return bk_err_set(err, -r, "cannot look at view '%s': %s", view, strerror(r));
+}
+
 static int cmp_int(const void *a, const void *b)
 {
 	int x = *(const int *) a, y = *(const int *) b;

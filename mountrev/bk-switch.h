@@ -55,6 +55,13 @@ int bk_rev_dev(int run_dfd, const char *id, dev_t *ret_dev, struct bk_err *err);
 int bk_view_stat(pid_t pid, const char *view, dev_t *ret_dev, bool *ret_is_mount,
 		 struct bk_err *err);
 
+/*
+ * Whether view exists, a directory, in the mount namespace mntns_fd, resolved as the view
+ * helper of a switch resolves it (a forked child setns()s into it; reads only). 0, -ENOENT
+ * ("view '/x' does not exist in its mount namespace"), -ENOTDIR, -errno.
+ */
+int bk_view_check(int mntns_fd, const char *view, struct bk_err *err);
+
 enum bk_view_mode {
 	BK_VIEW_BENEATH = 'B', /* new mount moved beneath the old top, old top detached */
 	BK_VIEW_STACKED = 'S', /* fallback (no MOVE_MOUNT_BENEATH): new mount on top, old kept */

@@ -7,7 +7,10 @@
 # reboot path (reboot required, finished by boot --simulate + mark-good, then compliant);
 # remediate killed at every one of its mutating calls on both paths (every 4th from a random
 # offset under the sanitizers): recover, scan tells the truth, nothing frozen, no temp file or
-# marker at any depth, the booted bank untouched, a second remediate completes.
+# marker at any depth, the booted bank untouched, a second remediate completes. --no-fsr
+# workloads: the pre-check's dry run gives the scan hooks what the live patch gives them and
+# checks their claims (a workload no hook claims, or whose view is gone, fails 'workloads':
+# enforce refuses before staging, auto takes the reboot path).
 . "$(dirname "$0")/lib.sh"
 bk_need_root
 bk_live_sandbox bk-remed 200m flock
@@ -443,5 +446,70 @@ bc desired set acme-os 2.1 --live-patch-mode disable >/dev/null
 expect_exit 21 "remediate 2.1 (disable): the reboot path stages bank B, exit 21" bc remediate
 check "  ... the stage step released the stale revision" grep -Eq "^  [0-9:.]{12}  stage +ok .*a stale revision out of it released" <<<"$OUT"
 check "  ... which is unmounted and forgotten" bash -c "! mountpoint -q '$root/run/bootbank/rev/acme-os-2.2' && test ! -e '$root/var/lib/bootbank/revisions/acme-os-2.2.json'"
+expect_exit 21 "scan: compliant-pending-reboot, exit 21" bc scan
+
+# --- --no-fsr workloads: the pre-check asks the scan hooks as the live patch does -----------------
+# Two workloads that cannot be suspended, each in its own mount namespace with its view a plain
+# directory; a scan hook claims what $T/claims says ("all": every name of
+# BOOTBANK_NOFSR_WORKLOADS, the way a real hook learns them) and logs what it was given.
+bc desired set acme-os 2.2 --live-patch-mode enforce >/dev/null
+for w in vm1 vm2; do
+	mkdir -p "$cg/$w" "$T/$w-view"
+	(
+		echo "$BASHPID" >"$cg/$w/cgroup.procs"
+		exec unshare -m --propagation private sleep 600
+	) &
+	pids+=("$!")
+	eval "pid_$w=$!"
+done
+for _ in $(seq 1 100); do [ -s "$cg/vm1/cgroup.procs" ] && [ -s "$cg/vm2/cgroup.procs" ] && break; sleep 0.05; done
+bc workload add vm1 --cgroup "$cgname/vm1" --view "$T/vm1-view" --no-fsr >/dev/null
+bc workload add vm2 --cgroup "$cgname/vm2" --view "$T/vm2-view" --no-fsr >/dev/null
+cat >"$root/etc/bootbank/livepatch.d/40-restart" <<EOF2
+#!/bin/sh
+echo "\$1 dry=\${BOOTBANK_DRY_RUN:-0} old=\$BOOTBANK_OLD_REV/\$BOOTBANK_OLD_VERSION new=\$BOOTBANK_NEW_REV/\$BOOTBANK_NEW_VERSION nofsr=\$BOOTBANK_NOFSR_WORKLOADS restart=\$BOOTBANK_RESTART_WORKLOADS" >>"$T/restart.log"
+[ "\$1" = scan ] || exit 0
+claims=\$(cat "$T/claims")
+[ "\$claims" = all ] && claims=\$BOOTBANK_NOFSR_WORKLOADS
+for w in \$claims; do echo "restart \$w"; done
+EOF2
+chmod 755 "$root/etc/bootbank/livepatch.d/40-restart"
+echo vm1 >"$T/claims"
+pre
+check "precheck, a scan hook claims vm1 only: exit 24, 'workloads' fails alone" bash -c "test \"\$(cat '$T/pre.rc')\" = 24 && test \"$(failing)\" = workloads"
+check "  ... naming vm2, not vm1" bash -c "grep -q \"workload 'vm2' cannot be suspended (--no-fsr) and no hook restarts it\" <<<\"\$0\" && ! grep -q vm1 <<<\"\$0\"" "$(reason_of workloads)"
+check "  ... the dry run gave the scan hook the --no-fsr workloads, the revisions and versions" grep -qx "scan dry=1 old=acme-os-2.0/2.0 new=acme-os-2.2/2.2 nofsr=vm1 vm2 restart=" "$T/restart.log"
+expect_exit 24 "precheck text: live path impossible" bc precheck
+check "  ... says why, naming vm2" grep -q "^live path: impossible (workloads: workload 'vm2' cannot be suspended (--no-fsr) and no hook restarts it" <<<"$OUT"
+sync
+hash0=$(sha256sum "$disk" "$root/var/lib/bootbank/bootstate.json" | sha256sum)
+: >"$T/restart.log"
+expect_exit 24 "remediate 2.2 (enforce), vm2 claimed by no hook: refused, exit 24" bc remediate
+check "  ... with the reason" grep -q "remediation refused: live-patch mode enforce: the live path is impossible, refused: workloads: workload 'vm2' cannot be suspended" <<<"$ERR"
+check "  ... before anything was staged: no stage, no maintenance mode step" bash -c "! grep -Eq '^  [0-9:.]{12}  (stage|activate|maintenance mode|mount revision) ' <<<\"\$0\"" "$OUT"
+check "  ... only the dry run asked the hooks" bash -c "test \"\$(grep -c . '$T/restart.log')\" = 1 && grep -q '^scan dry=1 ' '$T/restart.log'"
+sync
+check "  ... the banks (the whole disk) and the boot state are byte-identical" test "$(sha256sum "$disk" "$root/var/lib/bootbank/bootstate.json" | sha256sum)" = "$hash0"
+echo all >"$T/claims"
+: >"$T/restart.log"
+expect_exit 0 "precheck, the scan hook claims every BOOTBANK_NOFSR_WORKLOADS name: live path possible" bc precheck
+check "  ... live path: possible" grep -qx "live path: possible" <<<"$OUT"
+check "  ... workloads pass, the --no-fsr ones claimed" grep -Eq "^pass +workloads +live +0 running workloads can be suspended; --no-fsr vm1 vm2: claimed by the scan hooks \(dry run\)$" <<<"$OUT"
+rmdir "$T/vm2-view"
+pre
+check "precheck, vm2's view gone: 'workloads' fails alone" test "$(failing)" = workloads
+check "  ... naming the view" grep -q "^workload 'vm2': view '$T/vm2-view' does not exist in its mount namespace$" <<<"$(reason_of workloads)"
+mkdir "$T/vm2-view"
+: >"$T/restart.log"
+expect_exit 0 "remediate 2.2 (enforce), both claimed: the live path, exit 0" bc remediate
+check "  ... the switch-over did not freeze them: restarted by hook" grep -q "restarted by hook" <<<"$OUT"
+check "  ... the dry run and the real scan hook were given the same, but BOOTBANK_DRY_RUN" bash -c "test \"\$(grep '^scan ' '$T/restart.log' | sed 's/ dry=[01] / /' | uniq | wc -l)\" = 1 && test \"\$(grep -c '^scan ' '$T/restart.log')\" = 2"
+check "  ... the apply hook told to restart both" grep -qx "apply dry=0 old=acme-os-2.0/2.0 new=acme-os-2.2/2.2 nofsr=vm1 vm2 restart=vm1 vm2" "$T/restart.log"
+check "  ... their views show 2.2, same pids" bash -c "grep -qx rev=k /proc/$pid_vm1/root$T/vm1-view/f000 && grep -qx rev=k /proc/$pid_vm2/root$T/vm2-view/f000 && grep -qx $pid_vm1 '$cg/vm1/cgroup.procs' && grep -qx $pid_vm2 '$cg/vm2/cgroup.procs'"
+expect_exit 0 "livepatch rollback: 2.0 in service again, bank B 2.2 staged, not activated" bc livepatch rollback
+echo vm1 >"$T/claims"
+expect_exit 21 "remediate 2.2 (auto), vm2 claimed by no hook: falls back to the reboot path, exit 21" bc remediate --live-patch-mode auto
+check "  ... the pre-check chose the reboot path, naming vm2" bash -c "grep -q 'live-patch mode auto: the reboot path (the live path is impossible)' <<<\"\$0\" && grep -q \"live path: impossible (workloads: workload 'vm2' cannot be suspended\" <<<\"\$0\"" "$OUT"
+check "  ... ends with 'reboot required'" bash -c "tail -n1 <<<\"\$0\" | grep -q '^reboot required: acme-os 2.2'" "$OUT"
 expect_exit 21 "scan: compliant-pending-reboot, exit 21" bc scan
 bk_done

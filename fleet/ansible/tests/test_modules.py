@@ -212,6 +212,36 @@ class Desired(ModuleCase):
         self.assertTrue(res["changed"])
         self.assertEqual(calls, ["desired show"])
 
+    # live_patch_mode unset: the host's own default ([remediation] live-patch-mode of its
+    # system.conf) applies, so bankctl is not given the option and the mode is not compared.
+    def test_unset_mode_is_not_passed(self):
+        res, calls = self.run_module("bootbank_desired", {"desired show": self.CUR},
+                                     name="acme-os", version="1.2")
+        self.assertTrue(res["changed"])
+        self.assertEqual(calls, ["desired show", "desired set acme-os 1.2", "desired show"])
+
+    def test_unset_mode_keeps_the_recorded_one(self):
+        cur = [0, dict(self.CUR[1], live_patch_mode="disable")]
+        res, calls = self.run_module("bootbank_desired", {"desired show": cur},
+                                     name="acme-os", version="1.1")
+        self.assertFalse(res["changed"])
+        self.assertEqual(res["desired"]["live_patch_mode"], "disable")
+        self.assertEqual(calls, ["desired show"])
+
+    def test_unset_mode_in_check_mode(self):
+        res, calls = self.run_module("bootbank_desired", {"desired show": [0, "null"]},
+                                     check=True, name="acme-os", version="1.2")
+        self.assertTrue(res["changed"])
+        self.assertIsNone(res["desired"]["live_patch_mode"])
+        self.assertEqual(calls, ["desired show"])
+
+    def test_given_mode_is_passed_and_compared(self):
+        cur = [0, dict(self.CUR[1], live_patch_mode="disable")]
+        res, calls = self.run_module("bootbank_desired", {"desired show": cur},
+                                     name="acme-os", version="1.1", live_patch_mode="auto")
+        self.assertTrue(res["changed"])
+        self.assertIn("desired set acme-os 1.1 --live-patch-mode auto", calls)
+
 
 class Depot(ModuleCase):
     LIST = [0, [{"name": "acme-os", "version": "1.1"}]]

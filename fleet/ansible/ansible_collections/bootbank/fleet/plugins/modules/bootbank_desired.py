@@ -13,8 +13,9 @@ short_description: Set the desired image and live-patch mode of a bootbank host
 description:
   - Makes an image of the host's depot its desired image (C(bankctl desired set)), or forgets
     it (C(state=absent), C(bankctl desired clear)).
-  - Idempotent; reports C(changed) only when the desired image or mode differs. In check mode
-    it compares and reports, and writes nothing.
+  - Idempotent; reports C(changed) only when the desired image or mode differs (the mode only
+    when I(live_patch_mode) is given). In check mode it compares and reports, and writes
+    nothing.
 version_added: "0.1.0"
 author: bootbank developers (!UNKNOWN)
 options:
@@ -25,10 +26,13 @@ options:
     description: Image version. Required with C(state=present).
     type: str
   live_patch_mode:
-    description: How remediation may use the live path.
+    description:
+      - How remediation may use the live path.
+      - Unset (the default), the mode is not managed and not passed to bankctl - a new desired
+        image gets the host's own default, C([remediation] live-patch-mode) of its
+        C(system.conf) (else C(auto)), and an unchanged one keeps the mode it was set with.
     type: str
     choices: [disable, auto, enforce]
-    default: auto
   state:
     description: Whether a desired image is set.
     type: str
@@ -44,11 +48,19 @@ EXAMPLES = r"""
     name: acme-os
     version: "1.1"
     live_patch_mode: enforce
+
+- name: Desire acme-os 1.2, in each host's own live-patch mode (its system.conf)
+  bootbank.fleet.bootbank_desired:
+    name: acme-os
+    version: "1.2"
 """
 
 RETURN = r"""
 desired:
-  description: The desired image after the task (null when none).
+  description:
+    - The desired image after the task (null when none).
+    - In check mode, what would be set; its C(live_patch_mode) is null when the option is
+      unset (the host's default would apply).
   returned: always
   type: dict
   sample: {"name": "acme-os", "version": "1.1", "live_patch_mode": "enforce"}
@@ -68,7 +80,7 @@ def main():
     spec.update(
         name=dict(type="str"),
         version=dict(type="str"),
-        live_patch_mode=dict(type="str", choices=["disable", "auto", "enforce"], default="auto"),
+        live_patch_mode=dict(type="str", choices=["disable", "auto", "enforce"]),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
@@ -81,13 +93,17 @@ def main():
         if not module.check_mode:
             run(module, ["desired", "clear"])
         module.exit_json(changed=True, desired=None, previous=before)
-    want = dict(name=p["name"], version=p["version"], live_patch_mode=p["live_patch_mode"])
+    # Unset, the mode is the host's: not compared, not passed (bankctl takes system.conf's).
+    want = dict(name=p["name"], version=p["version"])
+    if p["live_patch_mode"] is not None:
+        want["live_patch_mode"] = p["live_patch_mode"]
     if before and all(before.get(k) == v for k, v in want.items()):
         module.exit_json(changed=False, desired=before, previous=before)
     if module.check_mode:
-        module.exit_json(changed=True, desired=want, previous=before)
-    run(module, ["desired", "set", p["name"], p["version"], "--live-patch-mode",
-                 p["live_patch_mode"]])
+        module.exit_json(changed=True, desired=dict(want, live_patch_mode=p["live_patch_mode"]),
+                         previous=before)
+    mode = ["--live-patch-mode", p["live_patch_mode"]] if p["live_patch_mode"] is not None else []
+    run(module, ["desired", "set", p["name"], p["version"]] + mode)
     after = run_json(module, ["desired", "show"])[1]
     module.exit_json(changed=True, desired=after, previous=before)
 
