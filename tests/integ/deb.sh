@@ -38,7 +38,8 @@ root=$T/root
 
 # --- a clean root: minbase plus what the package depends on, man-db and mkfs.ext4 ----------
 sources=$(ls /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1)
-deps=$(dpkg-deb -f "$deb" Depends | sed 's/([^)]*)//g; s/ //g')
+# (the first of alternatives: busybox | busybox-static)
+deps=$(dpkg-deb -f "$deb" Depends | sed 's/([^)]*)//g; s/|[^,]*//g; s/ //g')
 suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
 start=$(date +%s)
 if mmdebstrap --quiet --variant=minbase --include="man-db,e2fsprogs,$deps" "$suite" "$root" \
