@@ -44,6 +44,15 @@ rm -rf "$out/src"
 deb=$(ls "$out"/bootbank_"$version"_*.deb)
 echo "built $deb"
 if command -v lintian >/dev/null; then
-	# Errors fail the build; the warnings kept are listed in docs/packaging.md.
-	lintian --fail-on error "$deb" | tee "$out/lintian.txt"
+	# Errors fail the build; the warnings kept are listed in docs/packaging.md. The tags go to
+	# the file first and are shown after: piped into tee, lintian's exit status was lost (sh has
+	# no pipefail), and an error did not fail make deb. An E: line fails it as well, should
+	# lintian ever exit 0 with one.
+	status=0
+	lintian --fail-on error "$deb" >"$out/lintian.txt" || status=$?
+	cat "$out/lintian.txt"
+	if [ "$status" -ne 0 ] || grep -q '^E: ' "$out/lintian.txt"; then
+		echo "lintian reports errors (exit $status): $out/lintian.txt" >&2
+		exit 1
+	fi
 fi
