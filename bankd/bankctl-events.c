@@ -2,6 +2,7 @@
 /* bankctl events: the last events of the log (bk_op_events()). */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "bankctl.h"
@@ -9,6 +10,9 @@
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-op.h"
+
+/* The continuation lines of a message start under the operation column. */
+#define EVENT_INDENT 25
 
 int bankctl_events(struct bankctl *ctx, int argc, char **argv)
 {
@@ -62,16 +66,26 @@ int bankctl_events(struct bankctl *ctx, int argc, char **argv)
 	}
 	for (size_t i = 0; !ctx->json && i < n; i++) {
 		time_t s = (time_t) (evs[i].time_ms / 1000u);
+		const char *msg = evs[i].message ? evs[i].message : "", *nl = strchr(msg, '\n');
 		char when[64] = "?";
 		struct tm tm;
 
 		if (localtime_r(&s, &tm))
 			(void) strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-		printf("%s.%03u  %-10s %-20s %-7s %9.3f ms  %s\n", when,
+		printf("%s.%03u  %-10s %-20s %-7s %9.3f ms  %.*s\n", when,
 		       (unsigned) (evs[i].time_ms % 1000u),
 		       evs[i].operation ? evs[i].operation : "-", evs[i].step,
 		       evs[i].result ? evs[i].result : "-", (double) evs[i].duration_us / 1e3,
-		       evs[i].message ? evs[i].message : "");
+		       nl ? (int) (nl - msg) : (int) strlen(msg), msg);
+		/* A message of several lines (a failing health check's output): the others
+		 * indented under the event, past the time column. */
+		while (nl) {
+			const char *p = nl + 1;
+
+			nl = strchr(p, '\n');
+			printf("%*s%.*s\n", EVENT_INDENT, "", nl ? (int) (nl - p) : (int) strlen(p),
+			       p);
+		}
 	}
 	bk_events_free(evs, n);
 	return BK_EXIT_OK;

@@ -40,10 +40,13 @@ static void print_state_text(struct bk_op_status *v)
 		printf("  maintenance    off\n");
 	}
 	if (v->event_r > 0) {
+		const char *msg = v->last_error.message ? v->last_error.message : "";
+
 		format_time(v->last_error.time_ms / 1000u, when, sizeof(when));
-		printf("  last error     %s, %s: %s\n", when,
+		/* One line: the first of the message (a failing check's output follows it). */
+		printf("  last error     %s, %s: %.*s\n", when,
 		       v->last_error.operation ? v->last_error.operation : "?",
-		       v->last_error.message ? v->last_error.message : "");
+		       (int) strcspn(msg, "\n"), msg);
 	} else {
 		printf("  last error     none\n");
 	}

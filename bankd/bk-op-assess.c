@@ -2,11 +2,13 @@
 /* Boot assessment: health checks, then mark-good or mark-bad on a trial boot (bk-op-assess.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bk-events.h"
 #include "bk-fs.h"
 #include "bk-json.h"
 #include "bk-op-assess.h"
@@ -63,24 +65,183 @@ static bool check_failed(const struct bk_hook_result *h)
 	return h->status != 0 || h->timed_out;
 }
 
-/* Each check of run as a task step: its verdict and the last line of its output. */
+/*
+ * A failing check's event message (docs/systemd.md, "Health checks"): never more than
+ * BK_EVENTS_MESSAGE_MAX bytes, so the events log keeps all of it (it cuts longer messages at
+ * their end, which would lose the output's end, the part that says what went wrong).
+ */
+struct msgbuf {
+	char s[BK_EVENTS_MESSAGE_MAX + 1];
+	size_t len;
+};
+
+/* The first line, the headings and the markers around the kept output, at their longest. */
+#define MSG_OVERHEAD                                \
+	(64 /* verdict */ + 2 + 3 /* "..." */ + 1 + \
+	 2 * (8 /* "stderr:\n" */ + 24 /* bytes cut */ + 1 + 80 /* not captured */))
+_Static_assert(BK_ASSESS_EVENT_OUTPUT_MAX + BK_ASSESS_EVENT_LAST_LINE_MAX + MSG_OVERHEAD <=
+		       BK_EVENTS_MESSAGE_MAX,
+	       "a failing check's event message must fit the events' message bound");
+
+static void msg_add(struct msgbuf *m, const char *p, size_t n)
+{
+	if (n > BK_EVENTS_MESSAGE_MAX - m->len)
+		n = BK_EVENTS_MESSAGE_MAX - m->len;
+	memcpy(m->s + m->len, p, n);
+	m->len += n;
+	m->s[m->len] = '\0';
+}
+
+static void msg_addf(struct msgbuf *m, const char *fmt, ...) _printf_(2, 3);
+static void msg_addf(struct msgbuf *m, const char *fmt, ...)
+{
+	size_t room = sizeof(m->s) - m->len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(m->s + m->len, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		m->len += (size_t) n < room ? (size_t) n : room - 1;
+}
+
+/*
+ * Output as text for the log and a terminal: newlines and tabs kept, a CR before a newline
+ * dropped, every other control byte (escape sequences, a lone CR) shown as '?' (JSON would
+ * escape each as six bytes).
+ */
+static void msg_add_text(struct msgbuf *m, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && m->len < BK_EVENTS_MESSAGE_MAX; i++) {
+		unsigned char c = (unsigned char) p[i];
+
+		if (c == '\r' && (i + 1 == n || p[i + 1] == '\n'))
+			continue;
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+			c = '?';
+		m->s[m->len++] = (char) c;
+	}
+	m->s[m->len] = '\0';
+}
+
+/* The length of s without its trailing blanks and newlines. */
+static size_t trimmed_len(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	while (n > 0 && strchr(" \t\r\n", s[n - 1]))
+		n--;
+	return n;
+}
+
+/* Where the last budget bytes of s[0, len) start: at a line's start when one begins there. */
+static size_t tail_start(const char *s, size_t len, size_t budget)
+{
+	size_t start;
+	const char *nl;
+
+	if (len <= budget)
+		return 0;
+	start = len - budget;
+	if (s[start - 1] != '\n') {
+		nl = memchr(s + start, '\n', len - start);
+		if (nl)
+			return (size_t) (nl + 1 - s);
+	}
+	/* One line longer than the budget: its end, not cutting a UTF-8 sequence. */
+	while (start < len && ((unsigned char) s[start] & 0xc0) == 0x80)
+		start++;
+	return start;
+}
+
+/* "stderr:", a marker when the start was cut, the kept end, a marker when the runner cut. */
+static void msg_add_stream(struct msgbuf *m, const char *name, const char *s, size_t len,
+			   size_t budget, bool truncated)
+{
+	size_t start = tail_start(s, len, budget);
+
+	if (len == 0 && !truncated)
+		return;
+	msg_addf(m, "\n%s:", name);
+	if (start > 0)
+		msg_addf(m, "\n[... %zu bytes cut]", start);
+	if (len > start) {
+		msg_add(m, "\n", 1);
+		msg_add_text(m, s + start, len - start);
+	}
+	if (truncated)
+		msg_addf(m, "\n[... the rest was not captured (%u KiB per stream)]",
+			 (unsigned) (BK_HOOK_OUTPUT_MAX / 1024));
+}
+
+/*
+ * The event message of a failing check: "VERDICT: LAST LINE" (the line stderr ended with,
+ * else stdout's, its first BK_ASSESS_EVENT_LAST_LINE_MAX bytes); when the output is more than
+ * that line, the output's end follows, stdout then stderr, each under its name: the
+ * last BK_ASSESS_EVENT_OUTPUT_MAX bytes of the two together (a stream shorter than its half
+ * leaves the rest to the other), from a line's start, "[... N bytes cut]" before.
+ */
+static void check_message(const struct bk_hook_result *h, const char *v, const char *last,
+			  struct msgbuf *m)
+{
+	size_t lo = trimmed_len(h->out), le = trimmed_len(h->errout), ll = strlen(last);
+	size_t half = BK_ASSESS_EVENT_OUTPUT_MAX / 2, bo, be;
+	bool cut = false;
+
+	if (ll > BK_ASSESS_EVENT_LAST_LINE_MAX) {
+		ll = BK_ASSESS_EVENT_LAST_LINE_MAX;
+		while (ll > 0 && ((unsigned char) last[ll] & 0xc0) == 0x80)
+			ll--;
+		cut = true;
+	}
+	msg_addf(m, "%s%s", v, last[0] ? ": " : "");
+	msg_add_text(m, last, ll);
+	if (cut)
+		msg_add(m, "...", 3);
+	/* The last line was all of it: nothing more to keep. */
+	if (!cut && !h->out_truncated && !h->err_truncated &&
+	    ((lo == 0 && le == ll && strncmp(h->errout, last, ll) == 0) ||
+	     (le == 0 && lo == ll && strncmp(h->out, last, ll) == 0)))
+		return;
+	if (lo + le <= BK_ASSESS_EVENT_OUTPUT_MAX)
+		bo = lo, be = le;
+	else if (le <= half)
+		be = le, bo = BK_ASSESS_EVENT_OUTPUT_MAX - le;
+	else if (lo <= half)
+		bo = lo, be = BK_ASSESS_EVENT_OUTPUT_MAX - lo;
+	else
+		bo = half, be = BK_ASSESS_EVENT_OUTPUT_MAX - half;
+	msg_add_stream(m, "stdout", h->out, lo, bo, h->out_truncated);
+	msg_add_stream(m, "stderr", h->errout, le, be, h->err_truncated);
+}
+
+/*
+ * Each check of run as a task step: its verdict and the last line of its output, and for a
+ * failing check the end of its output (check_message()).
+ */
 static void record_run(struct bk_op_task *t, const char *kind, const struct bk_hook_run *run,
 		       uint64_t timeout_ms)
 {
 	for (size_t i = 0; run && i < run->n_results; i++) {
 		const struct bk_hook_result *h = &run->results[i];
 		_cleanup_free_ char *last = bk_hook_last_line(h->errout[0] ? h->errout : h->out);
+		struct msgbuf m = { .len = 0 };
 		char step[192], v[64];
 		bool failed = check_failed(h);
 
 		verdict(h, timeout_ms, v, sizeof(v));
 		(void) snprintf(step, sizeof(step), "%s check '%s'", kind, h->name);
+		if (failed)
+			check_message(h, v, last ? last : "", &m);
+		/* A passing check: its verdict and last line, as always. */
 		bk_op_task_step(t, step, failed ? -EPROTO : 0,
 				failed && strcmp(kind, "wanted") == 0 ? "warning" : NULL,
 				bk_op_realtime_ns() - h->duration_ms * 1000000u,
-				h->duration_ms * 1000000u, "%s%s%s", v, last && last[0] ? ": " : "",
-				last ? last : "");
-		/* Every output line under the step (observer only; events keep the last one). */
+				h->duration_ms * 1000000u, "%s%s%s", failed ? m.s : v,
+				!failed && last && last[0] ? ": " : "",
+				!failed && last ? last : "");
+		/* Every output line under the step (observer only; events keep the end). */
 		for (int s = 0; s < 2; s++) {
 			const char *p = s == 0 ? h->out : h->errout;
 

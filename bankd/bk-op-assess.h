@@ -10,7 +10,11 @@
  * order, through execve (posix_spawn, never a shell), stdin /dev/null, stdout and stderr
  * captured, each in its own process group killed at its timeout. argv: PATH health "" "";
  * env: PATH, BOOTBANK_PHASE=health, BOOTBANK_HOOK=NN-name. Each check's result and the last
- * lines of its output become events (operation "assess").
+ * line of its output become an event (operation "assess"); a failing check's event (required:
+ * "failed", wanted: "warning") also keeps the end of its output, one line a line: the last
+ * BK_ASSESS_EVENT_OUTPUT_MAX bytes of stdout and stderr together (so that, with the first
+ * line and the markers, the message fits the events' BK_EVENTS_MESSAGE_MAX: the output
+ * survives the mark-bad reboot when /run and the journal do not).
  *
  * On a trial boot (the booted bank is `trying`): all required checks pass -> mark-good (the
  * floor may rise); a required check fails or times out -> mark-bad with the reason
@@ -36,6 +40,9 @@
 #define BK_ASSESS_TIMEOUT_MS_DEFAULT (90 * 1000)
 #define BK_ASSESS_FILE		     "assess.json"   /* in ROOT/run/bootbank: the last result */
 #define BK_ASSESS_ETC_CONFLICTS	     "etc-conflicts" /* in ROOT/run/bootbank, from the initramfs */
+/* A failing check's event: its output's last bytes (both streams) and its last line's first. */
+#define BK_ASSESS_EVENT_OUTPUT_MAX    1536
+#define BK_ASSESS_EVENT_LAST_LINE_MAX 200
 
 enum bk_assess_action {
 	BK_ASSESS_NONE,	       /* not a trial boot: reported only */

@@ -88,6 +88,93 @@ expect_exit 0 "events after the failure" bc events -n 30
 check "the check's stderr is in the events" grep -qF 'service foo is not running' <<<"$OUT"
 rm "$hd/required.d/15-broken"
 
+# --- a failing check's output is kept in its event: after the mark-bad reboot /run and a ------
+# volatile journal are gone, the events (on the data partition) are what tells why
+check_file "$hd/required.d" 15-chatty 'echo "out one"; echo "out two"; echo "err one" >&2
+echo "err two: disk /dev/sdz missing" >&2; exit 2'
+# more than the cap (1536 bytes) on both streams
+check_file "$hd/required.d" 16-loud 'i=1; while [ $i -le 100 ]; do
+printf "loud out %03d ....................................\n" $i
+printf "loud err %03d ....................................\n" $i >&2; i=$((i + 1)); done; exit 1'
+# more than the runner captures (64 KiB), one line
+check_file "$hd/required.d" 17-huge "head -c 70000 /dev/zero | tr '\\0' x; exit 1"
+# a wanted check, with control bytes (colours, CRLF)
+check_file "$hd/wanted.d" 30-wobbly "echo 'wobbly one'; printf 'red \\033[31mRED\\033[0m\\r\\n'; echo 'wobbly two'; exit 1"
+trial
+expect_exit 1 "assess: checks that print several lines, then fail" bc assess
+expect_exit 0 "events --json after the failures" bc events --json -n 200
+events_json=$OUT
+# ev_msg STEP: the message of the newest event of STEP
+ev_msg() {
+	python3 -c 'import json,sys; e=[e for e in json.loads(sys.argv[2]) if e["step"]==sys.argv[1]]; print(e[-1]["message"] if e else "")' \
+		"$1" "$events_json"
+}
+msg=$(ev_msg "required check '15-chatty'")
+check "event of a failing check: its first line is the verdict and the last line" \
+	test "$(head -n 1 <<<"$msg")" = "exit status 2: err two: disk /dev/sdz missing"
+check "event of a failing check: a line before the last (stderr)" grep -qx 'err one' <<<"$msg"
+check "event of a failing check: a line before the last (stdout)" grep -qx 'out one' <<<"$msg"
+check "event of a failing check: the last line" grep -qx 'err two: disk /dev/sdz missing' <<<"$msg"
+check "event of a failing check: all of a short output, stdout then stderr, each named" \
+	diff <(printf '%s\n' "exit status 2: err two: disk /dev/sdz missing" stdout: "out one" "out two" \
+		stderr: "err one" "err two: disk /dev/sdz missing") <(printf '%s\n' "$msg")
+msg=$(ev_msg "wanted check '30-wobbly'")
+check "a failing wanted check (a warning) keeps its output too, control bytes as '?', no CR" \
+	diff <(printf '%s\n' "exit status 1: wobbly two" stdout: "wobbly one" "red ?[31mRED?[0m" "wobbly two") \
+		<(printf '%s\n' "$msg")
+msg=$(ev_msg "required check '10-first'")
+check "a passing check's event: its verdict and last line, as before" \
+	test "$msg" = "ok: phase=health hook=10-first"
+# the cap: the end of each stream, whole lines, what was cut said and counted
+check "a check printing more than the cap: its event is capped, the cut counted, lines whole" \
+	python3 - "$(ev_msg "required check '16-loud'")" <<'EOF'
+import re, sys
+msg = sys.argv[1]
+assert len(msg.encode()) <= 2048, len(msg.encode())  # BK_EVENTS_MESSAGE_MAX: nothing cut by the log
+lines = msg.split("\n")
+assert lines[0] == "exit status 1: loud err 100 " + "." * 36, lines[0]
+for name in ("out", "err"):
+    full = "".join("loud %s %03d %s\n" % (name, i, "." * 36) for i in range(1, 101)).rstrip("\n")
+    i = lines.index("std%s:" % name)
+    m = re.fullmatch(r"\[\.\.\. (\d+) bytes cut\]", lines[i + 1])
+    assert m, lines[i + 1]
+    kept = []
+    for l in lines[i + 2:]:
+        if l == "stderr:":
+            break
+        kept.append(l)
+    kept = "\n".join(kept)
+    assert kept.startswith("loud %s " % name) and kept.endswith("loud %s 100 " % name + "." * 36), kept
+    assert int(m.group(1)) + len(kept) == len(full), (m.group(1), len(kept), len(full))
+    assert 600 < len(kept) <= 768, len(kept)  # its half of the 1536 bytes
+EOF
+msg=$(ev_msg "required check '17-huge'")
+check "more than the runner captured: said so" \
+	grep -qxF '[... the rest was not captured (64 KiB per stream)]' <<<"$msg"
+check "a last line longer than 200 bytes is cut on the first line" \
+	grep -qx "exit status 1: x\{200\}\.\.\." <<<"$(head -n 1 <<<"$msg")"
+check "its message fits the events' 2 KiB (the log cut none of its end)" \
+	test "$(printf %s "$msg" | wc -c)" -le 2048
+check "the events file's lines stay bounded (2 KiB messages, at most 4.5 KiB a line)" \
+	env LC_ALL=C awk 'length($0) > 4608 { exit 1 }' "$root/var/lib/bootbank/events.jsonl"
+check "no escaped control byte in the events file" \
+	bash -c "! grep -qF '\\u001b' '$root/var/lib/bootbank/events.jsonl'"
+expect_exit 0 "events (text) after the failures" bc events -n 200
+check "events text: the lines after a message's first are indented under the event" \
+	grep -qxE ' {25}err one' <<<"$OUT"
+expect_exit 0 "status --json after the failures" bc --json status
+check "the bad reason stays one line: the check's name and verdict" \
+	grep -qF "\"bad_reason\": \"health check '15-chatty' failed: exit status 2\"" <<<"$OUT"
+# on a good bank the failing check's event is the newest failure (the verdict only warns)
+write_state good:1:0:1 empty:0:0:0 1
+bc boot --simulate >/dev/null
+expect_exit 1 "assess on a good bank with the same failing checks" bc assess
+expect_exit 0 "status after them" bc status
+check "status: the last error is the failing check's event, one line (its first)" \
+	grep -qxE "  last error     .*, assess: exit status 1: x{200}\.\.\." <<<"$OUT"
+check "status: none of the output lines" bash -c '! grep -qE "^(stdout:|stderr:|\[\.\.\.|red )" <<<"$1"' _ "$OUT"
+rm "$hd/required.d/15-chatty" "$hd/required.d/16-loud" "$hd/required.d/17-huge" "$hd/wanted.d/30-wobbly"
+
 # --- a required check hangs: killed at the timeout, marked bad -------------------------------
 check_file "$hd/required.d" 15-hangs 'sleep 30 & sleep 30'
 trial
