@@ -1,15 +1,20 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Fleet remediation with Ansible (docs/fleet.md): four managed hosts, each an sshd in a network
-# namespace of its own (veth to the root namespace, 10.X.N.0/30) with its own sandbox root,
-# loop disk and running workloads; the control node (this namespace) runs ansible-playbook
-# with the bootbank.fleet collection over SSH. Scenarios: --check changes nothing (sandbox
-# roots and disks hashed); a live-patch rollout (every host compliant, workloads keep their
-# pids, the DRS order); a second run changes nothing; a rollout whose third host fails its
-# pre-check stops there (hosts four and later untouched, the report names host and reason);
-# the reboot path through Ansible's reboot module (each host's reboot command power-cycles its
-# sandbox: docs/fleet.md): a rollout whose second host's new bank fails its boot assessment
-# stops there, then a rollout that reboots every host into the other bank, assessed good.
+# namespace of its own with its own sandbox root, loop disk and running workloads; the control
+# node runs ansible-playbook with the bootbank.fleet collection over SSH from a network
+# namespace of its own too, a veth pair to each host (198.18.N.0/30, the benchmark range):
+# nothing is added to the machine's network namespace. Scenarios: --check on the empty fleet
+# and --check with node1 and node2 compliant, node3 non-compliant and node4 without a desired
+# image both change nothing (sandbox roots and disks hashed) and say what would be done per
+# host; a live-patch rollout (every host compliant, workloads keep their pids, the DRS order);
+# a second run changes nothing; a rollout whose third host fails its pre-check stops there
+# (hosts four and later untouched, the report names host and reason); the reboot path through
+# Ansible's reboot module (each host's reboot command power-cycles its sandbox:
+# docs/fleet.md): a rollout whose second host's new bank fails its boot assessment stops
+# there, then a rollout that reboots every host into the other bank, assessed good; a
+# live-patch rollout of all four hosts in batches of two (bootbank_serial=2). At exit, after
+# the cleanup: no namespace, veth, process, cgroup, loop device or mount of the test is left.
 . "$(dirname "$0")/lib.sh"
 bk_need_root
 # check DESC CMD...: as lib.sh's, but returns 1 on failure, so that "check ... || show RUN"
@@ -36,10 +41,15 @@ chmod 755 "$T"
 # workloads go too (on real machines they never see them), so nothing keeps its banks busy.
 mount --bind "$T" "$T" && mount --make-rshared "$T" || bk_skip "cannot make '$T' a shared mount"
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-tag=bkfleet$$
+# (short: the links are named ${tag}hN, at most 15 characters with a 7-digit pid)
+tag=bkfl$$
 cg=$CGROOT/$tag
 NHOSTS=4
-net=10.$((20 + $$ % 200)) # 10.X.N.0/30 for host N: two runs at once do not collide
+# 198.18.N.0/30 for host N (the benchmark range, RFC 2544, never a real network): the control
+# node's end in the namespace $tag-ctl, the host's in $tag-nN; none in this one, so two runs at
+# once do not collide either
+net=198.18
+ctl() { nsenter --net="/run/netns/$tag-ctl" "$@"; } # CMD...: run on the control node
 pids=()
 hosts=()
 mkdir "$cg" || bk_skip "cannot create a cgroup under '$CGROOT'"
@@ -57,12 +67,46 @@ cleanup() {
 		# the host's processes: its sshd (restarted by its reboots), sessions, a boot in progress
 		for p in $(ip netns pids "$tag-n$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 		ip netns del "$tag-n$n" 2>/dev/null
-		ip link del "${tag}h$n" 2>/dev/null
 	done
+	# the control node's: ssh's ControlPersist masters outlive ansible-playbook
+	for p in $(ip netns pids "$tag-ctl" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+	ip netns del "$tag-ctl" 2>/dev/null
 	umount -l "$T" 2>/dev/null
 	bk_cleanup
 }
-trap cleanup EXIT
+# leftovers: what the test made that is still there (after cleanup), one line each
+leftovers() {
+	local l
+	# (the names exactly: the tag of a run whose pid starts as this one's is longer)
+	ip netns list 2>/dev/null | grep -E "^$tag-(ctl|n[0-9]+)( |\$)" | sed 's/^/network namespace: /'
+	ip -o link show 2>/dev/null | cut -d: -f2 | grep -E "^ *${tag}h[0-9]+(@|\$)" | sed 's/^ */link: /'
+	# a process naming the temp dir (sshd, a workload, a boot, ssh): grep's own command line
+	# does not (the pattern comes from stdin)
+	for l in $(grep -lF -f - /proc/[0-9]*/cmdline 2>/dev/null <<<"$T" | cut -d/ -f3); do
+		[ "$l" = $$ ] || [ "$l" = "$BASHPID" ] ||
+			echo "process $l: $(tr '\0' ' ' <"/proc/$l/cmdline" 2>/dev/null)"
+	done
+	[ -e "$cg" ] && echo "cgroup: $cg"
+	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | grep -F "$T/" | sed 's/^/loop device: /'
+	findmnt -rn -o TARGET 2>/dev/null | grep -F "$T" | sed 's/^/mount: /'
+}
+cleanup_and_check() {
+	local rc=$? left
+	cleanup
+	# killed processes and detached loop devices may take a moment to go
+	for _ in $(seq 1 30); do
+		left=$(leftovers)
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	if [ -n "$left" ]; then
+		not_ok "after the cleanup, something the test made is left: $(tr '\n' ';' <<<"$left")"
+		exit 1
+	fi
+	ok "after the cleanup no network namespace, link, process, cgroup, loop device or mount of the test is left"
+	exit "$rc"
+}
+trap cleanup_and_check EXIT
 
 bash "$repo/tests/pki/make-pki.sh" "$T/pki" >/dev/null 2>&1 || bk_skip "cannot make the test PKI"
 # bundle NAME VERSION FROM: a signed bundle with a live payload, live-patchable from FROM
@@ -87,6 +131,7 @@ bundle v10 1.0 '"0.9"' || bk_skip "cannot build bundles"
 bundle v11 1.1 '"1.0"'
 bundle v12 1.2 '"1.1"'
 bundle v20 2.0 '"0.1"' # not live-patchable from 1.x
+bundle v21 2.1 '"2.0"'
 
 # --- the managed hosts: a sandbox, a loop disk, workloads, an sshd in a netns ---------------
 ssh-keygen -q -t ed25519 -N '' -f "$T/id_control" || bk_skip "ssh-keygen failed"
@@ -184,10 +229,10 @@ fi
 EOF2
 	printf '#!/bin/sh\nsetsid -f bash %s 1 </dev/null >>%s 2>&1\n' "$h/boot" "$h/boot.log" >"$h/reboot"
 	chmod 755 "$h/boot" "$h/reboot"
-	# the network: a veth pair, $net.N.1 here, $net.N.2 in the host's namespace
+	# the network: a veth pair, $net.N.1 on the control node, $net.N.2 in the host's namespace
 	ip netns add "$tag-n$n" || return 1
-	ip link add "${tag}h$n" type veth peer name eth0 netns "$tag-n$n" || return 1
-	ip addr add "$net.$n.1/30" dev "${tag}h$n" && ip link set "${tag}h$n" up || return 1
+	ip -n "$tag-ctl" link add "${tag}h$n" type veth peer name eth0 netns "$tag-n$n" || return 1
+	ip -n "$tag-ctl" addr add "$net.$n.1/30" dev "${tag}h$n" && ip -n "$tag-ctl" link set "${tag}h$n" up || return 1
 	ip -n "$tag-n$n" addr add "$net.$n.2/30" dev eth0 && ip -n "$tag-n$n" link set eth0 up &&
 		ip -n "$tag-n$n" link set lo up || return 1
 	ssh-keygen -q -t ed25519 -N '' -f "$h/ssh/host_key" || return 1
@@ -212,15 +257,18 @@ EOF2
 }
 # workloads: node1 1, node2 1, node3 2, node4 3; the inventory lists them 4, 3, 1, 2.
 t0=$(date +%s.%N)
+ip netns add "$tag-ctl" && ip -n "$tag-ctl" link set lo up || bk_skip "cannot make a network namespace"
 node 1 1 && node 2 1 && node 3 2 && node 4 3 || bk_skip "cannot set up the managed hosts"
 for n in $(seq 1 $NHOSTS); do
 	for _ in $(seq 1 50); do
-		ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		ctl ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 			-o BatchMode=yes -o ConnectTimeout=2 "root@$net.$n.2" true && break
 		sleep 0.2
 	done
 done
 ok "4 managed hosts set up in $(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$(date +%s.%N)") s"
+check "  ... the network only in the test's namespaces: here no link of the test, no address or route in $net.0.0/16" \
+	bash -c "! ip -o link show | cut -d: -f2 | grep -qE '^ *${tag}h[0-9]+(@|\$)' && ! ip -o addr show | grep -qF ' $net.' && ! ip route show | grep -qF '$net.'"
 
 mkdir -p "$T/ctl"
 cat >"$T/ctl/inventory.ini" <<EOF2
@@ -255,7 +303,7 @@ play() {
 	shift 2
 	rm -f "$T/ctl/$run.report"
 	s=$(date +%s.%N)
-	ansible-playbook -i "$T/ctl/inventory.ini" "$PB" -e "bootbank_image_version=$v" \
+	ctl ansible-playbook -i "$T/ctl/inventory.ini" "$PB" -e "bootbank_image_version=$v" \
 		-e "bootbank_bundle=$T/bundles/v${v/./}.bbi" -e "bootbank_report=$T/ctl/$run.report" "$@" \
 		>"$T/ctl/$run.log" 2>&1
 	RC=$?
@@ -325,6 +373,23 @@ out=$(bc 3 workload remove nofsr 2>&1) || not_ok "node3: workload remove nofsr: 
 kill "$nofsr"; wait "$nofsr" 2>/dev/null
 out=$(bc 3 workload add app2 --cgroup "$tag/n3-app2" --view "$T/node3/view-app2" 2>&1) || not_ok "node3: workload add app2: $out"
 
+# --- --check in a realistic state: node1 and node2 compliant with 1.1, node3 non-compliant (its
+# desired image 1.1 set by the stopped rollout, 1.0 in service), node4 with no desired image --
+sync
+h0=$(hash_all)
+play check2 1.1 --check
+check "--check, node1 and node2 compliant, node3 non-compliant, node4 no desired image: exits 0 (${SECS} s)" test "$RC" = 0 || show check2
+check "  ... in the DRS order, as the rollout would: node3 node4 node1 node2" test "$(order check2)" = "node3 node4 node1 node2"
+check "  ... a change predicted on node3 and node4 (changed > 0), none on node1 and node2 (changed=0), failed=0 on each" \
+	bash -c "test '$(recap check2 node3 changed)' -gt 0 && test '$(recap check2 node4 changed)' -gt 0 && test '$(recap check2 node1 changed)' = 0 && test '$(recap check2 node2 changed)' = 0 && test '$(recap check2 node1 failed)$(recap check2 node2 failed)$(recap check2 node3 failed)$(recap check2 node4 failed)' = 0000"
+check "  ... the summary: node3 'non-compliant', 'would remediate (live path)' (its pre-check ran); node4 'would set the desired image, then remediate'; node1, node2 'compliant', 'unchanged'" \
+	bash -c "grep -q '^node3 *non-compliant .* would remediate (live path)$' '$T/ctl/check2.report' && grep -q '^node4 .* would set the desired image, then remediate$' '$T/ctl/check2.report' && test \$(grep -c '^node[12] *compliant .* unchanged$' '$T/ctl/check2.report') = 2 && grep -q '^2 of 4 hosts compliant' '$T/ctl/check2.report'" || sed 's/^/#   /' "$T/ctl/check2.report"
+sync
+check "  ... the sandbox roots and disks of every host are unchanged" test "$(hash_all)" = "$h0"
+check "  ... node3 still non-compliant on 1.0, node4 without the bundle in its depot, the workloads' pids unchanged" \
+	bash -c "test '$(scan_state 3)' = non-compliant && test \"\$(readlink '$T/node3/root/run/bootbank/current')\" = rev/acme-os-1.0 && ! test -e '$T/node4/root/var/lib/bootbank/depot/acme-os_1.1.bbi' && test '$(procs 1)|$(procs 2)|$(procs 3)|$(procs 4)' = '${pid0[1]}|${pid0[2]}|${pid0[3]}|${pid0[4]}'"
+cp "$T/ctl/check2.report" "$T/check2.report.keep"
+
 # --- a live-patch rollout across the fleet ---------------------------------------------------
 play live 1.1
 check "live rollout (node1, node2 live-patched already): ansible-playbook exits 0 (${SECS} s)" test "$RC" = 0 || show live
@@ -364,7 +429,7 @@ inservice() { bc "$1" scan --json | python3 -c 'import json, sys; print((json.lo
 hash_node() { (cd "$T/node$1/root" && find . -type f ! -path ./run/bootbank/lock -print0 | sort -z | xargs -0 sha256sum; sha256sum <"$T/node$1/disk.img") | sha256sum; }
 wait_ssh() { # N: until node N's sshd answers (10 s at most)
 	for _ in $(seq 1 50); do
-		ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		ctl ssh -q -i "$T/id_control" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 			-o BatchMode=yes -o ConnectTimeout=2 "root@$net.$1.2" true && return 0
 		sleep 0.2
 	done
@@ -420,6 +485,30 @@ for n in 1 2 3 4; do
 done
 check "  ... the summary: 4 of 4 compliant, each 'remediated (reboot path)'" bash -c "grep -q '^4 of 4 hosts compliant' '$T/ctl/reboot.report' && test \$(grep -c '^node[1-4] .*remediated (reboot path)' '$T/ctl/reboot.report') = 4"
 
+# --- batches of two: a live-patch rollout of every host, bootbank_serial=2 ---------------------
+batches() { # RUN: the hosts of each batch the rollout took (its 'Facts' task), "node1,node2 node3,node4"
+	awk '/^TASK \[Facts\]/{t=1; if (b != "") print b; b=""; next} /^TASK |^PLAY /{t=0}
+		t && /^(ok|changed|fatal): \[node[0-9]\]/{h=$2; gsub(/[\[\]:]/, "", h); b = b " " h}
+		END{if (b != "") print b}' "$T/ctl/$1.log" |
+		while read -r l; do tr ' ' '\n' <<<"$l" | sort | paste -sd, -; done | paste -sd' ' -
+}
+# The workloads stopped at the reboots; started again on node1 (one) and node3 (two), none on
+# node2 and node4 (theirs stay registered, not running): the DRS order is node2 node4 (no
+# workload, the name), node1, node3, in batches node2,node4 then node1,node3.
+for w in app1; do bc 1 workload remove $w >/dev/null && start_reader 1 $w || not_ok "node1: reader $w not started"; done
+for w in app1 app2; do bc 3 workload remove $w >/dev/null && start_reader 3 $w || not_ok "node3: reader $w not started"; done
+for n in 1 2 3 4; do pid0[n]=$(procs $n) id0[n]=$(cat "$T/node$n/boot_id"); done
+play serial 2.1 -e bootbank_serial=2
+check "live-patch rollout of 2.1 in batches of two (bootbank_serial=2): exits 0 (${SECS} s)" test "$RC" = 0 || show serial
+check "  ... the batches node2,node4 then node1,node3 (the DRS order: the fewest running workloads, then the name): $(batches serial)" test "$(batches serial)" = "node2,node4 node1,node3"
+for n in 1 2 3 4; do
+	check "  ... node$n: compliant, live-patched to 2.1 (revision acme-os-2.1, no reboot: the same boot id), its workloads kept their pids" \
+		bash -c "test '$(scan_state $n)' = compliant && test \"\$(readlink '$T/node$n/root/run/bootbank/current')\" = rev/acme-os-2.1 && test '$(cat "$T/node$n/boot_id")' = '${id0[n]}' && test '$(procs $n)' = '${pid0[n]}'"
+done
+check "  ... the summary: 4 of 4 compliant, each 'remediated (live path)'" bash -c "grep -q '^4 of 4 hosts compliant' '$T/ctl/serial.report' && test \$(grep -c '^node[1-4] .*remediated (live path)' '$T/ctl/serial.report') = 4" || sed 's/^/#   /' "$T/ctl/serial.report"
+
+echo "# rollout in batches of two report:"
+sed 's/^/#   /' "$T/ctl/serial.report"
 echo "# reboot-path rollout report:"
 sed 's/^/#   /' "$T/ctl/reboot.report"
 echo "# stopped reboot-path rollout report:"
@@ -428,4 +517,6 @@ echo "# live rollout report:"
 sed 's/^/#   /' "$T/live.report.keep"
 echo "# stopped rollout report:"
 sed 's/^/#   /' "$T/ctl/stop.report"
+echo "# --check report (node1, node2 compliant, node3 non-compliant, node4 no desired image):"
+sed 's/^/#   /' "$T/check2.report.keep"
 bk_done
