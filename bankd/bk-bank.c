@@ -20,10 +20,8 @@
 #define CLEAR_MAX_DEPTH 16
 
 static const char *const reserved[] = {
-	BK_BANK_RECORD_FILE,
-	BK_BANK_MANIFEST_FILE,
-	BK_BANK_SIGNATURE_FILE,
-	BK_BANK_LOST_FOUND,
+	BK_BANK_RECORD_FILE, BK_BANK_MANIFEST_FILE, BK_BANK_SIGNATURE_FILE,
+	BK_BANK_CHUNKS_FILE, BK_BANK_LOST_FOUND,
 };
 
 bool bk_bank_name_is_reserved(const char *name)
@@ -441,9 +439,10 @@ static int check_agrees(const struct bk_manifest *m, const struct bk_bank_record
 	return 0;
 }
 
-int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, struct bk_err *err)
+/* manifest.json of the record's digest, parsed: *ret. */
+static int read_manifest(int bank_dfd, const struct bk_bank_record *r, struct bk_manifest **ret,
+			 struct bk_err *err)
 {
-	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
 	_cleanup_free_ char *buf = NULL;
 	uint8_t d[BK_SHA256_LEN];
 	size_t len;
@@ -459,9 +458,20 @@ int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, 
 	if (memcmp(d, r->manifest_sha256, BK_SHA256_LEN) != 0)
 		return bk_err_set(err, -EUCLEAN, "'%s' does not match the record's digest",
 				  BK_BANK_MANIFEST_FILE);
-	rr = bk_manifest_parse(buf, len, 0, &m, err);
+	rr = bk_manifest_parse(buf, len, 0, ret, err);
 	if (rr < 0)
 		return bk_err_prefix(err, "'%s'", BK_BANK_MANIFEST_FILE);
+	return 0;
+}
+
+int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, struct bk_err *err)
+{
+	_cleanup_(bk_manifest_freep) struct bk_manifest *m = NULL;
+	int rr;
+
+	rr = read_manifest(bank_dfd, r, &m, err);
+	if (rr < 0)
+		return rr;
 	rr = check_agrees(m, r, err);
 	if (rr < 0)
 		return rr;
@@ -475,6 +485,80 @@ int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, 
 		if (rr < 0)
 			return rr;
 	}
+	return 0;
+}
+
+/* ---- the chunk lists -------------------------------------------------------------------- */
+
+struct bk_bank_chunks *bk_bank_chunks_free(struct bk_bank_chunks *c)
+{
+	if (!c)
+		return NULL;
+	if (c->lists && c->manifest)
+		for (size_t i = 0; i < c->manifest->n_payloads; i++)
+			bk_chunks_free(c->lists[i]);
+	free(c->lists);
+	bk_manifest_free(c->manifest);
+	free(c);
+	return NULL;
+}
+
+int bk_bank_chunks_read_at(int bank_dfd, struct bk_bank_chunks **ret, struct bk_err *err)
+{
+	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	_cleanup_(bk_bank_chunks_freep) struct bk_bank_chunks *c = NULL;
+	_cleanup_free_ char *buf = NULL;
+	uint64_t total = 0, off = 0;
+	size_t len;
+	int r;
+
+	/* Only a complete bank: its record says so, and names the manifest's digest. */
+	r = bk_bank_record_read_at(bank_dfd, &rec, err);
+	if (r < 0)
+		return r;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	r = read_manifest(bank_dfd, rec, &c->manifest, err);
+	if (r < 0)
+		return r;
+	if (c->manifest->format < 2)
+		return bk_err_set(err, -ENOENT, "format version %llu: no chunk lists",
+				  (unsigned long long) c->manifest->format);
+	for (size_t i = 0; i < c->manifest->n_payloads; i++) {
+		uint64_t n;
+
+		if (bk_chunks_list_size(c->manifest->payloads[i].size, &n) < 0 ||
+		    n > BK_BANK_CHUNKS_MAX_SIZE - total)
+			return bk_err_set(err, -EFBIG, "'%s': the chunk lists exceed %llu bytes",
+					  BK_BANK_CHUNKS_FILE,
+					  (unsigned long long) BK_BANK_CHUNKS_MAX_SIZE);
+		total += n;
+	}
+	r = bk_read_file_at(bank_dfd, BK_BANK_CHUNKS_FILE, (size_t) total, &buf, &len, err);
+	if (r == -EFBIG) /* longer than the lists */
+		return bk_err_recode(err, -EUCLEAN);
+	if (r < 0)
+		return r == -ENOENT ? r : bk_bank_fs_error(r, err);
+	if ((uint64_t) len != total)
+		return bk_err_set(err, -EUCLEAN, "'%s' has %zu bytes, the lists %llu",
+				  BK_BANK_CHUNKS_FILE, len, (unsigned long long) total);
+	c->lists = calloc(c->manifest->n_payloads, sizeof(*c->lists));
+	if (!c->lists)
+		return bk_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < c->manifest->n_payloads; i++) {
+		const struct bk_payload *p = &c->manifest->payloads[i];
+		uint64_t n;
+
+		(void) bk_chunks_list_size(p->size, &n);
+		r = bk_chunks_parse(buf + off, (size_t) n, p->size, p->chunks_sha256, &c->lists[i],
+				    err);
+		if (r < 0)
+			return bk_err_prefix(err, "'%s': payload '%s'", BK_BANK_CHUNKS_FILE,
+					     p->name);
+		off += n;
+	}
+	*ret = TAKE_PTR(c);
 	return 0;
 }
 

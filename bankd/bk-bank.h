@@ -2,9 +2,10 @@
 /*
  * The content of a bank (docs/banks.md, "Stage"): its filesystem holds one file per payload,
  * named by the payload, the exact signed manifest bytes (manifest.json), the detached
- * signature (manifest.sig) and the content record bank.json, written last and removed first,
- * so a bank with a bank.json is a complete bank. This module reads, writes and checks that
- * content through an O_DIRECTORY fd of the mounted bank; it never mounts, logs or exits.
+ * signature (manifest.sig), format 2: the chunk lists of the payloads (manifest.chunks), and
+ * the content record bank.json, written last and removed first, so a bank with a bank.json is
+ * a complete bank. This module reads, writes and checks that content through an O_DIRECTORY
+ * fd of the mounted bank; it never mounts, logs or exits.
  */
 #pragma once
 
@@ -14,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "bk-chunks.h"
 #include "bk-err.h"
 #include "bk-manifest.h"
 #include "bk-sha256.h"
@@ -23,6 +25,15 @@
 #define BK_BANK_SIGNATURE_FILE "manifest.sig"
 #define BK_BANK_LOST_FOUND     "lost+found"
 #define BK_BANK_RECORD_FORMAT  1
+/*
+ * Format 2: the chunk table of the bundle the bank was staged from, byte for byte (the chunk
+ * lists of its payloads in manifest order, docs/bundle-format.md, "Chunks"), so that a later
+ * delta stage knows the digests of this bank's chunks without reading them. Banks staged
+ * before it existed, and from format-1 bundles, have none.
+ */
+#define BK_BANK_CHUNKS_FILE "manifest.chunks"
+/* The largest manifest.chunks read: 64 MiB of lists, the payloads of a 2 TiB image. */
+#define BK_BANK_CHUNKS_MAX_SIZE (UINT64_C(64) << 20)
 /* A record lists at most BK_MANIFEST_MAX_PAYLOADS payloads of ~200 bytes each. */
 #define BK_BANK_RECORD_MAX_SIZE BK_MANIFEST_MAX_SIZE
 #define BK_BANK_SIGNER_MAX	1024
@@ -51,7 +62,7 @@ struct bk_bank_record {
 
 /*
  * True for the names a bank's own files use (bank.json, manifest.json, manifest.sig,
- * lost+found): a payload cannot be called that.
+ * manifest.chunks, lost+found): a payload cannot be called that.
  */
 bool bk_bank_name_is_reserved(const char *name);
 
@@ -117,6 +128,29 @@ enum bk_bank_check_flags {
  * -errno. The message names the file. Reads only.
  */
 int bk_bank_check(int bank_dfd, const struct bk_bank_record *r, unsigned flags, struct bk_err *err);
+
+/* The chunk lists of a complete format-2 bank's payloads (delta staging). */
+struct bk_bank_chunks {
+	struct bk_manifest *manifest; /* the bank's manifest.json */
+	struct bk_chunks **lists;     /* manifest->n_payloads of them, in manifest order */
+};
+
+/*
+ * Read the chunk lists of the complete bank at bank_dfd: bank.json, manifest.json (of the
+ * record's digest, parsed), and manifest.chunks, whose length must be the sum of the lists'
+ * lengths the manifest's payload sizes give and each list the manifest's chunks_sha256
+ * (bk_chunks_parse()). Reads only; nothing else in the bank (no payload byte) is read.
+ * Returns 0 and *ret (bk_bank_chunks_free()); -ENOENT the bank has no record, is format 1 or
+ * has no manifest.chunks (staged by an older bootbank); -EUCLEAN a file does not match;
+ * -ENOEXEC manifest.json does not parse; -EFBIG the lists would exceed
+ * BK_BANK_CHUNKS_MAX_SIZE; -EIO (bk_bank_fs_error()); other -errno. The message names the
+ * file.
+ */
+int bk_bank_chunks_read_at(int bank_dfd, struct bk_bank_chunks **ret, struct bk_err *err);
+
+struct bk_bank_chunks *bk_bank_chunks_free(struct bk_bank_chunks *c);
+
+BK_DEFINE_CLEANUP(struct bk_bank_chunks *, bk_bank_chunks_free)
 
 /*
  * An error the bank's filesystem returned (issue 16): the kernel reports an ext4 checksum error

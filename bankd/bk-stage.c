@@ -197,6 +197,15 @@ uint64_t bk_stage_space_needed(const struct bk_manifest *m, size_t manifest_len,
 		n += blocks_of(m->payloads[i].size, bs);
 	n += blocks_of(manifest_len, bs);
 	n += blocks_of(sig_len, bs);
+	if (m->format >= 2) {
+		/* manifest.chunks: the chunk lists, 32 bytes per chunk. */
+		uint64_t lists = 0, len;
+
+		for (size_t i = 0; i < m->n_payloads; i++)
+			if (bk_chunks_list_size(m->payloads[i].size, &len) == 0)
+				lists += len;
+		n += blocks_of(lists, bs);
+	}
 	n += blocks_of(RECORD_BYTES_FIXED + RECORD_BYTES_PER_PAYLOAD * (uint64_t) m->n_payloads,
 		       bs);
 	return n * bs;
@@ -257,6 +266,22 @@ int bk_stage_check_space(int bank_dfd, enum bk_bank_id bank, const struct bk_man
 
 static uint64_t now_ms(void);
 
+/*
+ * Delta staging (docs/stage-url.md, "Delta"): what the booted bank can lend. With its chunk
+ * lists (manifest.chunks, staged by this version) a chunk is looked up by its digest among
+ * every chunk of every payload of the booted bank, and only a chunk found there is read from
+ * it; without them (a bank staged by an older bootbank, or from a format-1 bundle) the chunk
+ * at the same place of the file of the same name is read and checked, found or not.
+ */
+struct reuse {
+	int dfd;		       /* the booted bank's root, read-only */
+	struct bk_bank_chunks *chunks; /* its lists; NULL: the same place only */
+	struct bk_chunk_index *index;  /* digest -> (payload, chunk) of chunks */
+};
+
+/* Chunks ahead of the one read whose readahead is asked for in the booted bank's file. */
+#define REUSE_READAHEAD_CHUNKS 16
+
 /* Where the chunks of one payload come from. */
 struct chunk_src {
 	int in_fd; /* the bundle, when source is NULL */
@@ -264,7 +289,15 @@ struct chunk_src {
 	const struct bk_payload *p;
 	const struct bk_stage_source *source;
 	const struct bk_chunks *list; /* format 2 */
-	int reuse_fd;		      /* the booted bank's file of the same name, or -1 */
+	const struct reuse *reuse;    /* delta staging, or NULL */
+	/*
+	 * An open file of the booted bank, or -1: with reuse->index, its payload reuse_payload
+	 * (reuse_failed: it could not be opened); without, the file of the same name.
+	 */
+	int reuse_fd;
+	size_t reuse_payload;
+	bool reuse_failed;
+	uint64_t advised; /* with reuse->index: chunks before it had their readahead asked */
 	uint64_t fetched, reused;
 };
 
@@ -310,8 +343,79 @@ static void copy_fail(struct copy *c, int r, const char *fmt, ...)
 	pthread_cond_broadcast(&c->cond);
 }
 
+/* Make s->reuse_fd the booted bank's payload k (with reuse->index). False when it cannot be. */
+static bool reuse_open(struct chunk_src *s, size_t k)
+{
+	struct stat st;
+	int fd;
+
+	if (s->reuse_payload == k && (s->reuse_fd >= 0 || s->reuse_failed))
+		return s->reuse_fd >= 0;
+	if (s->reuse_fd >= 0)
+		(void) close(s->reuse_fd);
+	s->reuse_fd = -EBADF;
+	s->reuse_payload = k;
+	s->reuse_failed = true;
+	s->advised = 0;
+	fd = openat(s->reuse->dfd, s->reuse->chunks->manifest->payloads[k].name,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void) close(fd);
+		return false;
+	}
+	s->reuse_fd = fd;
+	s->reuse_failed = false;
+	return true;
+}
+
 /*
- * Chunk i (len bytes) into buf: from the booted bank's file when it holds it (checked as read:
+ * Where chunk i of the payload is in the booted bank, by its digest: *ret_payload,
+ * *ret_offset (in that payload's file). False when the booted bank does not have it, or has it
+ * with another length (a lookup never trusted: what is read is checked all the same).
+ */
+static bool reuse_find(const struct chunk_src *s, uint64_t i, size_t *ret_payload,
+		       uint64_t *ret_offset)
+{
+	uint64_t j, off, want_off;
+	size_t len, want;
+
+	if (!bk_chunk_index_find(s->reuse->index, s->list->digests[i], ret_payload, &j) ||
+	    bk_chunks_range(s->reuse->chunks->lists[*ret_payload], j, &off, &len) < 0 ||
+	    bk_chunks_range(s->list, i, &want_off, &want) < 0 || len != want)
+		return false;
+	*ret_offset = off;
+	return true;
+}
+
+/*
+ * Chunk i from the booted bank, decided by digest before anything is read: a chunk the booted
+ * bank's lists do not have is not read at all (it is fetched); one they have is read from
+ * where they say and checked against the new payload's list, so a list that lies (or a booted
+ * file damaged since) costs a read and the chunk is fetched instead. The readahead of the
+ * next chunks the booted bank lends (from the same file) is asked for as it goes.
+ */
+static bool reuse_indexed(struct chunk_src *s, uint64_t i, uint8_t *buf, size_t len)
+{
+	size_t k, k2;
+	uint64_t off, off2;
+
+	if (!reuse_find(s, i, &k, &off) || !reuse_open(s, k))
+		return false;
+	if (s->advised < i + 1)
+		s->advised = i + 1;
+	for (; s->advised < s->list->n_chunks && s->advised <= i + REUSE_READAHEAD_CHUNKS;
+	     s->advised++)
+		if (reuse_find(s, s->advised, &k2, &off2) && k2 == k)
+			(void) posix_fadvise(s->reuse_fd, (off_t) off2, (off_t) COPY_CHUNK,
+					     POSIX_FADV_WILLNEED);
+	return bk_pread_full(s->reuse_fd, buf, len, off) == (ssize_t) len &&
+	       bk_chunks_check(s->list, i, buf, len, NULL) == 0;
+}
+
+/*
+ * Chunk i (len bytes) into buf: from the booted bank when it holds it (checked as read:
  * *ret_verified), else from the source or the bundle. -ENOEXEC truncated, -EIO, the source's.
  */
 static int read_chunk(struct chunk_src *s, uint64_t i, uint8_t *buf, size_t len, bool *ret_verified,
@@ -321,7 +425,13 @@ static int read_chunk(struct chunk_src *s, uint64_t i, uint8_t *buf, size_t len,
 	int r;
 
 	*ret_verified = false;
-	if (s->reuse_fd >= 0 && s->list) {
+	if (s->list && s->reuse && s->reuse->index) {
+		if (reuse_indexed(s, i, buf, len)) {
+			*ret_verified = true;
+			s->reused += len;
+			return 0;
+		}
+	} else if (s->reuse_fd >= 0 && s->list) {
 		n = bk_pread_full(s->reuse_fd, buf, len, i * COPY_CHUNK);
 		if (n == (ssize_t) len && bk_chunks_check(s->list, i, buf, len, NULL) == 0) {
 			*ret_verified = true;
@@ -694,15 +804,18 @@ static uint64_t verified_prefix(int fd, const struct bk_chunks *list, uint64_t m
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
-/* The booted bank's file of p's name, for delta staging: an fd, or -1 when there is none. */
-static int open_reusable(const struct bk_stage_write_options *o, const struct bk_payload *p)
+/*
+ * Delta staging without the booted bank's chunk lists: its file of p's name, an fd, or -1 when
+ * there is none.
+ */
+static int open_reusable(const struct reuse *u, const struct bk_payload *p)
 {
 	struct stat st;
 	int fd;
 
-	if (!o->reuse)
+	if (!u || u->index)
 		return -EBADF;
-	fd = openat(o->reuse_dfd, p->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = openat(u->dfd, p->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return -EBADF;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -715,43 +828,17 @@ static int open_reusable(const struct bk_stage_write_options *o, const struct bk
 	return fd;
 }
 
-static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
-			 const struct bk_stage_write_options *o, struct bk_stage_progress *pr,
-			 struct bk_err *err)
+/* The payload of src into the bank, from chunk 0 or where an interrupted stage stopped. */
+static int write_payload_from(struct chunk_src *src, size_t index, int bank_dfd,
+			      const struct bk_stage_write_options *o, struct bk_stage_progress *pr,
+			      struct bk_err *err)
 {
-	const struct bk_payload *p = &bk_bundle_get_manifest(b)->payloads[index];
-	_cleanup_(bk_chunks_freep) struct bk_chunks *list = NULL;
-	_cleanup_close_ int fd = -EBADF, reuse_fd = -EBADF;
-	struct chunk_src src = {
-		.in_fd = bk_bundle_get_fd(b),
-		.in_offset = p->offset,
-		.p = p,
-		.source = o->source,
-		.reuse_fd = -EBADF,
-	};
+	const struct bk_payload *p = src->p;
+	const struct bk_chunks *list = src->list;
+	_cleanup_close_ int fd = -EBADF;
 	char partial[NAME_MAX + 1];
 	uint64_t t0, base, start = 0;
 	int r;
-
-	if (!bk_bundle_is_signature_verified(b))
-		return bk_err_set(err, -EPERM,
-				  "payload '%s': refusing to copy from a bundle whose signature "
-				  "was not verified",
-				  p->name);
-	/* Format 2: the list first (checked against the signed manifest); -EUCLEAN if not. */
-	if (bk_bundle_is_chunked(b)) {
-		r = bk_bundle_load_chunks(b, p, &list, err);
-		if (r < 0)
-			return r;
-	} else if (o->source || o->resume) {
-		return bk_err_set(err, -ENOEXEC,
-				  "payload '%s': format version 1 has no chunk lists", p->name);
-	}
-	src.list = list;
-	if (list) {
-		reuse_fd = open_reusable(o, p);
-		src.reuse_fd = reuse_fd;
-	}
 
 	(void) snprintf(partial, sizeof(partial), "%s%s", BK_PARTIAL_PREFIX, p->name);
 	base = pr->done;
@@ -803,10 +890,10 @@ static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
 	pr->done = base + pr->payload_done;
 	report(o, pr);
 	t0 = now_ms();
-	r = copy_payload(&src, start, fd, index, o, pr, err);
+	r = copy_payload(src, start, fd, index, o, pr, err);
 	if (o->stats) {
-		o->stats->fetched += src.fetched;
-		o->stats->reused += src.reused;
+		o->stats->fetched += src->fetched;
+		o->stats->reused += src->reused;
 		o->stats->resumed += start * COPY_CHUNK < p->size ? start * COPY_CHUNK : p->size;
 	}
 	/*
@@ -841,14 +928,95 @@ static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
 	return 0;
 }
 
+/*
+ * Delta staging: the chunk lists of the booted bank at u->dfd and their index into u, when it
+ * has them; otherwise u stays without (each chunk is then looked for at the same place of the
+ * file of the same name).
+ */
+static void reuse_load(struct reuse *u)
+{
+	struct bk_err e = { 0 };
+	int r;
+
+	r = bk_bank_chunks_read_at(u->dfd, &u->chunks, &e);
+	if (r >= 0)
+		r = bk_chunk_index_new((const struct bk_chunks *const *) u->chunks->lists,
+				       u->chunks->manifest->n_payloads, &u->index);
+	if (r < 0) {
+		BK_DBG(BANK,
+		       "delta: no chunk lists of the booted bank (%s): each chunk is looked for "
+		       "at the same place of the payload of the same name",
+		       e.msg[0] ? e.msg : strerror(-r));
+		u->chunks = bk_bank_chunks_free(u->chunks);
+		return;
+	}
+	BK_DBG(BANK, "delta: the booted bank's chunk lists: %llu distinct chunks in %zu payloads",
+	       (unsigned long long) bk_chunk_index_size(u->index), u->chunks->manifest->n_payloads);
+}
+
+static void reuse_release(struct reuse *u)
+{
+	u->index = bk_chunk_index_free(u->index);
+	u->chunks = bk_bank_chunks_free(u->chunks);
+}
+
+/*
+ * Write payload index of b into the bank, lending chunks from reuse (delta staging, or NULL).
+ * Format 2: its chunk list (as checked against the manifest) is copied to table (its place in
+ * manifest.chunks; NULL: not kept).
+ */
+static int write_payload(struct bk_bundle *b, size_t index, int bank_dfd,
+			 const struct bk_stage_write_options *o, const struct reuse *reuse,
+			 uint8_t *table, struct bk_stage_progress *pr, struct bk_err *err)
+{
+	const struct bk_payload *p = &bk_bundle_get_manifest(b)->payloads[index];
+	_cleanup_(bk_chunks_freep) struct bk_chunks *list = NULL;
+	struct chunk_src src = {
+		.in_fd = bk_bundle_get_fd(b),
+		.in_offset = p->offset,
+		.p = p,
+		.source = o->source,
+		.reuse_fd = -EBADF,
+	};
+	int r;
+
+	if (!bk_bundle_is_signature_verified(b))
+		return bk_err_set(err, -EPERM,
+				  "payload '%s': refusing to copy from a bundle whose signature "
+				  "was not verified",
+				  p->name);
+	/* Format 2: the list first (checked against the signed manifest); -EUCLEAN if not. */
+	if (bk_bundle_is_chunked(b)) {
+		r = bk_bundle_load_chunks(b, p, &list, err);
+		if (r < 0)
+			return r;
+	} else if (o->source || o->resume) {
+		return bk_err_set(err, -ENOEXEC,
+				  "payload '%s': format version 1 has no chunk lists", p->name);
+	}
+	src.list = list;
+	if (list) {
+		if (table)
+			memcpy(table, list->digests, list->n_chunks * BK_SHA256_LEN);
+		src.reuse = reuse;
+		src.reuse_fd = open_reusable(reuse, p);
+	}
+	r = write_payload_from(&src, index, bank_dfd, o, pr, err);
+	if (src.reuse_fd >= 0)
+		(void) close(src.reuse_fd);
+	return r;
+}
+
 int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage_write_options *o,
 			struct bk_bank_record **ret_record, struct bk_err *err)
 {
 	_cleanup_(bk_bank_record_freep) struct bk_bank_record *rec = NULL;
+	_cleanup_(reuse_release) struct reuse reuse = { .dfd = -EBADF };
 	const struct bk_manifest *m = bk_bundle_get_manifest(b);
+	_cleanup_free_ uint8_t *table = NULL;
 	const uint8_t *sig;
 	struct bk_stage_progress pr = { 0 };
-	uint64_t before = 0;
+	uint64_t before = 0, table_len = 0, table_off = 0;
 	const char *manifest;
 	size_t mlen, slen = 0;
 	int r;
@@ -877,15 +1045,40 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 		return bk_bank_fs_error(r, err);
 	}
 
+	/* Format 2: the chunk lists, collected as each payload's is checked (manifest.chunks). */
+	reuse.dfd = o->reuse ? o->reuse_dfd : -EBADF;
+	if (bk_bundle_is_chunked(b)) {
+		for (size_t i = 0; i < m->n_payloads; i++) {
+			uint64_t n;
+
+			if (bk_chunks_list_size(m->payloads[i].size, &n) < 0 ||
+			    n > UINT64_MAX - table_len)
+				return bk_err_set(err, -EOVERFLOW, "too many chunks");
+			table_len += n;
+		}
+		/* Lists longer than a delta would read are not kept (a 2 TiB image). */
+		table = table_len <= BK_BANK_CHUNKS_MAX_SIZE ? malloc((size_t) table_len) : NULL;
+		if (!table && table_len <= BK_BANK_CHUNKS_MAX_SIZE)
+			return bk_err_set(err, -ENOMEM, "out of memory");
+		if (o->reuse)
+			reuse_load(&reuse);
+	}
+
 	pr.n_payloads = m->n_payloads;
 	for (size_t i = 0; i < m->n_payloads; i++)
 		pr.total += m->payloads[i].size;
 	for (size_t i = 0; i < m->n_payloads; i++) {
+		uint64_t n = 0;
+
 		pr.index = i;
 		pr.done = before;
-		r = write_payload(b, i, bank_dfd, o, &pr, err);
+		r = write_payload(b, i, bank_dfd, o, o->reuse ? &reuse : NULL,
+				  table ? table + table_off : NULL, &pr, err);
 		if (r < 0)
 			return r;
+		if (bk_bundle_is_chunked(b))
+			(void) bk_chunks_list_size(m->payloads[i].size, &n);
+		table_off += n;
 		/* A resumable stage: this payload is complete (checked again on a resume). */
 		if (o->checkpoint &&
 		    m->payloads[i].size >= BK_STAGE_CHECKPOINT_CHUNKS * COPY_CHUNK) {
@@ -911,6 +1104,12 @@ int bk_stage_write_bank(struct bk_bundle *b, int bank_dfd, const struct bk_stage
 	r = bk_write_atomic_at(bank_dfd, BK_BANK_SIGNATURE_FILE, sig, slen, 0644, 0, err);
 	if (r < 0)
 		return bk_bank_fs_error(r, err);
+	if (table) {
+		r = bk_write_atomic_at(bank_dfd, BK_BANK_CHUNKS_FILE, table, (size_t) table_len,
+				       0644, 0, err);
+		if (r < 0)
+			return bk_bank_fs_error(r, err);
+	}
 	r = bk_bank_record_write_at(bank_dfd, rec, err);
 	if (r < 0)
 		return bk_bank_fs_error(r, err);

@@ -92,8 +92,8 @@ int bk_stage_check_policy(const struct bk_manifest *m, const struct bk_stage_pol
 
 /*
  * Bytes a bank with block size block_size needs for the image: every payload and the
- * manifest, signature and record files rounded up to whole blocks, plus the filesystem's
- * mapping overhead (one block per file and per 32 MiB of a file). Pure.
+ * manifest, signature, chunk lists (format 2) and record files rounded up to whole blocks,
+ * plus the filesystem's mapping overhead (one block per file and per 32 MiB of a file). Pure.
  */
 uint64_t bk_stage_space_needed(const struct bk_manifest *m, size_t manifest_len, size_t sig_len,
 			       uint64_t block_size);
@@ -157,7 +157,7 @@ bool bk_stage_resume_point(const struct bk_stage_marker *prev, const char *url,
 /* Where the bytes written came from. */
 struct bk_stage_stats {
 	uint64_t fetched; /* read from the bundle (its fd or the source) */
-	uint64_t reused;  /* delta: chunks of the booted bank's payload of the same name */
+	uint64_t reused;  /* delta: chunks read from the booted bank (and checked) */
 	uint64_t resumed; /* already in the bank from an interrupted stage, verified again */
 };
 
@@ -181,9 +181,15 @@ struct bk_stage_write_options {
 	/* Format 2 only, for the three below. NULL: payloads are read from the bundle's fd. */
 	const struct bk_stage_source *source;
 	/*
-	 * Delta staging: the root of the booted bank (mounted read-only). A chunk of a payload
-	 * whose file of the same name there has, at the same place, a chunk with the digest of
-	 * the chunk list is read from it (and so checked as it is read) instead of the source.
+	 * Delta staging: the root of the booted bank (mounted read-only). When it has its chunk
+	 * lists (manifest.chunks, checked against its manifest.json: bk_bank_chunks_read_at()),
+	 * each chunk's digest is looked up among every chunk of every payload there before
+	 * anything is read: a chunk found is read from where the lists say (any payload, any
+	 * place) and checked against the new chunk list as it is read, one that does not check
+	 * is fetched; a chunk not found is fetched without reading the booted bank. Without
+	 * lists (a bank staged by an older bootbank or from a format-1 bundle), the chunk at the
+	 * same place of the file of the same name is read and checked, and fetched when it does
+	 * not match.
 	 */
 	bool reuse;
 	int reuse_dfd;
@@ -214,8 +220,9 @@ struct bk_stage_write_options {
  *      by the caller alone), closed, renamed to <name> when the digest matches the manifest
  *      (bk_bundle_check_digest()); then one syncfs() makes every payload durable (no fsync
  *      per payload: issue 17, item 8);
- *   3. manifest.json (the exact signed bytes) and manifest.sig (the DER signature that
- *      verified, as read once by bk_bundle_open_fd(): never re-read), each atomically;
+ *   3. manifest.json (the exact signed bytes), manifest.sig (the DER signature that
+ *      verified, as read once by bk_bundle_open_fd(): never re-read) and, format 2,
+ *      manifest.chunks (the chunk lists every payload was checked against), each atomically;
  *   4. bank.json last (atomically), then syncfs().
  * On failure the ".partial." file of the payload being written is removed; what was written
  * before stays (the bank has no bank.json, so it is incomplete). *ret_record (optional) gets

@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # bench/stage-delta: `bankctl stage URL` of a v2 whose 512 MiB payload differs from the booted
 # v1's in 10% of its chunks (every 10th chunk), served by nginx from Debian on 127.0.0.1 over a
-# link of about 50 MB/s, against a full stream of the same v2 over the same link (the same bytes under another payload name, so the booted bank has nothing to
-# lend). Targets (issue 15, docs/stage-url.md): the delta stage fetches at most 12% of the
-# payload's bytes (counted by nginx: body bytes it sent for that URL, metadata included) and
-# takes at most 0.35x the time of the full stream. The same pair on an unlimited link is
+# link of about 50 MB/s, against a full stream of the same v2 over the same link: v2 with 8
+# bytes changed at the start of every chunk, under another payload name, so that the booted
+# bank has none of its chunks to lend (delta staging looks chunks up by digest in every payload
+# of the booted bank: the same bytes under another name would be reused). Targets (issue 15,
+# docs/stage-url.md): the delta stage fetches at most 12% of the payload's bytes (counted by
+# nginx: body bytes it sent for that URL, metadata included) and takes at most 0.35x the time
+# of the full stream. The same pair on an unlimited link is
 # printed too (there the bank's write speed and the hashing bound both).
 #
 # The link: nginx's `limit_rate 50m` is set, but nginx gives every request one second of credit
@@ -74,7 +77,17 @@ build() { # VERSION SOURCE PAYLOAD-NAME OUT
 }
 build 1.0 "$run/src/v1.img" rootfs.img "$run/v1.bbi"
 build 2.0 "$run/src/v2.img" rootfs.img "$www/v2.bbi"
-build 2.0 "$run/src/v2.img" rootfs-full.img "$www/v2-full.bbi"
+# The full stream: none of its chunks is one of v1's (8 bytes changed in each).
+cp "$run/src/v2.img" "$run/src/v2-full.img"
+python3 - "$run/src/v2-full.img" "$SIZE_MIB" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    for c in range(int(sys.argv[2])):
+        f.seek(c << 20)
+        f.write(os.urandom(8))
+PY
+build 2.0 "$run/src/v2-full.img" rootfs-full.img "$www/v2-full.bbi"
+rm "$run/src/v2-full.img"
 ln "$www/v2.bbi" "$www/wan/v2.bbi"
 ln "$www/v2-full.bbi" "$www/wan/v2-full.bbi"
 rm "$run/src/v2.img"
@@ -166,6 +179,8 @@ for link, prefix in (("50 MB/s link (tbf 400 Mbit/s, limit_rate 50m)", "/wan"), 
     for _ in range(runs):
         full.append(stage(prefix + "/v2-full.bbi"))
         delta.append(stage(prefix + "/v2.bbi"))
+    if any(x[2] for x in full):
+        sys.exit("bench/stage-delta: the full stream reused chunks of the booted bank: not a full stream")
     tf = statistics.median(x[0] for x in full)
     td = statistics.median(x[0] for x in delta)
     _, fetched, reused, on_wire = delta[-1]

@@ -142,6 +142,103 @@ int bk_chunks_digest_fd(int fd, uint64_t size, uint8_t ret[BK_SHA256_LEN], struc
 	return 0;
 }
 
+/* ---- the index ----------------------------------------------------------------------------- */
+
+struct index_slot {
+	uint64_t chunk;
+	uint32_t list; /* + 1: 0 is an empty slot */
+};
+
+struct bk_chunk_index {
+	const struct bk_chunks *const *lists;
+	struct index_slot *slots;
+	uint64_t mask; /* slots - 1, a power of two at least twice the chunks */
+	uint64_t n;
+};
+
+/* The digests are SHA-256 outputs: any 8 of their bytes are already a uniform hash. */
+static uint64_t slot_of(const struct bk_chunk_index *x, const uint8_t d[BK_SHA256_LEN])
+{
+	uint64_t h;
+
+	memcpy(&h, d, sizeof(h));
+	return h & x->mask;
+}
+
+int bk_chunk_index_new(const struct bk_chunks *const *lists, size_t n_lists,
+		       struct bk_chunk_index **ret)
+{
+	_cleanup_(bk_chunk_index_freep) struct bk_chunk_index *x = NULL;
+	uint64_t total = 0, cap = 16;
+
+	if (n_lists >= UINT32_MAX)
+		return -EOVERFLOW;
+	for (size_t k = 0; k < n_lists; k++) {
+		if (!lists[k])
+			continue;
+		if (lists[k]->n_chunks > UINT64_MAX / 4 - total)
+			return -EOVERFLOW;
+		total += lists[k]->n_chunks;
+	}
+	while (cap < 2 * total)
+		cap <<= 1;
+	if (cap > SIZE_MAX / sizeof(struct index_slot))
+		return -EOVERFLOW;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->slots = calloc((size_t) cap, sizeof(struct index_slot));
+	if (!x->slots)
+		return -ENOMEM;
+	x->lists = lists;
+	x->mask = cap - 1;
+	for (size_t k = 0; k < n_lists; k++) {
+		if (!lists[k])
+			continue;
+		for (uint64_t i = 0; i < lists[k]->n_chunks; i++) {
+			const uint8_t *d = lists[k]->digests[i];
+			uint64_t s = slot_of(x, d);
+
+			/* Linear probing; a digest already there keeps its first place. */
+			while (x->slots[s].list != 0 &&
+			       !bk_chunks_has(lists[x->slots[s].list - 1], x->slots[s].chunk, d))
+				s = (s + 1) & x->mask;
+			if (x->slots[s].list != 0)
+				continue;
+			x->slots[s] = (struct index_slot){ .chunk = i, .list = (uint32_t) k + 1 };
+			x->n++;
+		}
+	}
+	*ret = TAKE_PTR(x);
+	return 0;
+}
+
+bool bk_chunk_index_find(const struct bk_chunk_index *x, const uint8_t d[BK_SHA256_LEN],
+			 size_t *ret_list, uint64_t *ret_chunk)
+{
+	for (uint64_t s = slot_of(x, d); x->slots[s].list != 0; s = (s + 1) & x->mask)
+		if (bk_chunks_has(x->lists[x->slots[s].list - 1], x->slots[s].chunk, d)) {
+			*ret_list = x->slots[s].list - 1;
+			*ret_chunk = x->slots[s].chunk;
+			return true;
+		}
+	return false;
+}
+
+uint64_t bk_chunk_index_size(const struct bk_chunk_index *x)
+{
+	return x->n;
+}
+
+struct bk_chunk_index *bk_chunk_index_free(struct bk_chunk_index *x)
+{
+	if (!x)
+		return NULL;
+	free(x->slots);
+	free(x);
+	return NULL;
+}
+
 struct bk_chunks *bk_chunks_free(struct bk_chunks *c)
 {
 	if (!c)

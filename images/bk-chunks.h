@@ -56,8 +56,39 @@ int bk_chunks_range(const struct bk_chunks *c, uint64_t i, uint64_t *ret_offset,
 int bk_chunks_check(const struct bk_chunks *c, uint64_t i, const void *data, size_t len,
 		    struct bk_err *err);
 
-/* Does chunk i carry digest d? (delta staging). False when i is out of range. */
+/* Does chunk i carry digest d? False when i is out of range. */
 bool bk_chunks_has(const struct bk_chunks *c, uint64_t i, const uint8_t d[BK_SHA256_LEN]);
+
+/*
+ * Where a digest is among several chunk lists (delta staging: the booted bank's payloads,
+ * docs/stage-url.md, "Delta"): a hash table of every chunk of every list, keyed by its
+ * digest. It points into the lists (not copied, not owned: they must outlive it); a digest
+ * that several chunks carry is found at the first of them (lowest list, then lowest chunk).
+ * About 16 bytes per chunk. Pure.
+ */
+struct bk_chunk_index;
+
+/*
+ * Index lists[0..n_lists) (NULL entries skipped). Returns 0 and *ret (bk_chunk_index_free());
+ * -ENOMEM; -EOVERFLOW (more chunks than memory could ever hold).
+ */
+int bk_chunk_index_new(const struct bk_chunks *const *lists, size_t n_lists,
+		       struct bk_chunk_index **ret);
+
+/*
+ * Which chunk carries digest d: true, *ret_list (an index into lists) and *ret_chunk; false
+ * when none does. The answer is what the lists say, never a check of any bytes: a caller
+ * copying the chunk still checks what it reads against the digest it wanted.
+ */
+bool bk_chunk_index_find(const struct bk_chunk_index *x, const uint8_t d[BK_SHA256_LEN],
+			 size_t *ret_list, uint64_t *ret_chunk);
+
+/* Chunks indexed (distinct digests). */
+uint64_t bk_chunk_index_size(const struct bk_chunk_index *x);
+
+struct bk_chunk_index *bk_chunk_index_free(struct bk_chunk_index *x);
+
+BK_DEFINE_CLEANUP(struct bk_chunk_index *, bk_chunk_index_free)
 
 /*
  * The chunks_sha256 of the size bytes of fd from offset 0 (a payload file in a bank): hashes

@@ -9,8 +9,9 @@
 #         recovery does.
 # --bank: DIR is a copy of a bank's filesystem (debugfs rdump): the same leftover check, and
 #         when DIR/bank.json exists the bank is complete: manifest.json with the recorded
-#         digest, manifest.sig, and every payload the record names with its size and SHA-256
-#         (issue 18: a bank's own record never claims content that is gone).
+#         digest, manifest.sig, format 2: manifest.chunks with every payload's chunk list (its
+#         length and the manifest's chunks_sha256), and every payload the record names with its
+#         size and SHA-256 (issue 18: a bank's own record never claims content that is gone).
 # Prints one line per failed check ("LABEL: ..."); exit 0 either way. --scanned FILE: the
 # directories looked at ("LABEL/relative/path") are added to FILE, one a line, for the report.
 import hashlib
@@ -56,6 +57,30 @@ def walk(label, top, scanned):
     return problems
 
 
+def check_chunks(label, top, man):
+    """Format 2: manifest.chunks holds each payload's chunk list (docs/banks.md)."""
+    try:
+        m = json.load(open(man))
+    except ValueError:
+        return []  # the digest check above reports a manifest.json that is not the record's
+    if m.get("format", 1) < 2:
+        return []
+    path = os.path.join(top, "manifest.chunks")
+    if not os.path.isfile(path):
+        return ["%s: bank.json exists, manifest.chunks does not" % label]
+    table = open(path, "rb").read()
+    off = 0
+    for p in m.get("payloads", []):
+        n = 32 * ((p["size"] + (1 << 20) - 1) >> 20)
+        if hashlib.sha256(table[off:off + n]).hexdigest() != p.get("chunks_sha256"):
+            return ["%s: manifest.chunks: payload '%s''s chunk list does not match the manifest"
+                    % (label, p["name"])]
+        off += n
+    if off != len(table):
+        return ["%s: manifest.chunks has %d bytes, the lists %d" % (label, len(table), off)]
+    return []
+
+
 def check_bank(label, top):
     rec_path = os.path.join(top, "bank.json")
     if not os.path.exists(rec_path):
@@ -72,6 +97,8 @@ def check_bank(label, top):
         problems.append("%s: manifest.json does not have the recorded digest" % label)
     if not os.path.isfile(os.path.join(top, "manifest.sig")):
         problems.append("%s: bank.json exists, manifest.sig does not" % label)
+    if os.path.isfile(man):
+        problems += check_chunks(label, top, man)
     for p in rec.get("payloads", []):
         path = os.path.join(top, p["name"])
         if not os.path.isfile(path):

@@ -250,7 +250,10 @@ check "redirect: bank B holds v2" holds B big-2
 
 # --- delta: v2 against the booted v1 ------------------------------------------------------
 cutlog
-expect_exit 0 "delta stage of v2" B stage "$U/v2.bbi" --json
+# Bank A was staged by this version: its manifest.chunks gives the digests of its chunks, and
+# each chunk of v2 is looked up there before anything is read (docs/stage-url.md).
+expect_exit 0 "delta stage of v2" env LIBBOOTBANK_DEBUG=bank "$BANKCTL" --root "$root" stage "$U/v2.bbi" --json
+check "delta: decided from bank A's chunk lists" grep -q "delta: the booted bank's chunk lists: [0-9]* distinct chunks in 3 payloads" <<<"$ERR"
 read -r fetched_b reused_b < <(result "'%d %d' % (d['bytes_fetched'], d['bytes_reused'])")
 check "delta: every payload reused but the two changed chunks ($fetched_b fetched, $reused_b reused)" test "$fetched_b" = $((2 << 20)) -a "$reused_b" = $((payloads - (2 << 20)))
 sent=$(fetched /v2.bbi)

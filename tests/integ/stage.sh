@@ -127,8 +127,10 @@ expect_exit 0 "stage v1 --activate on a fresh disk" B stage "$img/demo-os-1.0.0.
 check "v1 went to bank A (empty, nothing booted)" grep -q "^staged demo-os 1.0.0 (build b-1.0.0) into bank A (empty, and no bank is booted)" <<<"$OUT"
 check "stage says it activated bank A" grep -q "bank A activated: generation 1, 3 tries" <<<"$OUT"
 check "bank B untouched by the first stage" test "$(hashes | cut -d' ' -f2)" = "$(cut -d' ' -f2 <<<"$before")"
-check "bank A: the payload files, manifest, signature, record" \
-	inbank A sh -c 'test "$(ls -A | sort | tr "\n" " ")" = "bank.json initrd.img lost+found manifest.json manifest.sig root.squashfs vmlinuz "'
+check "bank A: the payload files, manifest, signature, chunk lists, record" \
+	inbank A sh -c 'test "$(ls -A | sort | tr "\n" " ")" = "bank.json initrd.img lost+found manifest.chunks manifest.json manifest.sig root.squashfs vmlinuz "'
+check "bank A: manifest.chunks is the bundle's chunk table (its last bytes)" \
+	inbank A sh -c "test -s manifest.chunks && tail -c \$(stat -c %s manifest.chunks) '$img/demo-os-1.0.0.bbi' | cmp - manifest.chunks"
 check "bank A: payloads are the source bytes" inbank A sh -c "cmp vmlinuz $T/src/demo-os-1.0.0/vmlinuz && cmp initrd.img $T/src/demo-os-1.0.0/initrd.img && cmp root.squashfs $T/src/demo-os-1.0.0/root.squashfs"
 read -r moff msize soff ssize < <("$BANKCTL" image info --json "$img/demo-os-1.0.0.bbi" | json "'%d %d %d %d' % (d['header']['manifest_offset'], d['header']['manifest_size'], d['header']['signature_offset'], d['header']['signature_size'])")
 tail -c +$((moff + 1)) "$img/demo-os-1.0.0.bbi" | head -c "$msize" >"$T/m1.json"

@@ -203,6 +203,7 @@ static void test_reserved_names(void **state)
 
 	assert_true(bk_bank_name_is_reserved("bank.json"));
 	assert_true(bk_bank_name_is_reserved("manifest.sig"));
+	assert_true(bk_bank_name_is_reserved("manifest.chunks"));
 	assert_true(bk_bank_name_is_reserved("lost+found"));
 	assert_false(bk_bank_name_is_reserved("vmlinuz"));
 	assert_int_equal(bk_bank_check_manifest(m, &err), 0);

@@ -213,6 +213,101 @@ static void test_chunks_digest_fd(void **state)
 	free(list);
 }
 
+/* A list of n chunks whose digest i is the SHA-256 of (tag, ids[i]). */
+static struct bk_chunks *fake_list(uint64_t n, uint32_t tag, const uint32_t *ids)
+{
+	struct bk_chunks *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->n_chunks = n;
+	c->payload_size = n * MIB;
+	c->digests = calloc(n ? n : 1, BK_SHA256_LEN);
+	assert_non_null(c->digests);
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t v[2] = { tag, ids ? ids[i] : (uint32_t) i };
+
+		assert_int_equal(bk_sha256_buf(v, sizeof(v), c->digests[i]), 0);
+	}
+	return c;
+}
+
+/*
+ * The index of several lists (delta staging): every digest found where it is, a digest that
+ * several chunks carry at the first of them, lists left out (NULL) and digests of no list not
+ * found; digests that share their first 8 bytes (the slot) are told apart.
+ */
+static void test_chunk_index(void **state)
+{
+	_cleanup_(bk_chunk_index_freep) struct bk_chunk_index *x = NULL;
+	uint32_t ids_c[500];
+	struct bk_chunks *a = fake_list(1000, 1, NULL), *c;
+	const struct bk_chunks *lists[3];
+	uint8_t d[BK_SHA256_LEN];
+	uint64_t chunk;
+	size_t list;
+
+	/* c: chunks 0..249 are new, 250..499 carry a's digests 0..249 ... and c[499] == c[0]. */
+	for (uint32_t i = 0; i < 500; i++)
+		ids_c[i] = i < 250 ? 5000 + i : i - 250;
+	c = fake_list(500, 1, ids_c);
+	for (uint32_t i = 0; i < 250; i++) {
+		uint32_t v[2] = { 3, 5000 + i };
+
+		assert_int_equal(bk_sha256_buf(v, sizeof(v), c->digests[i]), 0);
+	}
+	memcpy(c->digests[499], c->digests[0], BK_SHA256_LEN);
+	lists[0] = a;
+	lists[1] = NULL;
+	lists[2] = c;
+	assert_int_equal(bk_chunk_index_new(lists, 3, &x), 0);
+	assert_int_equal(bk_chunk_index_size(x), 1000 + 250);
+	for (uint64_t i = 0; i < 1000; i++) {
+		assert_true(bk_chunk_index_find(x, a->digests[i], &list, &chunk));
+		assert_int_equal(list, 0);
+		assert_int_equal(chunk, i);
+	}
+	for (uint64_t i = 0; i < 500; i++) {
+		assert_true(bk_chunk_index_find(x, c->digests[i], &list, &chunk));
+		if (i < 250 || i == 499) {
+			assert_int_equal(list, 2);
+			assert_int_equal(chunk, i == 499 ? 0 : i);
+		} else {
+			assert_int_equal(list, 0); /* a's chunk, the first with the digest */
+			assert_int_equal(chunk, i - 250);
+		}
+	}
+	memset(d, 0, sizeof(d));
+	assert_false(bk_chunk_index_find(x, d, &list, &chunk));
+	x = bk_chunk_index_free(x);
+
+	/* Only the lists given: nothing of c when c is left out. */
+	assert_int_equal(bk_chunk_index_new(lists, 2, &x), 0);
+	assert_false(bk_chunk_index_find(x, c->digests[0], &list, &chunk));
+	x = bk_chunk_index_free(x);
+
+	/* 300 digests alike in their first 8 bytes (one slot), different after. */
+	for (uint64_t i = 0; i < 300; i++) {
+		memset(a->digests[i], 0xab, 8);
+		a->digests[i][31] = (uint8_t) i;
+		a->digests[i][30] = (uint8_t) (i >> 8);
+	}
+	assert_int_equal(bk_chunk_index_new(lists, 1, &x), 0);
+	for (uint64_t i = 0; i < 1000; i++) {
+		assert_true(bk_chunk_index_find(x, a->digests[i], &list, &chunk));
+		assert_int_equal(chunk, i);
+	}
+	memset(d, 0xab, sizeof(d));
+	assert_false(bk_chunk_index_find(x, d, &list, &chunk));
+	x = bk_chunk_index_free(x);
+
+	/* No list at all: an empty index finds nothing. */
+	assert_int_equal(bk_chunk_index_new(lists, 0, &x), 0);
+	assert_int_equal(bk_chunk_index_size(x), 0);
+	assert_false(bk_chunk_index_find(x, d, &list, &chunk));
+	bk_chunks_free(a);
+	bk_chunks_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_chunks_parse_and_ranges),
 		cmocka_unit_test(test_chunks_length_checked_first),
 		cmocka_unit_test(test_chunks_corruption_everywhere),
+		cmocka_unit_test(test_chunk_index),
 		cmocka_unit_test_setup_teardown(test_chunks_digest_fd, bk_test_dir_setup,
 						bk_test_dir_teardown),
 	};

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 
 #include "bk-test.h"
 #include "mocks.h"
@@ -175,6 +176,10 @@ static void test_space(void **state)
 	assert_int_equal(bk_stage_space_needed(m, 1000, 1000, 4096), 3 * 4096 + 3 * 2 * 4096);
 	/* 1 KiB blocks: 5 + 1, 1 + 1, 1 + 1, and the record (2304 bytes) 3 + 1. */
 	assert_int_equal(bk_stage_space_needed(m, 1000, 1000, 1024), (6 + 2 + 2 + 4) * 1024);
+	/* Format 2: manifest.chunks too (32 bytes: 1 block + 1). */
+	m->format = 2;
+	assert_int_equal(bk_stage_space_needed(m, 1000, 1000, 4096), 3 * 4096 + 4 * 2 * 4096);
+	m->format = 1;
 	assert_int_equal(
 		bk_stage_check_space(dir->dfd, BK_BANK_B, m, 1000, 1000, &needed, &has, &err), 0);
 	assert_true(needed > 0 && has >= needed);
@@ -190,6 +195,19 @@ static void test_space(void **state)
 /* ---- writing a bank ---------------------------------------------------------------------------
  */
 
+/* size bytes of a pattern that never repeats (no two 1 MiB chunks alike): splitmix64. */
+static void fill(char *buf, size_t size, unsigned seed)
+{
+	for (size_t i = 0; i < size; i++) {
+		uint64_t z = (uint64_t) (i / 8) + (uint64_t) seed * UINT64_C(0x9e3779b97f4a7c15);
+
+		z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+		z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+		z ^= z >> 31;
+		buf[i] = (char) (z >> (8 * (i % 8)));
+	}
+}
+
 static void write_source(int dfd, const char *name, size_t size, unsigned seed)
 {
 	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -197,11 +215,26 @@ static void write_source(int dfd, const char *name, size_t size, unsigned seed)
 
 	assert_true(fd >= 0);
 	assert_non_null(buf);
-	for (size_t i = 0; i < size; i++)
-		buf[i] = (char) (((i + seed) * 2654435761u) >> 11);
+	fill(buf, size, seed);
 	assert_int_equal(write(fd, buf, size), (ssize_t) size);
 	close(fd);
 	free(buf);
+}
+
+/* Build the bundle out in dir from spec (sources in dir), signed by the test PKI. */
+static void build_spec(struct bk_test_dir *dir, const char *spec, const char *out)
+{
+	char key[PATH_MAX], cert[PATH_MAX], inter[PATH_MAX];
+	const char *inters[] = { inter, NULL };
+	struct bk_bundle_signer s = { key, cert, inters };
+	struct bk_err err = { 0 };
+
+	snprintf(key, sizeof(key), "%s/signer.key", pki);
+	snprintf(cert, sizeof(cert), "%s/signer.crt", pki);
+	snprintf(inter, sizeof(inter), "%s/intermediate.crt", pki);
+	assert_int_equal(bk_bundle_build(spec, strlen(spec), dir->dfd, "2024-05-01T12:00:00Z", &s,
+					 dir->dfd, out, &err),
+			 0);
 }
 
 /* A bundle "b.bbi" in dir: a 3 MiB kernel, a small initrd and a one-byte file. */
@@ -213,28 +246,19 @@ static void build(struct bk_test_dir *dir)
 		"{ \"name\": \"vmlinuz\", \"type\": \"kernel\", \"source\": \"k.bin\" }, "
 		"{ \"name\": \"initrd.img\", \"type\": \"initrd\", \"source\": \"i.bin\" }, "
 		"{ \"name\": \"notes.txt\", \"type\": \"file\", \"source\": \"f.bin\" } ] }";
-	char key[PATH_MAX], cert[PATH_MAX], inter[PATH_MAX];
-	const char *inters[] = { inter, NULL };
-	struct bk_bundle_signer s = { key, cert, inters };
-	struct bk_err err = { 0 };
 
-	snprintf(key, sizeof(key), "%s/signer.key", pki);
-	snprintf(cert, sizeof(cert), "%s/signer.crt", pki);
-	snprintf(inter, sizeof(inter), "%s/intermediate.crt", pki);
 	write_source(dir->dfd, "k.bin", K_SIZE, 1);
 	write_source(dir->dfd, "i.bin", 4096, 2);
 	write_source(dir->dfd, "f.bin", 1, 3);
-	assert_int_equal(bk_bundle_build(spec, strlen(spec), dir->dfd, "2024-05-01T12:00:00Z", &s,
-					 dir->dfd, "b.bbi", &err),
-			 0);
+	build_spec(dir, spec, "b.bbi");
 	assert_int_equal(mkdirat(dir->dfd, "bank", 0755), 0);
 }
 
-static struct bk_bundle *open_bundle(struct bk_test_dir *dir, bool verify)
+static struct bk_bundle *open_bundle_named(struct bk_test_dir *dir, const char *name, bool verify)
 {
 	struct bk_bundle *b = NULL;
 	struct bk_err err = { 0 };
-	int fd = openat(dir->dfd, "b.bbi", O_RDONLY | O_CLOEXEC);
+	int fd = openat(dir->dfd, name, O_RDONLY | O_CLOEXEC);
 
 	assert_true(fd >= 0);
 	if (verify)
@@ -245,6 +269,11 @@ static struct bk_bundle *open_bundle(struct bk_test_dir *dir, bool verify)
 	}
 	close(fd);
 	return b;
+}
+
+static struct bk_bundle *open_bundle(struct bk_test_dir *dir, bool verify)
+{
+	return open_bundle_named(dir, "b.bbi", verify);
 }
 
 static int bank_fd(struct bk_test_dir *dir)
@@ -313,8 +342,32 @@ static void test_write_bank(void **state)
 	assert_int_equal(faccessat(bfd, "lost+found", F_OK, 0), 0);
 	assert_int_equal(bk_test_count_prefix(bfd, ".partial."), 0);
 	assert_int_equal(bk_test_count_prefix(bfd, ".#"), 0);
-	/* ., .., lost+found, 3 payloads, manifest.json, manifest.sig, bank.json */
-	assert_int_equal(bk_test_count_prefix(bfd, ""), 9);
+	/* ., .., lost+found, 3 payloads, manifest.json, manifest.sig, manifest.chunks, bank.json */
+	assert_int_equal(bk_test_count_prefix(bfd, ""), 10);
+	/* manifest.chunks: the lists the payloads were checked against, in manifest order. */
+	{
+		_cleanup_(bk_bank_chunks_freep) struct bk_bank_chunks *bc = NULL;
+		const struct bk_manifest *m = bk_bundle_get_manifest(b);
+		uint8_t table[(4 + 1 + 1) * BK_SHA256_LEN + 1]; /* and bk_test_read()'s NUL */
+		size_t off = 0;
+
+		assert_int_equal(
+			bk_test_read(bfd, BK_BANK_CHUNKS_FILE, (char *) table, sizeof(table)),
+			(ssize_t) sizeof(table) - 1);
+		assert_int_equal(bk_bank_chunks_read_at(bfd, &bc, &err), 0);
+		assert_int_equal(bc->manifest->n_payloads, 3);
+		for (size_t i = 0; i < m->n_payloads; i++) {
+			_cleanup_(bk_chunks_freep) struct bk_chunks *c = NULL;
+
+			assert_int_equal(bk_bundle_load_chunks(b, &m->payloads[i], &c, &err), 0);
+			assert_int_equal(bc->lists[i]->n_chunks, c->n_chunks);
+			assert_memory_equal(bc->lists[i]->digests, c->digests,
+					    c->n_chunks * BK_SHA256_LEN);
+			assert_memory_equal(table + off, c->digests, c->n_chunks * BK_SHA256_LEN);
+			off += c->n_chunks * BK_SHA256_LEN;
+		}
+		assert_int_equal(off, sizeof(table) - 1);
+	}
 
 	/* The files are the sources, the manifest the signed bytes; the bank checks complete. */
 	{
@@ -660,10 +713,15 @@ static void test_write_bank_fs_errors(void **state)
 	/* A later chunk, and corruption found rather than a bad checksum. */
 	expect_fs_error(dir, &wrap_pwrite64_armed, 1, &wrap_pwrite64_skip, EUCLEAN,
 			"write error at offset 1048576: Structure needs cleaning");
-	/* The manifest (the first write() of a stage), and the record (the third). */
+	/*
+	 * The manifest (the first write() of a stage), the chunk lists (the third) and the record
+	 * (the fourth).
+	 */
 	expect_fs_error(dir, &wrap_write_armed, 0, &wrap_write_skip, EBADMSG,
 			"cannot write 'manifest.json': Bad message");
 	expect_fs_error(dir, &wrap_write_armed, 2, &wrap_write_skip, EUCLEAN,
+			"cannot write 'manifest.chunks': Structure needs cleaning");
+	expect_fs_error(dir, &wrap_write_armed, 3, &wrap_write_skip, EUCLEAN,
 			"cannot write 'bank.json': Structure needs cleaning");
 	/* EIO: the filesystem or its device (here the clear of what the last case left). */
 	expect_fs_error(dir, &wrap_fsync_armed, 0, &wrap_fsync_skip, EIO,
@@ -747,9 +805,45 @@ static void expect_bank_is_sources(struct bk_test_dir *dir)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Reads of the booted bank's vmlinuz (any thread): which chunks, in order. */
+static struct {
+	pthread_mutex_t lock;
+	char log[256];
+} br = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_booted_pread(int fd, const void *buf, size_t len, off_t offset)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n;
+
+	(void) buf;
+	(void) len;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		return;
+	path[n] = '\0';
+	if (!strstr(path, "/booted/vmlinuz"))
+		return;
+	pthread_mutex_lock(&br.lock);
+	snprintf(br.log + strlen(br.log), sizeof(br.log) - strlen(br.log), "%llu ",
+		 (unsigned long long) (offset / BK_CHUNK_SIZE));
+	pthread_mutex_unlock(&br.lock);
+}
+
+static void watch_booted_reads(void)
+{
+	br.log[0] = '\0';
+	wrap_reset();
+	wrap_pread64_observe = on_booted_pread;
+}
+
 /*
- * Delta: the "booted bank" holds vmlinuz with its chunk 1 changed, initrd.img as it is, no
- * notes.txt: only vmlinuz chunk 1 and notes.txt are read from the source.
+ * Delta without the booted bank's chunk lists (a bank staged by an older bootbank): the
+ * "booted bank" holds vmlinuz with its chunk 1 changed, initrd.img as it is, no notes.txt, no
+ * bank.json nor manifest.chunks: each chunk at the same place of the file of the same name is
+ * read and checked (chunk 1 too, then fetched); only vmlinuz chunk 1 and notes.txt are read
+ * from the source.
  */
 static void test_write_bank_delta(void **state)
 {
@@ -774,8 +868,11 @@ static void test_write_bank_delta(void **state)
 	o.reuse = true;
 	o.reuse_dfd = booted;
 
+	watch_booted_reads();
 	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	wrap_reset();
 	assert_string_equal(cs.log, "vmlinuz:1 notes.txt:0 ");
+	assert_string_equal(br.log, "0 1 2 3 ");
 	assert_int_equal(stats.fetched, BK_CHUNK_SIZE + 1);
 	assert_int_equal(stats.reused, K_SIZE - BK_CHUNK_SIZE + 4096);
 	assert_int_equal(stats.resumed, 0);
@@ -790,6 +887,239 @@ static void test_write_bank_delta(void **state)
 	assert_int_equal(cs.calls, 4 + 1 + 1);
 	assert_int_equal(stats.fetched, K_SIZE + 4096 + 1);
 	assert_int_equal(stats.reused, 0);
+	close(cs.fd);
+}
+
+static int no_checkpoint(void *userdata, size_t payload, uint64_t chunks, struct bk_err *err);
+
+/* A file of n bytes: (dfd, from)[off, off + n) when from is not NULL, else pattern seed. */
+static void append_part(int dfd, const char *to, const char *from, off_t off, size_t n,
+			unsigned seed)
+{
+	_cleanup_free_ char *buf = malloc(n);
+	int in, out;
+
+	assert_non_null(buf);
+	if (from) {
+		in = openat(dfd, from, O_RDONLY | O_CLOEXEC);
+		assert_true(in >= 0);
+		assert_int_equal(pread(in, buf, n, off), (ssize_t) n);
+		close(in);
+	} else {
+		fill(buf, n, seed);
+	}
+	out = openat(dfd, to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	assert_true(out >= 0);
+	assert_int_equal(write(out, buf, n), (ssize_t) n);
+	close(out);
+}
+
+/*
+ * Delta with the booted bank's chunk lists (a bank staged by this version: its manifest.chunks).
+ * The booted bank is b.bbi staged; the new image b2.bbi has
+ *   vmlinuz:    a new chunk 0, then the booted chunks 2 and 1 (swapped: each moved to another
+ *               index), then the booted short chunk 3 at its place;
+ *   initrd2.img: the booted initrd.img under another name (another payload);
+ *   notes.txt:  as booted.
+ * Only vmlinuz chunk 0 is fetched; booted vmlinuz chunk 0, which matches nothing, is never
+ * read; every other chunk is read once from wherever the lists say.
+ */
+static const char spec2[] =
+	"{ \"name\": \"acme-os\", \"version\": \"1.11.0\", \"build\": \"43\", "
+	"\"compatible\": \"acme-x86_64\", \"security_epoch\": 2, \"payloads\": [ "
+	"{ \"name\": \"vmlinuz\", \"type\": \"kernel\", \"source\": \"k2.bin\" }, "
+	"{ \"name\": \"initrd2.img\", \"type\": \"initrd\", \"source\": \"i.bin\" }, "
+	"{ \"name\": \"notes.txt\", \"type\": \"file\", \"source\": \"f.bin\" } ] }";
+
+static void build_moved(struct bk_test_dir *dir, int *ret_booted)
+{
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	struct bk_stage_write_options o = { 0 };
+	struct bk_err err = { 0 };
+
+	build(dir);
+	append_part(dir->dfd, "k2.bin", NULL, 0, BK_CHUNK_SIZE, 9);
+	append_part(dir->dfd, "k2.bin", "k.bin", 2 * BK_CHUNK_SIZE, BK_CHUNK_SIZE, 0);
+	append_part(dir->dfd, "k2.bin", "k.bin", BK_CHUNK_SIZE, BK_CHUNK_SIZE, 0);
+	append_part(dir->dfd, "k2.bin", "k.bin", 3 * BK_CHUNK_SIZE, 17, 0);
+	build_spec(dir, spec2, "b2.bbi");
+	/* The booted bank: b.bbi staged by this version. */
+	assert_int_equal(mkdirat(dir->dfd, "booted", 0755), 0);
+	*ret_booted = openat(dir->dfd, "booted", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(*ret_booted >= 0);
+	b = open_bundle(dir, true);
+	assert_int_equal(bk_stage_write_bank(b, *ret_booted, &o, NULL, &err), 0);
+}
+
+static void expect_bank_is_moved(struct bk_test_dir *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && cmp -s k2.bin bank/vmlinuz && cmp -s i.bin bank/initrd2.img && "
+		 "cmp -s f.bin bank/notes.txt",
+		 dir->path);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_write_bank_delta_moved(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, booted = -EBADF;
+	struct counting_source cs = { .fd = -EBADF };
+	struct bk_stage_source src = { counting_read, &cs };
+	struct bk_stage_stats stats = { 0 };
+	struct bk_stage_write_options o = { .source = &src, .stats = &stats };
+	struct bk_err err = { 0 };
+
+	build_moved(dir, &booted);
+	b = open_bundle_named(dir, "b2.bbi", true);
+	bfd = bank_fd(dir);
+	cs.fd = openat(dir->dfd, "b2.bbi", O_RDONLY | O_CLOEXEC);
+	o.reuse = true;
+	o.reuse_dfd = booted;
+
+	watch_booted_reads();
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	wrap_reset();
+	assert_string_equal(cs.log, "vmlinuz:0 ");
+	/* New chunks 1, 2, 3 are booted chunks 2, 1, 3; booted chunk 0 is never read. */
+	assert_string_equal(br.log, "2 1 3 ");
+	assert_int_equal(stats.fetched, BK_CHUNK_SIZE);
+	assert_int_equal(stats.reused, K_SIZE - BK_CHUNK_SIZE + 4096 + 1);
+	assert_int_equal(stats.fetched + stats.reused, K_SIZE + 4096 + 1);
+	assert_int_equal(stats.resumed, 0);
+	expect_bank_is_moved(dir);
+	close(cs.fd);
+}
+
+/*
+ * The lists lie (booted vmlinuz changed behind them: they say its chunk 2 is new chunk 1, its
+ * bytes are not): the chunk is read, does not check against the new list, and is fetched; no
+ * byte of it reaches the bank. A damaged manifest.chunks: no lists, the same place only.
+ */
+static void test_write_bank_delta_lying_lists(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, booted = -EBADF;
+	struct counting_source cs = { .fd = -EBADF };
+	struct bk_stage_source src = { counting_read, &cs };
+	struct bk_stage_stats stats = { 0 };
+	struct bk_stage_write_options o = { .source = &src, .stats = &stats };
+	struct bk_err err = { 0 };
+
+	build_moved(dir, &booted);
+	flip(booted, "vmlinuz", 2 * BK_CHUNK_SIZE + 4242);
+	b = open_bundle_named(dir, "b2.bbi", true);
+	bfd = bank_fd(dir);
+	cs.fd = openat(dir->dfd, "b2.bbi", O_RDONLY | O_CLOEXEC);
+	o.reuse = true;
+	o.reuse_dfd = booted;
+
+	watch_booted_reads();
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	wrap_reset();
+	assert_string_equal(cs.log, "vmlinuz:0 vmlinuz:1 ");
+	assert_string_equal(br.log, "2 1 3 ");
+	assert_int_equal(stats.fetched, 2 * BK_CHUNK_SIZE);
+	assert_int_equal(stats.reused, K_SIZE - 2 * BK_CHUNK_SIZE + 4096 + 1);
+	expect_bank_is_moved(dir);
+
+	/*
+	 * manifest.chunks damaged (it no longer has its manifest's chunks_sha256): not used;
+	 * the same place of the same name is read, found or not, as for an old bank.
+	 */
+	flip(booted, BK_BANK_CHUNKS_FILE, 40);
+	{
+		_cleanup_(bk_bank_chunks_freep) struct bk_bank_chunks *bc = NULL;
+
+		assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), -EUCLEAN);
+		assert_non_null(strstr(err.msg, "'manifest.chunks': payload 'vmlinuz': chunk "
+						"list SHA-256 mismatch"));
+	}
+	cs.log[0] = '\0';
+	stats = (struct bk_stage_stats){ 0 };
+	watch_booted_reads();
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	wrap_reset();
+	assert_string_equal(br.log, "0 1 2 3 ");
+	/* Only chunk 3 (at its place) and notes.txt (same name) are the booted ones. */
+	assert_string_equal(cs.log, "vmlinuz:0 vmlinuz:1 vmlinuz:2 initrd2.img:0 ");
+	assert_int_equal(stats.reused, 17 + 1);
+	expect_bank_is_moved(dir);
+	close(cs.fd);
+}
+
+/* bk_bank_chunks_read_at(): what makes a bank's lists unusable. */
+static void test_bank_chunks_read(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_close_ int booted = -EBADF;
+	struct bk_bank_chunks *bc = NULL;
+	struct bk_err err = { 0 };
+
+	build_moved(dir, &booted);
+	assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), 0);
+	assert_int_equal(bc->lists[0]->n_chunks, 4);
+	assert_int_equal(bc->lists[1]->n_chunks, 1);
+	assert_int_equal(bc->lists[2]->n_chunks, 1);
+	bc = bk_bank_chunks_free(bc);
+	/* One byte more, one byte less. */
+	append_part(booted, BK_BANK_CHUNKS_FILE, NULL, 0, 1, 1);
+	assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), -EUCLEAN);
+	assert_non_null(strstr(err.msg, "'manifest.chunks' is larger than 192 bytes"));
+	assert_int_equal(truncateat(booted, BK_BANK_CHUNKS_FILE, 191), 0);
+	bk_err_clear(&err);
+	assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), -EUCLEAN);
+	assert_non_null(strstr(err.msg, "'manifest.chunks' has 191 bytes, the lists 192"));
+	/* None: a bank staged by an older bootbank. */
+	assert_int_equal(unlinkat(booted, BK_BANK_CHUNKS_FILE, 0), 0);
+	assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), -ENOENT);
+	/* No record: not a complete bank. */
+	assert_int_equal(unlinkat(booted, BK_BANK_RECORD_FILE, 0), 0);
+	assert_int_equal(bk_bank_chunks_read_at(booted, &bc, &err), -ENOENT);
+	assert_null(bc);
+}
+
+/*
+ * Resume and delta together: the interrupted run left the first two chunks of vmlinuz; they
+ * are kept (resumed), the rest comes from the booted bank; nothing is fetched.
+ */
+static void test_write_bank_delta_resume(void **state)
+{
+	struct bk_test_dir *dir = *state;
+	_cleanup_(bk_bundle_freep) struct bk_bundle *b = NULL;
+	_cleanup_close_ int bfd = -EBADF, booted = -EBADF;
+	struct counting_source cs = { .fd = -EBADF };
+	struct bk_stage_source src = { counting_read, &cs };
+	struct bk_stage_resume resume = { .payload = 0, .chunks = 2 };
+	struct bk_stage_stats stats = { 0 };
+	struct bk_stage_write_options o = {
+		.source = &src, .stats = &stats, .resume = &resume, .checkpoint = no_checkpoint
+	};
+	struct bk_err err = { 0 };
+
+	build_moved(dir, &booted);
+	b = open_bundle_named(dir, "b2.bbi", true);
+	bfd = bank_fd(dir);
+	cs.fd = openat(dir->dfd, "b2.bbi", O_RDONLY | O_CLOEXEC);
+	append_part(bfd, ".partial.vmlinuz", NULL, 0, BK_CHUNK_SIZE, 9);
+	copy_file(dir->dfd, "k2.bin", bfd, ".partial.vmlinuz");
+	assert_int_equal(truncateat(bfd, ".partial.vmlinuz", 2 * BK_CHUNK_SIZE), 0);
+	o.reuse = true;
+	o.reuse_dfd = booted;
+
+	watch_booted_reads();
+	assert_int_equal(bk_stage_write_bank(b, bfd, &o, NULL, &err), 0);
+	wrap_reset();
+	assert_string_equal(cs.log, "");
+	assert_string_equal(br.log, "1 3 ");
+	assert_int_equal(stats.resumed, 2 * BK_CHUNK_SIZE);
+	assert_int_equal(stats.reused, K_SIZE - 2 * BK_CHUNK_SIZE + 4096 + 1);
+	assert_int_equal(stats.fetched, 0);
+	expect_bank_is_moved(dir);
 	close(cs.fd);
 }
 
@@ -913,6 +1243,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_bank_many_tiny_payloads,
 						bk_test_dir_setup, bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_delta, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_delta_moved, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_delta_lying_lists,
+						bk_test_dir_setup, bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_bank_chunks_read, bk_test_dir_setup,
+						bk_test_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_write_bank_delta_resume, bk_test_dir_setup,
 						bk_test_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_write_bank_resume, bk_test_dir_setup,
 						bk_test_dir_teardown),
