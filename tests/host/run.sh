@@ -1,21 +1,28 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # make check-host: a real Debian 12 system with systemd boots from a bootbank bank in QEMU
-# (TCG, BIOS, GRUB) and looks after itself (docs/check-host.md). The root filesystem comes from
-# mmdebstrap (cached under build/check-host/cache, keyed by the package list), this build is
-# installed into it with `make install DESTDIR=`, and it is packed as the squashfs rootfs
-# payload of signed images 1.0.0, 2.0.0 and 3.0.0 (3.0.0 carries a failing required health
-# check); the Debian kernel and an initramfs made by initramfs-tools with bootbank's boot
-# method are payloads beside it. One VM, driven through its serial console across its own
-# reboots (tests/host/vm-host.py), runs the scenarios:
-#   1 first-boot   1.0.0 activated in bank A on the host: A's trial boot, assessed, marked good
-#   2 update       stage 2.0.0 inside the VM (--activate), reboot: B's trial boot, marked good,
-#                  A keeps 1.0.0
-#   4 rollback     the rollback key at GRUB: A (1.0.0) boots, reason rollback; roll-forward
-#                  inside the VM, reboot: B again
-#   3 bad-update   stage 3.0.0 (into A), reboot: its required check fails, A is marked bad
-#                  with that reason, the VM reboots by itself into B (fallback)
-# then the disk's boot state is read on the host.
+# (TCG, BIOS and UEFI, GRUB) and looks after itself (docs/check-host.md). The root filesystem
+# comes from mmdebstrap (cached under build/check-host/cache, keyed by the package list), this
+# project's Debian package is installed into it, and it is packed as the squashfs rootfs
+# payload of signed images 1.0.0, 2.0.0, 2.0.1 (a live patch of 2.0.0), 3.0.0 (carries a
+# failing required health check) and 4.0.0; the Debian kernel and an initramfs made by
+# initramfs-tools with bootbank's boot method are payloads beside it. Three VMs on one disk,
+# each driven through its serial console across its own reboots (tests/host/vm-host.py):
+#   BIOS  1 first-boot   1.0.0 activated in bank A on the host: A's trial boot, marked good
+#         2 update       stage 2.0.0 inside the VM (--activate), reboot: B's trial boot,
+#                        marked good, A keeps 1.0.0
+#         4 rollback     the rollback key at GRUB: A (1.0.0) boots, reason rollback;
+#                        roll-forward inside the VM, reboot: B again
+#   UEFI  3 bad-update   stage 3.0.0 (into A), reboot: its required check fails, A is marked
+#                        bad with that reason, the VM reboots by itself into B (fallback)
+#         5 live patch   of a systemd workload unit (2.0.1), then a reboot into the patched bank
+#   then the disk's boot state is read on the host, and 3.0.0 staged into B with a damaged payload
+#   BIOS  6 corrupt      the initramfs says so and reboots, GRUB falls back to A
+#         7 deadline     stage 4.0.0 with a hanging required check and a 60 s deadline in /etc:
+#                        bootbank-deadline.timer marks B bad and reboots, GRUB falls back to A
+#         8 remediate    depot import, desired set, scan, remediate --reboot: 4.0.0 in B,
+#                        assessed good, scan compliant
+# then the disk's boot state is read on the host again. check.py judges the three runs.
 set -u
 export BK_BOOT_DIR=${BK_HOST_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/build/check-host/work}
 . "$(dirname "$0")/../boot/lib.sh"
@@ -222,6 +229,10 @@ exit 1
 EOF
 chmod 0755 "$R/etc/bootbank/health.d/required.d/50-v3-broken"
 image 3.0.0
+# 4.0.0 is healthy again (2.0.0's root, another version): scenario 7's trial boot (whose /etc
+# layer brings a check that hangs) and scenario 8's remediation target
+rm "$R/etc/bootbank/health.d/required.d/50-v3-broken"
+image 4.0.0
 
 # --- the disk ------------------------------------------------------------------------------
 phase "disk"
@@ -254,7 +265,18 @@ mkdir -p "$W/data"
 mount -t ext4 "${LOOP}p4" "$W/data" || die "cannot mount the data partition"
 mkdir -p "$W/data/bkhost"
 cp "$W/images/bkhost-2.0.0.bbi" "$W/images/bkhost-2.0.1.bbi" "$W/images/bkhost-3.0.0.bbi" \
-	"$W/data/bkhost/"
+	"$W/images/bkhost-4.0.0.bbi" "$W/data/bkhost/"
+# scenario 7: what the admin puts into /etc before the stage (carried into the new bank's
+# layer): a required check that hangs, and a deadline of 60 s instead of 20 min (the empty
+# OnActiveSec= first: without it the drop-in adds a second deadline to the unit's 20 min)
+cat >"$W/data/bkhost/60-hang" <<-'EOF'
+#!/bin/sh
+# check-host scenario 7: a required check that never ends
+echo "check-host: 60-hang hangs" >/dev/console
+exec sleep infinity
+EOF
+chmod 0755 "$W/data/bkhost/60-hang"
+printf '[Timer]\nOnActiveSec=\nOnActiveSec=60s\n' >"$W/data/bkhost/deadline.conf"
 umount "$W/data"
 host_close
 phase "boot"
@@ -361,22 +383,6 @@ if [ $vmrc -eq 0 ]; then
 else
 	echo '{"steps": [], "error": "not run: the BIOS run failed", "seconds": 0, "longest_silence": 0}' >"$D/result-uefi.json"
 fi
-# one result and one script for check.py
-python3 - "$D/result-bios.json" "$D/result-uefi.json" "$W/script.json" "$W/script-uefi.json" \
-	"$D/result.json" "$W/script-all.json" <<-'PY'
-import json, sys
-a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-off = a["seconds"]
-for s in b["steps"]:
-    s["start"] += off; s["end"] += off
-r = {"steps": a["steps"] + b["steps"], "error": a["error"] or b["error"],
-     "seconds": a["seconds"] + b["seconds"],
-     "longest_silence": max(a["longest_silence"] or 0, b["longest_silence"] or 0)}
-json.dump(r, open(sys.argv[5], "w"))
-json.dump(json.load(open(sys.argv[3])) + json.load(open(sys.argv[4])), open(sys.argv[6], "w"))
-PY
-python3 "$REPO/tests/host/check.py" "$D/result.json" "$W/script-all.json"
-crc=$?
 check "2: the first boot of B used the layer its stage made (no carry by the initramfs)" \
 	bash -c "! grep -a -q 'new image without an /etc layer from its stage' '$D/console-bios.log'"
 
@@ -415,6 +421,16 @@ mount -t ext4 "${LOOP}p3" "$W/data" || die "cannot mount bank B"
 dd if=/dev/urandom of="$W/data/root.squashfs" bs=4096 seek=1000 count=4 conv=notrunc status=none
 umount "$W/data"
 host_close
+# The third VM (BIOS) goes on from 6's fallback boot (A: 2.0.1, B: bad):
+# 7: the deadline of a trial boot under systemd. In A's /etc, a required check that hangs and
+#    a deadline of 60 s (a drop-in for bootbank-deadline.timer); the stage of 4.0.0 carries
+#    both into B's /etc layer, then they are removed from A's. B's trial boot: the assessment
+#    waits on the check, bootbank-deadline.timer fires, bootbank-deadline.service marks B bad
+#    with the deadline's reason and reboots; GRUB falls back to A.
+# 8: remediation by the reboot path: 4.0.0 imported into the depot, desired (mode auto: 4.0.0
+#    cannot live-patch 2.0.1, so the reboot path), scan (non-compliant), remediate --reboot:
+#    stage (B is bad: staged anew, A's clean /etc layer carried), activate, a real reboot into
+#    B, assessed and marked good, scan: compliant.
 cat >"$W/script-6.json" <<EOF
 [
  {"name": "6: GRUB boots B (primary, its last try)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
@@ -423,28 +439,71 @@ cat >"$W/script-6.json" <<EOF
  {"name": "6: GRUB falls back to A", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=fallback"},
  {"name": "6: login", "expect": "$PROMPT"},
  {"name": "6: status", "run": "cat /etc/bkhost-version; bankctl status"},
- {"name": "6: poweroff", "send": "systemctl poweroff\\n"},
- {"name": "6: VM off", "wait_exit": true}
+ {"name": "7: a hanging check and a 60 s deadline in /etc, stage 4.0.0 --activate", "run": "install -m 0755 /run/bootbank/data/bkhost/60-hang /etc/bootbank/health.d/required.d/60-hang && install -D -m 0644 /run/bootbank/data/bkhost/deadline.conf /etc/systemd/system/bootbank-deadline.timer.d/check-host.conf && bankctl stage /run/bootbank/data/bkhost/bkhost-4.0.0.bbi --activate && rm -r /etc/bootbank/health.d/required.d/60-hang /etc/systemd/system/bootbank-deadline.timer.d && cd /run/bootbank/data/etc/B/upper && ls bootbank/health.d/required.d systemd/system/bootbank-deadline.timer.d; cd /"},
+ {"name": "7: reboot", "send": "systemctl reboot\\n"},
+ {"name": "7: GRUB boots B (primary)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "7: initramfs mounts B's root", "expect": "bootbank: bank B \\\\(primary\\\\): root root.squashfs"},
+ {"name": "7: the deadline marks B bad", "expect": "(check-host: 60-hang hangs[\\\\s\\\\S]*?)?bank B \\\\(trying, trial boot\\\\): marked bad[^\\n]*\\n(?:[^\\n]*\\n)*?[^\\n]*reason: ([^\\n]*)\\n"},
+ {"name": "7: the VM reboots by itself, GRUB falls back to A", "expect": "Command line: [^\\n]*bootbank.bank=A bootbank.reason=fallback"},
+ {"name": "7: login", "expect": "$PROMPT"},
+ {"name": "7: status", "run": "cat /proc/cmdline; cat /etc/bkhost-version; bankctl status; ls /etc/bootbank/health.d/required.d"},
+ {"name": "8: depot import, desired set, scan", "run": "bankctl depot import /run/bootbank/data/bkhost/bkhost-4.0.0.bbi && bankctl desired set bkhost 4.0.0 --live-patch-mode auto && { bankctl scan; echo scan-exit=\$?; }"},
+ {"name": "8: remediate --reboot", "send": "bankctl remediate --reboot\\n"},
+ {"name": "8: the task log, then the reboot", "expect": "(remediate to 'bkhost 4.0.0'[\\\\s\\\\S]*?syncing and rebooting into bank B[^\\n]*)\\n"},
+ {"name": "8: GRUB boots B (primary)", "expect": "Command line: [^\\n]*bootbank.bank=B bootbank.reason=primary"},
+ {"name": "8: login", "expect": "$PROMPT"},
+ {"name": "8: assessed, scan", "run": "systemctl is-system-running --wait >/dev/null; cat /etc/bkhost-version; cat /run/bootbank/assess.json; echo; ls /etc/bootbank/health.d/required.d; bankctl scan; echo scan-exit=\$?"},
+ {"name": "8: status", "run": "bankctl status"},
+ {"name": "8: poweroff", "send": "systemctl poweroff\\n"},
+ {"name": "8: VM off", "wait_exit": true}
 ]
 EOF
 python3 "$REPO/tests/host/vm-host.py" --firmware bios --disk "$D/disk.img" --log "$D/console-6.log" \
 	--script "$W/script-6.json" --stall "$STALL" --timeout "$CAP" >"$D/result-6.json"
 v6=$?
-python3 - "$D/result-6.json" "$W/script-6.json" <<-'EOF'
-import json, re, sys
-res = json.load(open(sys.argv[1])); script = json.load(open(sys.argv[2]))
-done = {s["name"]: s for s in res["steps"]}
-bad = 0
-for s in script:
-    c = s["name"] in done and done[s["name"]].get("rc", 0) == 0
-    print(("ok - " if c else "not ok - ") + "step done: " + s["name"]); bad += not c
-o = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.get("6: status", {}).get("output", ""))
-c = o.startswith("2.0.1") and re.search(r"bank B +bad", o) is not None and "bank A (fallback" in o
-print(("ok - " if c else "not ok - ") + "6: A (2.0.1) runs after the fallback, B is bad"); bad += not c
-if res["error"]: print("not ok - the VM run: " + res["error"]); bad += 1
-print("# scenario 6: %.0f s, longest console silence %.0f s" % (res["seconds"], res["longest_silence"]))
-sys.exit(1 if bad else 0)
+phase "VM (BIOS: 6, 7, 8) done (rc $v6)"
+# one result and one script of the three VMs for check.py (each run's times after the last's)
+python3 - "$D/result.json" "$W/script-all.json" "$D/result-bios.json" "$W/script.json" \
+	"$D/result-uefi.json" "$W/script-uefi.json" "$D/result-6.json" "$W/script-6.json" <<-'PY'
+import json, sys
+r = {"steps": [], "error": None, "seconds": 0, "longest_silence": 0, "runs": []}
+script = []
+for res, scr in zip(sys.argv[3::2], sys.argv[4::2]):
+    a = json.load(open(res))
+    for s in a["steps"]:
+        s["start"] += r["seconds"]; s["end"] += r["seconds"]
+    r["steps"] += a["steps"]
+    r["error"] = r["error"] or a["error"]
+    r["runs"].append({"seconds": a["seconds"], "longest_silence": a["longest_silence"]})
+    r["seconds"] += a["seconds"]
+    r["longest_silence"] = max(r["longest_silence"], a["longest_silence"] or 0)
+    script += json.load(open(scr))
+json.dump(r, open(sys.argv[1], "w"))
+json.dump(script, open(sys.argv[2], "w"))
+PY
+python3 "$REPO/tests/host/check.py" "$D/result.json" "$W/script-all.json"
+crc=$?
+
+# --- the disk after 7 and 8 ------------------------------------------------------------------
+host_open
+B --json status >"$D/status-8.json" 2>&1
+mount -t ext4 -o ro "${LOOP}p4" "$W/data" || die "cannot mount the data partition"
+cp "$W/data/var/lib/bootbank/events.jsonl" "$D/events-8.jsonl"
+umount "$W/data"
+host_close
+check "disk: the VM's events record the deadline's mark-bad of B (7)" \
+	grep -qF "bank B (trying, trial boot): marked bad: the boot did not finish its assessment before the deadline (bootbank-deadline.timer)" "$D/events-8.jsonl"
+python3 - "$D/status-8.json" <<-'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+b = d["boot"]
+def ok(c, m): print(("ok - " if c else "not ok - ") + m); return c
+r = True
+r &= ok(b["banks"]["A"]["state"] == "good", "disk: bank A (2.0.1) is good after 8")
+r &= ok(b["banks"]["B"]["state"] == "good", "disk: bank B (4.0.0, remediated) is good after 8")
+r &= ok(b["banks"]["B"]["generation"] > b["banks"]["A"]["generation"], "disk: B boots next after 8")
+sys.exit(0 if r else 1)
 EOF
-c6=$?
+d8=$?
 phase "done"
-[ $vmrc -eq 0 ] && [ $vmurc -eq 0 ] && [ $crc -eq 0 ] && [ $drc -eq 0 ] && [ $v6 -eq 0 ] && [ $c6 -eq 0 ] && [ $_failed -eq 0 ]
+[ $vmrc -eq 0 ] && [ $vmurc -eq 0 ] && [ $crc -eq 0 ] && [ $drc -eq 0 ] && [ $v6 -eq 0 ] && [ $d8 -eq 0 ] && [ $_failed -eq 0 ]
