@@ -330,6 +330,21 @@ refuse_mount "in a directory nobody owns" "$T/race/nobodys/r.bbi" "its directory
 expect_exit 1 "rev add of a file nobody owns: refused" bc rev add untrusted "$T/race/u.bbi"
 check "  ... the message says who can write it" grep -q "it can be written by its owner (uid $(id -u nobody))" <<<"$ERR"
 check "  ... no revision recorded or mounted" bash -c "test ! -e '$root/var/lib/bootbank/revisions/untrusted.json' && ! mountpoint -q '$root/run/bootbank/rev/untrusted'"
+# rev restore (at boot) of a revision added from a root-only file that another user has owned
+# since: that revision stays down, with a warning naming why; the others come back.
+cp "$good" "$T/race/later.bbi"
+bc rev add later "$T/race/later.bbi" --offset "$aoff" --size "$asize" >/dev/null ||
+	not_ok "rev add of a root-only file"
+umount "$root/run/bootbank/rev/later" 2>/dev/null
+chown nobody "$T/race/later.bbi"
+expect_exit 0 "rev restore with a revision's file now owned by nobody: exit 0" bc rev restore
+check "  ... that revision stays down" bash -c "! mountpoint -q '$root/run/bootbank/rev/later'"
+check "  ... a warning says why" grep -q "revision 'later': .*it can be written by its owner (uid $(id -u nobody)).*ignoring" <<<"$ERR"
+chown root "$T/race/later.bbi"
+expect_exit 0 "rev restore once only root can write it again" bc rev restore
+check "  ... the revision is back" mountpoint -q "$root/run/bootbank/rev/later"
+umount "$root/run/bootbank/rev/later" 2>/dev/null
+rm -f "$root/var/lib/bootbank/revisions/later.json"
 # A writer that opened the file before it became root's keeps writing through its fd.
 cp "$good" "$T/race/held.bbi"
 chmod 0666 "$T/race/held.bbi"
