@@ -118,6 +118,58 @@ bk_nginx_stop() {
 	return 0
 }
 
+# ---- the banks of a sandbox disk image (stage.sh, stage-url.sh, stage-url-faults.sh) ------
+
+# After `bankctl --root $root disk init $disk`: bk_disk_banks reads bank A's and B's offsets
+# and sizes from $root/var/lib/bootbank/disk.json (into sa za sb zb; 1 when they are not
+# there); then, with $disk and $T/mnt:
+# bk_bank_range A|B: "OFFSET SIZE";
+# bk_bank_hash A|B: the sha256 of the partition's bytes, read straight from the image with
+#   O_DIRECT (bankctl attaches and drops its own loop devices); a failed read never looks
+#   unchanged;
+# bk_in_bank [-w] A|B CMD...: CMD in the bank mounted (read-only unless -w) at $T/mnt, through
+#   a loop device of its range that lives for that one command.
+bk_disk_banks() {
+	read -r sa za sb zb < <(python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+print(" ".join("%d %d" % (p["start"], p["size"]) for p in d["partitions"] if p["part"] in ("bank-a", "bank-b")))' "$root/var/lib/bootbank/disk.json" 2>/dev/null)
+	[ -n "${zb:-}" ]
+}
+bk_bank_range() { if [ "$1" = A ]; then echo "$sa $za"; else echo "$sb $zb"; fi; }
+bk_bank_hash() {
+	local h off size
+	read -r off size < <(bk_bank_range "$1")
+	h=$(set -o pipefail; dd if="$disk" iflag=direct,skip_bytes,count_bytes skip="$off" count="$size" bs=1M status=none | sha256sum) || h="unreadable-$RANDOM"
+	echo "${h%% *}"
+}
+# bk_untrack_loop LOOP: detach a loop device we attached and stop tracking it (so the exit
+# trap never detaches a device of the same name that someone else attached later)
+bk_untrack_loop() {
+	local i
+	losetup -d "$1"
+	for i in "${!_bk_loops[@]}"; do
+		[ "${_bk_loops[$i]}" = "$1" ] && unset '_bk_loops[i]'
+	done
+	return 0
+}
+bk_in_bank() {
+	local ro=-r opt=ro l off size rc
+	if [ "$1" = -w ]; then ro= opt=rw; shift; fi
+	read -r off size < <(bk_bank_range "$1")
+	shift
+	l=$(losetup $ro -o "$off" --sizelimit "$size" -f --show "$disk") || return 1
+	bk_track_loop "$l"
+	if ! mount -o "$opt" "$l" "$T/mnt"; then
+		bk_untrack_loop "$l"
+		return 1
+	fi
+	(cd "$T/mnt" && "$@")
+	rc=$?
+	umount "$T/mnt"
+	bk_untrack_loop "$l"
+	return $rc
+}
+
 # ---- a private system bus and bankd on it (dbus.sh, trust.sh) -------------------------------
 
 # bk_bus_start DIR: a system-type dbus-daemon of its own (config, socket and log in DIR) with

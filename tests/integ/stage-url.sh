@@ -137,38 +137,9 @@ payloads3=$((payloads + (8 << 20)))
 disk=$T/disk.img
 truncate -s 120M "$disk"
 expect_exit 0 "disk init" B disk init "$disk" --boot-size 8M --bank-size 40M
-read -r sa za sb zb < <(json "' '.join('%d %d' % (p['start'], p['size']) for p in d['partitions'] if p['part'] in ('bank-a', 'bank-b'))" <"$root/var/lib/bootbank/disk.json")
-range() { if [ "$1" = A ]; then echo "$sa $za"; else echo "$sb $zb"; fi; }
-hashp() {
-	local h off size
-	read -r off size < <(range "$1")
-	h=$(set -o pipefail; dd if="$disk" iflag=direct,skip_bytes,count_bytes skip="$off" count="$size" bs=1M status=none | sha256sum) || h="unreadable-$RANDOM"
-	echo "${h%% *}"
-}
-detach() {
-	local i
-	losetup -d "$1"
-	for i in "${!_bk_loops[@]}"; do
-		[ "${_bk_loops[$i]}" = "$1" ] && unset '_bk_loops[i]'
-	done
-	return 0
-}
-inbank() { # A|B CMD...: CMD in the bank mounted read-only at $T/mnt
-	local l off size rc
-	read -r off size < <(range "$1")
-	shift
-	l=$(losetup -r -o "$off" --sizelimit "$size" -f --show "$disk") || return 1
-	bk_track_loop "$l"
-	if ! mount -o ro "$l" "$T/mnt"; then
-		detach "$l"
-		return 1
-	fi
-	(cd "$T/mnt" && "$@")
-	rc=$?
-	umount "$T/mnt"
-	detach "$l"
-	return $rc
-}
+bk_disk_banks || not_ok "disk.json names both banks"
+hashp() { bk_bank_hash "$@"; }
+inbank() { bk_in_bank "$@"; }
 bankstate() { B status --json | json "d['boot']['banks']['$1']['state']"; }
 bank_empty() { # the boot state says empty and the bank holds nothing but lost+found
 	[ "$(bankstate "$1")" = empty ] && inbank "$1" sh -c 'test "$(ls -A)" = lost+found'

@@ -74,46 +74,13 @@ expect_exit 0 "disk init" B disk init "$disk" --boot-size 8M --bank-size 24M
 # steps (bankctl attaches and drops its own): a partition's bytes are read straight from the
 # image with O_DIRECT, and a bank is looked into through a loop device of its range that lives
 # for one command.
-read -r sa za sb zb < <(json "' '.join('%d %d' % (p['start'], p['size']) for p in d['partitions'] if p['part'] in ('bank-a', 'bank-b'))" <"$root/var/lib/bootbank/disk.json")
+bk_disk_banks
 check "disk.json names both banks" test -n "$zb"
-range() { if [ "$1" = A ]; then echo "$sa $za"; else echo "$sb $zb"; fi; }
-hashp() { # A|B: sha256 of the partition's bytes; a failed read never looks unchanged
-	local h off size
-	read -r off size < <(range "$1")
-	h=$(set -o pipefail; dd if="$disk" iflag=direct,skip_bytes,count_bytes skip="$off" count="$size" bs=1M status=none | sha256sum) || h="unreadable-$RANDOM"
-	echo "${h%% *}"
-}
+hashp() { bk_bank_hash "$@"; }
 hashes() { echo "$(hashp A) $(hashp B)"; }
 state=$root/var/lib/bootbank/bootstate.json
 statehash() { sha256sum "$state" 2>/dev/null | cut -d' ' -f1; }
-# detach LOOP: detach a loop device we attached and stop tracking it (so the exit trap never
-# detaches a device of the same name that someone else attached later)
-detach() {
-	local i
-	losetup -d "$1"
-	for i in "${!_bk_loops[@]}"; do
-		[ "${_bk_loops[$i]}" = "$1" ] && unset '_bk_loops[i]'
-	done
-	return 0
-}
-# inbank [-w] A|B CMD...: run CMD in the bank mounted (read-only unless -w) at $T/mnt
-inbank() {
-	local ro=-r opt=ro l off size rc
-	if [ "$1" = -w ]; then ro= opt=rw; shift; fi
-	read -r off size < <(range "$1")
-	shift
-	l=$(losetup $ro -o "$off" --sizelimit "$size" -f --show "$disk") || return 1
-	bk_track_loop "$l"
-	if ! mount -o "$opt" "$l" "$T/mnt"; then
-		detach "$l"
-		return 1
-	fi
-	(cd "$T/mnt" && "$@")
-	rc=$?
-	umount "$T/mnt"
-	detach "$l"
-	return $rc
-}
+inbank() { bk_in_bank "$@"; }
 no_leftovers() {
 	[ -z "$(find "$root/var/lib/bootbank" "$root/run/bootbank" -maxdepth 1 \( -name '.#*' -o -name '.partial.*' -o -name staging.json \))" ] &&
 		inbank A sh -c '! ls -A | grep -q "^\.partial\.\|^\.#"' &&
@@ -205,7 +172,7 @@ h=$(hashp A)
 expect_exit 3 "alternate bank mounted elsewhere: busy" B stage "$img/demo-os-2.0.0.bbi"
 check "mounted elsewhere: names the bank, device, process and mount point" grep -Eq "^bankctl: bank B: '${loop}p3' is in use: mounted by pid [0-9]+ \([^)]+\) at '$T/mnt'$" <<<"$ERR"
 umount "$T/mnt"
-detach "$loop"
+bk_untrack_loop "$loop"
 check "mounted elsewhere: bank A byte-identical" test "$(hashp A)" = "$h"
 
 # --- a corrupt payload: found while written; bank B emptied, bank A untouched ------------------
