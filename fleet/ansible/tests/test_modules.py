@@ -162,7 +162,9 @@ class Assess(ModuleCase):
         self.assertTrue(res.get("failed"))
         self.assertIn("bank B was marked bad by the boot assessment: health check '50-app' failed; "
                       "the host did not reboot into the other bank within 1 s", res["msg"])
-        self.assertGreater(len(calls), 5)
+        # It kept polling through the 1 s fall-back window (every 0.1 s, but each poll runs a
+        # fake bankctl process, which a loaded machine slows: only "more than once" is sure).
+        self.assertGreaterEqual(len(calls), 2)
         self.assertLess(len(calls), 20)
 
     def test_marked_bad_waits_for_the_fall_back(self):
