@@ -190,7 +190,7 @@ class Assess(ModuleCase):
                                      bank="B", timeout=1, delay=0.2)
         self.assertTrue(res.get("failed"))
         self.assertIn("bank B is trying, not good, after 1 s", res["msg"])
-        self.assertGreater(len(calls), 2)
+        self.assertGreaterEqual(len(calls), 2)  # polled again (a loaded machine fits few in 1 s)
 
 
 class Desired(ModuleCase):
