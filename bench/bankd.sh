@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "bench/bankd: needs root (loop devices), skipped"
 	exit 0
 fi
-for t in mksquashfs losetup dbus-daemon; do
+for t in mksquashfs losetup dbus-daemon busctl; do
 	command -v "$t" >/dev/null || { echo "bench/bankd: needs $t" >&2; exit 1; }
 done
 $PY -c 'import dbus' 2>/dev/null || { echo "bench/bankd: needs python3-dbus" >&2; exit 1; }
@@ -39,37 +39,12 @@ root=$run/root
 bench_two_banks "$run" "$root"
 loop=$BENCH_LOOP
 
-addr=unix:path=$run/bus.socket
-cat >"$run/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>$addr</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_type="method_call"/>
-    <allow own="org.bootbank.Manager1"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_type="signal"/>
-  </policy>
-</busconfig>
-EOF
-dbus-daemon --config-file="$run/bus.conf" --nofork --nopidfile 2>/dev/null &
-dbus_pid=$!
-for _ in $(seq 100); do [ -S "$run/bus.socket" ] && break; sleep 0.05; done
-"$BANKD" --root "$root" --bus-address "$addr" --log-level warning &
-bankd_pid=$!
-for _ in $(seq 200); do
-	$PY tests/integ/bankd-client.py "$addr" get Version >/dev/null 2>&1 && break
-	sleep 0.05
-done
+. tests/integ/lib-bus.sh
+bk_bus_start "$run/bus" || { echo "bench/bankd: dbus-daemon does not start: $(cat "$run/bus/log")" >&2; exit 1; }
+dbus_pid=$BK_BUS_PID
+addr=$BK_BUS
+bk_bankd_start "$root" "$run/bankd.log" --log-level warning || { echo "bench/bankd: bankd does not start: $(tail -n 3 "$run/bankd.log")" >&2; exit 1; }
+bankd_pid=$BK_BANKD_PID
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$bankd_pid/status"; }
 sleep 0.5
 rss0=$(rss)

@@ -53,7 +53,7 @@ done
 
 for t in tests/integ/*.sh; do
 	[ -f "$t" ] || continue
-	[ "$(basename "$t")" = lib.sh ] && continue
+	case $(basename "$t") in lib.sh | lib-*.sh) continue ;; esac # sourced helpers, not tests
 	name=integ/$(basename "$t" .sh)
 	[[ -n $filter && $name != *$filter* ]] && continue
 	log=$logdir/integ-$(basename "$t" .sh).log
